@@ -1,0 +1,1 @@
+"""The dispatcher process role (python -m dispatcher)."""

@@ -1,0 +1,1 @@
+"""The game process role (python -m game)."""

@@ -1,0 +1,1 @@
+"""The gate process role (python -m gate)."""

@@ -1,0 +1,508 @@
+"""Read ``goworld.ini`` into frozen dataclasses: :func:`load` is the only entry point.
+
+:func:`load` is pure: no globals, no caching, no I/O besides reading the one file. It
+follows GoWorld's ``engine/config`` (PROTOCOL.md §5) and is stricter where GoWorld is lax.
+
+Format (Python's :mod:`configparser`, no interpolation)
+    Comments start with ``;`` or ``#``; an inline comment is `` ;`` (a space, then ``;``).
+    Section and key names are lower-cased (and stripped) before matching. A value wrapped
+    in ``"..."`` or backticks is unquoted, as go-ini does. A duplicate section or key
+    (after lower-casing), a key before the first section, or a multi-line value is an error.
+
+Semantics (as GoWorld)
+    ``[deployment]`` is required; ``desired_dispatchers``, ``desired_games`` and
+    ``desired_gates`` must all be integers in 1..65535.
+    ``[dispatcherN]``, ``[gameN]`` and ``[gateN]`` start from the defaults, then take the
+    keys of ``[dispatcher_common]``/``[game_common]``/``[gate_common]``, then their own.
+    Every N in 1..desired gets a config, from the common section if its own is missing;
+    a section with N beyond desired is ignored with a warning on ``goworld.config``.
+    ``rsa_key``, ``rsa_certificate`` and the sqlite ``path`` are relative to the config
+    file's directory and are returned absolute. ``log_file`` is kept as written (GoWorld's
+    processes open it relative to their working directory, the config file's directory).
+
+Stricter than GoWorld (each of these is a :class:`~goworld.errors.ConfigError`)
+    * Unknown keys in ``[deployment]`` (GoWorld ignores them).
+    * Any unparseable value. GoWorld silently falls back to a default (``save_interval``
+      to 300) and accepts ``http_addr=25001``, on which Go's listen then fails; we need
+      ``host:port`` (an empty host, ``:port``, means every interface for listen addresses).
+    * Negative intervals, ``save_interval = 0`` and ``position_sync_interval_ms`` below 5
+      (GoWorld raises it to 5 at run time); unknown ``log_level``.
+    * A key that does not belong to the chosen ``[storage]``/``[kvdb]`` type.
+
+Our additions (documented in the shipped ``goworld.ini``)
+    * ``[storage]`` is optional and defaults to ``type = sqlite``, ``path = goworld.db``.
+      Types: ``sqlite`` (``path``), ``mongodb`` (``url`` required, ``db`` = goworld),
+      ``redis`` (``url`` required, ``db`` = integer, default 0).
+    * ``[kvdb]`` takes the same types (sqlite ``path`` defaults to ``goworld_kv.db``;
+      mongodb also requires ``collection``). A missing section or an empty ``type``
+      disables KVDB (``ClusterConfig.kvdb is None``).
+    * ``start_nodes_<anything>`` keys are accepted in both sections for compatibility and
+      kept in ``start_nodes``, but unused: ``type = redis_cluster`` is not supported.
+    * Gate ``legacy_client_protocol`` = ``""`` (HEAD, default) | ``2017`` | ``2018``.
+    * Dispatcher ``frozen_queue_max_bytes`` (default 256 MiB): the most bytes queued for
+      one frozen game during a hot reload.
+
+The key schema is the one table :data:`_SCHEMA`: adding a key is one row there plus one
+field on the matching dataclass (a test checks they agree).
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from goworld.errors import ConfigError
+
+__all__ = [
+    "Address",
+    "ClusterConfig",
+    "DeploymentConfig",
+    "DispatcherConfig",
+    "GameConfig",
+    "GateConfig",
+    "KVDBConfig",
+    "StorageConfig",
+    "load",
+]
+
+logger = logging.getLogger("goworld.config")
+
+
+# ----------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A ``host:port`` pair. An empty host (``:port``) means every interface."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentConfig:
+    desired_dispatchers: int
+    desired_games: int
+    desired_gates: int
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    id: int
+    listen_addr: Address
+    advertise_addr: Address
+    http_addr: Address
+    log_file: str
+    log_stderr: bool
+    log_level: str
+    frozen_queue_max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class GameConfig:
+    id: int
+    boot_entity: str
+    save_interval: int  # seconds
+    log_file: str
+    log_stderr: bool
+    http_addr: Address
+    log_level: str
+    gomaxprocs: int  # accepted for compatibility; 0 = default
+    position_sync_interval_ms: int
+    ban_boot_entity: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    id: int
+    listen_addr: Address
+    http_addr: Address
+    log_file: str
+    log_stderr: bool
+    log_level: str
+    gomaxprocs: int
+    compress_connection: bool
+    encrypt_connection: bool
+    rsa_key: Path
+    rsa_certificate: Path
+    heartbeat_check_interval: int  # seconds; 0 = never check
+    position_sync_interval_ms: int
+    legacy_client_protocol: int | None  # None = HEAD, else 2017 or 2018
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Entity storage. Fields that do not apply to ``type`` keep their empty default."""
+
+    type: str  # "sqlite" | "mongodb" | "redis"
+    path: Path | None = None  # sqlite: absolute database file
+    url: str = ""  # mongodb / redis
+    db: str = ""  # mongodb database name, or redis DB index in decimal
+    start_nodes: tuple[str, ...] = ()  # GoWorld redis_cluster leftovers, unused
+
+    @property
+    def redis_db(self) -> int:
+        """The redis DB index (only meaningful when ``type == "redis"``)."""
+        return int(self.db or "0")
+
+
+@dataclass(frozen=True, slots=True)
+class KVDBConfig:
+    """KVDB. Fields that do not apply to ``type`` keep their empty default."""
+
+    type: str  # "sqlite" | "mongodb" | "redis"
+    path: Path | None = None
+    url: str = ""
+    db: str = ""
+    collection: str = ""  # mongodb only
+    start_nodes: tuple[str, ...] = ()
+
+    @property
+    def redis_db(self) -> int:
+        """The redis DB index (only meaningful when ``type == "redis"``)."""
+        return int(self.db or "0")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    path: Path  # absolute path of the file read
+    deployment: DeploymentConfig
+    debug: bool
+    dispatchers: Mapping[int, DispatcherConfig]  # ids 1..desired_dispatchers
+    games: Mapping[int, GameConfig]  # ids 1..desired_games
+    gates: Mapping[int, GateConfig]  # ids 1..desired_gates
+    storage: StorageConfig
+    kvdb: KVDBConfig | None  # None: KVDB disabled
+
+    @property
+    def config_dir(self) -> Path:
+        return self.path.parent
+
+
+# ----------------------------------------------------------------------------- value parsers
+# A parser takes the raw string and returns the value or raises ValueError(reason).
+
+_Parser = Callable[[str], Any]
+
+_TRUE = frozenset({"1", "t", "true", "y", "yes", "on"})
+_FALSE = frozenset({"0", "f", "false", "n", "no", "off"})
+_LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def _bool(raw: str) -> bool:
+    low = raw.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("expected a boolean (1/0, true/false, on/off, yes/no, t/f, y/n)")
+
+
+def _int(lo: int, hi: int | None = None) -> _Parser:
+    def parse(raw: str) -> int:
+        if not _INT_RE.fullmatch(raw):
+            raise ValueError("expected an integer")
+        value = int(raw)
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError(f"must be at least {lo}" if hi is None else f"must be in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(_text(raw))  # made absolute against the config dir by _parse_keys
+
+
+def _log_level(raw: str) -> str:
+    if raw.lower() not in _LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}")
+    return raw.lower()
+
+
+def _addr(*, dial: bool) -> _Parser:
+    def parse(raw: str) -> Address:
+        host, sep, port = raw.rpartition(":")
+        if not sep:
+            raise ValueError("expected host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            raise ValueError("an IPv6 host must be written [host]:port")
+        if any(c.isspace() or c in "[]" for c in host):
+            raise ValueError("bad host")
+        if dial and not host:
+            raise ValueError("a host is required")
+        if not port.isdigit() or not (1 if dial else 0) <= int(port) <= 65535:
+            raise ValueError(f"port must be an integer in {1 if dial else 0}..65535")
+        return Address(host, int(port))
+
+    return parse
+
+
+def _url(*schemes: str) -> _Parser:
+    def parse(raw: str) -> str:
+        if not raw.startswith(tuple(s + "://" for s in schemes)):
+            raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        return raw
+
+    return parse
+
+
+def _legacy_protocol(raw: str) -> int | None:
+    if raw in ("", "2017", "2018"):
+        return int(raw) if raw else None
+    raise ValueError('expected "" (HEAD), 2017 or 2018')
+
+
+# ----------------------------------------------------------------------------- the schema
+# (section kind, key, parser, default as raw ini text; None = required)
+
+_Row = tuple[str, str, _Parser, str | None]
+_LISTEN, _DIAL = _addr(dial=False), _addr(dial=True)
+_SECONDS, _SYNC_MS, _COUNT = _int(0), _int(5), _int(1, 65535)
+_MONGODB_URL, _REDIS_URL = _url("mongodb", "mongodb+srv"), _url("redis", "rediss", "unix")
+
+
+def _redis_db(raw: str) -> str:
+    return str(_int(0)(raw))
+
+
+_SCHEMA: tuple[_Row, ...] = (
+    ("deployment", "desired_dispatchers", _COUNT, None),
+    ("deployment", "desired_games", _COUNT, None),
+    ("deployment", "desired_gates", _COUNT, None),
+    ("debug", "debug", _bool, "false"),
+    ("dispatcher", "listen_addr", _LISTEN, "127.0.0.1:13000"),
+    ("dispatcher", "advertise_addr", _DIAL, "127.0.0.1:13000"),
+    ("dispatcher", "http_addr", _LISTEN, "127.0.0.1:23000"),
+    ("dispatcher", "log_file", _text, "dispatcher.log"),
+    ("dispatcher", "log_stderr", _bool, "true"),
+    ("dispatcher", "log_level", _log_level, "debug"),
+    ("dispatcher", "frozen_queue_max_bytes", _int(1), str(256 * 1024 * 1024)),  # ours
+    ("game", "boot_entity", _text, "Boot"),
+    ("game", "save_interval", _int(1), "300"),
+    ("game", "log_file", _text, "game.log"),
+    ("game", "log_stderr", _bool, "true"),
+    ("game", "http_addr", _LISTEN, "127.0.0.1:25000"),
+    ("game", "log_level", _log_level, "debug"),
+    ("game", "gomaxprocs", _int(0), "0"),
+    ("game", "position_sync_interval_ms", _SYNC_MS, "100"),
+    ("game", "ban_boot_entity", _bool, "false"),
+    ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
+    ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),
+    ("gate", "log_file", _text, "gate.log"),
+    ("gate", "log_stderr", _bool, "true"),
+    ("gate", "log_level", _log_level, "debug"),
+    ("gate", "gomaxprocs", _int(0), "0"),
+    ("gate", "compress_connection", _bool, "false"),
+    ("gate", "encrypt_connection", _bool, "false"),
+    ("gate", "rsa_key", _path, "rsa.key"),
+    ("gate", "rsa_certificate", _path, "rsa.crt"),
+    ("gate", "heartbeat_check_interval", _SECONDS, "0"),
+    ("gate", "position_sync_interval_ms", _SYNC_MS, "100"),
+    ("gate", "legacy_client_protocol", _legacy_protocol, ""),  # ours
+    ("storage.sqlite", "path", _path, "goworld.db"),  # ours
+    ("storage.mongodb", "url", _MONGODB_URL, None),
+    ("storage.mongodb", "db", _text, "goworld"),
+    ("storage.redis", "url", _REDIS_URL, None),
+    ("storage.redis", "db", _redis_db, "0"),
+    ("kvdb.sqlite", "path", _path, "goworld_kv.db"),  # ours
+    ("kvdb.mongodb", "url", _MONGODB_URL, None),
+    ("kvdb.mongodb", "db", _text, "goworld"),
+    ("kvdb.mongodb", "collection", _text, None),
+    ("kvdb.redis", "url", _REDIS_URL, None),
+    ("kvdb.redis", "db", _redis_db, "0"),
+)
+
+_ROLES: dict[str, tuple[type[Any], str]] = {
+    "dispatcher": (DispatcherConfig, "desired_dispatchers"),
+    "game": (GameConfig, "desired_games"),
+    "gate": (GateConfig, "desired_gates"),
+}
+_BACKEND_TYPES = ("sqlite", "mongodb", "redis")
+_PLAIN_SECTIONS = frozenset(
+    {"deployment", "debug", "storage", "kvdb", *(f"{role}_common" for role in _ROLES)}
+)
+_ROLE_SECTION_RE = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
+_START_NODES = "start_nodes_"
+
+# Raw values with their origin: key -> (section the value came from, raw text).
+_Raw = dict[str, tuple[str, str]]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path) -> ClusterConfig:
+    """Read and validate the config file at ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read, or it is invalid; the message names the
+            file and, where they apply, the section, key and value.
+    """
+    path = Path(path).absolute()
+    sections = _read_sections(path)
+    for name in sections:
+        if not (_ROLE_SECTION_RE.fullmatch(name) or name in _PLAIN_SECTIONS):
+            raise ConfigError("unknown section", path=str(path), section=name)
+    if "deployment" not in sections:
+        raise ConfigError("missing required section [deployment]", path=str(path))
+    deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections))
+    roles = {
+        role: MappingProxyType(_role_configs(path, role, sections, deployment))
+        for role in _ROLES
+    }
+    return ClusterConfig(
+        path=path,
+        deployment=deployment,
+        debug=_parse_keys(path, "debug", "debug", sections)["debug"],
+        dispatchers=roles["dispatcher"],
+        games=roles["game"],
+        gates=roles["gate"],
+        storage=StorageConfig(**_backend(path, "storage", sections, "sqlite")),
+        kvdb=KVDBConfig(**kv) if (kv := _backend(path, "kvdb", sections, "")) else None,
+    )
+
+
+def _read_sections(path: Path) -> dict[str, _Raw]:
+    """Parse the file into {lower-cased section: {lower-cased key: (section, raw value)}}."""
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        comment_prefixes=(";", "#"),
+        inline_comment_prefixes=(";",),
+        strict=True,
+        empty_lines_in_values=False,
+        default_section="\n",  # cannot occur in a file: no implicit DEFAULT inheritance
+    )
+    where = str(path)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            parser.read_file(f, source=where)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", path=where) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}", path=where) from exc
+    except configparser.DuplicateSectionError as exc:
+        raise ConfigError(
+            f"duplicate section (line {exc.lineno})", path=where, section=exc.section.lower()
+        ) from exc
+    except configparser.DuplicateOptionError as exc:
+        raise ConfigError(
+            f"duplicate key (line {exc.lineno})",
+            path=where,
+            section=exc.section.lower(),
+            key=exc.option,
+        ) from exc
+    except configparser.MissingSectionHeaderError as exc:
+        raise ConfigError(f"line {exc.lineno}: key outside any section", path=where) from exc
+    except configparser.ParsingError as exc:
+        lineno, line = exc.errors[0]
+        raise ConfigError(f"line {lineno}: cannot parse {line!r}", path=where) from exc
+
+    sections: dict[str, _Raw] = {}
+    for header in parser.sections():
+        name = header.strip().lower()
+        if name in sections:
+            raise ConfigError("duplicate section (names are case-insensitive)", path=where,
+                              section=name)
+        raw: _Raw = {}
+        for key, value in parser.items(header, raw=True):
+            if "\n" in value:
+                raise ConfigError("multi-line values are not supported", path=where,
+                                  section=name, key=key, value=value)
+            raw[key] = (name, _unquote(value.strip()))
+        sections[name] = raw
+    return sections
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"`":
+        return value[1:-1]
+    return value
+
+
+def _parse_keys(
+    path: Path, kind: str, section: str, sections: Mapping[str, _Raw], base: _Raw | None = None
+) -> dict[str, Any]:
+    """Parse ``section`` (merged over ``base``) with the schema rows of ``kind``."""
+    rows = {key: (parser, default) for k, key, parser, default in _SCHEMA if k == kind}
+    raw: _Raw = dict(base or {})
+    for key, origin in sections.get(section, {}).items():
+        if key not in rows:
+            hint = f" for type = {kind.partition('.')[2]}" if "." in kind else ""
+            raise ConfigError(f"unknown key{hint}", path=str(path), section=origin[0], key=key,
+                              value=origin[1])
+        raw[key] = origin
+    values: dict[str, Any] = {}
+    for key, (parser, default) in rows.items():
+        origin, text = raw.get(key, (section, default))
+        if text is None:
+            raise ConfigError("missing required key", path=str(path), section=origin, key=key)
+        try:
+            value = parser(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=str(path), section=origin, key=key,
+                              value=text) from exc
+        if isinstance(value, Path) and not value.is_absolute():
+            value = path.parent / value
+        values[key] = value
+    return values
+
+
+def _role_configs(
+    path: Path, role: str, sections: Mapping[str, _Raw], deployment: DeploymentConfig
+) -> dict[int, Any]:
+    """One config per id 1..desired: defaults < ``[<role>_common]`` < ``[<role>N]``."""
+    cls, desired_key = _ROLES[role]
+    desired: int = getattr(deployment, desired_key)
+    for name in sections:
+        match = _ROLE_SECTION_RE.fullmatch(name)
+        if match and match[1] == role and int(match[2]) > desired:
+            logger.warning("%s: section [%s] is ignored because [deployment] %s = %d",
+                           path, name, desired_key, desired)
+    common = f"{role}_common"
+    _parse_keys(path, role, common, sections)  # report errors in the common section itself
+    base = sections.get(common, {})
+    return {n: cls(id=n, **_parse_keys(path, role, f"{role}{n}", sections, base))
+            for n in range(1, desired + 1)}
+
+
+def _backend(
+    path: Path, section: str, sections: Mapping[str, _Raw], default_type: str
+) -> dict[str, Any] | None:
+    """Keyword arguments for StorageConfig/KVDBConfig, or None if the type is ``""``."""
+    raw = dict(sections.get(section, {}))
+    origin, type_ = raw.pop("type", (section, default_type))
+    type_ = type_.lower()
+    start_nodes = tuple(raw.pop(k)[1] for k in sorted(raw) if k.startswith(_START_NODES))
+    where = {"path": str(path), "section": origin, "key": "type", "value": type_}
+    if type_ == "redis_cluster":
+        raise ConfigError("type redis_cluster is not supported", **where)
+    if type_ == "" and default_type == "":
+        if raw:
+            key, (_, value) = next(iter(raw.items()))
+            raise ConfigError("unknown key for a disabled kvdb (type is empty)",
+                              path=str(path), section=section, key=key, value=value)
+        return None
+    if type_ not in _BACKEND_TYPES:
+        raise ConfigError(f"unknown type, expected one of {', '.join(_BACKEND_TYPES)}", **where)
+    values = _parse_keys(path, f"{section}.{type_}", section, {section: raw})
+    return {"type": type_, "start_nodes": start_nodes, **values}

@@ -1,0 +1,102 @@
+"""Message type numbers (PROTOCOL.md §2.1), with the routing ranges as named predicates.
+
+Numbers are those of GoWorld at HEAD (the "G2020" generation). The legacy client numbering of
+the 2017/2018 demo clients is handled by :mod:`goworld.proto.dialect`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "MsgType",
+    "is_redirect_to_client",
+    "is_gate_service",
+    "CLIENT_TO_GATE",
+    "GATE_TO_CLIENT",
+]
+
+
+class MsgType(IntEnum):
+    INVALID = 0
+    SET_GAME_ID = 1
+    SET_GATE_ID = 2
+    NOTIFY_CREATE_ENTITY = 3
+    NOTIFY_DESTROY_ENTITY = 4
+    KVREG_REGISTER = 5
+    CALL_ENTITY_METHOD = 6
+    CREATE_ENTITY_SOMEWHERE = 7
+    LOAD_ENTITY_SOMEWHERE = 8
+    NOTIFY_CLIENT_CONNECTED = 9
+    NOTIFY_CLIENT_DISCONNECTED = 10
+    CALL_ENTITY_METHOD_FROM_CLIENT = 11
+    SYNC_POSITION_YAW_FROM_CLIENT = 12
+    NOTIFY_GATE_DISCONNECTED = 13
+    START_FREEZE_GAME = 14
+    START_FREEZE_GAME_ACK = 15
+    MIGRATE_REQUEST = 16
+    REAL_MIGRATE = 17
+    QUERY_SPACE_GAMEID_FOR_MIGRATE = 18
+    CANCEL_MIGRATE = 19
+    CALL_NIL_SPACES = 20
+    SET_GAME_ID_ACK = 21
+    NOTIFY_GAME_CONNECTED = 22
+    NOTIFY_GAME_DISCONNECTED = 23
+    NOTIFY_DEPLOYMENT_READY = 24
+    GAME_LBC_INFO = 25
+
+    GATE_SERVICE_MSG_TYPE_START = 1000
+    REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001
+    CREATE_ENTITY_ON_CLIENT = 1002
+    DESTROY_ENTITY_ON_CLIENT = 1003
+    NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT = 1004
+    NOTIFY_MAP_ATTR_DEL_ON_CLIENT = 1005
+    NOTIFY_LIST_ATTR_CHANGE_ON_CLIENT = 1006
+    NOTIFY_LIST_ATTR_POP_ON_CLIENT = 1007
+    NOTIFY_LIST_ATTR_APPEND_ON_CLIENT = 1008
+    CALL_ENTITY_METHOD_ON_CLIENT = 1009
+    SET_CLIENTPROXY_FILTER_PROP = 1010
+    CLEAR_CLIENTPROXY_FILTER_PROPS = 1011
+    NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT = 1012
+    REDIRECT_TO_GATEPROXY_MSG_TYPE_STOP = 1499
+    CALL_FILTERED_CLIENTS = 1501
+    SYNC_POSITION_YAW_ON_CLIENTS = 1502
+    GATE_SERVICE_MSG_TYPE_STOP = 1999
+    HEARTBEAT_FROM_CLIENT = 2001
+
+
+def is_redirect_to_client(msgtype: int) -> bool:
+    """Types 1001..1499 carry ``u16 gateid + ClientID`` and are forwarded to that client."""
+    return 1001 <= msgtype <= 1499
+
+
+def is_gate_service(msgtype: int) -> bool:
+    """Types 1501..1999 are handled by the gate itself (filtered calls, position syncs)."""
+    return 1501 <= msgtype <= 1999
+
+
+#: Types a client may send to a gate (HEAD numbering).
+CLIENT_TO_GATE = frozenset(
+    {
+        MsgType.CALL_ENTITY_METHOD_FROM_CLIENT,
+        MsgType.SYNC_POSITION_YAW_FROM_CLIENT,
+        MsgType.HEARTBEAT_FROM_CLIENT,
+    }
+)
+
+#: Types a gate sends to a client.
+GATE_TO_CLIENT = frozenset(
+    {
+        MsgType.CREATE_ENTITY_ON_CLIENT,
+        MsgType.DESTROY_ENTITY_ON_CLIENT,
+        MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT,
+        MsgType.NOTIFY_MAP_ATTR_DEL_ON_CLIENT,
+        MsgType.NOTIFY_LIST_ATTR_CHANGE_ON_CLIENT,
+        MsgType.NOTIFY_LIST_ATTR_POP_ON_CLIENT,
+        MsgType.NOTIFY_LIST_ATTR_APPEND_ON_CLIENT,
+        MsgType.CALL_ENTITY_METHOD_ON_CLIENT,
+        MsgType.NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT,
+        MsgType.CALL_FILTERED_CLIENTS,
+        MsgType.SYNC_POSITION_YAW_ON_CLIENTS,
+    }
+)

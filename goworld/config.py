@@ -343,6 +343,11 @@ _PLAIN_SECTIONS = frozenset(
 )
 _ROLE_SECTION_RE = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
 _START_NODES = "start_nodes_"
+_SYNTAX_ERRORS: dict[type[Exception], str] = {
+    configparser.DuplicateSectionError: "duplicate section",
+    configparser.DuplicateOptionError: "duplicate key",
+    configparser.MissingSectionHeaderError: "a key outside any section",
+}
 
 # Raw values with their origin: key -> (section the value came from, raw text).
 _Raw = dict[str, tuple[str, str]]
@@ -367,8 +372,7 @@ def load(path: str | Path) -> ClusterConfig:
         raise ConfigError("missing required section [deployment]", path=str(path))
     deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections))
     roles = {
-        role: MappingProxyType(_role_configs(path, role, sections, deployment))
-        for role in _ROLES
+        role: MappingProxyType(_role_configs(path, role, sections, deployment)) for role in _ROLES
     }
     return ClusterConfig(
         path=path,
@@ -378,7 +382,7 @@ def load(path: str | Path) -> ClusterConfig:
         games=roles["game"],
         gates=roles["gate"],
         storage=StorageConfig(**_backend(path, "storage", sections, "sqlite")),
-        kvdb=KVDBConfig(**kv) if (kv := _backend(path, "kvdb", sections, "")) else None,
+        kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "")) else None,
     )
 
 
@@ -396,45 +400,44 @@ def _read_sections(path: Path) -> dict[str, _Raw]:
     try:
         with open(path, encoding="utf-8-sig") as f:
             parser.read_file(f, source=where)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", path=where) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text: {exc}", path=where) from exc
-    except configparser.DuplicateSectionError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot read config file: {reason}", path=where) from exc
+    except configparser.Error as exc:
+        section, key = getattr(exc, "section", None), getattr(exc, "option", None)
+        lineno = getattr(exc, "lineno", None) or getattr(exc, "errors", [(0, "")])[0][0]
+        what = _SYNTAX_ERRORS.get(type(exc), "cannot parse this line")
         raise ConfigError(
-            f"duplicate section (line {exc.lineno})", path=where, section=exc.section.lower()
-        ) from exc
-    except configparser.DuplicateOptionError as exc:
-        raise ConfigError(
-            f"duplicate key (line {exc.lineno})",
+            f"line {lineno}: {what}",
             path=where,
-            section=exc.section.lower(),
-            key=exc.option,
+            section=section and section.strip().lower(),
+            key=key,
         ) from exc
-    except configparser.MissingSectionHeaderError as exc:
-        raise ConfigError(f"line {exc.lineno}: key outside any section", path=where) from exc
-    except configparser.ParsingError as exc:
-        lineno, line = exc.errors[0]
-        raise ConfigError(f"line {lineno}: cannot parse {line!r}", path=where) from exc
 
     sections: dict[str, _Raw] = {}
     for header in parser.sections():
         name = header.strip().lower()
         if name in sections:
-            raise ConfigError("duplicate section (names are case-insensitive)", path=where,
-                              section=name)
+            raise ConfigError(
+                "duplicate section (names are case-insensitive)", path=where, section=name
+            )
         raw: _Raw = {}
         for key, value in parser.items(header, raw=True):
             if "\n" in value:
-                raise ConfigError("multi-line values are not supported", path=where,
-                                  section=name, key=key, value=value)
+                raise ConfigError(
+                    "multi-line values are not supported",
+                    path=where,
+                    section=name,
+                    key=key,
+                    value=value,
+                )
             raw[key] = (name, _unquote(value.strip()))
         sections[name] = raw
     return sections
 
 
 def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"`":
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in '"`':
         return value[1:-1]
     return value
 
@@ -445,22 +448,24 @@ def _parse_keys(
     """Parse ``section`` (merged over ``base``) with the schema rows of ``kind``."""
     rows = {key: (parser, default) for k, key, parser, default in _SCHEMA if k == kind}
     raw: _Raw = dict(base or {})
-    for key, origin in sections.get(section, {}).items():
+    for key, entry in sections.get(section, {}).items():
         if key not in rows:
             hint = f" for type = {kind.partition('.')[2]}" if "." in kind else ""
-            raise ConfigError(f"unknown key{hint}", path=str(path), section=origin[0], key=key,
-                              value=origin[1])
-        raw[key] = origin
+            raise ConfigError(
+                f"unknown key{hint}", path=str(path), section=entry[0], key=key, value=entry[1]
+            )
+        raw[key] = entry
     values: dict[str, Any] = {}
     for key, (parser, default) in rows.items():
-        origin, text = raw.get(key, (section, default))
+        origin, text = raw[key] if key in raw else (section, default)
         if text is None:
             raise ConfigError("missing required key", path=str(path), section=origin, key=key)
         try:
             value = parser(text)
         except ValueError as exc:
-            raise ConfigError(str(exc), path=str(path), section=origin, key=key,
-                              value=text) from exc
+            raise ConfigError(
+                str(exc), path=str(path), section=origin, key=key, value=text
+            ) from exc
         if isinstance(value, Path) and not value.is_absolute():
             value = path.parent / value
         values[key] = value
@@ -476,32 +481,44 @@ def _role_configs(
     for name in sections:
         match = _ROLE_SECTION_RE.fullmatch(name)
         if match and match[1] == role and int(match[2]) > desired:
-            logger.warning("%s: section [%s] is ignored because [deployment] %s = %d",
-                           path, name, desired_key, desired)
+            logger.warning(
+                "%s: section [%s] is ignored because [deployment] %s = %d",
+                path,
+                name,
+                desired_key,
+                desired,
+            )
     common = f"{role}_common"
     _parse_keys(path, role, common, sections)  # report errors in the common section itself
     base = sections.get(common, {})
-    return {n: cls(id=n, **_parse_keys(path, role, f"{role}{n}", sections, base))
-            for n in range(1, desired + 1)}
+    return {
+        n: cls(id=n, **_parse_keys(path, role, f"{role}{n}", sections, base))
+        for n in range(1, desired + 1)
+    }
 
 
 def _backend(
     path: Path, section: str, sections: Mapping[str, _Raw], default_type: str
-) -> dict[str, Any] | None:
-    """Keyword arguments for StorageConfig/KVDBConfig, or None if the type is ``""``."""
+) -> dict[str, Any]:
+    """Keyword arguments for StorageConfig/KVDBConfig; empty if the type is ``""``."""
     raw = dict(sections.get(section, {}))
-    origin, type_ = raw.pop("type", (section, default_type))
-    type_ = type_.lower()
+    origin, written = raw.pop("type", (section, default_type))
+    type_ = written.lower()
     start_nodes = tuple(raw.pop(k)[1] for k in sorted(raw) if k.startswith(_START_NODES))
-    where = {"path": str(path), "section": origin, "key": "type", "value": type_}
+    where = {"path": str(path), "section": origin, "key": "type", "value": written}
     if type_ == "redis_cluster":
         raise ConfigError("type redis_cluster is not supported", **where)
     if type_ == "" and default_type == "":
         if raw:
             key, (_, value) = next(iter(raw.items()))
-            raise ConfigError("unknown key for a disabled kvdb (type is empty)",
-                              path=str(path), section=section, key=key, value=value)
-        return None
+            raise ConfigError(
+                "unknown key for a disabled kvdb (type is empty)",
+                path=str(path),
+                section=section,
+                key=key,
+                value=value,
+            )
+        return {}
     if type_ not in _BACKEND_TYPES:
         raise ConfigError(f"unknown type, expected one of {', '.join(_BACKEND_TYPES)}", **where)
     values = _parse_keys(path, f"{section}.{type_}", section, {section: raw})

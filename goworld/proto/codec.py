@@ -38,6 +38,8 @@ __all__ = [
     "encode_args",
     "decode_args",
     "write_varstr",
+    "write_data",
+    "write_args",
     "read_varstr",
     "read_entity_id",
     "write_entity_id",
@@ -106,12 +108,16 @@ def write_entity_id(out: bytearray, value: str) -> None:
 
 def write_varstr(out: bytearray, value: str) -> None:
     """Append a VarStr: ``u32`` length + UTF-8 bytes."""
-    data = value.encode("utf-8")
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"string is not encodable as UTF-8: {value!r}") from exc
     out += _U32.pack(len(data))
     out += data
 
 
-def _write_data(out: bytearray, value: Any) -> None:
+def write_data(out: bytearray, value: Any) -> None:
+    """Append Data: VarBytes holding ``value`` in GoWorld msgpack."""
     data = gwmsgpack.packb(value)
     out += _U32.pack(len(data))
     out += data
@@ -120,16 +126,17 @@ def _write_data(out: bytearray, value: Any) -> None:
 def encode_args(args: Sequence[Any]) -> bytes:
     """Encode Args: ``u16`` count, then each argument as its own msgpack VarBytes."""
     out = bytearray()
-    _write_args(out, args)
+    write_args(out, args)
     return bytes(out)
 
 
-def _write_args(out: bytearray, args: Sequence[Any]) -> None:
+def write_args(out: bytearray, args: Sequence[Any]) -> None:
+    """Append Args: ``u16`` count + one Data per argument."""
     if len(args) > 0xFFFF:
         raise LocalProtocolError(f"too many arguments: {len(args)}")
     out += _U16.pack(len(args))
     for arg in args:
-        _write_data(out, arg)
+        write_data(out, arg)
 
 
 def _write_records(out: bytearray, records: Iterable[PositionRecord]) -> None:
@@ -242,8 +249,8 @@ _WRITERS: dict[str, Writer] = {
     "f32": _write_f32,
     "eid": write_entity_id,
     "str": write_varstr,
-    "data": _write_data,
-    "args": _write_args,
+    "data": write_data,
+    "args": write_args,
     "records": _write_records,
 }
 _READERS: dict[str, Reader] = {

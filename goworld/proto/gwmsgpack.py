@@ -49,7 +49,10 @@ def _pack_int(out: bytearray, value: int) -> None:
 
 
 def _pack_str(out: bytearray, value: str) -> None:
-    data = value.encode("utf-8", "surrogatepass")
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(f"string is not encodable as UTF-8: {value!r}") from exc
     n = len(data)
     if n < 32:
         out.append(0xA0 | n)

@@ -1,22 +1,38 @@
-"""The ``goworld`` command line.
+"""The ``goworld`` command line: build, start, stop, kill, status (PROTOCOL.md §6) and config.
 
-Today it validates and shows a cluster configuration (``goworld config``). The cluster verbs of
-GoWorld (``build``, ``start``, ``stop``, ``reload``, ``status``, ``kill``) arrive with the
-cluster engine. The CLI reads goworld.ini through :mod:`goworld.config` and starts roles as
-subprocesses (``python -m dispatcher|gate|game``); it never imports a role.
+``goworld start examples/chatroom_demo`` starts every dispatcher, then every game, then every
+gate of ``goworld.ini``, one at a time, each confirmed by the start tag in its log file. The
+processes run detached (``python -m dispatcher|game|gate``) with the ini's directory as their
+working directory, so log files land there. The CLI keeps its bookkeeping in ``.goworld/``
+next to the ini: one pid file per process, the running game package, and each process's
+stderr (where a crash before logging starts would show). ``stop`` sends SIGTERM to gates,
+then games (which save every persistent entity), then dispatchers, waiting for each.
+
+The CLI never imports a role package: roles are subprocesses.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from goworld.config import ClusterConfig, load
-from goworld.errors import ConfigError
+from goworld.errors import ConfigError, GoWorldError
 
 __all__ = ["main"]
+
+RUN_DIR = ".goworld"
+START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 30.0}
+STOP_TIMEOUT = {"gate": 30.0, "game": 120.0, "dispatcher": 30.0}
+ID_FLAG = {"dispatcher": "-dispid", "game": "-gid", "gate": "-gateid"}
 
 _INI_OPTION = click.option(
     "--ini",
@@ -34,6 +50,291 @@ def _load_or_exit(path: Path) -> ClusterConfig:
     except ConfigError as exc:
         click.echo(f"goworld: config error: {exc}", err=True)
         sys.exit(2)
+
+
+def _started_tag(role: str) -> str:
+    return f"<!--XSUPERVISOR:BEGIN--> {role.upper()} STARTED <!--XSUPERVISOR:END-->"
+
+
+@dataclass(frozen=True)
+class Proc:
+    role: str
+    id: int
+    log_file: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}{self.id}"
+
+
+class Cluster:
+    """The processes goworld.ini describes, and the bookkeeping of the running ones."""
+
+    def __init__(self, cfg: ClusterConfig) -> None:
+        self.cfg = cfg
+        self.root = cfg.config_dir
+        self.run_dir = self.root / RUN_DIR
+
+    def procs(self, role: str) -> list[Proc]:
+        table = {"dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates}[role]
+        return [Proc(role, pid, self.root / c.log_file) for pid, c in table.items()]
+
+    def all_procs(self) -> list[Proc]:
+        return self.procs("dispatcher") + self.procs("game") + self.procs("gate")
+
+    def pid_file(self, proc: Proc) -> Path:
+        return self.run_dir / f"{proc.name}.pid"
+
+    def pid(self, proc: Proc) -> int | None:
+        """The pid of ``proc`` if it is running (stale pid files are removed)."""
+        path = self.pid_file(proc)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _alive(pid):
+            return pid
+        path.unlink(missing_ok=True)
+        return None
+
+    def running(self) -> dict[Proc, int]:
+        return {p: pid for p in self.all_procs() if (pid := self.pid(p)) is not None}
+
+    def app(self) -> str | None:
+        try:
+            return json.loads((self.run_dir / "cluster.json").read_text())["app"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def spawn(self, proc: Proc, app: Path | None, extra: list[str] = ()) -> int:
+        self.run_dir.mkdir(exist_ok=True)
+        if proc.log_file.exists():
+            proc.log_file.write_text("")  # GoWorld truncates logs on start
+        cmd = [sys.executable, "-m", proc.role, ID_FLAG[proc.role], str(proc.id),
+               "-configfile", str(self.cfg.path), *extra]
+        if proc.role == "game" and app is not None:
+            cmd += ["-app", str(app)]
+        stderr = open(self.run_dir / f"{proc.name}.stderr", "wb")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")) if p
+        )
+        child = subprocess.Popen(
+            cmd, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=stderr, start_new_session=True, env=env,
+        )
+        stderr.close()
+        self.pid_file(proc).write_text(f"{child.pid}\n")
+        return child.pid
+
+    def wait_started(self, proc: Proc, pid: int) -> None:
+        deadline = time.monotonic() + START_TIMEOUT[proc.role]
+        tag = _started_tag(proc.role)
+        while time.monotonic() < deadline:
+            if _log_has(proc.log_file, tag):
+                return
+            if not _alive(pid):
+                raise GoWorldError(f"{proc.name} exited during start-up\n{self.tail(proc)}")
+            time.sleep(0.1)
+        raise GoWorldError(f"{proc.name} did not report started within "
+                           f"{START_TIMEOUT[proc.role]:.0f} s\n{self.tail(proc)}")
+
+    def tail(self, proc: Proc, lines: int = 15) -> str:
+        out = []
+        for path in (proc.log_file, self.run_dir / f"{proc.name}.stderr"):
+            try:
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if text:
+                out.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def signal_and_wait(self, proc: Proc, sig: int, timeout: float) -> bool:
+        pid = self.pid(proc)
+        if pid is None:
+            return True
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                self.pid_file(proc).unlink(missing_ok=True)
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def _log_has(path: Path, tag: str) -> bool:
+    try:
+        with open(path, errors="replace") as f:
+            return tag in f.read()
+    except OSError:
+        return False
+
+
+def _progress(msg: str) -> None:
+    click.echo(msg, nl=False)
+    sys.stdout.flush()
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="goworld-py")
+def main() -> None:
+    """goworld: run and manage a GoWorld-compatible game-server cluster."""
+
+
+@main.command("config")
+@_INI_OPTION
+def config_command(ini_path: Path) -> None:
+    """Validate goworld.ini and show the cluster it describes."""
+    cfg = _load_or_exit(ini_path)
+    for line in describe(cfg):
+        click.echo(line)
+
+
+@main.command("build")
+@click.argument("app", type=click.Path(file_okay=False, path_type=Path))
+@_INI_OPTION
+def build_command(app: Path, ini_path: Path) -> None:
+    """Import the game package APP and check what it registers."""
+    cfg = _load_or_exit(ini_path)
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILD_SCRIPT, str(app.resolve()),
+         json.dumps(sorted({g.boot_entity for g in cfg.games.values()}))],
+        capture_output=True, text=True,
+    )
+    sys.stdout.write(result.stdout)
+    if result.returncode != 0:
+        click.echo(f"goworld build {app}: FAILED\n{result.stderr.strip()}", err=True)
+        sys.exit(1)
+
+
+_BUILD_SCRIPT = """
+import json, sys
+from game.loader import GamePackageError, load_game_package
+app, boots = sys.argv[1], json.loads(sys.argv[2])
+try:
+    reg = None
+    for boot in boots or [None]:
+        reg = load_game_package(app, boot_entity=boot)
+except GamePackageError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+for name, desc in sorted(reg.types.items()):
+    kind = "space" if desc.is_space else ("service x%d" % desc.service_shards if desc.service_shards else "entity")
+    extra = []
+    if desc.persistent: extra.append("persistent")
+    if desc.use_aoi: extra.append("aoi %g" % desc.aoi_distance)
+    print("%-24s %-12s %d attrs, %d rpcs %s" % (name, kind, len(desc.attr_flags), len(desc.rpcs), " ".join(extra)))
+print("ok: %d types" % len(reg.types))
+"""
+
+
+@main.command("start")
+@click.argument("app", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_INI_OPTION
+def start_command(app: Path, ini_path: Path) -> None:
+    """Start dispatchers, then games running APP, then gates."""
+    cluster = Cluster(_load_or_exit(ini_path))
+    running = cluster.running()
+    if running:
+        names = ", ".join(p.name for p in running)
+        click.echo(f"goworld start: refused, already running: {names} (goworld stop first)", err=True)
+        sys.exit(1)
+    cluster.run_dir.mkdir(exist_ok=True)
+    (cluster.run_dir / "cluster.json").write_text(json.dumps({"app": str(app.resolve())}))
+    started: list[Proc] = []
+    try:
+        for proc in cluster.all_procs():
+            t0 = time.monotonic()
+            _progress(f"starting {proc.name:<12} ")
+            pid = cluster.spawn(proc, app.resolve())
+            started.append(proc)
+            cluster.wait_started(proc, pid)
+            click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+    except GoWorldError as exc:
+        click.echo("FAILED")
+        click.echo(f"goworld start: {exc}", err=True)
+        for proc in reversed(started):
+            cluster.signal_and_wait(proc, signal.SIGKILL, 5)
+        sys.exit(1)
+    gates = [g for g in cluster.cfg.gates.values()]
+    for g in gates:
+        click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{g.http_addr}/ws")
+
+
+@main.command("stop")
+@_INI_OPTION
+def stop_command(ini_path: Path) -> None:
+    """Stop gates, then games (saving every persistent entity), then dispatchers."""
+    cluster = Cluster(_load_or_exit(ini_path))
+    if not cluster.running():
+        click.echo("goworld stop: nothing is running")
+        return
+    failed = []
+    for role in ("gate", "game", "dispatcher"):
+        for proc in cluster.procs(role):
+            if cluster.pid(proc) is None:
+                continue
+            _progress(f"stopping {proc.name:<12} ")
+            if cluster.signal_and_wait(proc, signal.SIGTERM, STOP_TIMEOUT[role]):
+                click.echo("ok")
+            else:
+                click.echo("still running")
+                failed.append(proc.name)
+    if failed:
+        click.echo(f"goworld stop: {', '.join(failed)} did not exit (try goworld kill)", err=True)
+        sys.exit(1)
+
+
+@main.command("kill")
+@_INI_OPTION
+def kill_command(ini_path: Path) -> None:
+    """Kill every process of the cluster at once (SIGKILL: nothing is saved)."""
+    cluster = Cluster(_load_or_exit(ini_path))
+    for proc in cluster.all_procs():
+        if cluster.pid(proc) is not None:
+            cluster.signal_and_wait(proc, signal.SIGKILL, 10)
+            click.echo(f"killed {proc.name}")
+
+
+@main.command("status")
+@_INI_OPTION
+def status_command(ini_path: Path) -> None:
+    """Show which processes of the cluster are running."""
+    cluster = Cluster(_load_or_exit(ini_path))
+    running = cluster.running()
+    d = cluster.cfg.deployment
+    count = {r: sum(1 for p in running if p.role == r) for r in ("dispatcher", "game", "gate")}
+    app = cluster.app() or "-"
+    click.echo(
+        f"{count['dispatcher']}/{d.desired_dispatchers} dispatchers, {count['game']}/"
+        f"{d.desired_games} games ({app}), {count['gate']}/{d.desired_gates} gates running"
+    )
+    for proc, pid in running.items():
+        click.echo(f"  {proc.name:<12} pid {pid:<8} log {proc.log_file}")
+    if not running:
+        sys.exit(3)
 
 
 def describe(cfg: ClusterConfig) -> list[str]:
@@ -73,21 +374,6 @@ def describe(cfg: ClusterConfig) -> list[str]:
             + f"  log {gate.log_file}"
         )
     return lines
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="goworld-py")
-def main() -> None:
-    """goworld: run and manage a GoWorld-compatible game-server cluster."""
-
-
-@main.command("config")
-@_INI_OPTION
-def config_command(ini_path: Path) -> None:
-    """Validate goworld.ini and show the cluster it describes."""
-    cfg = _load_or_exit(ini_path)
-    for line in describe(cfg):
-        click.echo(line)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,54 @@
 """goworld: a distributed game-server engine in Python, wire-compatible with GoWorld.
 
+Game code imports only this package::
+
+    import goworld
+
+    class Avatar(goworld.Entity):
+        persistent = True
+        aoi_distance = 100
+        attributes = {"name": goworld.ALL_CLIENTS | goworld.PERSISTENT}
+
+        @goworld.rpc(client=True, name="Say")
+        def say(self, text: str) -> None:
+            self.call_all_clients("OnSay", self.id, text)
+
+    goworld.register_entity(Avatar)
+
 Layering inside this package (a layer imports only the layers below it):
 
-* L3 ``rpc`` (gRPC cluster schema) and, later, ``net``, ``storage``, ``kvdb``
-* L2 ``entity`` (entities, spaces, attributes, AOI) — arrives with the cluster engine
+* L4 this facade (``api``) — the public names below
+* L3 ``cluster`` and ``rpc`` (gRPC streams), ``storage``, ``kvdb``, ``net`` (client transports)
+* L2 ``entity`` (entities, spaces, attributes, AOI, the registry, the runtime protocol)
 * L1 ``proto`` (the client wire protocol, no I/O) and ``config`` (goworld.ini)
 * L0 ``errors``, ``log``
 
 The process roles live in the top-level packages ``dispatcher``, ``gate`` and ``game``; they
-import ``goworld`` and never each other. The public game-developer API (``Entity``, ``Space``,
-``register_entity`` ...) is exported from here once the engine exists.
+import ``goworld`` and never each other.
 """
+
+from goworld.api import *  # noqa: F403 -- the facade functions are the public API
+from goworld.api import __all__ as _api_all
+from goworld.entity.attrs import ListAttr, MapAttr
+from goworld.entity.client import GameClient
+from goworld.entity.entity import Entity
+from goworld.entity.registry import ALL_CLIENTS, CLIENT, PERSISTENT, rpc
+from goworld.entity.space import Space
+from goworld.entity.vector import Vector3
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "Entity",
+    "Space",
+    "Vector3",
+    "MapAttr",
+    "ListAttr",
+    "GameClient",
+    "rpc",
+    "CLIENT",
+    "ALL_CLIENTS",
+    "PERSISTENT",
+    *_api_all,
+]

@@ -39,6 +39,7 @@ __all__ = [
     "decode_args",
     "write_varstr",
     "write_data",
+    "read_data",
     "write_args",
     "read_varstr",
     "read_entity_id",
@@ -211,7 +212,8 @@ def read_varstr(buf: bytes, pos: int) -> tuple[str, int]:
         raise RemoteProtocolError(f"string at offset {pos} is not valid UTF-8") from exc
 
 
-def _read_data(buf: bytes, pos: int) -> tuple[Any, int]:
+def read_data(buf: bytes, pos: int) -> tuple[Any, int]:
+    """Read Data: VarBytes holding one msgpack value (trailing bytes inside are ignored)."""
     raw, end = _read_varbytes(buf, pos, "msgpack data")
     return gwmsgpack.unpackb(raw), end
 
@@ -221,7 +223,7 @@ def decode_args(buf: bytes, pos: int = 0) -> tuple[tuple[Any, ...], int]:
     count, pos = _read_u16(buf, pos)
     values = []
     for _ in range(count):
-        value, pos = _read_data(buf, pos)
+        value, pos = read_data(buf, pos)
         values.append(value)
     return tuple(values), pos
 
@@ -261,7 +263,7 @@ _READERS: dict[str, Reader] = {
     "f32": _read_f32,
     "eid": read_entity_id,
     "str": read_varstr,
-    "data": _read_data,
+    "data": read_data,
     "args": decode_args,
     "records": _read_records,
 }

@@ -1,0 +1,66 @@
+"""``python -m dispatcher -dispid N [-configfile goworld.ini]``: the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+
+import grpc
+
+from dispatcher.server import DispatcherServicer
+from dispatcher.service import DispatcherService
+from goworld import process
+from goworld.cluster.streams import GRPC_OPTIONS
+from goworld.rpc import cluster_pb2_grpc
+
+logger = logging.getLogger("goworld.dispatcher")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = process.parse_role_args("dispatcher", "dispid", argv)
+    cfg = process.load_config_or_exit(args.configfile)
+    if args.id not in cfg.dispatchers:
+        print(f"dispatcher{args.id} is not in {cfg.path}", file=sys.stderr)
+        return 2
+    dcfg = cfg.dispatchers[args.id]
+    process.setup_logging(args.log or dcfg.log_level, dcfg.log_file, dcfg.log_stderr)
+
+    async def serve(stop: asyncio.Event) -> int:
+        service = DispatcherService(
+            args.id,
+            desired_games=cfg.deployment.desired_games,
+            desired_gates=cfg.deployment.desired_gates,
+            frozen_queue_max_bytes=dcfg.frozen_queue_max_bytes,
+            clock=time.monotonic,
+        )
+        server = grpc.aio.server(options=GRPC_OPTIONS)
+        cluster_pb2_grpc.add_DispatcherServicer_to_server(DispatcherServicer(service), server)
+        addr = str(dcfg.listen_addr)
+        try:
+            server.add_insecure_port(addr)
+        except RuntimeError as exc:
+            logger.critical("dispatcher%d cannot listen on %s: %s", args.id, addr, exc)
+            return 1
+        await server.start()
+        logger.info("dispatcher%d listening on %s (%s)", args.id, addr, process.pid_info())
+        process.announce_started("dispatcher")
+        ticker = asyncio.create_task(_tick(service))
+        await stop.wait()
+        logger.info("dispatcher%d stopping", args.id)
+        ticker.cancel()
+        await server.stop(0)
+        return 0
+
+    return process.run_loop(serve)
+
+
+async def _tick(service: DispatcherService) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        service.tick()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,519 @@
+"""The dispatcher's routing state and rules (PROTOCOL.md §2.4, §8), free of I/O.
+
+The service receives decoded envelopes from games and gates (``handle_game``/``handle_gate``)
+and peer lifecycle events, and emits envelopes by calling ``send`` on :class:`Peer` objects.
+The gRPC adapter (:mod:`dispatcher.server`) gives each connected game and gate a peer that
+queues envelopes and writes one batch per loop iteration; tests give it recording fakes.
+
+State:
+
+* ``entities``: entity id -> :class:`EntityRoute` (its game, and while it loads or migrates a
+  block deadline and a queue of at most :data:`ENTITY_QUEUE_LIMIT` messages);
+* ``games``: game id -> :class:`GameInfo` (its peer, a frozen flag and a byte-bounded queue
+  used while it is frozen for a reload, its reported CPU load, whether it takes boot entities);
+* ``gates``: gate id -> peer; ``kvreg``: the first-writer-wins registry services use;
+* the deployment-ready latch (§8.5) and the round-robin boot game counter (§8.3).
+
+Differences from GoWorld, on purpose: a client that connects before any boot game exists is
+held until one connects instead of being lost; a filtered call (1501) is broadcast by the one
+dispatcher the game sends it to, so each client gets it exactly once; a frozen game keeps its
+queue until it comes back (bounded in bytes) instead of being declared down after 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from goworld.cluster.envelopes import Envelope, pack, unpack
+from goworld.proto.msgtypes import MsgType
+
+__all__ = ["Peer", "DispatcherService", "EntityRoute", "GameInfo", "ENTITY_BLOCK_SECONDS"]
+
+logger = logging.getLogger("goworld.dispatcher")
+
+#: How long an entity stays blocked while it loads or migrates (GoWorld: 60 s).
+ENTITY_BLOCK_SECONDS = 60.0
+#: Messages queued per blocked entity before new ones are dropped (GoWorld: 1000).
+ENTITY_QUEUE_LIMIT = 1000
+#: Fixed per-envelope overhead counted against a frozen game's queue bound.
+ENVELOPE_OVERHEAD = 64
+
+
+class Peer(Protocol):
+    """A connected game or gate, as the service sees it."""
+
+    def send(self, env: Envelope) -> None:
+        """Queue ``env`` for this peer (delivered in order)."""
+
+    def close(self) -> None:
+        """Drop the connection."""
+
+
+@dataclass(slots=True)
+class EntityRoute:
+    game_id: int
+    blocked_until: float = 0.0
+    pending: deque[Envelope] | None = None
+
+
+@dataclass(slots=True)
+class GameInfo:
+    game_id: int
+    peer: Peer | None = None
+    ban_boot: bool = False
+    frozen: bool = False
+    pending: deque[Envelope] = field(default_factory=deque)
+    pending_bytes: int = 0
+    cpu: float = 0.0
+    reported_cpu: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.peer is not None or self.frozen
+
+
+class DispatcherService:
+    """Routing for one dispatcher of a cluster."""
+
+    def __init__(
+        self,
+        dispatcher_id: int,
+        *,
+        desired_games: int,
+        desired_gates: int,
+        frozen_queue_max_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.dispatcher_id = dispatcher_id
+        self.desired_games = desired_games
+        self.desired_gates = desired_gates
+        self.frozen_queue_max_bytes = frozen_queue_max_bytes
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.entities: dict[str, EntityRoute] = {}
+        self.games: dict[int, GameInfo] = {}
+        self.gates: dict[int, Peer] = {}
+        self.kvreg: dict[str, str] = {}
+        self.deployment_ready = False
+        self._boot_rr = 0
+        self._waiting_boot: list[Envelope] = []
+        self.stats = {"routed": 0, "dropped": 0}
+        self._game_handlers: dict[int, Callable[[int, Envelope], None]] = {
+            MsgType.NOTIFY_CREATE_ENTITY: self._on_notify_create,
+            MsgType.NOTIFY_DESTROY_ENTITY: self._on_notify_destroy,
+            MsgType.KVREG_REGISTER: self._on_kvreg_register,
+            MsgType.CALL_ENTITY_METHOD: self._on_call_entity,
+            MsgType.CREATE_ENTITY_SOMEWHERE: self._on_create_somewhere,
+            MsgType.LOAD_ENTITY_SOMEWHERE: self._on_load_somewhere,
+            MsgType.MIGRATE_REQUEST: self._on_migrate_request,
+            MsgType.REAL_MIGRATE: self._on_real_migrate,
+            MsgType.QUERY_SPACE_GAMEID_FOR_MIGRATE: self._on_query_space_game,
+            MsgType.CANCEL_MIGRATE: self._on_cancel_migrate,
+            MsgType.CALL_NIL_SPACES: self._on_call_nil_spaces,
+            MsgType.GAME_LBC_INFO: self._on_lbc_info,
+            MsgType.START_FREEZE_GAME: self._on_start_freeze,
+            MsgType.CALL_FILTERED_CLIENTS: self._on_filtered_call,
+            MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
+        }
+        self._gate_handlers: dict[int, Callable[[int, Envelope], None]] = {
+            MsgType.NOTIFY_CLIENT_CONNECTED: self._on_client_connected,
+            MsgType.NOTIFY_CLIENT_DISCONNECTED: self._on_client_disconnected,
+            MsgType.CALL_ENTITY_METHOD_FROM_CLIENT: self._on_call_from_client,
+            MsgType.SYNC_POSITION_YAW_FROM_CLIENT: self._on_sync_from_client,
+        }
+
+    # ---- peer lifecycle ------------------------------------------------------------------
+
+    def game_connected(self, game_id: int, peer: Peer, hello: Envelope) -> None:
+        """A game opened its stream; ``hello`` is its SET_GAME_ID envelope."""
+        info = unpack(hello.payload) if hello.payload else {}
+        game = self.games.get(game_id)
+        if game is not None and game.peer is not None:
+            logger.warning("game%d connected again: dropping its previous connection", game_id)
+            old = game.peer
+            self.game_disconnected(game_id, old, force_down=True)
+            old.close()
+            game = self.games.get(game_id)
+        if game is None:
+            game = self.games[game_id] = GameInfo(game_id)
+        game.peer = peer
+        game.ban_boot = bool(info.get("ban_boot", False))
+        rejected = self._adopt_entities(game_id, info.get("eids", ()))
+        peer.send(
+            Envelope(
+                msgtype=MsgType.SET_GAME_ID_ACK,
+                game_id=game_id,
+                payload=pack(
+                    {
+                        "disp": self.dispatcher_id,
+                        "ready": self.deployment_ready,
+                        "games": [g.game_id for g in self.games.values() if g.alive],
+                        "rejected": rejected,
+                        "kvreg": self.kvreg,
+                    }
+                ),
+            )
+        )
+        was_frozen = game.frozen
+        game.frozen = False
+        if was_frozen:
+            logger.info(
+                "game%d restored: releasing %d queued messages", game_id, len(game.pending)
+            )
+        self._release_game_queue(game)
+        logger.info(
+            "game%d connected (restore=%s, %d entities, %d rejected)",
+            game_id,
+            bool(info.get("restore")),
+            len(info.get("eids", ())),
+            len(rejected),
+        )
+        note = Envelope(msgtype=MsgType.NOTIFY_GAME_CONNECTED, game_id=game_id)
+        for other in self.games.values():
+            if other.game_id != game_id:
+                self._send_to_game_info(other, note)
+        self._check_ready()
+        if not game.ban_boot and self._waiting_boot:
+            waiting, self._waiting_boot = self._waiting_boot, []
+            for env in waiting:
+                self._on_client_connected(env.gate_id, env)
+
+    def _adopt_entities(self, game_id: int, eids: list[str]) -> list[str]:
+        rejected = []
+        for eid in eids:
+            route = self.entities.get(eid)
+            if route is None:
+                self.entities[eid] = EntityRoute(game_id)
+            elif route.game_id != game_id:
+                owner = self.games.get(route.game_id)
+                if owner is not None and owner.alive:
+                    rejected.append(eid)
+                else:
+                    route.game_id = game_id
+        return rejected
+
+    def game_disconnected(self, game_id: int, peer: Peer, *, force_down: bool = False) -> None:
+        """A game's stream ended. A frozen game keeps its state until it is restored."""
+        game = self.games.get(game_id)
+        if game is None or game.peer is not peer:
+            return
+        game.peer = None
+        if game.frozen and not force_down:
+            logger.info("game%d disconnected while frozen: queueing its messages", game_id)
+            return
+        game.frozen = False
+        game.pending.clear()
+        game.pending_bytes = 0
+        lost = [eid for eid, route in self.entities.items() if route.game_id == game_id]
+        for eid in lost:
+            del self.entities[eid]
+        logger.warning("game%d is down: forgot %d entities", game_id, len(lost))
+        note = Envelope(msgtype=MsgType.NOTIFY_GAME_DISCONNECTED, game_id=game_id)
+        for other in self.games.values():
+            if other.peer is not None:
+                other.peer.send(note)
+
+    def gate_connected(self, gate_id: int, peer: Peer) -> None:
+        old = self.gates.get(gate_id)
+        if old is not None and old is not peer:
+            logger.warning("gate%d connected again: dropping its previous connection", gate_id)
+            old.close()
+        self.gates[gate_id] = peer
+        logger.info("gate%d connected", gate_id)
+        self._check_ready()
+
+    def gate_disconnected(self, gate_id: int, peer: Peer) -> None:
+        if self.gates.get(gate_id) is not peer:
+            return
+        del self.gates[gate_id]
+        logger.warning("gate%d disconnected", gate_id)
+        note = Envelope(msgtype=MsgType.NOTIFY_GATE_DISCONNECTED, gate_id=gate_id)
+        for game in self.games.values():
+            self._send_to_game_info(game, note)
+
+    def _check_ready(self) -> None:
+        if self.deployment_ready:
+            return
+        alive = sum(1 for g in self.games.values() if g.alive)
+        if len(self.gates) >= self.desired_gates and alive >= self.desired_games:
+            self.deployment_ready = True
+            logger.info("deployment ready: %d games, %d gates", alive, len(self.gates))
+            note = Envelope(msgtype=MsgType.NOTIFY_DEPLOYMENT_READY)
+            for game in self.games.values():
+                self._send_to_game_info(game, note)
+
+    # ---- incoming messages ---------------------------------------------------------------
+
+    def handle_game(self, game_id: int, env: Envelope) -> None:
+        """Route one envelope received from game ``game_id``."""
+        msgtype = env.msgtype
+        if 1001 <= msgtype <= 1499:
+            self._to_gate(game_id, env)
+            return
+        handler = self._game_handlers.get(msgtype)
+        if handler is None:
+            logger.error("game%d sent unexpected message type %d: dropped", game_id, msgtype)
+            self.stats["dropped"] += 1
+            return
+        handler(game_id, env)
+
+    def handle_gate(self, gate_id: int, env: Envelope) -> None:
+        """Route one envelope received from gate ``gate_id``."""
+        handler = self._gate_handlers.get(env.msgtype)
+        if handler is None:
+            logger.error("gate%d sent unexpected message type %d: dropped", gate_id, env.msgtype)
+            self.stats["dropped"] += 1
+            return
+        handler(gate_id, env)
+
+    def tick(self) -> None:
+        """Release entities whose block expired (a load or migration that never finished)."""
+        now = self.clock()
+        for eid, route in list(self.entities.items()):
+            if route.blocked_until and route.blocked_until <= now:
+                logger.warning("entity %s: block expired, releasing its queue", eid)
+                self._unblock(eid, route)
+
+    # ---- routing primitives --------------------------------------------------------------
+
+    def _send_to_game_info(self, game: GameInfo, env: Envelope) -> None:
+        if game.peer is not None and not game.frozen:
+            game.peer.send(env)
+            self.stats["routed"] += 1
+        elif game.frozen:
+            size = len(env.payload) + ENVELOPE_OVERHEAD
+            if game.pending_bytes + size > self.frozen_queue_max_bytes:
+                logger.error(
+                    "game%d is frozen and its queue is full (%d bytes, frozen_queue_max_bytes = "
+                    "%d): dropping message type %d",
+                    game.game_id,
+                    game.pending_bytes,
+                    self.frozen_queue_max_bytes,
+                    env.msgtype,
+                )
+                self.stats["dropped"] += 1
+                return
+            game.pending.append(env)
+            game.pending_bytes += size
+        else:
+            self.stats["dropped"] += 1
+
+    def _send_to_game(self, game_id: int, env: Envelope) -> None:
+        game = self.games.get(game_id)
+        if game is None:
+            logger.warning("no game%d: dropping message type %d", game_id, env.msgtype)
+            self.stats["dropped"] += 1
+            return
+        self._send_to_game_info(game, env)
+
+    def _release_game_queue(self, game: GameInfo) -> None:
+        pending, game.pending = game.pending, deque()
+        game.pending_bytes = 0
+        for env in pending:
+            self._send_to_game_info(game, env)
+
+    def _send_to_entity(self, eid: str, env: Envelope) -> None:
+        route = self.entities.get(eid)
+        if route is None:
+            logger.warning("unknown entity %r: dropping message type %d", eid, env.msgtype)
+            self.stats["dropped"] += 1
+            return
+        if route.blocked_until:
+            if route.blocked_until > self.clock():
+                queue = route.pending
+                if queue is None:
+                    queue = route.pending = deque()
+                if len(queue) >= ENTITY_QUEUE_LIMIT:
+                    logger.error("entity %s: queue full, dropping message type %d", eid, env.msgtype)
+                    self.stats["dropped"] += 1
+                else:
+                    queue.append(env)
+                return
+            self._unblock(eid, route)
+        self._send_to_game(route.game_id, env)
+
+    def _block(self, route: EntityRoute) -> None:
+        route.blocked_until = self.clock() + ENTITY_BLOCK_SECONDS
+
+    def _unblock(self, eid: str, route: EntityRoute) -> None:
+        route.blocked_until = 0.0
+        pending, route.pending = route.pending, None
+        if pending:
+            for env in pending:
+                self._send_to_game(route.game_id, env)
+
+    def _choose_game(self) -> int:
+        """The least loaded live game (§8.3); each choice adds 0.1 % to spread bursts."""
+        best: GameInfo | None = None
+        for game in self.games.values():
+            if game.alive and (best is None or game.cpu < best.cpu):
+                best = game
+        if best is None:
+            return 0
+        best.cpu = min(best.cpu + 0.1, best.reported_cpu + 10.0)
+        return best.game_id
+
+    # ---- handlers: games -----------------------------------------------------------------
+
+    def _on_notify_create(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        if route is None:
+            self.entities[env.entity_id] = EntityRoute(game_id)
+            return
+        route.game_id = game_id
+        if route.blocked_until:
+            self._unblock(env.entity_id, route)
+
+    def _on_notify_destroy(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        if route is not None and route.game_id == game_id:
+            del self.entities[env.entity_id]
+
+    def _on_kvreg_register(self, game_id: int, env: Envelope) -> None:
+        value, force = unpack(env.payload)
+        if not force and env.name in self.kvreg:
+            return
+        self.kvreg[env.name] = value
+        for game in self.games.values():
+            self._send_to_game_info(game, env)
+
+    def _on_call_entity(self, game_id: int, env: Envelope) -> None:
+        self._send_to_entity(env.entity_id, env)
+
+    def _on_create_somewhere(self, game_id: int, env: Envelope) -> None:
+        target = env.game_id or self._choose_game()
+        if not target:
+            logger.error("no game to create %s %s on: dropped", env.name, env.entity_id)
+            return
+        env.game_id = target
+        self.entities[env.entity_id] = EntityRoute(target)
+        self._send_to_game(target, env)
+
+    def _on_load_somewhere(self, game_id: int, env: Envelope) -> None:
+        if env.entity_id in self.entities:
+            return  # already loaded (or loading) somewhere
+        target = env.game_id or self._choose_game()
+        if not target:
+            logger.error("no game to load %s %s on: dropped", env.name, env.entity_id)
+            return
+        env.game_id = target
+        route = self.entities[env.entity_id] = EntityRoute(target)
+        self._block(route)
+        self._send_to_game(target, env)
+
+    def _on_migrate_request(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        if route is None or route.game_id != game_id:
+            logger.warning("migrate request for %s from game%d ignored", env.entity_id, game_id)
+            return
+        self._block(route)
+        self._send_to_game(game_id, env)
+
+    def _on_real_migrate(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        if route is None:
+            route = self.entities[env.entity_id] = EntityRoute(env.game_id)
+        route.game_id = env.game_id
+        self._send_to_game(env.game_id, env)
+        self._unblock(env.entity_id, route)
+
+    def _on_query_space_game(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        env.game_id = route.game_id if route is not None else 0
+        self._send_to_game(game_id, env)
+
+    def _on_cancel_migrate(self, game_id: int, env: Envelope) -> None:
+        route = self.entities.get(env.entity_id)
+        if route is not None:
+            self._unblock(env.entity_id, route)
+
+    def _on_call_nil_spaces(self, game_id: int, env: Envelope) -> None:
+        for game in self.games.values():
+            if game.game_id != env.game_id:
+                self._send_to_game_info(game, env)
+
+    def _on_lbc_info(self, game_id: int, env: Envelope) -> None:
+        game = self.games.get(game_id)
+        if game is not None:
+            cpu = float(unpack(env.payload))
+            game.reported_cpu = cpu
+            game.cpu = cpu * (1.0 + self.rng.random() * 0.1)
+
+    def _on_start_freeze(self, game_id: int, env: Envelope) -> None:
+        game = self.games.get(game_id)
+        if game is None or game.peer is None:
+            return
+        peer = game.peer
+        game.frozen = True
+        logger.info("game%d is freezing: queueing its messages", game_id)
+        peer.send(
+            Envelope(
+                msgtype=MsgType.START_FREEZE_GAME_ACK,
+                game_id=game_id,
+                payload=pack(self.dispatcher_id),
+            )
+        )
+
+    def _on_filtered_call(self, game_id: int, env: Envelope) -> None:
+        for gate in self.gates.values():
+            gate.send(env)
+        self.stats["routed"] += 1
+
+    def _to_gate(self, game_id: int, env: Envelope) -> None:
+        gate = self.gates.get(env.gate_id)
+        if gate is None:
+            self.stats["dropped"] += 1
+            return
+        gate.send(env)
+        self.stats["routed"] += 1
+
+    # ---- handlers: gates -----------------------------------------------------------------
+
+    def _on_client_connected(self, gate_id: int, env: Envelope) -> None:
+        env.gate_id = gate_id
+        boot_games = [
+            g.game_id for g in self.games.values() if g.alive and not g.ban_boot
+        ]
+        if not boot_games:
+            logger.warning("no boot game yet: client %s waits", env.client_id)
+            self._waiting_boot.append(env)
+            return
+        self._boot_rr = (self._boot_rr + 1) % len(boot_games)
+        game_id = boot_games[self._boot_rr]
+        self.entities[env.entity_id] = EntityRoute(game_id)
+        self._send_to_game(game_id, env)
+
+    def _on_client_disconnected(self, gate_id: int, env: Envelope) -> None:
+        env.gate_id = gate_id
+        self._waiting_boot = [w for w in self._waiting_boot if w.client_id != env.client_id]
+        self._send_to_entity(env.entity_id, env)
+
+    def _on_call_from_client(self, gate_id: int, env: Envelope) -> None:
+        env.gate_id = gate_id
+        self._send_to_entity(env.entity_id, env)
+
+    def _on_sync_from_client(self, gate_id: int, env: Envelope) -> None:
+        """Regroup position records per game; records of unknown or blocked entities are dropped."""
+        data = env.payload
+        per_game: dict[int, bytearray] = {}
+        entities = self.entities
+        for off in range(0, len(data) - 31, 32):
+            route = entities.get(data[off : off + 16].decode("latin-1"))
+            if route is None or route.blocked_until:
+                continue
+            buf = per_game.get(route.game_id)
+            if buf is None:
+                buf = per_game[route.game_id] = bytearray()
+            buf += data[off : off + 32]
+        for game_id, buf in per_game.items():
+            game = self.games.get(game_id)
+            if game is not None and game.peer is not None and not game.frozen:
+                game.peer.send(
+                    Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=bytes(buf))
+                )

@@ -1,0 +1,183 @@
+"""Messages a game receives from dispatchers, one handler per type (PROTOCOL.md §2.4, §4, §8).
+
+:class:`GameHandlers` is the table-driven dispatch: ``handle(dispatcher_id, env)`` looks the
+type up in a dict. Every handler is wrapped so that a failure is logged with the message type
+and never breaks the dispatcher link.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from goworld.cluster.envelopes import Envelope, unpack
+from goworld.entity.client import GameClient
+from goworld.errors import RemoteProtocolError
+from goworld.proto import codec
+from goworld.proto.msgtypes import MsgType
+
+if TYPE_CHECKING:
+    from game.runtime import GameRuntime
+
+__all__ = ["GameHandlers"]
+
+logger = logging.getLogger("goworld.game")
+_FOUR_F32 = struct.Struct("<ffff")
+
+
+class GameHandlers:
+    def __init__(self, rt: GameRuntime, on_ready: Callable[[], None]) -> None:
+        self.rt = rt
+        self._on_ready = on_ready
+        m = MsgType
+        self._table: dict[int, Callable[[int, Envelope], None]] = {
+            m.SET_GAME_ID_ACK: self._set_game_id_ack,
+            m.NOTIFY_CLIENT_CONNECTED: self._client_connected,
+            m.NOTIFY_CLIENT_DISCONNECTED: self._client_disconnected,
+            m.CALL_ENTITY_METHOD: self._call,
+            m.CALL_ENTITY_METHOD_FROM_CLIENT: self._call_from_client,
+            m.SYNC_POSITION_YAW_FROM_CLIENT: self._sync_from_client,
+            m.CREATE_ENTITY_SOMEWHERE: self._create_somewhere,
+            m.LOAD_ENTITY_SOMEWHERE: self._load_somewhere,
+            m.KVREG_REGISTER: self._kvreg,
+            m.NOTIFY_GATE_DISCONNECTED: self._gate_disconnected,
+            m.NOTIFY_GAME_CONNECTED: self._game_connected,
+            m.NOTIFY_GAME_DISCONNECTED: self._game_disconnected,
+            m.NOTIFY_DEPLOYMENT_READY: self._deployment_ready,
+            m.CALL_NIL_SPACES: self._call_nil_spaces,
+            m.QUERY_SPACE_GAMEID_FOR_MIGRATE: lambda d, e: rt.migration.on_query_reply(e),
+            m.MIGRATE_REQUEST: lambda d, e: rt.migration.on_migrate_ack(e),
+            m.REAL_MIGRATE: lambda d, e: rt.migration.on_real_migrate(e),
+        }
+
+    def handle(self, dispatcher_id: int, env: Envelope) -> None:
+        handler = self._table.get(env.msgtype)
+        if handler is None:
+            logger.error("dispatcher%d sent unexpected message type %d", dispatcher_id, env.msgtype)
+            return
+        try:
+            handler(dispatcher_id, env)
+        except Exception:
+            logger.exception("handling message type %d from dispatcher%d failed", env.msgtype, dispatcher_id)
+
+    # ---- cluster state -------------------------------------------------------------------
+
+    def _set_game_id_ack(self, did: int, env: Envelope) -> None:
+        info = unpack(env.payload)
+        rt = self.rt
+        rt.online_games.update(info.get("games", ()))
+        rt.online_games.add(rt.game_id)
+        for key, value in info.get("kvreg", {}).items():
+            self._apply_kvreg(key, value)
+        for eid in info.get("rejected", ()):
+            entity = rt.entities.get(eid)
+            if entity is not None:
+                logger.warning("%r is owned by another game: dropping our copy", entity)
+                entity.destroyed = True
+                rt._forget(entity)
+        if info.get("ready"):
+            self._deployment_ready(did, env)
+
+    def _deployment_ready(self, did: int, env: Envelope) -> None:
+        if not self.rt.deployment_ready:
+            self.rt.deployment_ready = True
+            self._on_ready()
+
+    def _game_connected(self, did: int, env: Envelope) -> None:
+        self.rt.online_games.add(env.game_id)
+
+    def _game_disconnected(self, did: int, env: Envelope) -> None:
+        self.rt.online_games.discard(env.game_id)
+
+    def _kvreg(self, did: int, env: Envelope) -> None:
+        value, _force = unpack(env.payload)
+        self._apply_kvreg(env.name, value)
+
+    def _apply_kvreg(self, key: str, value: str) -> None:
+        rt = self.rt
+        if rt.kvreg.get(key) == value:
+            return
+        rt.kvreg[key] = value
+        if rt.services is not None:
+            rt.services.kvreg_changed(key)
+
+    # ---- clients -------------------------------------------------------------------------
+
+    def _client_connected(self, did: int, env: Envelope) -> None:
+        rt = self.rt
+        client = GameClient(env.client_id, env.gate_id, env.entity_id)
+        rt.create_entity_locally(rt.boot_entity, entity_id=env.entity_id, client=client)
+
+    def _client_disconnected(self, did: int, env: Envelope) -> None:
+        entity = self.rt.entities.get(env.entity_id)
+        if entity is None or entity.client is None or entity.client.client_id != env.client_id:
+            return
+        client = entity.client
+        entity.client = None
+        self.rt.client_unbound(entity, client)
+        entity._safe_hook("on_client_disconnected")
+
+    def _gate_disconnected(self, did: int, env: Envelope) -> None:
+        for entity in list(self.rt.entities.values()):
+            client = entity.client
+            if client is not None and client.gate_id == env.gate_id:
+                entity.client = None
+                self.rt.client_unbound(entity, client)
+                entity._safe_hook("on_client_disconnected")
+
+    def _sync_from_client(self, did: int, env: Envelope) -> None:
+        entities = self.rt.entities
+        data = env.payload
+        unpack_pos = _FOUR_F32.unpack_from
+        for off in range(0, len(data) - 31, 32):
+            entity = entities.get(data[off : off + 16].decode("latin-1"))
+            if entity is not None and entity.client_syncing and not entity.destroyed:
+                entity._client_moved(*unpack_pos(data, off + 16))
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    def _decode_args(self, env: Envelope) -> list[object] | None:
+        try:
+            args, end = codec.decode_args(env.payload)
+        except RemoteProtocolError as exc:
+            logger.warning("call %s on %s: bad arguments (%s): dropped", env.name, env.entity_id, exc)
+            return None
+        return list(args)
+
+    def _call(self, did: int, env: Envelope) -> None:
+        entity = self.rt.entities.get(env.entity_id)
+        if entity is None:
+            logger.warning("call %s: entity %s is not on this game: dropped", env.name, env.entity_id)
+            return
+        args = self._decode_args(env)
+        if args is not None:
+            self.rt.invoke(entity, env.name, args, None)
+
+    def _call_from_client(self, did: int, env: Envelope) -> None:
+        entity = self.rt.entities.get(env.entity_id)
+        if entity is None:
+            logger.warning(
+                "client %s calls %s on %s, which is not here: dropped",
+                env.client_id,
+                env.name,
+                env.entity_id,
+            )
+            return
+        args = self._decode_args(env)
+        if args is not None:
+            self.rt.invoke(entity, env.name, args, env.client_id)
+
+    def _call_nil_spaces(self, did: int, env: Envelope) -> None:
+        space = self.rt.nil_space
+        args = self._decode_args(env)
+        if space is not None and args is not None:
+            self.rt.invoke(space, env.name, args, None)
+
+    def _create_somewhere(self, did: int, env: Envelope) -> None:
+        attrs = unpack(env.payload) if env.payload else None
+        self.rt.create_entity_locally(env.name, entity_id=env.entity_id, attrs=attrs)
+
+    def _load_somewhere(self, did: int, env: Envelope) -> None:
+        self.rt.load_entity_locally(env.name, env.entity_id)

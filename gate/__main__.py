@@ -1,0 +1,110 @@
+"""``python -m gate -gateid N [-configfile goworld.ini]``: the composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
+from gate.service import GateService
+from goworld import process
+from goworld.cluster.envelopes import Envelope
+from goworld.cluster.link import DispatcherLink
+from goworld.proto.dialect import Dialect
+from goworld.proto.msgtypes import MsgType
+
+logger = logging.getLogger("goworld.gate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = process.parse_role_args("gate", "gateid", argv)
+    cfg = process.load_config_or_exit(args.configfile)
+    if args.id not in cfg.gates:
+        print(f"gate{args.id} is not in {cfg.path}", file=sys.stderr)
+        return 2
+    gcfg = cfg.gates[args.id]
+    process.setup_logging(args.log or gcfg.log_level, gcfg.log_file, gcfg.log_stderr)
+    dialect = Dialect.from_config(gcfg.legacy_client_protocol)
+
+    async def serve(stop: asyncio.Event) -> int:
+        links: dict[int, DispatcherLink] = {}
+
+        def send(dispatcher_id: int, env: Envelope) -> None:
+            links[dispatcher_id].send(env)
+
+        gate = GateService(
+            args.id,
+            num_dispatchers=len(cfg.dispatchers),
+            send=send,
+            dialect=dialect,
+            compress=gcfg.compress_connection,
+        )
+
+        def lost(dispatcher_id: int) -> None:
+            logger.error("lost dispatcher%d: the gate shuts down", dispatcher_id)
+            stop.set()
+
+        for did, dcfg in cfg.dispatchers.items():
+            links[did] = DispatcherLink(
+                did,
+                str(dcfg.advertise_addr),
+                hello=lambda: Envelope(msgtype=MsgType.SET_GATE_ID, gate_id=args.id),
+                on_message=gate.handle_dispatcher_message,
+                on_lost=lost,
+                reconnect=False,
+            )
+            links[did].start()
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(link.connected.wait() for link in links.values())), 30
+            )
+        except asyncio.TimeoutError:
+            logger.critical("gate%d could not reach every dispatcher within 30 s", args.id)
+            return 1
+
+        tls = None
+        if gcfg.encrypt_connection:
+            tls = tls_context(str(gcfg.rsa_certificate), str(gcfg.rsa_key))
+        host, port = gcfg.listen_addr.host, gcfg.listen_addr.port
+        try:
+            tcp = await start_tcp(gate, host, port, tls=tls)
+            ws = await start_websocket(
+                gate, gcfg.http_addr.host, gcfg.http_addr.port, tls=tls
+            )
+            kcp = await start_kcp(gate, host, port, tls=tls)
+        except OSError as exc:
+            logger.critical("gate%d cannot listen: %s", args.id, exc)
+            return 1
+        logger.info(
+            "gate%d listening: tcp+kcp %s, ws %s/ws (%s)",
+            args.id,
+            gcfg.listen_addr,
+            gcfg.http_addr,
+            process.pid_info(),
+        )
+        process.announce_started("gate")
+        syncer = asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000))
+        await stop.wait()
+        logger.info("gate%d stopping: closing %d clients", args.id, len(gate.clients))
+        syncer.cancel()
+        tcp.close()
+        ws.close()
+        kcp.close()
+        gate.close_all()
+        await asyncio.sleep(0.05)  # let the disconnect notices reach the writers
+        for link in links.values():
+            await link.close(flush_timeout=2.0)
+        return 0
+
+    return process.run_loop(serve)
+
+
+async def _flush_syncs(gate: GateService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        gate.flush_syncs()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

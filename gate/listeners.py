@@ -1,0 +1,154 @@
+"""The gate's client listeners: TCP, WebSocket (``/ws`` on http_addr) and KCP (UDP).
+
+Each listener only moves bytes between its transport and a :class:`~gate.client_proxy.ClientProxy`.
+TCP and KCP use the proxy as their ``asyncio.Protocol``. WebSocket carries the packet stream
+spread over binary (or text) messages whose boundaries mean nothing (PROTOCOL.md §1.2), so the
+handler feeds every message's bytes to the proxy and a :class:`_WebSocketTransport` writes
+each flush as one binary message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections import deque
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from gate.service import GateService
+from goworld.net.kcp import KCPServer, start_kcp_server
+from goworld.proto.framing import MAX_PAYLOAD
+
+__all__ = ["start_tcp", "start_websocket", "start_kcp", "tls_context"]
+
+logger = logging.getLogger("goworld.gate")
+
+_SOCKET_BUFFER = 1024 * 1024
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certfile, keyfile)
+    return ctx
+
+
+async def start_tcp(
+    gate: GateService, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.Protocol:
+        return gate.new_proxy("tcp")
+
+    server = await loop.create_server(
+        factory, host or None, port, ssl=tls, reuse_address=True, backlog=1024
+    )
+    for sock in server.sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+    return server
+
+
+class _WebSocketTransport:
+    """What :class:`ClientProxy` needs of a transport, over a websockets connection."""
+
+    def __init__(self, conn: ServerConnection) -> None:
+        self._conn = conn
+        self._queue: deque[bytes] = deque()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._sender = asyncio.create_task(self._send_loop())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._conn.remote_address
+        return default
+
+    def write(self, data: bytes) -> None:
+        if not self._closing:
+            self._queue.append(data)
+            self._wakeup.set()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._closing = True
+            self._wakeup.set()
+
+    async def _send_loop(self) -> None:
+        conn = self._conn
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    await conn.send(self._queue.popleft())
+                if self._closing:
+                    await conn.close()
+                    return
+        except ConnectionClosed:
+            pass
+
+
+async def start_websocket(
+    gate: GateService, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> Server:
+    async def handler(conn: ServerConnection) -> None:
+        transport = _WebSocketTransport(conn)
+        proxy = gate.new_proxy("ws")
+        proxy.connection_made(transport)
+        try:
+            async for message in conn:
+                proxy.data_received(
+                    message if isinstance(message, bytes) else message.encode("utf-8")
+                )
+                if proxy.closed:
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            transport.close()
+            proxy.connection_lost(None)
+
+    def process_request(conn: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != "/ws":
+            return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")
+        return None
+
+    return await serve(
+        handler,
+        host or None,
+        port,
+        ssl=tls,
+        process_request=process_request,
+        compression=None,
+        max_size=MAX_PAYLOAD + 4,
+        ping_interval=None,
+        logger=logging.getLogger("goworld.gate.ws"),
+    )
+
+
+async def start_kcp(
+    gate: GateService, host: str, port: int, *, tls: ssl.SSLContext | None = None
+) -> KCPServer:
+    """KCP sessions compatible with kcp-go's FEC 10+3 on the UDP port of listen_addr."""
+    if tls is not None:
+        from goworld.net.tls import TLSProtocol
+
+        def factory() -> asyncio.Protocol:
+            return TLSProtocol(gate.new_proxy("kcp"), tls, server_side=True)
+
+    else:
+
+        def factory() -> asyncio.Protocol:
+            return gate.new_proxy("kcp")
+
+    return await start_kcp_server(factory, host or "0.0.0.0", port, fec=True)

@@ -1,0 +1,273 @@
+"""The gate's routing between client connections and dispatchers (PROTOCOL.md §2, §4.1, §4.11).
+
+Client → cluster:
+
+* CALL (11): validated in full, then forwarded as CALL_ENTITY_METHOD_FROM_CLIENT to the
+  dispatcher of the target entity, with this client's id;
+* SYNC (12): the record is batched per dispatcher and flushed every
+  ``position_sync_interval_ms`` as one envelope;
+* HEARTBEAT (2001): refreshes the connection's timestamp (every packet does);
+* anything else, or a malformed packet, closes that client only (one log line).
+
+Cluster → client:
+
+* 1002–1012 are forwarded unchanged (routing header included, as GoWorld clients expect);
+  a 1002 with ``isPlayer`` makes that entity the connection's owner; 1010/1011 update the
+  filter index and are not forwarded;
+* 1501 goes to every client the filter selects, framed once;
+* 1502 records are split per client into one 1502 packet each.
+
+Every client's output is written once per loop iteration (:meth:`flush_dirty`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Callable
+
+from gate.client_proxy import ClientProxy
+from gate.filters import FilterIndex
+from goworld.cluster.envelopes import Envelope
+from goworld.errors import RemoteProtocolError
+from goworld.proto import codec
+from goworld.proto.dialect import Dialect
+from goworld.proto.framing import frame
+from goworld.proto.ids import dispatcher_shard, is_valid_id, new_client_id, new_entity_id
+from goworld.proto.msgtypes import MsgType
+
+__all__ = ["GateService"]
+
+logger = logging.getLogger("goworld.gate")
+
+_U16 = struct.Struct("<H")
+_CALL = MsgType.CALL_ENTITY_METHOD_FROM_CLIENT
+_SYNC = MsgType.SYNC_POSITION_YAW_FROM_CLIENT
+_HEARTBEAT = MsgType.HEARTBEAT_FROM_CLIENT
+_SYNC_RECORD = 32  # EntityID + 4 x f32
+_SYNC_OUT = _U16.pack(MsgType.SYNC_POSITION_YAW_ON_CLIENTS)
+
+
+class GateService:
+    def __init__(
+        self,
+        gate_id: int,
+        *,
+        num_dispatchers: int,
+        send: Callable[[int, Envelope], None],
+        dialect: Dialect = Dialect.HEAD,
+        compress: bool = False,
+    ) -> None:
+        self.gate_id = gate_id
+        self.num_dispatchers = num_dispatchers
+        self._send = send
+        self.dialect = dialect
+        self.compress = compress
+        self.clients: dict[str, ClientProxy] = {}
+        self.filters = FilterIndex()
+        self._dirty: list[ClientProxy] = []
+        self._flush_scheduled = False
+        self._sync_out: dict[int, bytearray] = {}
+        wire = dialect.type_to_wire
+        self._call_type = wire.get(_CALL, int(_CALL))
+        self._sync_type = wire.get(_SYNC, int(_SYNC))
+        self._heartbeat_type = wire.get(_HEARTBEAT, int(_HEARTBEAT))
+        self.accepting = True
+
+    # ---- connections ---------------------------------------------------------------------
+
+    def new_proxy(self, kind: str) -> ClientProxy:
+        """A protocol instance for a new connection (TCP/KCP factories call this)."""
+        return ClientProxy(
+            self, new_client_id(), new_entity_id(), kind=kind, compress=self.compress
+        )
+
+    def client_connected(self, proxy: ClientProxy) -> None:
+        if not self.accepting:
+            proxy.close()
+            return
+        self.clients[proxy.client_id] = proxy
+        logger.info("client %s connected over %s from %s", proxy.client_id, proxy.kind, proxy.peer)
+        self._send(
+            dispatcher_shard(proxy.boot_eid, self.num_dispatchers),
+            Envelope(
+                msgtype=MsgType.NOTIFY_CLIENT_CONNECTED,
+                client_id=proxy.client_id,
+                entity_id=proxy.boot_eid,
+                gate_id=self.gate_id,
+            ),
+        )
+
+    def client_disconnected(self, proxy: ClientProxy) -> None:
+        if self.clients.pop(proxy.client_id, None) is None:
+            return
+        self.filters.clear(proxy.client_id)
+        logger.info("client %s disconnected", proxy.client_id)
+        self._notify_disconnected(proxy.owner_eid, proxy.client_id)
+
+    def _notify_disconnected(self, owner_eid: str, client_id: str) -> None:
+        self._send(
+            dispatcher_shard(owner_eid, self.num_dispatchers),
+            Envelope(
+                msgtype=MsgType.NOTIFY_CLIENT_DISCONNECTED,
+                entity_id=owner_eid,
+                client_id=client_id,
+                gate_id=self.gate_id,
+            ),
+        )
+
+    def close_all(self) -> None:
+        self.accepting = False
+        for proxy in list(self.clients.values()):
+            proxy.close()
+
+    # ---- client -> cluster ---------------------------------------------------------------
+
+    def handle_client_packet(self, proxy: ClientProxy, payload: bytes) -> None:
+        if len(payload) < 2:
+            proxy.abort(f"packet of {len(payload)} bytes has no message type")
+            return
+        msgtype = payload[0] | (payload[1] << 8)
+        if msgtype == self._sync_type:
+            self._on_sync(proxy, payload)
+        elif msgtype == self._call_type:
+            self._on_call(proxy, payload)
+        elif msgtype == self._heartbeat_type:
+            pass
+        else:
+            proxy.abort(f"unknown message type {msgtype}")
+            return
+        proxy.heartbeat = time.monotonic()
+
+    def _on_call(self, proxy: ClientProxy, payload: bytes) -> None:
+        try:
+            entity_id, pos = codec.read_entity_id(payload, 2)
+            method, pos = codec.read_varstr(payload, pos)
+            _, end = codec.decode_args(payload, pos)
+        except RemoteProtocolError as exc:
+            proxy.abort(f"malformed call: {exc}")
+            return
+        if end != len(payload):
+            proxy.abort(f"malformed call: {len(payload) - end} trailing bytes")
+            return
+        if not is_valid_id(entity_id):
+            proxy.abort(f"call to a malformed entity id {entity_id!r}")
+            return
+        self._send(
+            dispatcher_shard(entity_id, self.num_dispatchers),
+            Envelope(
+                msgtype=_CALL,
+                entity_id=entity_id,
+                name=method,
+                payload=payload[pos:],
+                client_id=proxy.client_id,
+                gate_id=self.gate_id,
+            ),
+        )
+
+    def _on_sync(self, proxy: ClientProxy, payload: bytes) -> None:
+        if len(payload) < 2 + _SYNC_RECORD:
+            proxy.abort(f"position sync of {len(payload)} bytes is too short")
+            return
+        record = payload[2 : 2 + _SYNC_RECORD]
+        did = ((record[14] << 8) + record[15]) % self.num_dispatchers + 1
+        buf = self._sync_out.get(did)
+        if buf is None:
+            buf = self._sync_out[did] = bytearray()
+        buf += record
+
+    def flush_syncs(self) -> None:
+        """Send the batched client position records (every position_sync_interval_ms)."""
+        if not self._sync_out:
+            return
+        out, self._sync_out = self._sync_out, {}
+        for did, buf in out.items():
+            self._send(
+                did, Envelope(msgtype=_SYNC, payload=bytes(buf), gate_id=self.gate_id)
+            )
+
+    # ---- cluster -> client ---------------------------------------------------------------
+
+    def handle_dispatcher_message(self, dispatcher_id: int, env: Envelope) -> None:
+        msgtype = env.msgtype
+        if 1001 <= msgtype <= 1499:
+            self._to_client(env)
+        elif msgtype == MsgType.CALL_FILTERED_CLIENTS:
+            self._filtered_call(env.payload)
+        elif msgtype == MsgType.SYNC_POSITION_YAW_ON_CLIENTS:
+            self._position_syncs(env.payload)
+        else:
+            logger.error(
+                "dispatcher%d sent unexpected message type %d: dropped", dispatcher_id, msgtype
+            )
+
+    def _to_client(self, env: Envelope) -> None:
+        msgtype = env.msgtype
+        proxy = self.clients.get(env.client_id)
+        if msgtype == MsgType.SET_CLIENTPROXY_FILTER_PROP:
+            if proxy is not None:
+                self.filters.set(env.client_id, env.name, env.payload.decode("utf-8"))
+            return
+        if msgtype == MsgType.CLEAR_CLIENTPROXY_FILTER_PROPS:
+            self.filters.clear(env.client_id)
+            return
+        payload = env.payload
+        if msgtype == MsgType.CREATE_ENTITY_ON_CLIENT and payload[20]:
+            owner = payload[21:37].decode("latin-1")
+            if proxy is None:
+                # The client left before its new owner was told: tell the owner now.
+                self._notify_disconnected(owner, env.client_id)
+                return
+            proxy.owner_eid = owner
+        if proxy is not None:
+            proxy.send_payload(payload)
+
+    def _filtered_call(self, payload: bytes) -> None:
+        try:
+            op, pos = payload[2], 3
+            key, pos = codec.read_varstr(payload, pos)
+            value, pos = codec.read_varstr(payload, pos)
+        except (IndexError, RemoteProtocolError):
+            logger.error("malformed filtered call from the cluster: dropped")
+            return
+        framed = frame(payload)
+        if not self.dialect.has_filter_op:  # G2017 clients: no op byte
+            framed = frame(payload[:2] + payload[3:])
+        if key == "":
+            targets = self.clients.values()
+        else:
+            clients = self.clients
+            targets = [clients[c] for c in self.filters.match(key, op, value) if c in clients]
+        for proxy in targets:
+            proxy.send_frame(framed)
+
+    def _position_syncs(self, data: bytes) -> None:
+        per_client: dict[str, list[bytes]] = {}
+        for off in range(0, len(data) - 47, 48):
+            cid = data[off : off + 16].decode("latin-1")
+            records = per_client.get(cid)
+            if records is None:
+                records = per_client[cid] = [_SYNC_OUT]
+            records.append(data[off + 16 : off + 48])
+        clients = self.clients
+        for cid, records in per_client.items():
+            proxy = clients.get(cid)
+            if proxy is not None:
+                proxy.send_payload(b"".join(records))
+
+    # ---- output --------------------------------------------------------------------------
+
+    def mark_dirty(self, proxy: ClientProxy) -> None:
+        self._dirty.append(proxy)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush_dirty)
+
+    def flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for proxy in dirty:
+            proxy.flush()
+

@@ -1,0 +1,343 @@
+"""The functions game code calls (GoWorld's ``goworld.go`` in Pythonic form, PROTOCOL.md §12.2).
+
+Registration functions work at import time of the game package (the loader activates a
+:class:`~goworld.entity.registry.Registry` first). Everything else needs the running game's
+runtime, bound by ``python -m game``. Callbacks (KVDB, ``exists``) run on the game loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from goworld.cluster.envelopes import Envelope, pack
+from goworld.entity import runtime as _runtime
+from goworld.entity.attrs import ListAttr, MapAttr
+from goworld.entity.entity import Entity
+from goworld.entity.registry import SPACE_TYPE_NAME, EntityTypeDesc, Registry
+from goworld.entity.space import Space
+from goworld.entity.vector import Vector3
+from goworld.errors import EntityError
+from goworld.proto.ids import new_entity_id, nil_space_id
+from goworld.proto.msgtypes import MsgType
+
+logger = logging.getLogger("goworld.game")
+
+_registry: Registry | None = None
+
+
+# ---- registration --------------------------------------------------------------------------
+
+
+def activate_registry(registry: Registry | None) -> None:
+    """Used by the loader: registrations go to ``registry`` while a package is imported."""
+    global _registry
+    _registry = registry
+
+
+def _reg() -> Registry:
+    if _registry is None:
+        raise EntityError("register_* must run while the game package is loaded by goworld")
+    return _registry
+
+
+def register_entity(cls: type, name: str | None = None) -> EntityTypeDesc:
+    """Register an Entity subclass under ``name`` (default: the class name)."""
+    return _reg().register_entity(cls, name)
+
+
+def register_space(cls: type) -> EntityTypeDesc:
+    """Register the game's Space subclass (at most one)."""
+    return _reg().register_space(cls)
+
+
+def register_service(cls: type, shards: int, name: str | None = None) -> EntityTypeDesc:
+    """Register a sharded service entity type; the cluster creates each shard once."""
+    return _reg().register_service(cls, shards, name)
+
+
+# ---- entities and spaces -------------------------------------------------------------------
+
+
+def _rt() -> Any:
+    return _runtime.current()
+
+
+def create_entity_locally(type_name: str, attrs: dict[str, Any] | None = None) -> Entity:
+    return _rt().create_entity_locally(type_name, attrs=attrs)
+
+
+def create_entity_on_game(game_id: int, type_name: str, attrs: dict[str, Any] | None = None) -> str:
+    eid = new_entity_id()
+    rt = _rt()
+    rt.send_to_entity_dispatcher(
+        eid,
+        Envelope(
+            msgtype=MsgType.CREATE_ENTITY_SOMEWHERE,
+            game_id=game_id,
+            entity_id=eid,
+            name=type_name,
+            payload=pack(attrs or {}),
+        ),
+    )
+    return eid
+
+
+def create_entity_anywhere(type_name: str, attrs: dict[str, Any] | None = None) -> str:
+    """Create an entity on the least loaded game; returns its id at once."""
+    return create_entity_on_game(0, type_name, attrs)
+
+
+def create_space_locally(kind: int) -> Space:
+    _check_kind(kind)
+    return _rt().create_space_locally(kind)
+
+
+def create_space_on_game(game_id: int, kind: int) -> str:
+    _check_kind(kind)
+    return create_entity_on_game(game_id, SPACE_TYPE_NAME, {"_K": kind})
+
+
+def create_space_anywhere(kind: int) -> str:
+    _check_kind(kind)
+    return create_entity_on_game(0, SPACE_TYPE_NAME, {"_K": kind})
+
+
+def _check_kind(kind: int) -> None:
+    if kind == 0:
+        raise EntityError("space kind 0 is the nil space; use a kind != 0")
+
+
+def load_entity_on_game(type_name: str, entity_id: str, game_id: int) -> None:
+    _rt().send_to_entity_dispatcher(
+        entity_id,
+        Envelope(
+            msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=game_id, entity_id=entity_id, name=type_name
+        ),
+    )
+
+
+def load_entity_anywhere(type_name: str, entity_id: str) -> None:
+    """Load a persistent entity on some game; a no-op if it already exists anywhere."""
+    load_entity_on_game(type_name, entity_id, 0)
+
+
+def load_entity_locally(type_name: str, entity_id: str) -> None:
+    _rt().load_entity_locally(type_name, entity_id)
+
+
+def exists(type_name: str, entity_id: str, callback: Callable[[bool, Exception | None], Any]) -> None:
+    """Ask storage whether the entity was ever saved; ``callback(found, error)``."""
+    _with_callback(_rt().storage.exists(type_name, entity_id), callback)
+
+
+def get_entity(entity_id: str) -> Entity | None:
+    return _rt().entities.get(entity_id)
+
+
+def get_space(space_id: str) -> Space | None:
+    return _rt().spaces.get(space_id)
+
+
+def entities() -> dict[str, Entity]:
+    return dict(_rt().entities)
+
+
+def get_game_id() -> int:
+    return int(_rt().game_id)
+
+
+def get_online_games() -> set[int]:
+    return set(_rt().online_games)
+
+
+def get_nil_space_id(game_id: int) -> str:
+    return nil_space_id(game_id)
+
+
+def get_nil_space() -> Space | None:
+    return _rt().nil_space
+
+
+def call(entity_id: str, method: str, *args: Any) -> None:
+    """Call an ``@rpc`` method of an entity wherever it is (local calls are posted)."""
+    _rt().call(entity_id, method, args)
+
+
+def call_nil_spaces(method: str, *args: Any) -> None:
+    """Call ``method`` on the nil space of every game, this one included."""
+    rt = _rt()
+    from goworld.proto import codec
+
+    rt.send_to_dispatcher(
+        1,
+        Envelope(
+            msgtype=MsgType.CALL_NIL_SPACES,
+            game_id=rt.game_id,
+            name=method,
+            payload=codec.encode_args(args),
+        ),
+    )
+    if rt.nil_space is not None:
+        nil = rt.nil_space
+        rt.post(lambda: rt.invoke(nil, method, list(args), None))
+
+
+# ---- services ------------------------------------------------------------------------------
+
+
+def call_service_any(name: str, method: str, *args: Any) -> None:
+    _rt().services.call_any(name, method, args)
+
+
+def call_service_all(name: str, method: str, *args: Any) -> None:
+    _rt().services.call_all(name, method, args)
+
+
+def call_service_shard_index(name: str, shard: int, method: str, *args: Any) -> None:
+    _rt().services.call_shard(name, shard, method, args)
+
+
+def call_service_shard_key(name: str, key: str, method: str, *args: Any) -> None:
+    _rt().services.call_shard_key(name, key, method, args)
+
+
+def get_service_entity_id(name: str, shard: int) -> str | None:
+    return _rt().services.entity_id(name, shard)
+
+
+def get_service_shard_count(name: str) -> int:
+    return int(_rt().services.shard_count(name))
+
+
+def check_service_entities_ready(name: str) -> bool:
+    return bool(_rt().services.ready(name))
+
+
+# ---- KVDB ----------------------------------------------------------------------------------
+
+
+def _with_callback(future: Any, callback: Callable[..., Any] | None) -> None:
+    if callback is None:
+        return
+
+    def done(fut: Any) -> None:
+        try:
+            result, error = fut.result(), None
+        except Exception as exc:
+            result, error = None, exc
+        try:
+            callback(result, error)
+        except Exception:
+            logger.exception("callback %r raised", callback)
+
+    future.add_done_callback(done)
+
+
+def _kvdb() -> Any:
+    kvdb = _rt().kvdb
+    if kvdb is None:
+        raise EntityError("KVDB is disabled: configure [kvdb] in goworld.ini")
+    return kvdb
+
+
+def kvdb_get(key: str, callback: Callable[[str | None, Exception | None], Any]) -> None:
+    """``callback(value or None, error)``."""
+    _with_callback(_kvdb().get(key), callback)
+
+
+def kvdb_put(key: str, value: str, callback: Callable[[None, Exception | None], Any] | None = None) -> None:
+    _with_callback(_kvdb().put(key, value), callback)
+
+
+def kvdb_get_or_put(
+    key: str, value: str, callback: Callable[[str | None, Exception | None], Any]
+) -> None:
+    """Put ``value`` if ``key`` is missing; ``callback(previous value or None, error)``."""
+    _with_callback(_kvdb().get_or_put(key, value), callback)
+
+
+def kvdb_get_range(
+    begin: str, end: str, callback: Callable[[list[tuple[str, str]] | None, Exception | None], Any]
+) -> None:
+    """Keys in ``[begin, end)`` in order; ``callback(items, error)``."""
+    _with_callback(_kvdb().get_range(begin, end), callback)
+
+
+# ---- time ----------------------------------------------------------------------------------
+
+
+def post(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` on the game loop soon (after the current callback)."""
+    _rt().post(fn)
+
+
+def add_callback(delay: float, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` once after ``delay`` seconds (not frozen by reload: use entity timers)."""
+    return _rt().loop.call_later(delay, fn)
+
+
+def add_timer(interval: float, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` every ``interval`` seconds; returns a handle with ``cancel()``."""
+    return _rt().add_global_timer(interval, fn)
+
+
+def register_crontab(
+    minute: int, hour: int, day: int, month: int, dow: int, fn: Callable[[], Any]
+) -> None:
+    """Run ``fn`` when the wall clock matches (a negative value ``-n`` means "every n")."""
+    _rt().crontab.register(minute, hour, day, month, dow, fn)
+
+
+def map_attr() -> MapAttr:
+    return MapAttr()
+
+
+def list_attr() -> ListAttr:
+    return ListAttr()
+
+
+__all__ = [
+    "Vector3",
+    "activate_registry",
+    "register_entity",
+    "register_space",
+    "register_service",
+    "create_entity_locally",
+    "create_entity_on_game",
+    "create_entity_anywhere",
+    "create_space_locally",
+    "create_space_on_game",
+    "create_space_anywhere",
+    "load_entity_on_game",
+    "load_entity_anywhere",
+    "load_entity_locally",
+    "exists",
+    "get_entity",
+    "get_space",
+    "entities",
+    "get_game_id",
+    "get_online_games",
+    "get_nil_space_id",
+    "get_nil_space",
+    "call",
+    "call_nil_spaces",
+    "call_service_any",
+    "call_service_all",
+    "call_service_shard_index",
+    "call_service_shard_key",
+    "get_service_entity_id",
+    "get_service_shard_count",
+    "check_service_entities_ready",
+    "kvdb_get",
+    "kvdb_put",
+    "kvdb_get_or_put",
+    "kvdb_get_range",
+    "post",
+    "add_callback",
+    "add_timer",
+    "register_crontab",
+    "map_attr",
+    "list_attr",
+]

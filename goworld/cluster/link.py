@@ -1,0 +1,151 @@
+"""A game's or gate's stream to one dispatcher (client side of ``Dispatcher.Connect``).
+
+A :class:`DispatcherLink` connects, sends its hello (SET_GAME_ID / SET_GATE_ID, built fresh by a
+callback on every (re)connect so it can list the current entities), then writes queued
+envelopes one batch per loop iteration and hands every received envelope to ``on_message``.
+
+Envelopes sent while the link is down are kept and written, in order, after the next hello.
+On loss the link either reconnects every ``retry_interval`` seconds (games) or reports the
+loss through ``on_lost`` and stops (gates quit when a dispatcher goes away, as in GoWorld).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from goworld.cluster.envelopes import Envelope
+from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter
+from goworld.rpc import cluster_pb2_grpc
+
+__all__ = ["DispatcherLink"]
+
+logger = logging.getLogger("goworld.cluster")
+
+
+class DispatcherLink:
+    def __init__(
+        self,
+        dispatcher_id: int,
+        address: str,
+        *,
+        hello: Callable[[], Envelope],
+        on_message: Callable[[int, Envelope], None],
+        on_connected: Callable[[int], None] | None = None,
+        on_lost: Callable[[int], None] | None = None,
+        reconnect: bool = True,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self.dispatcher_id = dispatcher_id
+        self.address = address
+        self._hello = hello
+        self._on_message = on_message
+        self._on_connected = on_connected
+        self._on_lost = on_lost
+        self._reconnect = reconnect
+        self._retry = retry_interval
+        self._pending: list[Envelope] = []
+        self._writer: BatchWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.connected = asyncio.Event()
+
+    def send(self, env: Envelope) -> None:
+        """Queue ``env`` for the dispatcher (kept across a reconnect)."""
+        writer = self._writer
+        if writer is not None:
+            writer.send(env)
+        else:
+            self._pending.append(env)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"link-dispatcher{self.dispatcher_id}")
+
+    async def close(self, *, flush_timeout: float = 5.0) -> None:
+        """Write what is queued (up to ``flush_timeout``), then close the stream."""
+        self._closing = True
+        writer = self._writer
+        if writer is not None:
+            writer.close()
+            deadline = asyncio.get_running_loop().time() + flush_timeout
+            while writer.queued and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _run(self) -> None:
+        first = True
+        while not self._closing:
+            try:
+                await self._session(first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # grpc errors of every kind end the session
+                if not self._closing:
+                    logger.warning(
+                        "dispatcher%d at %s: stream lost: %s",
+                        self.dispatcher_id,
+                        self.address,
+                        _short(exc),
+                    )
+            first = False
+            if self._writer is not None:
+                self._pending[:0] = self._writer.take()
+                self._writer = None
+            self.connected.clear()
+            if self._closing:
+                return
+            if not self._reconnect:
+                if self._on_lost is not None:
+                    self._on_lost(self.dispatcher_id)
+                return
+            await asyncio.sleep(self._retry)
+
+    async def _session(self, first: bool) -> None:
+        async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as channel:
+            await channel.channel_ready()
+            stub = cluster_pb2_grpc.DispatcherStub(channel)
+            call = stub.Connect()
+            writer = BatchWriter(call.write)
+            writer.send(self._hello())
+            for env in self._pending:
+                writer.send(env)
+            self._pending = []
+            self._writer = writer
+            writer_task = asyncio.create_task(writer.run())
+            self.connected.set()
+            logger.info(
+                "dispatcher%d at %s: %s",
+                self.dispatcher_id,
+                self.address,
+                "connected" if first else "reconnected",
+            )
+            if self._on_connected is not None:
+                self._on_connected(self.dispatcher_id)
+            on_message = self._on_message
+            did = self.dispatcher_id
+            try:
+                while True:
+                    batch = await call.read()
+                    if batch is grpc.aio.EOF:
+                        raise ConnectionError("dispatcher closed the stream")
+                    for env in batch.messages:
+                        on_message(did, env)
+                    if writer_task.done():
+                        writer_task.result()
+            finally:
+                writer_task.cancel()
+                call.cancel()
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,1 @@
+"""Entities, spaces, attributes and AOI."""

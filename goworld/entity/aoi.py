@@ -1,0 +1,601 @@
+"""Area of interest (AOI): who is near whom inside one space (PROTOCOL.md §9).
+
+Semantics (GoWorld's)
+    One manager per space, with one distance ``D > 0`` (finite) for everybody. Two objects
+    are *neighbours* iff ``|ax - bx| <= D`` and ``|az - bz| <= D``: an axis-aligned square,
+    inclusive (exactly ``D`` apart is in), ``y`` ignored. The relation is symmetric and
+    nobody is their own neighbour. The comparison is exact, as on real numbers, so it is
+    symmetric and order-free: ``x = -1e-30`` and ``x = 100.0`` are *not* neighbours for
+    ``D = 100`` even though ``100.0 - (-1e-30)`` rounds to ``100.0``. Coordinates go through
+    :func:`float`; NaN, infinities and ints too large for a float raise :class:`ValueError`
+    and leave the manager unchanged.
+
+Interface (:class:`AOIManager`)
+    ``enter(obj, x, z)``, ``moved(obj, x, z)``, ``leave(obj)``, ``neighbours(obj)``.
+    ``obj`` is any hashable (the entity itself, or its id). The manager takes two callables,
+    ``on_enter(a, b)`` and ``on_leave(a, b)``, and calls each **once per pair**, ``a`` being
+    the object that entered, moved or left. The space does the symmetric part: GoWorld fires
+    ``A.OnEnterAOI(B)`` then ``B.OnEnterAOI(A)``, and the same for leaves.
+    ``enter`` of an object already in raises ValueError; ``moved``/``leave``/``neighbours``
+    of an object not in raise KeyError. Moving to the same (x, z) does nothing.
+
+Events of one operation
+    The manager first updates every neighbour set for the whole operation, then fires its
+    events: all ``on_leave`` first, then all ``on_enter`` (go-aoi's order). So a callback
+    already sees the final :meth:`~AOIManager.neighbours` of both objects. ``leave(obj)``
+    fires ``on_leave(obj, b)`` for every neighbour ``b``. The order is deterministic: it
+    follows the insertion order of dicts, never hash order, so it depends neither on
+    ``PYTHONHASHSEED`` nor on ``id()``. (The two implementations may order differently.)
+    A callback may call back into the manager, whose state stays consistent, but the
+    events still pending from the outer operation are delivered afterwards as computed:
+    a space that destroys or moves entities from an AOI hook should post that work.
+
+Neighbour sets
+    :meth:`~AOIManager.neighbours` returns a **live, read-only view** (``dict.keys()``, a
+    :class:`collections.abc.Set`) of the set the manager maintains, updated in place. The
+    relation being symmetric, it serves as both ``InterestedIn`` and ``InterestedBy``: the
+    entity layer keeps the view and stores no copy. A view belongs to one stay: ``leave``
+    empties it and a later ``enter`` makes a new one.
+
+Implementations
+    :class:`BruteForceAOI`
+        Compares the mover with everybody using :func:`within` (the exact test by
+        difference); O(n) per operation, self-contained, obviously right: the oracle.
+    :class:`GridAOI`
+        A uniform grid of ``D x D`` cells, ``dict`` from ``(x // D, z // D)`` to a cell that
+        holds two dicts, object -> x and object -> z. Every neighbour lies in the 3x3 block
+        of cells around an object. ``enter`` and a move to another cell rebuild the set from
+        that block and diff it (one C-level dict comparison says "unchanged"); a move inside
+        the same cell (most walking moves) only re-tests the 8 surrounding cells against the
+        current set and builds nothing unless a pair changes.
+
+Why the cell size is exactly ``D``
+    * Each cell is the half-open ``[i*D, (i+1)*D)`` and ``x // D`` is the exact floor, so
+      membership proves most of the test: everybody in our own cell is a neighbour, the
+      cells above and below need only the ``z`` test, left and right only the ``x`` test,
+      and each test is one-sided (the cell below can only fail ``oz >= z - D``). A
+      candidate costs one float comparison, two in a corner cell; a move inside a cell does
+      not look at its own cell at all.
+    * The bounds ``x - D`` and ``x + D`` are computed once per operation and rounded
+      inwards (exact for usual coordinates, corrected otherwise), so the float comparison is
+      the exact real-number test.
+    * Each cell caches its 8 neighbouring cells (``ring``), so a move does no dict lookup
+      for them. Cells are therefore kept when they empty; once there are more than
+      ``4 * len(self) + SWEEP_SLACK`` cells, the empty ones are dropped and the rings
+      rebuilt lazily, so memory follows the objects and not where they have been.
+    * Measured (``scripts/bench_aoi.py --cells``, 10k objects, ~20 neighbours each): a plain
+      grid testing every candidate on both axes costs ~13 us per walking move with cells of
+      ``D``, ~23 us with ``D/2`` (25 cells) and ~24 us with ``2D`` (more candidates); this
+      grid, ~7 us.
+    * Beyond ``|x| >= 2**48 * D`` float floor division stops being exact, so such
+      coordinates are clamped into one edge cell per side (never separating two neighbours)
+      where everything is tested on both axes: correct, and slow only out there.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Hashable, KeysView
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "GridAOI", "within"]
+
+T = TypeVar("T", bound=Hashable)
+
+AOICallback = Callable[[T, T], None]
+"""``on_enter(a, b)`` / ``on_leave(a, b)``: ``a`` is the object that entered, moved or left."""
+
+_INF = math.inf
+_MAX = sys.float_info.max
+# Cell indices stay exact while |x| < 2**48 * D (float floor division is exact below 2**50).
+# Clamped coordinates go to cell 2**48 or -2**48 - 1, which no unclamped one reaches.
+_CLAMP = 2.0**48
+
+
+class AOIManager(Protocol[T]):
+    """What a space needs from an AOI implementation (STYLE.md practice 12)."""
+
+    @property
+    def distance(self) -> float:
+        """The AOI distance D."""
+        ...
+
+    def enter(self, obj: T, x: float, z: float) -> None:
+        """Add ``obj`` at (x, z) and fire ``on_enter`` for each neighbour."""
+
+    def leave(self, obj: T) -> None:
+        """Remove ``obj`` and fire ``on_leave`` for each of its neighbours."""
+
+    def moved(self, obj: T, x: float, z: float) -> None:
+        """Move ``obj`` to (x, z): ``on_leave`` for lost pairs, then ``on_enter`` for new ones."""
+
+    def neighbours(self, obj: T) -> KeysView[T]:
+        """The live, read-only neighbour set of ``obj``."""
+        ...
+
+
+def within(a: float, b: float, distance: float) -> bool:
+    """``|a - b| <= distance`` on real numbers, for finite floats (the reference test)."""
+    diff = b - a
+    if -distance < diff < distance:  # the rounded difference is inside: so is the real one
+        return True
+    if diff == distance or diff == -distance:  # rounded onto the boundary: look closer
+        # Knuth's TwoSum of b and -a: the real difference is exactly diff + err.
+        na = -a
+        av = diff - b
+        bv = diff - av
+        err = (b - bv) + (na - av)
+        return err <= 0.0 if diff > 0.0 else err >= 0.0
+    return False  # outside, or overflowed to an infinity (the real one is outside too)
+
+
+def _add_down(a: float, b: float) -> float:
+    """The largest float <= a + b (the real sum), for finite a and b > 0."""
+    s = a + b
+    if s == _INF:  # the real sum is above the largest float
+        return _MAX
+    # TwoSum: the real sum is exactly s + err.
+    bv = s - a
+    av = s - bv
+    err = (a - av) + (b - bv)
+    return math.nextafter(s, -_INF) if err < 0.0 else s
+
+
+def _add_up(a: float, b: float) -> float:
+    """The smallest float >= a + b (the real sum), for finite a and b < 0."""
+    return -_add_down(-a, -b)
+
+
+def _coords(x: float, z: float) -> tuple[float, float]:
+    """Both coordinates as finite floats, or ValueError."""
+    try:
+        fx = float(x)
+        fz = float(z)
+    except OverflowError:
+        raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})") from None
+    if not (math.isfinite(fx) and math.isfinite(fz)):
+        raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})")
+    return fx, fz
+
+
+class _AOIBase(Generic[T]):
+    """The distance, the callbacks and the neighbour sets (obj -> dict used as a set)."""
+
+    __slots__ = ("_distance", "_on_enter", "_on_leave", "_nbrs")
+
+    def __init__(
+        self, distance: float, on_enter: AOICallback[T], on_leave: AOICallback[T]
+    ) -> None:
+        d = float(distance)
+        if not 0.0 < d < _INF:
+            raise ValueError(f"AOI distance must be finite and > 0, got {distance!r}")
+        self._distance = d
+        self._on_enter = on_enter
+        self._on_leave = on_leave
+        self._nbrs: dict[T, dict[T, None]] = {}
+
+    @property
+    def distance(self) -> float:
+        """The AOI distance D."""
+        return self._distance
+
+    def __len__(self) -> int:
+        """How many objects are in."""
+        return len(self._nbrs)
+
+    def __contains__(self, obj: object) -> bool:
+        return obj in self._nbrs
+
+    def neighbours(self, obj: T) -> KeysView[T]:
+        """The live, read-only neighbour set of ``obj`` (KeyError if it is not in).
+
+        It is updated in place while ``obj`` stays in, and emptied when it leaves.
+        """
+        return self._nbrs[obj].keys()
+
+
+class BruteForceAOI(_AOIBase[T]):
+    """The reference: O(n) per operation, compares the mover with everybody."""
+
+    __slots__ = ("_pos",)
+
+    def __init__(
+        self, distance: float, on_enter: AOICallback[T], on_leave: AOICallback[T]
+    ) -> None:
+        super().__init__(distance, on_enter, on_leave)
+        self._pos: dict[T, tuple[float, float]] = {}
+
+    def _near(self, obj: T, x: float, z: float) -> list[T]:
+        d = self._distance
+        return [
+            b
+            for b, (bx, bz) in self._pos.items()
+            if b != obj and within(x, bx, d) and within(z, bz, d)
+        ]
+
+    def enter(self, obj: T, x: float, z: float) -> None:
+        """Add ``obj`` at (x, z); ValueError if it is already in or on a bad coordinate."""
+        if obj in self._pos:
+            raise ValueError(f"{obj!r} is already in this AOI")
+        x, z = _coords(x, z)
+        near = self._near(obj, x, z)
+        self._pos[obj] = (x, z)
+        self._nbrs[obj] = dict.fromkeys(near)
+        for b in near:
+            self._nbrs[b][obj] = None
+        for b in near:
+            self._on_enter(obj, b)
+
+    def leave(self, obj: T) -> None:
+        """Remove ``obj`` (KeyError if it is not in) and fire a leave per neighbour."""
+        del self._pos[obj]
+        mine = self._nbrs.pop(obj)
+        gone = list(mine)
+        mine.clear()
+        for b in gone:
+            del self._nbrs[b][obj]
+        for b in gone:
+            self._on_leave(obj, b)
+
+    def moved(self, obj: T, x: float, z: float) -> None:
+        """Move ``obj`` (KeyError if it is not in, ValueError on a bad coordinate)."""
+        if obj not in self._pos:
+            raise KeyError(obj)
+        x, z = _coords(x, z)
+        self._pos[obj] = (x, z)
+        near = self._near(obj, x, z)
+        mine = self._nbrs[obj]
+        gone = [b for b in mine if b not in near]
+        came = [b for b in near if b not in mine]
+        for b in gone:
+            del mine[b]
+            del self._nbrs[b][obj]
+        for b in came:
+            mine[b] = None
+            self._nbrs[b][obj] = None
+        for b in gone:
+            self._on_leave(obj, b)
+        for b in came:
+            self._on_enter(obj, b)
+
+
+class _Cell(Generic[T]):
+    """One ``D x D`` cell of a :class:`GridAOI`."""
+
+    __slots__ = ("cx", "cz", "exact", "xs", "zs", "ring")
+
+    def __init__(self, cx: float, cz: float, exact: bool) -> None:
+        self.cx = cx
+        self.cz = cz
+        # Not a clamped edge cell: membership proves where the coordinates are.
+        self.exact = exact
+        self.xs: dict[T, float] = {}  # obj -> x
+        self.zs: dict[T, float] = {}  # obj -> z, same keys
+        # The 8 neighbouring cells: below, above, left, right, then the corners left-below,
+        # left-above, right-below, right-above. Built on first use, forgotten by a sweep.
+        self.ring: tuple[_Cell[T], ...] | None = None
+
+
+class _Entry(Generic[T]):
+    """Where one object of a :class:`GridAOI` is."""
+
+    __slots__ = ("x", "z", "cell", "nbrs")
+
+    def __init__(self, x: float, z: float, cell: _Cell[T], nbrs: dict[T, None]) -> None:
+        self.x = x
+        self.z = z
+        self.cell = cell
+        self.nbrs = nbrs  # the same dict as GridAOI._nbrs[obj]
+
+
+class GridAOI(_AOIBase[T]):
+    """A uniform grid of ``D x D`` cells (see the module docstring)."""
+
+    __slots__ = ("_cells", "_entries", "_lim")
+
+    #: Empty cells are dropped once there are more than ``4 * len(self) + SWEEP_SLACK``.
+    SWEEP_SLACK = 1024
+
+    def __init__(
+        self, distance: float, on_enter: AOICallback[T], on_leave: AOICallback[T]
+    ) -> None:
+        super().__init__(distance, on_enter, on_leave)
+        self._cells: dict[tuple[float, float], _Cell[T]] = {}
+        self._entries: dict[T, _Entry[T]] = {}
+        # |x| < _lim keeps x // D exact; inf when D is so large that it always is.
+        self._lim = self._distance * _CLAMP
+
+    # -- cells ---------------------------------------------------------------------------
+
+    def _clamped(self, x: float, z: float) -> tuple[float, float]:
+        """The cell of (x, z) when one is beyond the clamp (or not finite: ValueError)."""
+        x, z = _coords(x, z)
+        d = self._distance
+        lim = self._lim
+        cx = x // d if -lim < x < lim else (_CLAMP if x > 0.0 else -_CLAMP - 1.0)
+        cz = z // d if -lim < z < lim else (_CLAMP if z > 0.0 else -_CLAMP - 1.0)
+        return cx, cz
+
+    def _cell(self, cx: float, cz: float) -> _Cell[T]:
+        """The cell (cx, cz), created if needed."""
+        cell = self._cells.get((cx, cz))
+        if cell is None:
+            cell = _Cell(cx, cz, -_CLAMP <= cx < _CLAMP and -_CLAMP <= cz < _CLAMP)
+            self._cells[(cx, cz)] = cell
+        return cell
+
+    def _link(self, cell: _Cell[T]) -> tuple[_Cell[T], ...]:
+        """Build ``cell.ring``. ``cell`` holds an object, so a sweep here keeps it."""
+        if len(self._cells) > 4 * len(self._entries) + self.SWEEP_SLACK:
+            self._sweep()
+        cx = cell.cx
+        cz = cell.cz
+        get = self._cell
+        ring = (
+            get(cx, cz - 1.0),
+            get(cx, cz + 1.0),
+            get(cx - 1.0, cz),
+            get(cx + 1.0, cz),
+            get(cx - 1.0, cz - 1.0),
+            get(cx - 1.0, cz + 1.0),
+            get(cx + 1.0, cz - 1.0),
+            get(cx + 1.0, cz + 1.0),
+        )
+        cell.ring = ring
+        return ring
+
+    def _sweep(self) -> None:
+        """Drop the empty cells; forget every ring (it may point at a dropped cell)."""
+        kept = {}
+        for key, cell in self._cells.items():
+            cell.ring = None
+            if cell.xs:
+                kept[key] = cell
+        self._cells = kept
+
+    def _bounds(self, x: float, z: float) -> tuple[float, float, float, float]:
+        """``xlo, xhi, zlo, zhi``: a float v has ``|v - x| <= D`` iff ``xlo <= v <= xhi``."""
+        d = self._distance
+        nd = -d
+        xhi = x + d
+        if xhi - x != d or xhi - d != x:  # inexact (one of the two is exact: Fast2Sum)
+            xhi = _add_down(x, d)
+        xlo = x + nd
+        if xlo - x != nd or xlo - nd != x:
+            xlo = _add_up(x, nd)
+        zhi = z + d
+        if zhi - z != d or zhi - d != z:
+            zhi = _add_down(z, d)
+        zlo = z + nd
+        if zlo - z != nd or zlo - nd != z:
+            zlo = _add_up(z, nd)
+        return xlo, xhi, zlo, zhi
+
+    def _scan(self, obj: T, x: float, z: float, cell: _Cell[T]) -> dict[T, None]:
+        """The neighbours of ``obj``, which is already in ``cell`` at (x, z)."""
+        ring = cell.ring
+        if ring is None:
+            ring = self._link(cell)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
+        new: dict[T, None]
+        if not cell.exact:  # a clamped edge cell: test everybody, both sides
+            new = {}
+            for c in (cell, *ring):
+                zs = c.zs
+                for o, ox in c.xs.items():
+                    if xlo <= ox <= xhi and zlo <= zs[o] <= zhi:
+                        new[o] = None
+            del new[obj]
+            return new
+
+        new = dict.fromkeys(cell.xs)  # type: ignore[assignment]  # own cell: all in
+        del new[obj]
+        below, above, left, right, lb, la, rb, ra = ring
+        for o, oz in below.zs.items():
+            if oz >= zlo:
+                new[o] = None
+        for o, oz in above.zs.items():
+            if oz <= zhi:
+                new[o] = None
+        for o, ox in left.xs.items():
+            if ox >= xlo:
+                new[o] = None
+        for o, ox in right.xs.items():
+            if ox <= xhi:
+                new[o] = None
+        zs = lb.zs
+        for o, ox in lb.xs.items():
+            if ox >= xlo and zs[o] >= zlo:
+                new[o] = None
+        zs = la.zs
+        for o, ox in la.xs.items():
+            if ox >= xlo and zs[o] <= zhi:
+                new[o] = None
+        zs = rb.zs
+        for o, ox in rb.xs.items():
+            if ox <= xhi and zs[o] >= zlo:
+                new[o] = None
+        zs = ra.zs
+        for o, ox in ra.xs.items():
+            if ox <= xhi and zs[o] <= zhi:
+                new[o] = None
+        return new
+
+    def _step(self, obj: T, x: float, z: float, cell: _Cell[T], old: dict[T, None]) -> None:
+        """``obj`` moved inside its own exact ``cell``, whose members all stay neighbours.
+
+        Only the objects of the 8 ring cells can change side: test them against ``old``
+        (the current set) directly, building nothing unless a pair changes.
+        """
+        ring = cell.ring
+        if ring is None:
+            ring = self._link(cell)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
+        below, above, left, right, lb, la, rb, ra = ring
+        gone: list[T] = []
+        came: list[T] = []
+        for o, oz in below.zs.items():
+            if oz >= zlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        for o, oz in above.zs.items():
+            if oz <= zhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        for o, ox in left.xs.items():
+            if ox >= xlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        for o, ox in right.xs.items():
+            if ox <= xhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        zs = lb.zs
+        for o, ox in lb.xs.items():
+            if ox >= xlo and zs[o] >= zlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        zs = la.zs
+        for o, ox in la.xs.items():
+            if ox >= xlo and zs[o] <= zhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        zs = rb.zs
+        for o, ox in rb.xs.items():
+            if ox <= xhi and zs[o] >= zlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        zs = ra.zs
+        for o, ox in ra.xs.items():
+            if ox <= xhi and zs[o] <= zhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
+        if gone or came:
+            self._apply(obj, old, gone, came)
+
+    # -- events --------------------------------------------------------------------------
+
+    def _diff(self, obj: T, old: dict[T, None], new: dict[T, None]) -> None:
+        """``obj``'s set goes from ``old`` (live) to ``new`` (scratch, known to differ)."""
+        # Usually one pair changes: find the likely side first, the other only if needed.
+        gone: list[T]
+        came: list[T]
+        if len(new) > len(old):
+            came = [b for b in new if b not in old]
+            kept = len(new) - len(came)
+            gone = [b for b in old if b not in new] if kept != len(old) else []
+        else:
+            gone = [b for b in old if b not in new]
+            kept = len(old) - len(gone)
+            came = [b for b in new if b not in old] if kept != len(new) else []
+        self._apply(obj, old, gone, came)
+
+    def _apply(self, obj: T, old: dict[T, None], gone: list[T], came: list[T]) -> None:
+        """Update both sides of every changed pair, then fire leaves, then enters."""
+        nbrs = self._nbrs
+        for b in gone:
+            del old[b]
+            del nbrs[b][obj]
+        for b in came:
+            old[b] = None
+            nbrs[b][obj] = None
+        on_leave = self._on_leave
+        for b in gone:
+            on_leave(obj, b)
+        on_enter = self._on_enter
+        for b in came:
+            on_enter(obj, b)
+
+    # -- the interface -------------------------------------------------------------------
+
+    def enter(self, obj: T, x: float, z: float) -> None:
+        """Add ``obj`` at (x, z); ValueError if it is already in or on a bad coordinate."""
+        if obj in self._entries:
+            raise ValueError(f"{obj!r} is already in this AOI")
+        x, z = _coords(x, z)
+        lim = self._lim
+        if -lim < x < lim and -lim < z < lim:
+            d = self._distance
+            cell = self._cell(x // d, z // d)
+        else:
+            cell = self._cell(*self._clamped(x, z))
+        cell.xs[obj] = x
+        cell.zs[obj] = z
+        new = self._scan(obj, x, z, cell)
+        self._entries[obj] = _Entry(x, z, cell, new)
+        nbrs = self._nbrs
+        nbrs[obj] = new
+        for b in new:
+            nbrs[b][obj] = None
+        on_enter = self._on_enter
+        for b in new:
+            on_enter(obj, b)
+
+    def leave(self, obj: T) -> None:
+        """Remove ``obj`` (KeyError if it is not in) and fire a leave per neighbour."""
+        e = self._entries.pop(obj)
+        del e.cell.xs[obj]
+        del e.cell.zs[obj]
+        nbrs = self._nbrs
+        mine = nbrs.pop(obj)
+        gone = list(mine)
+        mine.clear()
+        for b in gone:
+            del nbrs[b][obj]
+        on_leave = self._on_leave
+        for b in gone:
+            on_leave(obj, b)
+
+    def moved(self, obj: T, x: float, z: float) -> None:
+        """Move ``obj`` (KeyError if it is not in, ValueError on a bad coordinate)."""
+        e = self._entries[obj]
+        try:
+            x = float(x)
+            z = float(z)
+        except OverflowError:
+            raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})") from None
+        if x == e.x and z == e.z:
+            return
+        lim = self._lim
+        if -lim < x < lim and -lim < z < lim:  # also false for NaN and infinities
+            d = self._distance
+            cx = x // d
+            cz = z // d
+        else:
+            cx, cz = self._clamped(x, z)
+        e.x = x
+        e.z = z
+        cell = e.cell
+        if cx == cell.cx and cz == cell.cz:
+            cell.xs[obj] = x
+            cell.zs[obj] = z
+            if cell.exact:
+                self._step(obj, x, z, cell, e.nbrs)
+                return
+        else:
+            del cell.xs[obj]
+            del cell.zs[obj]
+            cell = e.cell = self._cell(cx, cz)
+            cell.xs[obj] = x
+            cell.zs[obj] = z
+        new = self._scan(obj, x, z, cell)
+        old = e.nbrs
+        if new != old:  # C-level; a different length answers at once
+            self._diff(obj, old, new)

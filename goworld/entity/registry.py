@@ -1,0 +1,326 @@
+"""Entity type declarations: attribute flags, RPC exposure, persistence, AOI (PROTOCOL.md §4.2, §4.4).
+
+A game package declares its types with plain class attributes and decorators::
+
+    class Avatar(goworld.Entity):
+        persistent = True
+        aoi_distance = 100                       # uses AOI
+        attributes = {"name": goworld.ALL_CLIENTS | goworld.PERSISTENT, "exp": goworld.CLIENT}
+
+        @goworld.rpc(client=True)                # the own client may call it
+        def Say(self, channel: str, text: str) -> None: ...
+
+        @goworld.rpc                             # other entities (servers) may call it
+        def GetSpaceID(self, caller: str) -> None: ...
+
+Exposure is declared, never inferred: a client may call only ``client=True`` methods on its own
+entity and ``all_clients=True`` methods on any entity; servers may call any ``@rpc`` method.
+Arguments are checked against the method's annotations (int, float, str, bool, bytes, list,
+dict, Any) the way GoWorld's typed decoding does: an int fits a float parameter, a float never
+fits an int one; missing trailing arguments get their default, or the zero value of their
+annotated type; extra arguments are an error. A failed check is :class:`RPCArgumentError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Any, TypeVar, get_type_hints
+
+from goworld.errors import EntityError
+
+__all__ = [
+    "AttrFlag",
+    "CLIENT",
+    "ALL_CLIENTS",
+    "PERSISTENT",
+    "rpc",
+    "RpcMethod",
+    "RPCArgumentError",
+    "EntityTypeDesc",
+    "Registry",
+    "SPACE_TYPE_NAME",
+]
+
+SPACE_TYPE_NAME = "__space__"
+
+
+class AttrFlag(IntFlag):
+    NONE = 0
+    CLIENT = 1
+    ALL_CLIENTS = 2
+    PERSISTENT = 4
+
+
+#: Sent to the entity's own client.
+CLIENT = AttrFlag.CLIENT
+#: Sent to the own client and to the clients of every entity that sees this one (implies CLIENT).
+ALL_CLIENTS = AttrFlag.ALL_CLIENTS | AttrFlag.CLIENT
+#: Saved to storage (persistent entity types only).
+PERSISTENT = AttrFlag.PERSISTENT
+
+
+class RPCArgumentError(EntityError):
+    """An RPC was called with arguments that do not fit its parameters."""
+
+
+_ZERO: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False, bytes: b""}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class _RpcMark:
+    name: str | None
+    client: bool
+    all_clients: bool
+
+
+def rpc(
+    fn: F | None = None, *, client: bool = False, all_clients: bool = False, name: str | None = None
+) -> Any:
+    """Expose a method as an RPC. ``name`` is the wire name (default: the method's name)."""
+
+    def mark(f: F) -> F:
+        f.__goworld_rpc__ = _RpcMark(name, client or all_clients, all_clients)  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def _converter(annotation: Any, pname: str) -> Callable[[Any], Any] | None:
+    if annotation in (inspect.Parameter.empty, Any, object):
+        return None
+    if annotation is float:
+        def to_float(v: Any) -> float:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            raise RPCArgumentError(f"{pname}: expected a number, got {type(v).__name__}")
+        return to_float
+    if annotation is int:
+        def to_int(v: Any) -> int:
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            raise RPCArgumentError(f"{pname}: expected an integer, got {type(v).__name__}")
+        return to_int
+    if annotation is str:
+        def to_str(v: Any) -> str:
+            if isinstance(v, str):
+                return v
+            if isinstance(v, bytes):
+                return v.decode("utf-8", "replace")
+            if v is None:
+                return ""
+            raise RPCArgumentError(f"{pname}: expected a string, got {type(v).__name__}")
+        return to_str
+    if annotation is bool:
+        def to_bool(v: Any) -> bool:
+            if isinstance(v, bool):
+                return v
+            raise RPCArgumentError(f"{pname}: expected a bool, got {type(v).__name__}")
+        return to_bool
+    origin = getattr(annotation, "__origin__", annotation)
+    if origin in (list, dict, bytes):
+        def check(v: Any) -> Any:
+            if isinstance(v, origin):
+                return v
+            raise RPCArgumentError(
+                f"{pname}: expected {origin.__name__}, got {type(v).__name__}"
+            )
+        return check
+    return None
+
+
+@dataclass(slots=True)
+class RpcMethod:
+    """One exposed method: its wire name, who may call it, and its argument checks."""
+
+    wire_name: str
+    attr_name: str
+    client: bool
+    all_clients: bool
+    converters: tuple[Callable[[Any], Any] | None, ...]
+    fill: tuple[Any, ...]  # value for each missing trailing parameter; _REQUIRED if none
+    varargs: bool
+
+    def bind_args(self, args: tuple[Any, ...] | list[Any]) -> list[Any]:
+        """Check and convert ``args``; raises :class:`RPCArgumentError`."""
+        n = len(self.converters)
+        if len(args) > n and not self.varargs:
+            raise RPCArgumentError(f"{self.wire_name} takes {n} arguments, got {len(args)}")
+        out = list(args)
+        for i, conv in enumerate(self.converters[: len(out)]):
+            if conv is not None:
+                out[i] = conv(out[i])
+        for i in range(len(out), n):
+            if self.fill[i] is _REQUIRED:
+                raise RPCArgumentError(f"{self.wire_name}: missing argument {i + 1}")
+            out.append(self.fill[i])
+        return out
+
+
+_REQUIRED = object()
+
+
+def _rpc_method(attr_name: str, fn: Callable[..., Any], mark: _RpcMark) -> RpcMethod:
+    sig = inspect.signature(fn)
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        hints = {}
+    params = [p for p in sig.parameters.values()][1:]  # skip self
+    converters = []
+    fill = []
+    varargs = False
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            varargs = True
+            continue
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        ann = hints.get(p.name, p.annotation)
+        converters.append(_converter(ann, p.name))
+        if p.default is not p.empty:
+            fill.append(p.default)
+        else:
+            zero = _ZERO.get(ann, _REQUIRED)
+            if zero is _REQUIRED and getattr(ann, "__origin__", ann) in (list, dict):
+                zero = getattr(ann, "__origin__", ann)()
+            fill.append(zero)
+    return RpcMethod(
+        mark.name or attr_name,
+        attr_name,
+        mark.client,
+        mark.all_clients,
+        tuple(converters),
+        tuple(fill),
+        varargs,
+    )
+
+
+@dataclass(slots=True)
+class EntityTypeDesc:
+    """Everything the runtime needs to know about one registered type."""
+
+    name: str
+    cls: type
+    persistent: bool = False
+    aoi_distance: float = 0.0
+    attr_flags: dict[str, AttrFlag] = field(default_factory=dict)
+    client_keys: frozenset[str] = frozenset()
+    all_client_keys: frozenset[str] = frozenset()
+    persistent_keys: frozenset[str] = frozenset()
+    rpcs: dict[str, RpcMethod] = field(default_factory=dict)
+    is_space: bool = False
+    service_shards: int = 0
+
+    @property
+    def use_aoi(self) -> bool:
+        return self.aoi_distance > 0
+
+
+def describe(cls: type, name: str, *, is_space: bool = False, service_shards: int = 0) -> EntityTypeDesc:
+    """Build the descriptor of ``cls``; raises :class:`EntityError` on a bad declaration."""
+    persistent = bool(getattr(cls, "persistent", False))
+    aoi = getattr(cls, "aoi_distance", 0) or 0
+    if not isinstance(aoi, (int, float)) or aoi < 0:
+        raise EntityError(f"{name}.aoi_distance must be a non-negative number, got {aoi!r}")
+    flags: dict[str, AttrFlag] = {}
+    for klass in reversed(cls.__mro__):
+        declared = klass.__dict__.get("attributes")
+        if declared is None:
+            continue
+        if not isinstance(declared, dict):
+            raise EntityError(f"{name}.attributes must be a dict of attribute name -> flags")
+        for key, flag in declared.items():
+            if not isinstance(key, str) or not key:
+                raise EntityError(f"{name}.attributes: attribute names are non-empty strings, got {key!r}")
+            try:
+                flags[key] = AttrFlag(int(flag))
+            except (TypeError, ValueError) as exc:
+                raise EntityError(f"{name}.attributes[{key!r}]: bad flags {flag!r}") from exc
+    if any(f & AttrFlag.ALL_CLIENTS for f in flags.values()):
+        flags = {k: (f | AttrFlag.CLIENT if f & AttrFlag.ALL_CLIENTS else f) for k, f in flags.items()}
+    persistent_keys = frozenset(k for k, f in flags.items() if f & AttrFlag.PERSISTENT)
+    if persistent_keys and not persistent:
+        raise EntityError(
+            f"{name}: attributes {sorted(persistent_keys)} are PERSISTENT but the type is not "
+            "(set persistent = True)"
+        )
+    if service_shards and persistent:
+        raise EntityError(f"{name}: a service cannot be persistent")
+    rpcs: dict[str, RpcMethod] = {}
+    for attr_name in dir(cls):
+        fn = getattr(cls, attr_name, None)
+        mark = getattr(fn, "__goworld_rpc__", None)
+        if mark is None or not callable(fn):
+            continue
+        method = _rpc_method(attr_name, fn, mark)
+        if method.wire_name in rpcs and rpcs[method.wire_name].attr_name != attr_name:
+            raise EntityError(f"{name}: two methods expose the RPC name {method.wire_name!r}")
+        rpcs[method.wire_name] = method
+    return EntityTypeDesc(
+        name=name,
+        cls=cls,
+        persistent=persistent,
+        aoi_distance=float(aoi),
+        attr_flags=flags,
+        client_keys=frozenset(k for k, f in flags.items() if f & AttrFlag.CLIENT),
+        all_client_keys=frozenset(k for k, f in flags.items() if f & AttrFlag.ALL_CLIENTS),
+        persistent_keys=persistent_keys,
+        rpcs=rpcs,
+        is_space=is_space,
+        service_shards=service_shards,
+    )
+
+
+class Registry:
+    """The types one game package registers (filled when the package is imported)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, EntityTypeDesc] = {}
+        self.space_desc: EntityTypeDesc | None = None
+        self.services: dict[str, EntityTypeDesc] = {}
+
+    def register_entity(self, cls: type, name: str | None = None) -> EntityTypeDesc:
+        from goworld.entity.entity import Entity
+
+        name = name or cls.__name__
+        if not (isinstance(cls, type) and issubclass(cls, Entity)):
+            raise EntityError(f"register_entity({name!r}): {cls!r} is not an Entity subclass")
+        if name == SPACE_TYPE_NAME:
+            raise EntityError(f"{SPACE_TYPE_NAME} is reserved for the space type")
+        if name in self.types and self.types[name].cls is not cls:
+            raise EntityError(f"entity type {name!r} registered twice")
+        desc = describe(cls, name)
+        self.types[name] = desc
+        return desc
+
+    def register_space(self, cls: type) -> EntityTypeDesc:
+        from goworld.entity.space import Space
+
+        if not (isinstance(cls, type) and issubclass(cls, Space)):
+            raise EntityError(f"register_space: {cls!r} is not a Space subclass")
+        if self.space_desc is not None and self.space_desc.cls is not cls:
+            raise EntityError(
+                f"only one space type may be registered ({self.space_desc.cls.__name__} already is)"
+            )
+        desc = describe(cls, SPACE_TYPE_NAME, is_space=True)
+        self.space_desc = self.types[SPACE_TYPE_NAME] = desc
+        return desc
+
+    def register_service(self, cls: type, shards: int, name: str | None = None) -> EntityTypeDesc:
+        name = name or cls.__name__
+        if not isinstance(shards, int) or shards < 1:
+            raise EntityError(f"service {name!r}: shard count must be a positive int, got {shards!r}")
+        self.register_entity(cls, name)
+        desc = describe(cls, name, service_shards=shards)
+        self.types[name] = self.services[name] = desc
+        return desc
+
+    def get(self, name: str) -> EntityTypeDesc:
+        try:
+            return self.types[name]
+        except KeyError:
+            raise EntityError(f"unknown entity type {name!r}") from None

@@ -1,0 +1,155 @@
+"""Spaces: entities that contain entities, with optional AOI (PROTOCOL.md §4.7, §4.8, §9).
+
+A space is an entity of the registered space type (type name ``__space__`` on the wire, its
+kind in attribute ``_K``). Each game has one *nil space* (kind 0, a fixed id per game) where
+entities live until they enter a real space; clients never see it.
+
+``enable_aoi(distance)`` gives the space a :class:`~goworld.entity.aoi.GridAOI`; entities whose
+type has ``aoi_distance > 0`` then join it on entering. AOI enter/leave pairs become 1002/1003
+messages to the clients of both entities, and the manager's live neighbour views are the
+entities' ``interested_in``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from goworld.entity.aoi import GridAOI
+from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
+from goworld.entity.vector import Vector3
+from goworld.errors import EntityError
+from goworld.proto.msgtypes import MsgType
+
+__all__ = ["Space"]
+
+_CREATE = MsgType.CREATE_ENTITY_ON_CLIENT
+_DESTROY = MsgType.DESTROY_ENTITY_ON_CLIENT
+_EMPTY: frozenset[Entity] = frozenset()
+
+
+class Space(Entity):
+    """Base class of the game's space type."""
+
+    aoi: GridAOI[Entity] | None
+    entities: dict[Entity, None]
+
+    def _setup(self, rt: Any, desc: Any, entity_id: str) -> None:
+        super()._setup(rt, desc, entity_id)
+        self.aoi = None
+        self.entities = {}
+
+    # ---- hooks ---------------------------------------------------------------------------
+
+    def on_space_init(self) -> None: ...
+    def on_space_created(self) -> None: ...
+    def on_space_destroy(self) -> None: ...
+    def on_entity_enter_space(self, entity: Entity) -> None: ...
+    def on_entity_leave_space(self, entity: Entity) -> None: ...
+    def on_game_ready(self) -> None:
+        """Called on the nil space once the deployment is ready."""
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def is_space(self) -> bool:
+        return True
+
+    @property
+    def kind(self) -> int:
+        return self.attrs.get_int("_K")
+
+    @property
+    def is_nil(self) -> bool:
+        return self.kind == 0
+
+    def client_data(self, *, own: bool) -> dict[str, Any]:
+        return {"_K": self.kind}
+
+    def get_entity_count(self) -> int:
+        return len(self.entities)
+
+    def count_entities(self, type_name: str) -> int:
+        return sum(1 for e in self.entities if e.desc.name == type_name)
+
+    def for_each_entity(self, fn: Callable[[Entity], Any]) -> None:
+        for e in list(self.entities):
+            fn(e)
+
+    def iter_entities(self) -> Iterator[Entity]:
+        return iter(list(self.entities))
+
+    def get_entity(self, entity_id: str) -> Entity | None:
+        e = self._rt.get_entity(entity_id)
+        return e if e is not None and e.space is self else None
+
+    # ---- AOI -----------------------------------------------------------------------------
+
+    def enable_aoi(self, distance: float) -> None:
+        """Turn AOI on with ``distance``; only before any entity entered, and only once."""
+        if self.aoi is not None:
+            raise EntityError(f"{self!r}: AOI is already enabled")
+        if self.entities:
+            raise EntityError(f"{self!r}: enable_aoi after entities entered")
+        if distance <= 0:
+            raise EntityError(f"{self!r}: AOI distance must be > 0, got {distance!r}")
+        self.aoi = GridAOI(distance, _on_enter_aoi, _on_leave_aoi)
+        self.attrs["_EnableAOI"] = float(distance)
+
+    # ---- creating entities in this space --------------------------------------------------
+
+    def create_entity(self, type_name: str, pos: Vector3 | tuple[float, float, float] = Vector3()) -> Entity:
+        return self._rt.create_entity_locally(type_name, space=self, pos=Vector3(*pos))
+
+    def load_entity(self, type_name: str, entity_id: str, pos: Vector3 | tuple[float, float, float] = Vector3()) -> None:
+        self._rt.load_entity_locally(type_name, entity_id, space=self, pos=Vector3(*pos))
+
+    # ---- enter / leave (called by the runtime) ---------------------------------------------
+
+    def _enter(self, entity: Entity, pos: Vector3, *, quiet: bool = False) -> None:
+        """Add ``entity`` at ``pos``. ``quiet`` (restore, migration-in) skips the hooks."""
+        entity.space = self
+        entity.position = pos
+        self.entities[entity] = None
+        rt = self._rt
+        client = entity.client
+        if client is not None and not self.is_nil:
+            rt.send_client(client, _CREATE, self._create_body(own=False))
+        aoi = self.aoi
+        if aoi is not None and entity.desc.use_aoi:
+            aoi.enter(entity, pos.x, pos.z)
+            entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
+        entity._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
+        if not quiet:
+            entity._safe_hook("on_enter_space")
+            self._safe_hook("on_entity_enter_space", entity)
+
+    def _leave(self, entity: Entity, *, quiet: bool = False) -> None:
+        """Remove ``entity``: neighbours' destroys first, then the space's destroy."""
+        aoi = self.aoi
+        if aoi is not None and entity in aoi:
+            aoi.leave(entity)
+        entity.interested_in = _EMPTY  # type: ignore[assignment]
+        client = entity.client
+        if client is not None and not self.is_nil:
+            self._rt.send_client(client, _DESTROY, self._destroy_body())
+        self.entities.pop(entity, None)
+        entity.space = None
+        if not quiet:
+            entity._safe_hook("on_leave_space", self)
+            self._safe_hook("on_entity_leave_space", entity)
+
+
+def _on_enter_aoi(a: Entity, b: Entity) -> None:
+    rt = a._rt
+    if a.client is not None:
+        rt.send_client(a.client, _CREATE, b._create_body(own=False))
+    if b.client is not None:
+        rt.send_client(b.client, _CREATE, a._create_body(own=False))
+
+
+def _on_leave_aoi(a: Entity, b: Entity) -> None:
+    rt = a._rt
+    if a.client is not None:
+        rt.send_client(a.client, _DESTROY, b._destroy_body())
+    if b.client is not None:
+        rt.send_client(b.client, _DESTROY, a._destroy_body())

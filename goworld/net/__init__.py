@@ -1,0 +1,1 @@
+"""asyncio adapters moving bytes between sockets and the sans-I/O protocol core."""

@@ -1,0 +1,96 @@
+"""Process plumbing shared by the three roles: arguments, logging, the start tag, the loop.
+
+Each role's ``__main__`` is its composition root; this module only removes the boilerplate
+they would otherwise repeat. The command-line flags keep GoWorld's spelling (``-gid 1``,
+``-dispid 1``, ``-gateid 1``, ``-configfile``, ``-log``, ``-restore``) and also accept the
+double-dash forms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from goworld import log
+from goworld.config import ClusterConfig, load
+from goworld.errors import ConfigError
+
+__all__ = ["RoleArgs", "parse_role_args", "started_tag", "announce_started", "run_loop"]
+
+logger = logging.getLogger("goworld.process")
+
+
+def started_tag(role: str) -> str:
+    """The line the CLI waits for in a process's log file (GoWorld's supervisor tag)."""
+    return f"<!--XSUPERVISOR:BEGIN--> {role.upper()} STARTED <!--XSUPERVISOR:END-->"
+
+
+class RoleArgs(argparse.Namespace):
+    id: int
+    configfile: str
+    log: str | None
+    restore: bool
+    app: str | None
+
+
+def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> RoleArgs:
+    parser = argparse.ArgumentParser(prog=f"python -m {role}")
+    parser.add_argument(f"-{id_flag}", f"--{id_flag}", dest="id", type=int, required=True)
+    parser.add_argument("-configfile", "--configfile", default="goworld.ini")
+    parser.add_argument("-log", "--log", default=None, help="override the configured log level")
+    if role == "game":
+        parser.add_argument("-restore", "--restore", action="store_true")
+        parser.add_argument("-app", "--app", default=None, help="the game package directory")
+    return parser.parse_args(argv, namespace=RoleArgs())
+
+
+def load_config_or_exit(path: str) -> ClusterConfig:
+    try:
+        return load(Path(path))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def setup_logging(level: str, log_file: str, stderr: bool) -> None:
+    log.configure(level=level, log_file=log_file or None, stderr=stderr)
+
+
+def announce_started(role: str) -> None:
+    """Log the start tag at INFO on every handler, whatever the configured level."""
+    record = logging.LogRecord(
+        f"goworld.{role}", logging.INFO, __file__, 0, started_tag(role), None, None
+    )
+    for handler in logging.getLogger("goworld").handlers:
+        handler.handle(record)
+        handler.flush()
+
+
+def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main(stop_event)`` on uvloop (when available); SIGTERM/SIGINT set the event."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        uvloop = None
+
+    async def runner() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    if uvloop is not None:
+        return uvloop.run(runner())
+    return asyncio.run(runner())
+
+
+def pid_info() -> str:
+    return f"pid {os.getpid()}"

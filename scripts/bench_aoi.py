@@ -1,0 +1,318 @@
+"""AOI figures for goworld.entity.aoi (not a test; prints figures).
+
+Usage: .venv/bin/python scripts/bench_aoi.py [--entities 10000] [--neighbours 20] [--seed 1]
+                                              [--quick] [--cells]
+
+One space with D = 100 and N entities spread uniformly over a square whose side gives
+about ``--neighbours`` neighbours each (the mean is measured and printed). Then ticks of
+1k / 5k / 10k moves of random entities, either walking (each axis +-5 units, reflected at
+the border) or teleporting (a uniform new position). Each tick's moves are generated
+before the clock starts; the figure is the median over several ticks of the time spent in
+``moved`` (with callbacks that count events), as ms per tick, and the events (enter +
+leave, one per pair) per second of that time.
+
+Then the brute-force reference on a smaller space (1k entities, same density): both see
+the same moves, and the script checks that every move gives the same (enter, leave) sets
+and the same neighbour sets, and prints both costs. ``--cells`` also times a plain grid
+(two-sided tests everywhere, any cell size) at D/2, D and 2D, to justify cell size = D.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from goworld.entity.aoi import AOIManager, BruteForceAOI, GridAOI
+
+D = 100.0
+STEP = 5.0
+
+
+class Ent:
+    """Stands for an entity: hashed by identity, as entity objects are."""
+
+    __slots__ = ("i",)
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+    def __repr__(self) -> str:
+        return f"E{self.i}"
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.events = 0
+
+    def on_event(self, a: object, b: object) -> None:
+        self.events += 1
+
+
+Move = tuple[Ent, float, float]
+
+
+def side_for(n: int, neighbours: float) -> float:
+    # Expected neighbours = (n - 1) * (2D)^2 / side^2 (ignoring the border).
+    return math.sqrt(n * (2 * D) ** 2 / neighbours)
+
+
+def populate(
+    make: Callable[[Callable[[Ent, Ent], None], Callable[[Ent, Ent], None]], AOIManager[Ent]],
+    n: int,
+    side: float,
+    rng: random.Random,
+) -> tuple[AOIManager[Ent], Counter, list[Ent], list[list[float]]]:
+    counter = Counter()
+    aoi = make(counter.on_event, counter.on_event)
+    ents = [Ent(i) for i in range(n)]
+    pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(n)]
+    for e, (x, z) in zip(ents, pos):
+        aoi.enter(e, x, z)
+    return aoi, counter, ents, pos
+
+
+def gen_moves(
+    ents: list[Ent], pos: list[list[float]], k: int, side: float, rng: random.Random, teleport: bool
+) -> list[Move]:
+    moves: list[Move] = []
+    n = len(ents)
+    for _ in range(k):
+        i = rng.randrange(n)
+        p = pos[i]
+        if teleport:
+            p[0] = rng.uniform(0, side)
+            p[1] = rng.uniform(0, side)
+        else:
+            for a in (0, 1):
+                v = p[a] + rng.uniform(-STEP, STEP)
+                if v < 0.0 or v > side:  # reflect at the border
+                    v = p[a] - (v - p[a])
+                p[a] = v
+        moves.append((ents[i], p[0], p[1]))
+    return moves
+
+
+def run_tick(aoi: AOIManager[Ent], moves: list[Move]) -> float:
+    moved = aoi.moved
+    gc_was = gc.isenabled()
+    gc.disable()
+    t0 = time.perf_counter()
+    for e, x, z in moves:
+        moved(e, x, z)
+    t = time.perf_counter() - t0
+    if gc_was:
+        gc.enable()
+    return t
+
+
+def mean_neighbours(aoi: AOIManager[Ent], ents: list[Ent]) -> float:
+    return sum(len(aoi.neighbours(e)) for e in ents) / len(ents)
+
+
+def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> None:
+    rng = random.Random(seed)
+    side = side_for(n, neighbours)
+    t0 = time.perf_counter()
+    aoi, counter, ents, pos = populate(lambda a, b: GridAOI(D, a, b), n, side, rng)
+    t_enter = time.perf_counter() - t0
+    print(f"GridAOI: {n} entities, D={D:g}, square {side:.0f} x {side:.0f}")
+    print(
+        f"  enter all: {t_enter * 1e3:.1f} ms ({t_enter / n * 1e6:.2f} us/enter), "
+        f"mean neighbours {mean_neighbours(aoi, ents):.1f}"
+    )
+    rounds = {1000: 31, 5000: 11, 10000: 7}
+    for teleport in (False, True):
+        label = "teleport" if teleport else f"walk +-{STEP:g}"
+        for k, r in rounds.items():
+            if quick:
+                r = 3
+            times: list[float] = []
+            events = 0
+            for _ in range(r):
+                moves = gen_moves(ents, pos, k, side, rng, teleport)
+                before = counter.events
+                times.append(run_tick(aoi, moves))
+                events += counter.events - before
+            med = statistics.median(times)
+            print(
+                f"  {label:>9}: {k:>5} moves/tick: {med * 1e3:7.2f} ms/tick (median of {r}; "
+                f"min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}), "
+                f"{med / k * 1e6:.2f} us/move, {k / med / 1e3:.0f}k moves/s, "
+                f"{events / r / k:.2f} events/move, {events / sum(times) / 1e3:.0f}k events/s"
+            )
+    t0 = time.perf_counter()
+    for e in ents:
+        aoi.leave(e)
+    t_leave = time.perf_counter() - t0
+    print(f"  leave all: {t_leave * 1e3:.1f} ms ({t_leave / n * 1e6:.2f} us/leave)")
+
+
+class Recorder:
+    """Keeps the events of the current operation, as sets."""
+
+    def __init__(self) -> None:
+        self.enters: set[tuple[Ent, Ent]] = set()
+        self.leaves: set[tuple[Ent, Ent]] = set()
+
+    def on_enter(self, a: Ent, b: Ent) -> None:
+        self.enters.add((a, b))
+
+    def on_leave(self, a: Ent, b: Ent) -> None:
+        self.leaves.add((a, b))
+
+    def take(self) -> tuple[set[tuple[Ent, Ent]], set[tuple[Ent, Ent]]]:
+        out = (self.enters, self.leaves)
+        self.enters, self.leaves = set(), set()
+        return out
+
+
+def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
+    rng = random.Random(seed)
+    side = side_for(n, neighbours)
+    ents = [Ent(i) for i in range(n)]
+    pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(n)]
+    rec_g, rec_b = Recorder(), Recorder()
+    grid: GridAOI[Ent] = GridAOI(D, rec_g.on_enter, rec_g.on_leave)
+    brute: BruteForceAOI[Ent] = BruteForceAOI(D, rec_b.on_enter, rec_b.on_leave)
+    for e, (x, z) in zip(ents, pos):
+        grid.enter(e, x, z)
+        brute.enter(e, x, z)
+        assert rec_g.take() == rec_b.take()
+    print(f"Reference: {n} entities, square {side:.0f}, mean neighbours "
+          f"{mean_neighbours(grid, ents):.1f}")
+    k = 200 if quick else 1000
+    for teleport in (False, True):
+        moves = gen_moves(ents, pos, k, side, rng, teleport)
+        # Agreement, move by move.
+        events = 0
+        for e, x, z in moves:
+            grid.moved(e, x, z)
+            brute.moved(e, x, z)
+            g, b = rec_g.take(), rec_b.take()
+            assert g == b, (e, x, z)
+            events += len(g[0]) + len(g[1])
+        assert all(grid.neighbours(e) == brute.neighbours(e) for e in ents)
+        # Costs, on a fresh batch of moves each (callbacks as above).
+        moves = gen_moves(ents, pos, k, side, rng, teleport)
+        t_grid = run_tick(grid, moves)
+        t_brute = run_tick(brute, moves)
+        rec_g.take()
+        rec_b.take()
+        label = "teleport" if teleport else f"walk +-{STEP:g}"
+        print(
+            f"  {label:>9}: {k} moves agree ({events} events); brute force "
+            f"{t_brute / k * 1e6:.0f} us/move, grid {t_grid / k * 1e6:.2f} us/move: "
+            f"{t_brute / t_grid:.0f}x"
+        )
+
+
+class PlainGrid:
+    """A textbook grid with any cell size: every candidate tested on both axes (bench only)."""
+
+    def __init__(self, distance: float, cell: float, on_enter: Callable[[Ent, Ent], None],
+                 on_leave: Callable[[Ent, Ent], None]) -> None:
+        self.d = distance
+        self.cs = cell
+        self.r = math.ceil(distance / cell)  # rings of cells to look at
+        self.cells: dict[tuple[int, int], dict[Ent, tuple[float, float]]] = {}
+        self.pos: dict[Ent, tuple[float, float, tuple[int, int]]] = {}
+        self.nbrs: dict[Ent, set[Ent]] = {}
+        self.on_enter = on_enter
+        self.on_leave = on_leave
+
+    def _scan(self, obj: Ent, x: float, z: float, key: tuple[int, int]) -> set[Ent]:
+        d, r, get = self.d, self.r, self.cells.get
+        cx, cz = key
+        return {
+            o
+            for i in range(cx - r, cx + r + 1)
+            for j in range(cz - r, cz + r + 1)
+            for o, (ox, oz) in get((i, j), {}).items()
+            if -d <= ox - x <= d and -d <= oz - z <= d and o is not obj
+        }
+
+    def enter(self, obj: Ent, x: float, z: float) -> None:
+        key = (int(x // self.cs), int(z // self.cs))
+        new = self._scan(obj, x, z, key)
+        self.cells.setdefault(key, {})[obj] = (x, z)
+        self.pos[obj] = (x, z, key)
+        self.nbrs[obj] = new
+        for b in new:
+            self.nbrs[b].add(obj)
+            self.on_enter(obj, b)
+
+    def leave(self, obj: Ent) -> None:
+        raise NotImplementedError
+
+    def moved(self, obj: Ent, x: float, z: float) -> None:
+        _, _, old_key = self.pos[obj]
+        key = (int(x // self.cs), int(z // self.cs))
+        if key != old_key:
+            del self.cells[old_key][obj]
+        self.cells.setdefault(key, {})[obj] = (x, z)
+        self.pos[obj] = (x, z, key)
+        new = self._scan(obj, x, z, key)
+        old = self.nbrs[obj]
+        if new != old:
+            for b in old - new:
+                old.discard(b)
+                self.nbrs[b].discard(obj)
+                self.on_leave(obj, b)
+            for b in new - old:
+                old.add(b)
+                self.nbrs[b].add(obj)
+                self.on_enter(obj, b)
+
+    def neighbours(self, obj: Ent) -> set[Ent]:
+        return self.nbrs[obj]
+
+    @property
+    def distance(self) -> float:
+        return self.d
+
+
+def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> None:
+    side = side_for(n, neighbours)
+    print(f"Cell size ({n} entities, 1000 walking moves per tick, median of "
+          f"{3 if quick else 11} ticks):")
+    variants: list[tuple[str, Callable[[Callable[[Ent, Ent], None],
+                                        Callable[[Ent, Ent], None]], AOIManager[Ent]]]] = [
+        ("GridAOI (cell D, one-sided tests)", lambda a, b: GridAOI(D, a, b)),
+    ]
+    for f in (0.5, 1.0, 2.0):
+        variants.append(
+            (f"plain grid, cell {f:g}D", lambda a, b, f=f: PlainGrid(D, f * D, a, b))  # type: ignore[misc]
+        )
+    for name, make in variants:
+        rng = random.Random(seed)
+        aoi, _, ents, pos = populate(make, n, side, rng)
+        times = [run_tick(aoi, gen_moves(ents, pos, 1000, side, rng, False))
+                 for _ in range(3 if quick else 11)]
+        med = statistics.median(times)
+        print(f"  {name:<36} {med * 1e3:6.2f} ms/tick, {med / 1000 * 1e6:.2f} us/move")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--entities", type=int, default=10_000)
+    ap.add_argument("--neighbours", type=float, default=20.0, help="target mean neighbour count")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="fewer ticks (a smoke run)")
+    ap.add_argument("--cells", action="store_true", help="also compare cell sizes")
+    args = ap.parse_args()
+    print(f"Python {platform.python_version()} on {platform.machine()}, "
+          f"{platform.processor() or platform.system()}")
+    bench_grid(args.entities, args.neighbours, args.seed, args.quick)
+    bench_reference(1000, args.neighbours, args.seed, args.quick)
+    if args.cells:
+        bench_cells(args.entities, args.neighbours, args.seed, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -139,7 +139,15 @@ class GoWorldClient(asyncio.Protocol):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Close and wait until the connection is gone."""
         self.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
 

@@ -67,9 +67,10 @@ Why the cell size is exactly ``D``
       grid testing every candidate on both axes costs ~13 us per walking move with cells of
       ``D``, ~23 us with ``D/2`` (25 cells) and ~24 us with ``2D`` (more candidates); this
       grid, ~7 us.
-    * Beyond ``|x| >= 2**48 * D`` float floor division stops being exact, so such
-      coordinates are clamped into one edge cell per side (never separating two neighbours)
-      where everything is tested on both axes: correct, and slow only out there.
+    * Around ``|x| = 2**48 * D`` float floor division stops being exact, so coordinates
+      beyond are clamped into one edge cell per side (clamping the cell index never puts two
+      neighbours more than one cell apart), where everything is tested on both axes:
+      correct, and slow only out there.
 """
 
 from __future__ import annotations
@@ -88,8 +89,9 @@ AOICallback = Callable[[T, T], None]
 
 _INF = math.inf
 _MAX = sys.float_info.max
-# Cell indices stay exact while |x| < 2**48 * D (float floor division is exact below 2**50).
-# Clamped coordinates go to cell 2**48 or -2**48 - 1, which no unclamped one reaches.
+# Cell indices stay exact for -2**48 * D <= x < 2**48 * D (float floor division is exact
+# below 2**50): cells -2**48 .. 2**48 - 1. Beyond, coordinates go to cell 2**48 or
+# -2**48 - 1, which only they reach.
 _CLAMP = 2.0**48
 
 
@@ -313,8 +315,10 @@ class GridAOI(_AOIBase[T]):
         x, z = _coords(x, z)
         d = self._distance
         lim = self._lim
-        cx = x // d if -lim < x < lim else (_CLAMP if x > 0.0 else -_CLAMP - 1.0)
-        cz = z // d if -lim < z < lim else (_CLAMP if z > 0.0 else -_CLAMP - 1.0)
+        # This clamps the cell index (to -2**48 - 1 .. 2**48), so it never moves two cells
+        # apart. The fast paths test -lim < x < lim: also false for NaN and infinities.
+        cx = x // d if -lim <= x < lim else (_CLAMP if x > 0.0 else -_CLAMP - 1.0)
+        cz = z // d if -lim <= z < lim else (_CLAMP if z > 0.0 else -_CLAMP - 1.0)
         return cx, cz
 
     def _cell(self, cx: float, cz: float) -> _Cell[T]:

@@ -29,8 +29,8 @@ __all__ = [
     "FEC_HEADER_SIZE_PLUS2",
     "TYPE_DATA",
     "TYPE_PARITY",
-    "FECEncoder",
     "FECDecoder",
+    "FECEncoder",
     "coding_matrix",
     "encode_parity",
 ]
@@ -107,7 +107,7 @@ def _mat_invert(m: Matrix) -> Matrix:
         for r in range(n):
             factor = work[r][col]
             if r != col and factor:
-                work[r] = [v ^ _mul(factor, p) for v, p in zip(work[r], work[col])]
+                work[r] = [v ^ _mul(factor, p) for v, p in zip(work[r], work[col], strict=True)]
     return [row[n:] for row in work]
 
 
@@ -123,7 +123,7 @@ def coding_matrix(data_shards: int, parity_shards: int) -> tuple[tuple[int, ...]
 def _combine(coefficients: list[int] | tuple[int, ...], shards: list[bytes], size: int) -> bytes:
     """``sum(c * shard)`` over GF(2^8), each shard zero-padded to ``size`` bytes."""
     acc = 0
-    for c, shard in zip(coefficients, shards):
+    for c, shard in zip(coefficients, shards, strict=True):
         if c == 1:
             acc ^= int.from_bytes(shard, "little")
         elif c:

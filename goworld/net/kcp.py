@@ -37,6 +37,7 @@ aiokcp's compiled ikcp core does the ARQ; this module moves its datagrams (PROTO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
@@ -46,16 +47,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from aiokcp.exceptions import KCPException
-from aiokcp.kcp import KCP
+from aiokcp.exceptions import KCPException  # type: ignore[import-untyped]
+from aiokcp.kcp import KCP  # type: ignore[import-untyped]
 
 from goworld.net.fec import DATA_HEADER, TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
 
 __all__ = [
     "KCPConfig",
+    "KCPServer",
     "KCPStatistics",
     "KCPTransport",
-    "KCPServer",
     "open_kcp_connection",
     "start_kcp_server",
 ]
@@ -70,7 +71,7 @@ IKCP_OVERHEAD = 24
 _U32 = struct.Struct("<I")
 _CMD_PUSH, _CMD_WINS = 81, 84
 _SN_OFFSET = 12
-_HOUSEKEEPING = 1.0  # seconds between timeout checks, and the tick period when nothing is busy
+_HOUSEKEEPING = 1.0  # longest time between timeout checks (the tick period when none is busy)
 
 _OPEN, _CLOSING, _CLOSED = range(3)
 
@@ -253,12 +254,13 @@ class KCPTransport(asyncio.Transport):
             self._endpoint.stats.dropped_malformed += 1
         self._last_recv = self._loop.time()
         self._endpoint.mark_dirty(self)
-        if not self._reading_paused or self._state != _OPEN:
-            self._deliver()
+        self._deliver()
 
     def _deliver(self) -> None:
         kcp = self._kcp
-        if self._state == _CLOSED or kcp.get_peeksize() < 0:
+        if self._state == _CLOSED or (self._reading_paused and self._state == _OPEN):
+            return
+        if kcp.get_peeksize() < 0:
             return
         chunks = []
         while kcp.get_peeksize() >= 0:
@@ -312,7 +314,7 @@ class KCPTransport(asyncio.Transport):
             )
             self._finish(exc)
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _finish(self, exc: Exception | None) -> None:
         if self._state == _CLOSED:
             return
         self._state = _CLOSED
@@ -351,6 +353,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         self._flush_handle: asyncio.Handle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_fast = False
+        timeouts = [t / 4 for t in (config.idle_timeout, config.dead_timeout) if t]
+        self._housekeeping = min([_HOUSEKEEPING, *timeouts])
         self._next_housekeeping = 0.0
         self._transport: asyncio.DatagramTransport | None = None
         self._closing = False
@@ -388,13 +392,13 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def make_busy(self, session: KCPTransport) -> None:
         self.busy.add(session)
-        if not self._tick_fast and self._tick_handle is not None:
+        if not self._tick_fast and self._tick_handle is not None and self._transport is not None:
             self._tick_handle.cancel()
             self._schedule_tick()
 
     def _schedule_tick(self) -> None:
         self._tick_fast = bool(self.busy)
-        delay = self.config.interval / 1000 if self._tick_fast else _HOUSEKEEPING
+        delay = self.config.interval / 1000 if self._tick_fast else self._housekeeping
         self._tick_handle = self.loop.call_later(delay, self._on_tick)
 
     def _on_tick(self) -> None:
@@ -403,7 +407,7 @@ class _Endpoint(asyncio.DatagramProtocol):
             session._tick(now_ms)
         now = self.loop.time()
         if now >= self._next_housekeeping:
-            self._next_housekeeping = now + _HOUSEKEEPING
+            self._next_housekeeping = now + self._housekeeping
             for session in list(self._sessions.values()):
                 session._check_timeouts(now, self.config)
         if self._transport is not None:
@@ -414,9 +418,11 @@ class _Endpoint(asyncio.DatagramProtocol):
     def open_session(
         self, addr: Address, conv: int, protocol: asyncio.Protocol | None
     ) -> KCPTransport:
-        session = KCPTransport(self, addr, conv)
-        self._sessions[addr, conv] = session
-        self._by_addr[addr] = session
+        return self._register(KCPTransport(self, addr, conv), protocol)
+
+    def _register(self, session: KCPTransport, protocol: asyncio.Protocol | None) -> KCPTransport:
+        self._sessions[session._addr, session.conv] = session
+        self._by_addr[session._addr] = session
         self.stats.sessions_opened += 1
         if protocol is not None:
             session.set_protocol(protocol)
@@ -432,9 +438,9 @@ class _Endpoint(asyncio.DatagramProtocol):
             del self._by_addr[session._addr]
         self.busy.discard(session)
         self._dirty.discard(session)
-        if (self._closing or self._factory is None) and not self._sessions:
-            if self._transport is not None:
-                self._transport.close()
+        lonely = (self._closing or self._factory is None) and not self._sessions
+        if lonely and self._transport is not None:
+            self._transport.close()
 
     @property
     def sessions(self) -> tuple[KCPTransport, ...]:
@@ -453,11 +459,9 @@ class _Endpoint(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
+            with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.SOL_SOCKET, option, self.config.socket_buffer)
-            except (OSError, AttributeError):
-                pass
-        self._next_housekeeping = self.loop.time() + _HOUSEKEEPING
+        self._next_housekeeping = self.loop.time() + self._housekeeping
         self._schedule_tick()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -551,18 +555,15 @@ class _Endpoint(asyncio.DatagramProtocol):
         if not _CMD_PUSH <= segment[4] <= _CMD_WINS:
             stats.dropped_malformed += 1
             return None
-        session = self.open_session(addr, conv, None)
-        try:
+        session = KCPTransport(self, addr, conv)
+        try:  # a session exists only once ikcp accepted its first datagram
             session._kcp.update(self.now_ms())
             session._kcp.receive(segment)
         except KCPException:
-            session._finish(None)
             stats.dropped_malformed += 1
             return None
         try:
-            protocol = self._factory()
-            session.set_protocol(protocol)
-            protocol.connection_made(session)
+            self._register(session, self._factory())
         except Exception:
             logger.exception("! KCP protocol factory failed for %s", addr)
             session._finish(None)

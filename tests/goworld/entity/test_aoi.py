@@ -1,0 +1,629 @@
+"""Tests for goworld.entity.aoi: the rules by hand on both implementations, then GridAOI
+checked against BruteForceAOI and a from-scratch relation over Hypothesis operation sequences.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Union
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from goworld.entity.aoi import (
+    AOIManager,
+    BruteForceAOI,
+    GridAOI,
+    _add_down,
+    _add_up,
+    within,
+)
+from goworld.entity.vector import Vector3
+
+D = 100.0
+MAX = 1.7976931348623157e308
+IMPLS = [BruteForceAOI, GridAOI]
+
+Event = tuple[str, object, object]
+
+
+class Rec:
+    """Records the events, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def on_enter(self, a: object, b: object) -> None:
+        self.events.append(("enter", a, b))
+
+    def on_leave(self, a: object, b: object) -> None:
+        self.events.append(("leave", a, b))
+
+    def take(self) -> list[Event]:
+        out, self.events = self.events, []
+        return out
+
+
+def make(impl: type, distance: float = D) -> tuple[AOIManager[object], Rec]:
+    rec = Rec()
+    aoi: AOIManager[object] = impl(distance, rec.on_enter, rec.on_leave)
+    return aoi, rec
+
+
+def exact_near(a: tuple[float, float], b: tuple[float, float], d: float) -> bool:
+    """The definition, on rationals."""
+    fd = Fraction(d)
+    return abs(Fraction(a[0]) - Fraction(b[0])) <= fd and abs(Fraction(a[1]) - Fraction(b[1])) <= fd
+
+
+@pytest.fixture(params=IMPLS, ids=lambda c: c.__name__)
+def impl(request: pytest.FixtureRequest) -> type:
+    return request.param  # type: ignore[no-any-return]
+
+
+# -- the rules, on both implementations ---------------------------------------------------
+
+
+def test_inclusive_square_boundary(impl: type) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    aoi.enter("edge", 100.0, 0.0)
+    aoi.enter("corner", -100.0, 100.0)
+    aoi.enter("just-out", math.nextafter(100.0, 200.0), 0.0)
+    aoi.enter("diagonal", 100.0, -math.nextafter(100.0, 200.0))
+    assert set(aoi.neighbours("a")) == {"edge", "corner"}
+    assert ("enter", "edge", "a") in rec.events and ("enter", "corner", "a") in rec.events
+    # Square, not a circle: (100, 100) is 141 away and still in.
+    aoi.moved("corner", 100.0, 100.0)
+    assert "corner" in aoi.neighbours("a")
+
+
+def test_exact_not_rounded(impl: type) -> None:
+    # 100.0 - (-1e-30) rounds to 100.0, but the real distance is above D.
+    aoi, _ = make(impl)
+    aoi.enter("a", -1e-30, 0.0)
+    aoi.enter("b", 100.0, 0.0)
+    aoi.enter("c", 0.0, 100.0 + 1e-30)  # rounds to 100.0 on entry: that is its position
+    assert set(aoi.neighbours("a")) == {"c"}
+    aoi.moved("a", 1e-30, 0.0)
+    assert set(aoi.neighbours("a")) == {"b", "c"}
+
+
+def test_symmetric_and_never_its_own_neighbour(impl: type) -> None:
+    aoi, _ = make(impl)
+    rng = random.Random(7)
+    for i in range(60):
+        aoi.enter(i, rng.choice([-150.0, -100.0, -50.0, 0.0, 50.0, 100.0, 150.0, rng.uniform(-200, 200)]),
+                  rng.uniform(-200, 200))
+    for i in range(60):
+        assert i not in aoi.neighbours(i)
+        for j in aoi.neighbours(i):
+            assert i in aoi.neighbours(j)
+
+
+def test_one_event_per_pair_mover_first(impl: type) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    assert rec.take() == []
+    aoi.enter("b", 10.0, 10.0)
+    assert rec.take() == [("enter", "b", "a")]
+    aoi.moved("a", 500.0, 0.0)
+    assert rec.take() == [("leave", "a", "b")]
+    aoi.moved("b", 450.0, 0.0)
+    assert rec.take() == [("enter", "b", "a")]
+
+
+def test_leaves_then_enters_in_one_move(impl: type) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    aoi.enter("west", -100.0, 0.0)
+    aoi.enter("east", 150.0, 0.0)
+    rec.take()
+    aoi.moved("a", 50.0, 0.0)
+    assert rec.take() == [("leave", "a", "west"), ("enter", "a", "east")]
+
+
+def test_leave_fires_a_leave_for_every_neighbour(impl: type) -> None:
+    aoi, rec = make(impl)
+    for name, x in [("a", 0.0), ("b", 30.0), ("c", -90.0), ("d", 100.0), ("far", 300.0)]:
+        aoi.enter(name, x, x / 2)
+    rec.take()
+    view = aoi.neighbours("a")
+    aoi.leave("a")
+    assert sorted(rec.take()) == [("leave", "a", n) for n in ("b", "c", "d")]
+    assert "a" not in aoi and len(aoi) == 4
+    assert len(view) == 0
+    for n in ("b", "c", "d", "far"):
+        assert "a" not in aoi.neighbours(n)
+    with pytest.raises(KeyError):
+        aoi.neighbours("a")
+
+
+def test_reenter_after_leave(impl: type) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    aoi.enter("b", 50.0, 50.0)
+    old_view = aoi.neighbours("a")
+    aoi.leave("a")
+    rec.take()
+    aoi.enter("a", 60.0, 60.0)
+    assert rec.take() == [("enter", "a", "b")]
+    assert set(aoi.neighbours("a")) == {"b"} and set(aoi.neighbours("b")) == {"a"}
+    assert len(old_view) == 0  # a stay's view stays empty; the new stay has its own
+
+
+def test_moving_far_away_and_back(impl: type) -> None:
+    aoi, rec = make(impl)
+    for i in range(5):
+        aoi.enter(i, i * 10.0, -i * 10.0)
+    rec.take()
+    aoi.moved(0, 1e9, -1e9)
+    assert sorted(rec.take()) == [("leave", 0, i) for i in range(1, 5)]
+    assert len(aoi.neighbours(0)) == 0
+    aoi.moved(0, 0.0, 0.0)
+    assert sorted(rec.take()) == [("enter", 0, i) for i in range(1, 5)]
+
+
+def test_same_position_is_no_move(impl: type) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 1.0, 2.0)
+    aoi.enter("b", 3.0, 4.0)
+    rec.take()
+    aoi.moved("a", 1.0, 2.0)
+    aoi.moved("a", 1, 2)  # ints are floats here
+    assert rec.take() == []
+
+
+def test_x_and_z_are_the_axes_y_is_ignored(impl: type) -> None:
+    # The manager never sees y: the space passes (x, z) of a Vector3(x, y, z).
+    aoi, _ = make(impl)
+    for name, v in [("a", Vector3(0.0, 0.0, 0.0)), ("high", Vector3(0.0, 1e6, 100.0)),
+                    ("deep", Vector3(-100.0, -1e6, 0.0)), ("z-out", Vector3(0.0, 0.0, 101.0))]:
+        aoi.enter(name, v.x, v.z)
+    assert set(aoi.neighbours("a")) == {"high", "deep"}
+
+
+def test_negative_coordinates_across_cell_edges(impl: type) -> None:
+    aoi, _ = make(impl)
+    pts = {"o": (-0.0, -0.0), "a": (-100.0, -100.0), "b": (-100.5, 0.0), "c": (-1e-300, -250.0),
+           "d": (-200.0, -200.0), "e": (-1e6, -1e6), "f": (-1e6 + 100.0, -1e6 - 100.0)}
+    for k, (x, z) in pts.items():
+        aoi.enter(k, x, z)
+    for k in pts:
+        assert set(aoi.neighbours(k)) == {
+            o for o in pts if o != k and exact_near(pts[k], pts[o], D)
+        }
+    assert set(aoi.neighbours("o")) == {"a"}
+    assert set(aoi.neighbours("e")) == {"f"}
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, -math.inf, math.inf, math.nan])
+def test_distance_must_be_finite_and_positive(impl: type, bad: float) -> None:
+    with pytest.raises(ValueError, match="distance"):
+        impl(bad, print, print)
+
+
+def test_distance_is_a_float(impl: type) -> None:
+    aoi, _ = make(impl, 100)  # type: ignore[arg-type]
+    assert aoi.distance == 100.0 and type(aoi.distance) is float
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 10**400])
+def test_bad_coordinates_change_nothing(impl: type, bad: float) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    aoi.enter("b", 10.0, 0.0)
+    rec.take()
+    for x, z in [(bad, 0.0), (0.0, bad)]:
+        with pytest.raises(ValueError, match="finite"):
+            aoi.enter("c", x, z)
+        with pytest.raises(ValueError, match="finite"):
+            aoi.moved("a", x, z)
+    assert "c" not in aoi and rec.take() == []
+    assert set(aoi.neighbours("a")) == {"b"}
+    aoi.moved("a", 500.0, 0.0)  # and "a" still works
+    assert rec.take() == [("leave", "a", "b")]
+
+
+def test_misuse_errors(impl: type) -> None:
+    aoi, _ = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    with pytest.raises(ValueError, match="already"):
+        aoi.enter("a", 5.0, 5.0)
+    with pytest.raises(KeyError):
+        aoi.moved("nobody", 0.0, 0.0)
+    with pytest.raises(KeyError):
+        aoi.leave("nobody")
+    with pytest.raises(KeyError):
+        aoi.neighbours("nobody")
+    aoi.leave("a")
+    with pytest.raises(KeyError):
+        aoi.leave("a")
+
+
+def test_views_are_live_and_read_only(impl: type) -> None:
+    aoi, _ = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    view = aoi.neighbours("a")
+    aoi.enter("b", 1.0, 1.0)
+    assert set(view) == {"b"} and "b" in view and len(view) == 1
+    aoi.moved("b", 1000.0, 1.0)
+    assert set(view) == set()
+    assert not hasattr(view, "add") and not hasattr(view, "discard")
+
+
+def test_callbacks_see_the_final_sets(impl: type) -> None:
+    seen: list[tuple[str, object, object]] = []
+    aoi: AOIManager[str]
+
+    def has(a: str, b: str) -> object:
+        return b in aoi.neighbours(a) if a in aoi else "gone"  # type: ignore[operator]
+
+    def on_enter(a: str, b: str) -> None:
+        seen.append(("enter", has(a, b), has(b, a)))
+
+    def on_leave(a: str, b: str) -> None:
+        seen.append(("leave", has(a, b), has(b, a)))
+
+    aoi = impl(D, on_enter, on_leave)
+    aoi.enter("a", 0.0, 0.0)
+    aoi.enter("b", 0.0, 0.0)
+    aoi.moved("b", 0.0, 999.0)
+    aoi.moved("b", 0.0, 0.0)
+    aoi.leave("a")
+    assert seen == [("enter", True, True), ("leave", False, False), ("enter", True, True),
+                    ("leave", "gone", False)]
+
+
+def test_reentrant_callbacks_keep_the_state_consistent(impl: type) -> None:
+    # A hook moves someone else and removes a third object while events are delivered.
+    aoi: AOIManager[int]
+    pos: dict[int, tuple[float, float]] = {}
+    armed = False
+
+    def on_enter(a: int, b: int) -> None:
+        nonlocal armed
+        if armed:
+            armed = False
+            pos[3] = (5.0, 5.0)
+            aoi.moved(3, 5.0, 5.0)
+            del pos[4]
+            aoi.leave(4)
+
+    aoi = impl(D, on_enter, lambda a, b: None)
+    for i, p in enumerate([(0.0, 0.0), (50.0, 0.0), (1200.0, 0.0), (800.0, 0.0), (-50.0, 0.0)]):
+        pos[i] = p
+        aoi.enter(i, *p)
+    armed = True
+    pos[2] = (850.0, 0.0)
+    aoi.moved(2, 850.0, 0.0)  # meets 3, whose hook moves 3 next to 0 and removes 4
+    assert not armed
+    for i in pos:
+        assert set(aoi.neighbours(i)) == {j for j in pos if j != i and exact_near(pos[i], pos[j], D)}
+
+
+def test_event_order_is_deterministic_whatever_the_hashes(impl: type) -> None:
+    class Tok:
+        def __init__(self, label: int, h: int) -> None:
+            self.label = label
+            self.h = h
+
+        def __hash__(self) -> int:
+            return self.h
+
+    def run(seed: int) -> list[tuple[str, int, int]]:
+        hashes = random.Random(seed)
+        toks = [Tok(i, hashes.getrandbits(60)) for i in range(40)]
+        aoi, rec = make(impl)
+        ops = random.Random(3)  # the same operations each time
+        inside: set[int] = set()
+        for _ in range(400):
+            i = ops.randrange(40)
+            x, z = ops.uniform(-300, 300), ops.uniform(-300, 300)
+            if i not in inside:
+                aoi.enter(toks[i], x, z)
+                inside.add(i)
+            elif ops.random() < 0.1:
+                aoi.leave(toks[i])
+                inside.discard(i)
+            else:
+                aoi.moved(toks[i], x, z)
+        return [(k, a.label, b.label) for k, a, b in rec.events]  # type: ignore[attr-defined]
+
+    first = run(1)
+    assert len(first) > 1000
+    assert run(2) == first
+
+
+# -- the exact test and the rounded bounds ------------------------------------------------
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+distances = st.one_of(
+    st.sampled_from([100.0, 1.0, 0.1, 3.0, 1e-300, 5e-324, 1e300, MAX]),
+    st.floats(min_value=5e-324, max_value=MAX),
+)
+
+
+@st.composite
+def close_pairs(draw: st.DrawFn) -> tuple[float, float, float]:
+    """(a, b, d) with b near a +- d: the boundary cases."""
+    d = draw(distances)
+    a = draw(st.one_of(finite, st.floats(-1e3, 1e3)))
+    b = a + draw(st.sampled_from([d, -d])) + draw(st.sampled_from([0.0, 1e-30, -1e-30, 1e-300]))
+    for _ in range(draw(st.integers(-2, 2)) % 3):
+        b = math.nextafter(b, draw(st.sampled_from([math.inf, -math.inf])))
+    if not math.isfinite(b):
+        b = a
+    return a, b, d
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.tuples(finite, finite, distances), close_pairs()))
+def test_within_is_the_real_number_test(abd: tuple[float, float, float]) -> None:
+    a, b, d = abd
+    expected = abs(Fraction(a) - Fraction(b)) <= Fraction(d)
+    assert within(a, b, d) is expected
+    assert within(b, a, d) is expected
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.tuples(finite, distances), close_pairs().map(lambda t: (t[0], t[2]))))
+def test_bounds_are_rounded_inwards(ad: tuple[float, float]) -> None:
+    a, d = ad
+    hi = _add_down(a, d)
+    real = Fraction(a) + Fraction(d)
+    assert Fraction(hi) <= real
+    above = math.nextafter(hi, math.inf)
+    assert above == math.inf or Fraction(above) > real
+    lo = _add_up(a, -d)
+    real = Fraction(a) - Fraction(d)
+    assert Fraction(lo) >= real
+    below = math.nextafter(lo, -math.inf)
+    assert below == -math.inf or Fraction(below) < real
+
+
+def test_bounds_corner_cases() -> None:
+    assert _add_down(MAX, 1e300) == MAX  # overflows: the largest float is below the sum
+    assert _add_up(-MAX, -1e300) == -MAX
+    assert _add_down(0.1, 100.0) == 100.1 or Fraction(_add_down(0.1, 100.0)) <= Fraction(0.1) + 100
+    assert _add_down(1.0, 2.0**-60) == 1.0  # rounds down already
+    assert _add_down(1.0 - 2.0**-53, 2.0**-54) == 1.0 - 2.0**-53  # nearest is above: step down
+
+
+# -- GridAOI against the oracle -----------------------------------------------------------
+
+
+def relation(pos: dict[int, tuple[float, float]], d: float) -> dict[int, set[int]]:
+    """Neighbour sets from scratch."""
+    return {
+        i: {j for j in pos if j != i and within(p[0], pos[j][0], d) and within(p[1], pos[j][1], d)}
+        for i, p in pos.items()
+    }
+
+
+Op = Union[tuple[str, int], tuple[str, int, float, float]]
+
+
+class Differential:
+    """Runs the same operations on a GridAOI and a BruteForceAOI and checks them."""
+
+    def __init__(self, d: float, grid_cls: type = GridAOI) -> None:
+        self.d = d
+        self.grid, self.grec = make(grid_cls, d)
+        self.brute, self.brec = make(BruteForceAOI, d)
+        self.pos: dict[int, tuple[float, float]] = {}
+        self.replayed: dict[int, set[int]] = {}  # neighbour sets rebuilt from the events
+        self.counts = {"ops": 0, "errors": 0, "events": 0, "max neighbours": 0}
+
+    def both(self, call: Callable[[AOIManager[object]], None]) -> type[BaseException] | None:
+        errors: list[type[BaseException] | None] = []
+        for aoi in (self.grid, self.brute):
+            try:
+                call(aoi)
+                errors.append(None)
+            except (KeyError, ValueError) as exc:
+                errors.append(type(exc))
+        assert errors[0] == errors[1]
+        return errors[0]
+
+    def run(self, op: Op) -> None:
+        kind, i = op[0], op[1]
+        # Mostly enter someone absent and act on someone present; 27..29 keep the errors.
+        if i < 27 and kind == "enter" and i in self.pos and len(self.pos) < 30:
+            i = min(set(range(30)) - set(self.pos))
+            op = (kind, i, *op[2:])  # type: ignore[assignment]
+        elif i < 27 and kind != "enter" and i not in self.pos and self.pos:
+            i = sorted(self.pos)[i % len(self.pos)]
+            op = (kind, i, *op[2:])  # type: ignore[assignment]
+        if kind == "leave":
+            err = self.both(lambda a: a.leave(i))
+            assert (err is KeyError) == (i not in self.pos)
+            if err is None:
+                del self.pos[i]
+        else:
+            x, z = op[2], op[3]  # type: ignore[misc]
+            if kind == "nudge" and i in self.pos:  # a small step from where it is
+                x, z = self.pos[i][0] + x, self.pos[i][1] + z
+                kind = "move"
+            if kind == "enter":
+                err = self.both(lambda a: a.enter(i, x, z))
+                assert (err is ValueError) == (i in self.pos or not (math.isfinite(x) and math.isfinite(z)))
+            else:
+                err = self.both(lambda a: a.moved(i, x, z))
+                if i not in self.pos:
+                    assert err is KeyError
+                else:
+                    assert (err is ValueError) == (not (math.isfinite(x) and math.isfinite(z)))
+            if err is None:
+                self.pos[i] = (x, z)
+        self.counts["errors" if err else "ops"] += 1
+        self.check(op)
+
+    def check(self, op: Op) -> None:
+        g, b = self.grec.take(), self.brec.take()
+        self.counts["events"] += len(g)
+        assert len(g) == len(set(g)) and len(b) == len(set(b)), "an event fired twice"
+        assert set(g) == set(b), op
+        # Leaves before enters, and the mover first.
+        kinds = [k for k, _, _ in g]
+        assert kinds == sorted(kinds, key=lambda k: k == "enter")
+        assert all(a == op[1] for _, a, _ in g)
+        for k, a, c in g:
+            if k == "enter":
+                assert c not in self.replayed.setdefault(a, set())
+                self.replayed[a].add(c)
+                self.replayed.setdefault(c, set()).add(a)
+            else:
+                self.replayed[a].remove(c)
+                self.replayed[c].remove(a)
+        for i in self.pos:
+            mine = set(self.grid.neighbours(i))
+            assert mine == set(self.brute.neighbours(i)), (op, i)
+            assert mine == self.replayed.get(i, set()), (op, i)
+            self.counts["max neighbours"] = max(self.counts["max neighbours"], len(mine))
+        assert len(self.grid) == len(self.brute) == len(self.pos)
+        i = op[1]
+        if i in self.pos:  # the mover's row from scratch (the whole relation: see finish)
+            p, d = self.pos[i], self.d
+            assert set(self.grid.neighbours(i)) == {
+                j for j, q in self.pos.items() if j != i and within(p[0], q[0], d) and within(p[1], q[1], d)
+            }
+
+    def finish(self) -> None:
+        """The whole relation from scratch; and the per-example statistics."""
+        truth = relation(self.pos, self.d)
+        for i in self.pos:
+            assert set(self.grid.neighbours(i)) == truth[i], i
+        for k, v in self.counts.items():
+            event(f"{k}: {'0' if not v else '1-4' if v < 5 else '5-19' if v < 20 else '20-99' if v < 100 else '100+'}")
+
+
+LIM = 2.0**48 * D  # where GridAOI starts clamping, for D = 100
+BAD = st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, d: float = D) -> list[Op]:
+    """Operations on up to 30 objects, crowded around one origin.
+
+    Most coordinates are the origin plus a multiple of D/4 (many pairs exactly D apart), or
+    plus a float in +-3D; a few are anything finite, a special value, or not finite at all.
+    Small steps ("nudge") exercise the move-inside-a-cell path.
+    """
+    origins = [-0.0, 0.1 * d, -1e3 * d, 1e17, -(2.0**52), 1e300, LIM * d / D, -LIM * d / D,
+               LIM * d / D - d / 2]
+    origin = draw(st.sampled_from([0.0] * 6 + [o for o in origins if math.isfinite(o)]))
+    grid = st.integers(-8, 8).map(lambda k: origin + k * d / 4)
+    near = st.floats(-3 * d, 3 * d).map(lambda v: origin + v)
+    special = st.sampled_from([d, -d, math.nextafter(d, 0.0), math.nextafter(d, math.inf), -1e-300,
+                               1e-300, -0.0, LIM, -LIM, LIM - 50.0, 1e300, -1e300, MAX, -MAX])
+    coord = st.one_of(grid, grid, grid, grid, near, near, special, finite, BAD)
+    step = st.one_of(st.sampled_from([0.0, 0.5, -0.5, d / 4, -d / 4, 1e-12]),
+                     st.floats(-d / 16, d / 16), st.floats(-d / 16, d / 16))
+    ids = st.integers(0, 29)
+    op = st.one_of(
+        st.tuples(st.just("enter"), ids, coord, coord),
+        st.tuples(st.just("enter"), ids, grid, grid),
+        st.tuples(st.just("move"), ids, coord, coord),
+        st.tuples(st.just("move"), ids, near, near),
+        st.tuples(st.just("nudge"), ids, step, step),
+        st.tuples(st.just("nudge"), ids, step, step),
+        st.tuples(st.just("nudge"), ids, step, step),
+        st.tuples(st.just("leave"), ids),
+    )
+    first = draw(st.lists(st.tuples(st.just("enter"), ids, grid, grid), min_size=4, max_size=30))
+    return first + draw(st.lists(op, min_size=10, max_size=150))  # type: ignore[operator]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_grid_agrees_with_brute_force(op_list: list[Op]) -> None:
+    diff = Differential(D)
+    for op in op_list:
+        diff.run(op)
+    diff.finish()
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from([1.0, 0.1, 37.5, 1e-300, 1e300]).flatmap(lambda d: st.tuples(st.just(d), scenarios(d))))
+def test_grid_agrees_with_brute_force_other_distances(d_ops: tuple[float, list[Op]]) -> None:
+    d, op_list = d_ops
+    diff = Differential(d)
+    for op in op_list:
+        diff.run(op)
+    diff.finish()
+
+
+class SweepingGrid(GridAOI[object]):
+    SWEEP_SLACK = 0
+
+
+def test_walkers_and_teleports_agree_and_cells_are_swept() -> None:
+    rng = random.Random(11)
+    diff = Differential(D, SweepingGrid)
+    for i in range(30):
+        diff.run(("enter", i, rng.uniform(-500, 500), rng.uniform(-500, 500)))
+    for _ in range(1500):
+        i = rng.randrange(30)
+        r = rng.random()
+        if r < 0.7:
+            diff.run(("nudge", i, rng.uniform(-20, 20), rng.uniform(-20, 20)))
+        elif r < 0.9:
+            diff.run(("move", i, rng.uniform(-5e3, 5e3), rng.uniform(-5e3, 5e3)))
+        elif r < 0.95:
+            diff.run(("leave", i))
+        else:
+            diff.run(("enter", i, rng.uniform(-500, 500), rng.uniform(-500, 500)))
+    cells = diff.grid._cells  # type: ignore[attr-defined]
+    assert len(cells) <= 4 * len(diff.grid) + 9
+
+
+def test_huge_coordinates_are_clamped_but_correct() -> None:
+    lim = 2.0**48 * D
+    diff = Differential(D)
+    pts = [(lim - 50.0, 0.0), (lim + 50.0, 0.0), (lim, lim), (lim - 100.0, lim - 100.0), (1e300, 0.0),
+           (1e300 + 2.0**948, 0.0), (-lim - 40.0, -lim + 40.0), (-lim, -lim), (-MAX, MAX), (-MAX, MAX),
+           (MAX, 0.0), (0.0, -1e300)]
+    for i, (x, z) in enumerate(pts):
+        diff.run(("enter", i, x, z))
+    for i, (x, z) in enumerate(pts):
+        diff.run(("nudge", i, 1.0, -1.0))
+        diff.run(("move", i, x, z))
+        diff.run(("move", i, 0.0, 0.0))
+        diff.run(("move", i, x, z))
+    assert set(diff.grid.neighbours(0)) == {1}
+    assert set(diff.grid.neighbours(2)) == {3}
+    assert set(diff.grid.neighbours(8)) == {9}
+
+
+def test_extreme_distances() -> None:
+    for d, pts in [(MAX, [(MAX, -MAX), (-MAX, MAX), (0.0, 0.0), (MAX, MAX)]),
+                   (1e300, [(MAX, 0.0), (-MAX, 0.0), (MAX - 1e300, 0.0)]),
+                   (5e-324, [(0.0, 0.0), (5e-324, 0.0), (1e-323, 5e-324), (1.0, 1.0)])]:
+        diff = Differential(d)
+        for i, (x, z) in enumerate(pts):
+            diff.run(("enter", i, x, z))
+        for i in range(len(pts)):
+            diff.run(("move", i, 0.0, 0.0))
+
+
+def iter_ops(n: int, seed: int) -> Iterator[Op]:
+    rng = random.Random(seed)
+    for _ in range(n):
+        yield ("nudge", rng.randrange(30), rng.uniform(-3, 3), rng.uniform(-3, 3))
+
+
+def test_a_long_walk_in_a_crowd() -> None:
+    # Dense (~all within reach) and long: exercises the same-cell path thoroughly.
+    rng = random.Random(5)
+    diff = Differential(D)
+    for i in range(30):
+        diff.run(("enter", i, rng.uniform(-150, 150), rng.uniform(-150, 150)))
+    for op in iter_ops(1500, 6):
+        diff.run(op)

@@ -55,6 +55,8 @@ class Counter:
 
 
 Move = tuple[Ent, float, float]
+Callback = Callable[[Ent, Ent], None]
+Factory = Callable[[Callback, Callback], AOIManager[Ent]]
 
 
 def side_for(n: int, neighbours: float) -> float:
@@ -63,7 +65,7 @@ def side_for(n: int, neighbours: float) -> float:
 
 
 def populate(
-    make: Callable[[Callable[[Ent, Ent], None], Callable[[Ent, Ent], None]], AOIManager[Ent]],
+    make: Factory,
     n: int,
     side: float,
     rng: random.Random,
@@ -215,8 +217,7 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
 class PlainGrid:
     """A textbook grid with any cell size: every candidate tested on both axes (bench only)."""
 
-    def __init__(self, distance: float, cell: float, on_enter: Callable[[Ent, Ent], None],
-                 on_leave: Callable[[Ent, Ent], None]) -> None:
+    def __init__(self, distance: float, cell: float, on_enter: Callback, on_leave: Callback) -> None:
         self.d = distance
         self.cs = cell
         self.r = math.ceil(distance / cell)  # rings of cells to look at
@@ -277,18 +278,19 @@ class PlainGrid:
         return self.d
 
 
+def plain_grid(cell: float) -> Factory:
+    return lambda a, b: PlainGrid(D, cell, a, b)
+
+
 def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> None:
     side = side_for(n, neighbours)
     print(f"Cell size ({n} entities, 1000 walking moves per tick, median of "
           f"{3 if quick else 11} ticks):")
-    variants: list[tuple[str, Callable[[Callable[[Ent, Ent], None],
-                                        Callable[[Ent, Ent], None]], AOIManager[Ent]]]] = [
+    variants: list[tuple[str, Factory]] = [
         ("GridAOI (cell D, one-sided tests)", lambda a, b: GridAOI(D, a, b)),
     ]
     for f in (0.5, 1.0, 2.0):
-        variants.append(
-            (f"plain grid, cell {f:g}D", lambda a, b, f=f: PlainGrid(D, f * D, a, b))  # type: ignore[misc]
-        )
+        variants.append((f"plain grid, cell {f:g}D", plain_grid(f * D)))
     for name, make in variants:
         rng = random.Random(seed)
         aoi, _, ents, pos = populate(make, n, side, rng)

@@ -78,6 +78,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Hashable, KeysView
+from collections.abc import Set as AbstractSet
 from typing import Generic, Protocol, TypeVar
 
 __all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "GridAOI", "within"]
@@ -112,7 +113,7 @@ class AOIManager(Protocol[T]):
     def moved(self, obj: T, x: float, z: float) -> None:
         """Move ``obj`` to (x, z): ``on_leave`` for lost pairs, then ``on_enter`` for new ones."""
 
-    def neighbours(self, obj: T) -> KeysView[T]:
+    def neighbours(self, obj: T) -> AbstractSet[T]:
         """The live, read-only neighbour set of ``obj``."""
         ...
 
@@ -393,7 +394,7 @@ class GridAOI(_AOIBase[T]):
             del new[obj]
             return new
 
-        new = dict.fromkeys(cell.xs)  # type: ignore[assignment]  # own cell: all in
+        new = dict.fromkeys(cell.xs)  # own cell: all in
         del new[obj]
         below, above, left, right, lb, la, rb, ra = ring
         for o, oz in below.zs.items():

@@ -230,3 +230,37 @@ async def test_oversize_frame_closes_only_that_client(cluster: ClusterRunner) ->
     finally:
         await good.aclose()
         await bad.aclose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_client_position_sync_moves_the_entity_for_neighbours(
+    cluster: ClusterRunner, transport: str
+) -> None:
+    kind = next(_names) + 1000
+    a = await login(cluster, unique("syncA"), transport, gate=0)
+    b = await login(cluster, unique("syncB"), "tcp", gate=1)
+    try:
+        for c in (a, b):
+            c.call_player("EnterSpace", kind)
+            await c.wait_call("OnEnteredSpace")
+        pa = a.player
+        assert pa is not None
+        await b.wait_until(lambda: pa.id in b.entities)
+        # Without client syncing the server ignores the client's position.
+        a.sync_position(pa.id, 5.0, 0.0, 5.0, 90.0)
+        a.call_player("WhereAmI")
+        assert (await a.wait_call("OnWhereAmI")).args == (0.0, 0.0, 0.0, 0.0)
+        a.call_player("EnableSync", True)
+        await a.wait_call("OnSyncEnabled")
+        n = len(a.calls)
+        a.sync_position(pa.id, 12.5, 1.0, -7.25, 45.0)
+        replica = b.entities[pa.id]
+        await b.wait_until(lambda: (replica.x, replica.y, replica.z, replica.yaw) == (12.5, 1.0, -7.25, 45.0))
+        a.call_player("WhereAmI")
+        assert (await a.wait_call("OnWhereAmI", start=n)).args == (12.5, 1.0, -7.25, 45.0)
+        # The sender's own replica is not echoed back by the server.
+        assert (pa.x, pa.z) == (0.0, 0.0)
+    finally:
+        await a.aclose()
+        await b.aclose()

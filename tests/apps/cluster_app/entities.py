@@ -88,6 +88,16 @@ class Avatar(goworld.Entity):
     def move(self, x: float, z: float) -> None:
         self.set_position((x, 0.0, z))
 
+    @goworld.rpc(client=True, name="EnableSync")
+    def enable_sync(self, on: bool) -> None:
+        self.set_client_syncing(on)
+        self.call_client("OnSyncEnabled", on)
+
+    @goworld.rpc(client=True, name="WhereAmI")
+    def where_am_i(self) -> None:
+        p = self.position
+        self.call_client("OnWhereAmI", p.x, p.y, p.z, self.yaw)
+
     @goworld.rpc(client=True, name="MigrateToGame")
     def migrate_to_game(self, game_id: int) -> None:
         self.enter_space(goworld.get_nil_space_id(game_id))

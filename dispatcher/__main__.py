@@ -56,10 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     return process.run_loop(serve)
 
 
-async def _tick(service: DispatcherService) -> None:
+async def _tick(service: DispatcherService, stats_interval: float = 5.0) -> None:
+    """Expire blocks every second; log traffic figures every ``stats_interval`` seconds."""
+    last_routed = service.stats["routed"]
+    last_time = time.monotonic()
     while True:
         await asyncio.sleep(1.0)
         service.tick()
+        now = time.monotonic()
+        if now - last_time >= stats_interval:
+            routed = service.stats["routed"]
+            if routed != last_routed:
+                logger.info(
+                    "stats: routed %d messages (%.0f/s), dropped %d, %d entities, %d games, %d gates",
+                    routed,
+                    (routed - last_routed) / (now - last_time),
+                    service.stats["dropped"],
+                    len(service.entities),
+                    sum(1 for g in service.games.values() if g.alive),
+                    len(service.gates),
+                )
+            last_routed, last_time = routed, now
 
 
 if __name__ == "__main__":

@@ -283,13 +283,15 @@ class _Cell(Generic[T]):
 class _Entry(Generic[T]):
     """Where one object of a :class:`GridAOI` is."""
 
-    __slots__ = ("x", "z", "cell", "nbrs")
+    __slots__ = ("x", "z", "cell", "nbrs", "xlo", "xhi", "zlo", "zhi")
 
     def __init__(self, x: float, z: float, cell: _Cell[T], nbrs: dict[T, None]) -> None:
         self.x = x
         self.z = z
         self.cell = cell
         self.nbrs = nbrs  # the same dict as GridAOI._nbrs[obj]
+        # Its square, as inward-rounded bounds (GridAOI._bounds), kept for the next move.
+        self.xlo = self.xhi = self.zlo = self.zhi = 0.0
 
 
 class GridAOI(_AOIBase[T]):
@@ -377,12 +379,13 @@ class GridAOI(_AOIBase[T]):
             zlo = _add_up(z, nd)
         return xlo, xhi, zlo, zhi
 
-    def _scan(self, obj: T, x: float, z: float, cell: _Cell[T]) -> dict[T, None]:
-        """The neighbours of ``obj``, which is already in ``cell`` at (x, z)."""
+    def _scan(
+        self, obj: T, cell: _Cell[T], xlo: float, xhi: float, zlo: float, zhi: float
+    ) -> dict[T, None]:
+        """The neighbours of ``obj``, which is already in ``cell``, its square given by bounds."""
         ring = cell.ring
         if ring is None:
             ring = self._link(cell)
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
         new: dict[T, None]
         if not cell.exact:  # a clamped edge cell: test everybody, both sides
             new = {}
@@ -427,73 +430,79 @@ class GridAOI(_AOIBase[T]):
                 new[o] = None
         return new
 
-    def _step(self, obj: T, x: float, z: float, cell: _Cell[T], old: dict[T, None]) -> None:
-        """``obj`` moved inside its own exact ``cell``, whose members all stay neighbours.
+    def _step(
+        self, obj: T, e: _Entry[T], xlo: float, xhi: float, zlo: float, zhi: float
+    ) -> None:
+        """``obj`` moved inside its own exact cell: its cell-mates all stay neighbours.
 
-        Only the objects of the 8 ring cells can change side: test them against ``old``
-        (the current set) directly, building nothing unless a pair changes.
+        Only the 8 ring cells can hold a changed pair, and membership in the current set
+        need not be looked up: the sets always match the positions, so a pair was in iff
+        the other object passed the *old* bounds (kept in ``e``). On a side cell the test
+        is one-sided, so a pair changes iff the coordinate lies between the old and the new
+        bound; when that bound did not move (no move along that axis), the cell is skipped.
         """
+        cell = e.cell
         ring = cell.ring
         if ring is None:
             ring = self._link(cell)
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
         below, above, left, right, lb, la, rb, ra = ring
+        pxlo, pxhi, pzlo, pzhi = e.xlo, e.xhi, e.zlo, e.zhi
         gone: list[T] = []
         came: list[T] = []
-        for o, oz in below.zs.items():
-            if oz >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, oz in above.zs.items():
-            if oz <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, ox in left.xs.items():
-            if ox >= xlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, ox in right.xs.items():
-            if ox <= xhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
+        # Sides: "below" holds oz < z, so it is in iff oz >= zlo, and so on.
+        if zlo > pzlo:
+            gone += [o for o, oz in below.zs.items() if pzlo <= oz < zlo]
+        elif zlo < pzlo:
+            came += [o for o, oz in below.zs.items() if zlo <= oz < pzlo]
+        if zhi > pzhi:
+            came += [o for o, oz in above.zs.items() if pzhi < oz <= zhi]
+        elif zhi < pzhi:
+            gone += [o for o, oz in above.zs.items() if zhi < oz <= pzhi]
+        if xlo > pxlo:
+            gone += [o for o, ox in left.xs.items() if pxlo <= ox < xlo]
+        elif xlo < pxlo:
+            came += [o for o, ox in left.xs.items() if xlo <= ox < pxlo]
+        if xhi > pxhi:
+            came += [o for o, ox in right.xs.items() if pxhi < ox <= xhi]
+        elif xhi < pxhi:
+            gone += [o for o, ox in right.xs.items() if xhi < ox <= pxhi]
+        # Corners: both axes; most objects fail the x test both times and stop there.
+        xmin = min(xlo, pxlo)
+        xmax = max(xhi, pxhi)
         zs = lb.zs
         for o, ox in lb.xs.items():
-            if ox >= xlo and zs[o] >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
+            if ox >= xmin:
+                oz = zs[o]
+                now = ox >= xlo and oz >= zlo
+                if now != (ox >= pxlo and oz >= pzlo):
+                    (came if now else gone).append(o)
         zs = la.zs
         for o, ox in la.xs.items():
-            if ox >= xlo and zs[o] <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
+            if ox >= xmin:
+                oz = zs[o]
+                now = ox >= xlo and oz <= zhi
+                if now != (ox >= pxlo and oz <= pzhi):
+                    (came if now else gone).append(o)
         zs = rb.zs
         for o, ox in rb.xs.items():
-            if ox <= xhi and zs[o] >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
+            if ox <= xmax:
+                oz = zs[o]
+                now = ox <= xhi and oz >= zlo
+                if now != (ox <= pxhi and oz >= pzlo):
+                    (came if now else gone).append(o)
         zs = ra.zs
         for o, ox in ra.xs.items():
-            if ox <= xhi and zs[o] <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
+            if ox <= xmax:
+                oz = zs[o]
+                now = ox <= xhi and oz <= zhi
+                if now != (ox <= pxhi and oz <= pzhi):
+                    (came if now else gone).append(o)
+        e.xlo = xlo
+        e.xhi = xhi
+        e.zlo = zlo
+        e.zhi = zhi
         if gone or came:
-            self._apply(obj, old, gone, came)
+            self._apply(obj, e.nbrs, gone, came)
 
     # -- events --------------------------------------------------------------------------
 
@@ -543,8 +552,13 @@ class GridAOI(_AOIBase[T]):
             cell = self._cell(*self._clamped(x, z))
         cell.xs[obj] = x
         cell.zs[obj] = z
-        new = self._scan(obj, x, z, cell)
-        self._entries[obj] = _Entry(x, z, cell, new)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
+        new = self._scan(obj, cell, xlo, xhi, zlo, zhi)
+        e = self._entries[obj] = _Entry(x, z, cell, new)
+        e.xlo = xlo
+        e.xhi = xhi
+        e.zlo = zlo
+        e.zhi = zhi
         nbrs = self._nbrs
         nbrs[obj] = new
         for b in new:
@@ -585,6 +599,7 @@ class GridAOI(_AOIBase[T]):
             cz = z // d
         else:
             cx, cz = self._clamped(x, z)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
         e.x = x
         e.z = z
         cell = e.cell
@@ -592,7 +607,7 @@ class GridAOI(_AOIBase[T]):
             cell.xs[obj] = x
             cell.zs[obj] = z
             if cell.exact:
-                self._step(obj, x, z, cell, e.nbrs)
+                self._step(obj, e, xlo, xhi, zlo, zhi)
                 return
         else:
             del cell.xs[obj]
@@ -600,7 +615,11 @@ class GridAOI(_AOIBase[T]):
             cell = e.cell = self._cell(cx, cz)
             cell.xs[obj] = x
             cell.zs[obj] = z
-        new = self._scan(obj, x, z, cell)
+        e.xlo = xlo
+        e.xhi = xhi
+        e.zlo = zlo
+        e.zhi = zhi
+        new = self._scan(obj, cell, xlo, xhi, zlo, zhi)
         old = e.nbrs
         if new != old:  # C-level; a different length answers at once
             self._diff(obj, old, new)

@@ -451,58 +451,73 @@ class GridAOI(_AOIBase[T]):
         came: list[T] = []
         # Sides: "below" holds oz < z, so it is in iff oz >= zlo, and so on.
         if zlo > pzlo:
-            gone += [o for o, oz in below.zs.items() if pzlo <= oz < zlo]
+            for o, oz in below.zs.items():
+                if pzlo <= oz < zlo:
+                    gone.append(o)
         elif zlo < pzlo:
-            came += [o for o, oz in below.zs.items() if zlo <= oz < pzlo]
+            for o, oz in below.zs.items():
+                if zlo <= oz < pzlo:
+                    came.append(o)
         if zhi > pzhi:
-            came += [o for o, oz in above.zs.items() if pzhi < oz <= zhi]
+            for o, oz in above.zs.items():
+                if pzhi < oz <= zhi:
+                    came.append(o)
         elif zhi < pzhi:
-            gone += [o for o, oz in above.zs.items() if zhi < oz <= pzhi]
+            for o, oz in above.zs.items():
+                if zhi < oz <= pzhi:
+                    gone.append(o)
         if xlo > pxlo:
-            gone += [o for o, ox in left.xs.items() if pxlo <= ox < xlo]
+            for o, ox in left.xs.items():
+                if pxlo <= ox < xlo:
+                    gone.append(o)
         elif xlo < pxlo:
-            came += [o for o, ox in left.xs.items() if xlo <= ox < pxlo]
+            for o, ox in left.xs.items():
+                if xlo <= ox < pxlo:
+                    came.append(o)
         if xhi > pxhi:
-            came += [o for o, ox in right.xs.items() if pxhi < ox <= xhi]
+            for o, ox in right.xs.items():
+                if pxhi < ox <= xhi:
+                    came.append(o)
         elif xhi < pxhi:
-            gone += [o for o, ox in right.xs.items() if xhi < ox <= pxhi]
-        # Corners: both axes; most objects fail the x test both times and stop there.
-        xmin = min(xlo, pxlo)
-        xmax = max(xhi, pxhi)
+            for o, ox in right.xs.items():
+                if xhi < ox <= pxhi:
+                    gone.append(o)
+        # Corners: both axes, against the current set.
+        old = e.nbrs
         zs = lb.zs
         for o, ox in lb.xs.items():
-            if ox >= xmin:
-                oz = zs[o]
-                now = ox >= xlo and oz >= zlo
-                if now != (ox >= pxlo and oz >= pzlo):
-                    (came if now else gone).append(o)
+            if ox >= xlo and zs[o] >= zlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
         zs = la.zs
         for o, ox in la.xs.items():
-            if ox >= xmin:
-                oz = zs[o]
-                now = ox >= xlo and oz <= zhi
-                if now != (ox >= pxlo and oz <= pzhi):
-                    (came if now else gone).append(o)
+            if ox >= xlo and zs[o] <= zhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
         zs = rb.zs
         for o, ox in rb.xs.items():
-            if ox <= xmax:
-                oz = zs[o]
-                now = ox <= xhi and oz >= zlo
-                if now != (ox <= pxhi and oz >= pzlo):
-                    (came if now else gone).append(o)
+            if ox <= xhi and zs[o] >= zlo:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
         zs = ra.zs
         for o, ox in ra.xs.items():
-            if ox <= xmax:
-                oz = zs[o]
-                now = ox <= xhi and oz <= zhi
-                if now != (ox <= pxhi and oz <= pzhi):
-                    (came if now else gone).append(o)
+            if ox <= xhi and zs[o] <= zhi:
+                if o not in old:
+                    came.append(o)
+            elif o in old:
+                gone.append(o)
         e.xlo = xlo
         e.xhi = xhi
         e.zlo = zlo
         e.zhi = zhi
         if gone or came:
-            self._apply(obj, e.nbrs, gone, came)
+            self._apply(obj, old, gone, came)
 
     # -- events --------------------------------------------------------------------------
 

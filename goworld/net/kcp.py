@@ -14,7 +14,9 @@ aiokcp's compiled ikcp core does the ARQ; this module moves its datagrams (PROTO
   1400 bytes: the KCP MTU is 1400 minus kcp-go's FEC header (8 bytes) when FEC is on. Windows are
   128/128, not kcp-go's 32/32: ikcp raises any receive window below 128 to 128 anyway, and what
   we send is capped by the window the peer advertises, so a kcp-go peer still sees at most 32
-  segments in flight while Python peers get more throughput.
+  segments in flight while Python peers get more throughput. (Before its first reply arrives
+  ikcp assumes a window of 128: a client whose very first write exceeds 32 segments, ~44 KB,
+  has the excess dropped by a kcp-go server and resent. GoWorld clients start with 6 bytes.)
 * **FEC** (:mod:`goworld.net.fec`, ``fec=True``, kcp-go's 10+3): data shards carry the header,
   Reed-Solomon parity shards compatible with klauspost/reedsolomon follow each group of 10, and
   received parity rebuilds lost data shards. ``fec=False`` speaks plain KCP (a kcp-go peer with
@@ -91,11 +93,11 @@ class KCPConfig:
     no_congestion_control: bool = True
     send_window: int = 128
     receive_window: int = 128
-    idle_timeout: float | None = 600.0
-    dead_timeout: float | None = 20.0
-    linger: float = 5.0
-    max_sessions: int = 10_000
-    socket_buffer: int = 1 << 20
+    idle_timeout: float | None = 600.0  # s without any datagram from the peer (None: never)
+    dead_timeout: float | None = 20.0  # s without any datagram while our data awaits an ACK
+    linger: float = 5.0  # s that close() waits for queued data to be acknowledged
+    max_sessions: int = 10_000  # per server socket; further new addresses are dropped
+    socket_buffer: int = 1 << 20  # SO_RCVBUF / SO_SNDBUF asked for (the kernel may cap it)
     write_high_water: int = 1 << 20  # bytes queued in KCP before protocol.pause_writing()
 
 

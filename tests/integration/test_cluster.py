@@ -247,8 +247,10 @@ async def test_client_position_sync_moves_the_entity_for_neighbours(
         pa = a.player
         assert pa is not None
         await b.wait_until(lambda: pa.id in b.entities)
-        # Without client syncing the server ignores the client's position.
+        # Without client syncing the server ignores the client's position. (The gate batches
+        # syncs every 50 ms: wait well past that before asking.)
         a.sync_position(pa.id, 5.0, 0.0, 5.0, 90.0)
+        await asyncio.sleep(0.5)
         a.call_player("WhereAmI")
         assert (await a.wait_call("OnWhereAmI")).args == (0.0, 0.0, 0.0, 0.0)
         a.call_player("EnableSync", True)

@@ -84,10 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             process.pid_info(),
         )
         process.announce_started("gate")
-        syncer = asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000))
+        jobs = [asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000))]
+        if gcfg.heartbeat_check_interval > 0:
+            jobs.append(asyncio.create_task(_check_heartbeats(gate, gcfg.heartbeat_check_interval)))
         await stop.wait()
         logger.info("gate%d stopping: closing %d clients", args.id, len(gate.clients))
-        syncer.cancel()
+        for job in jobs:
+            job.cancel()
         tcp.close()
         ws.close()
         kcp.close()
@@ -104,6 +107,13 @@ async def _flush_syncs(gate: GateService, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         gate.flush_syncs()
+
+
+async def _check_heartbeats(gate: GateService, max_idle: float) -> None:
+    """Off by default, as in GoWorld (which never enforces it): only when the ini sets it."""
+    while True:
+        await asyncio.sleep(max(max_idle / 4, 0.5))
+        gate.close_idle(max_idle)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,14 @@ class GateService:
             ),
         )
 
+    def close_idle(self, max_idle: float, now: float | None = None) -> int:
+        """Close clients that sent nothing for ``max_idle`` seconds (heartbeat_check_interval)."""
+        now = time.monotonic() if now is None else now
+        idle = [p for p in self.clients.values() if now - p.heartbeat > max_idle]
+        for proxy in idle:
+            proxy.abort(f"no packet for {now - proxy.heartbeat:.0f} s (heartbeat_check_interval)")
+        return len(idle)
+
     def close_all(self) -> None:
         self.accepting = False
         for proxy in list(self.clients.values()):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from goworld.kvdb.base import check_str
-from goworld.storage.sqlite import SQLiteWorker, WorkerStatistics
+from goworld.sqlite_worker import SQLiteWorker, WorkerStatistics
 
 __all__ = ["SQLiteKVDB"]
 

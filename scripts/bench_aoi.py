@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import platform
 import random
 import statistics
@@ -101,16 +102,24 @@ def gen_moves(
 
 
 def run_tick(aoi: AOIManager[Ent], moves: list[Move]) -> float:
+    """Wall time of one tick; see run_tick_cpu."""
+    return run_tick_cpu(aoi, moves)[0]
+
+
+def run_tick_cpu(aoi: AOIManager[Ent], moves: list[Move]) -> tuple[float, float]:
+    """(wall, CPU) seconds spent in ``moved`` for one tick, with the GC paused."""
     moved = aoi.moved
     gc_was = gc.isenabled()
     gc.disable()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for e, x, z in moves:
         moved(e, x, z)
     t = time.perf_counter() - t0
+    c = time.process_time() - c0
     if gc_was:
         gc.enable()
-    return t
+    return t, c
 
 
 def mean_neighbours(aoi: AOIManager[Ent], ents: list[Ent]) -> float:
@@ -135,16 +144,19 @@ def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> None:
             if quick:
                 r = 3
             times: list[float] = []
+            cpu: list[float] = []
             events = 0
             for _ in range(r):
                 moves = gen_moves(ents, pos, k, side, rng, teleport)
                 before = counter.events
-                times.append(run_tick(aoi, moves))
+                wall, c = run_tick_cpu(aoi, moves)
+                times.append(wall)
+                cpu.append(c)
                 events += counter.events - before
             med = statistics.median(times)
             print(
                 f"  {label:>9}: {k:>5} moves/tick: {med * 1e3:7.2f} ms/tick (median of {r}; "
-                f"min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}), "
+                f"min {min(times) * 1e3:.2f}; CPU median {statistics.median(cpu) * 1e3:.2f}), "
                 f"{med / k * 1e6:.2f} us/move, {k / med / 1e3:.0f}k moves/s, "
                 f"{events / r / k:.2f} events/move, {events / sum(times) / 1e3:.0f}k events/s"
             )
@@ -308,12 +320,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer ticks (a smoke run)")
     ap.add_argument("--cells", action="store_true", help="also compare cell sizes")
     args = ap.parse_args()
-    print(f"Python {platform.python_version()} on {platform.machine()}, "
-          f"{platform.processor() or platform.system()}")
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f} (other processes skew the figures)")
     bench_grid(args.entities, args.neighbours, args.seed, args.quick)
     bench_reference(1000, args.neighbours, args.seed, args.quick)
     if args.cells:
         bench_cells(args.entities, args.neighbours, args.seed, args.quick)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -222,7 +222,10 @@ class DispatcherService:
     def gate_connected(self, gate_id: int, peer: Peer) -> None:
         old = self.gates.get(gate_id)
         if old is not None and old is not peer:
+            # Gates never reconnect: a new connection is a new gate process, whose
+            # predecessor's clients are all gone.
             logger.warning("gate%d connected again: dropping its previous connection", gate_id)
+            self.gate_disconnected(gate_id, old)
             old.close()
         self.gates[gate_id] = peer
         logger.info("gate%d connected", gate_id)
@@ -233,6 +236,7 @@ class DispatcherService:
             return
         del self.gates[gate_id]
         logger.warning("gate%d disconnected", gate_id)
+        self._waiting_boot = [w for w in self._waiting_boot if w.gate_id != gate_id]
         note = Envelope(msgtype=MsgType.NOTIFY_GATE_DISCONNECTED, gate_id=gate_id)
         for game in self.games.values():
             self._send_to_game_info(game, note)

@@ -75,8 +75,7 @@ class GameHandlers:
             entity = rt.entities.get(eid)
             if entity is not None:
                 logger.warning("%r is owned by another game: dropping our copy", entity)
-                entity.destroyed = True
-                rt._forget(entity)
+                rt.discard_entity(entity)
         if info.get("ready"):
             self._deployment_ready(did, env)
 

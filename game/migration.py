@@ -141,10 +141,15 @@ class Migration:
             client_id, gate_id = data["C"]
             entity.client = GameClient(client_id, gate_id, eid)
         restore_timers(rt, entity, data.get("TD") or ())
+        # GoWorld's order for a migrated entity: OnInit, OnAttrsReady, OnMigrateIn, then enter.
+        entity._safe_hook("on_init")
+        entity._safe_hook("on_attrs_ready")
+        entity._safe_hook("on_migrate_in")
+        if entity.destroyed:
+            return
         space = rt.spaces.get(data["SP"]) or rt.nil_space
         if space is not None:
             space._enter(entity, Vector3(*data["Pos"]))
-        entity._safe_hook("on_migrate_in")
 
 
 def restore_timers(rt: GameRuntime, entity: Entity, timers: Any) -> None:

@@ -281,6 +281,19 @@ class GameRuntime:
             entity.id, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=entity.id)
         )
 
+    def discard_entity(self, entity: Entity) -> None:
+        """Drop a local copy that another game owns: leave the space (neighbours' clients see
+        it go), no hooks, no save (the copy is stale), no NOTIFY_DESTROY (the route is not ours)."""
+        if entity.space is not None:
+            entity.space._leave(entity, quiet=True)
+        entity.destroyed = True
+        for record in entity._timers.values():
+            if record.handle is not None:
+                record.handle.cancel()
+        entity._timers.clear()
+        entity.attrs.unbind()
+        self._forget(entity)
+
     def _forget(self, entity: Entity) -> None:
         self.entities.pop(entity.id, None)
         if isinstance(entity, Space):

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from goworld.errors import ProtocolError
+from goworld.errors import PacketTooLarge, ProtocolError
 from goworld.proto.framing import Framer, frame
 from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 
@@ -77,14 +77,21 @@ class ClientProxy(asyncio.Protocol):
         try:
             if self._decoder is not None:
                 data = self._decoder.feed(data)
-            payloads = self._framer.feed(data)
-            handle = self.gate.handle_client_packet
-            for payload in payloads:
-                handle(self, payload)
-                if self._closed:
-                    return
+            try:
+                payloads = self._framer.feed(data)
+            except PacketTooLarge as exc:
+                self._handle(exc.payloads)
+                raise
+            self._handle(payloads)
         except ProtocolError as exc:
             self.abort(f"protocol error: {exc}")
+
+    def _handle(self, payloads: list[bytes]) -> None:
+        handle = self.gate.handle_client_packet
+        for payload in payloads:
+            if self._closed:
+                return
+            handle(self, payload)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport

@@ -79,7 +79,15 @@ class RemoteProtocolError(ProtocolError):
 
 
 class PacketTooLarge(RemoteProtocolError):
-    """A frame announced a payload larger than the allowed maximum."""
+    """A frame announced a payload larger than the allowed maximum.
+
+    ``payloads`` holds the complete payloads that preceded the bad header in the same input,
+    so a reader can still handle them (as GoWorld, which reads packet by packet, would).
+    """
+
+    def __init__(self, message: str, payloads: list[bytes] | None = None) -> None:
+        super().__init__(message)
+        self.payloads: list[bytes] = payloads or []
 
 
 class StorageError(GoWorldError):

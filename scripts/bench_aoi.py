@@ -229,7 +229,9 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
 class PlainGrid:
     """A textbook grid with any cell size: every candidate tested on both axes (bench only)."""
 
-    def __init__(self, distance: float, cell: float, on_enter: Callback, on_leave: Callback) -> None:
+    def __init__(
+        self, distance: float, cell: float, on_enter: Callback, on_leave: Callback
+    ) -> None:
         self.d = distance
         self.cs = cell
         self.r = math.ceil(distance / cell)  # rings of cells to look at
@@ -296,24 +298,41 @@ def plain_grid(cell: float) -> Factory:
 
 def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> None:
     side = side_for(n, neighbours)
-    print(f"Cell size ({n} entities, 1000 walking moves per tick, median of "
-          f"{3 if quick else 11} ticks):")
+    ticks = 5 if quick else 21
+    print(f"Cell size ({n} entities, 1000 walking moves per tick, the same moves for each "
+          f"variant, interleaved; median of {ticks} ticks):")
     variants: list[tuple[str, Factory]] = [
         ("GridAOI (cell D, one-sided tests)", lambda a, b: GridAOI(D, a, b)),
     ]
     for f in (0.5, 1.0, 2.0):
         variants.append((f"plain grid, cell {f:g}D", plain_grid(f * D)))
-    for name, make in variants:
-        rng = random.Random(seed)
-        aoi, _, ents, pos = populate(make, n, side, rng)
-        times = [run_tick(aoi, gen_moves(ents, pos, 1000, side, rng, False))
-                 for _ in range(3 if quick else 11)]
-        med = statistics.median(times)
+    rng = random.Random(seed)
+    ents = [Ent(i) for i in range(n)]
+    pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(n)]
+    managers = []
+    for _, make in variants:
+        counter = Counter()
+        aoi = make(counter.on_event, counter.on_event)
+        for e, (x, z) in zip(ents, pos):
+            aoi.enter(e, x, z)
+        managers.append(aoi)
+    rng = random.Random(seed + 1)
+    times: list[list[float]] = [[] for _ in variants]
+    for t in range(ticks):
+        moves = gen_moves(ents, pos, 1000, side, rng, False)
+        order = list(range(len(variants)))
+        rng.shuffle(order)
+        for i in order:
+            times[i].append(run_tick(managers[i], moves))
+    for (name, _), ts in zip(variants, times):
+        med = statistics.median(ts)
         print(f"  {name:<36} {med * 1e3:6.2f} ms/tick, {med / 1000 * 1e6:.2f} us/move")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--entities", type=int, default=10_000)
     ap.add_argument("--neighbours", type=float, default=20.0, help="target mean neighbour count")
     ap.add_argument("--seed", type=int, default=1)

@@ -63,10 +63,13 @@ Why the cell size is exactly ``D``
       for them. Cells are therefore kept when they empty; once there are more than
       ``4 * len(self) + SWEEP_SLACK`` cells, the empty ones are dropped and the rings
       rebuilt lazily, so memory follows the objects and not where they have been.
-    * Measured (``scripts/bench_aoi.py --cells``, 10k objects, ~20 neighbours each): a plain
-      grid testing every candidate on both axes costs ~13 us per walking move with cells of
-      ``D``, ~23 us with ``D/2`` (25 cells) and ~24 us with ``2D`` (more candidates); this
-      grid, ~7 us.
+    * Measured (``scripts/bench_aoi.py --cells``: 10k objects, ~20 neighbours each, the same
+      walking moves interleaved): a plain grid testing every candidate on both axes costs
+      ~17 us per move with cells of ``D``, ~22 us with ``D/2`` and ~26 us with ``2D``; this
+      grid ~9 us on the same (loaded) run. A ``D/2`` version of this grid (5x5 cells, the
+      inner 3x3 free, 16 outer cells tested) was 15-30% slower than ``D``: the extra loops
+      cost more than the candidates they save. Replacing the membership lookups of a
+      move inside a cell by a comparison against the previous bounds gained nothing.
     * Around ``|x| = 2**48 * D`` float floor division stops being exact, so coordinates
       beyond are clamped into one edge cell per side (clamping the cell index never puts two
       neighbours more than one cell apart), where everything is tested on both axes:
@@ -126,9 +129,9 @@ def within(a: float, b: float, distance: float) -> bool:
     if diff == distance or diff == -distance:  # rounded onto the boundary: look closer
         # Knuth's TwoSum of b and -a: the real difference is exactly diff + err.
         na = -a
-        av = diff - b
-        bv = diff - av
-        err = (b - bv) + (na - av)
+        nv = diff - b  # the part of -a that diff holds
+        bv = diff - nv  # the part of b
+        err = (b - bv) + (na - nv)
         return err <= 0.0 if diff > 0.0 else err >= 0.0
     return False  # outside, or overflowed to an infinity (the real one is outside too)
 
@@ -247,7 +250,7 @@ class BruteForceAOI(_AOIBase[T]):
             raise KeyError(obj)
         x, z = _coords(x, z)
         self._pos[obj] = (x, z)
-        near = self._near(obj, x, z)
+        near = dict.fromkeys(self._near(obj, x, z))
         mine = self._nbrs[obj]
         gone = [b for b in mine if b not in near]
         came = [b for b in near if b not in mine]
@@ -283,15 +286,13 @@ class _Cell(Generic[T]):
 class _Entry(Generic[T]):
     """Where one object of a :class:`GridAOI` is."""
 
-    __slots__ = ("x", "z", "cell", "nbrs", "xlo", "xhi", "zlo", "zhi")
+    __slots__ = ("x", "z", "cell", "nbrs")
 
     def __init__(self, x: float, z: float, cell: _Cell[T], nbrs: dict[T, None]) -> None:
         self.x = x
         self.z = z
         self.cell = cell
         self.nbrs = nbrs  # the same dict as GridAOI._nbrs[obj]
-        # Its square, as inward-rounded bounds (GridAOI._bounds), kept for the next move.
-        self.xlo = self.xhi = self.zlo = self.zhi = 0.0
 
 
 class GridAOI(_AOIBase[T]):
@@ -379,13 +380,12 @@ class GridAOI(_AOIBase[T]):
             zlo = _add_up(z, nd)
         return xlo, xhi, zlo, zhi
 
-    def _scan(
-        self, obj: T, cell: _Cell[T], xlo: float, xhi: float, zlo: float, zhi: float
-    ) -> dict[T, None]:
-        """The neighbours of ``obj``, which is already in ``cell``, its square given by bounds."""
+    def _scan(self, obj: T, x: float, z: float, cell: _Cell[T]) -> dict[T, None]:
+        """The neighbours of ``obj``, which is already in ``cell`` at (x, z)."""
         ring = cell.ring
         if ring is None:
             ring = self._link(cell)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
         new: dict[T, None]
         if not cell.exact:  # a clamped edge cell: test everybody, both sides
             new = {}
@@ -430,60 +430,43 @@ class GridAOI(_AOIBase[T]):
                 new[o] = None
         return new
 
-    def _step(
-        self, obj: T, e: _Entry[T], xlo: float, xhi: float, zlo: float, zhi: float
-    ) -> None:
-        """``obj`` moved inside its own exact cell: its cell-mates all stay neighbours.
+    def _step(self, obj: T, x: float, z: float, cell: _Cell[T], old: dict[T, None]) -> None:
+        """``obj`` moved inside its own exact ``cell``, whose members all stay neighbours.
 
-        Only the 8 ring cells can hold a changed pair, and membership in the current set
-        need not be looked up: the sets always match the positions, so a pair was in iff
-        the other object passed the *old* bounds (kept in ``e``). On a side cell the test
-        is one-sided, so a pair changes iff the coordinate lies between the old and the new
-        bound; when that bound did not move (no move along that axis), the cell is skipped.
+        Only the objects of the 8 ring cells can change side: test them against ``old``
+        (the current set) directly, building nothing unless a pair changes.
         """
-        cell = e.cell
         ring = cell.ring
         if ring is None:
             ring = self._link(cell)
+        xlo, xhi, zlo, zhi = self._bounds(x, z)
         below, above, left, right, lb, la, rb, ra = ring
-        pxlo, pxhi, pzlo, pzhi = e.xlo, e.xhi, e.zlo, e.zhi
         gone: list[T] = []
         came: list[T] = []
-        # Sides: "below" holds oz < z, so it is in iff oz >= zlo, and so on.
-        if zlo > pzlo:
-            for o, oz in below.zs.items():
-                if pzlo <= oz < zlo:
-                    gone.append(o)
-        elif zlo < pzlo:
-            for o, oz in below.zs.items():
-                if zlo <= oz < pzlo:
+        for o, oz in below.zs.items():
+            if oz >= zlo:
+                if o not in old:
                     came.append(o)
-        if zhi > pzhi:
-            for o, oz in above.zs.items():
-                if pzhi < oz <= zhi:
+            elif o in old:
+                gone.append(o)
+        for o, oz in above.zs.items():
+            if oz <= zhi:
+                if o not in old:
                     came.append(o)
-        elif zhi < pzhi:
-            for o, oz in above.zs.items():
-                if zhi < oz <= pzhi:
-                    gone.append(o)
-        if xlo > pxlo:
-            for o, ox in left.xs.items():
-                if pxlo <= ox < xlo:
-                    gone.append(o)
-        elif xlo < pxlo:
-            for o, ox in left.xs.items():
-                if xlo <= ox < pxlo:
+            elif o in old:
+                gone.append(o)
+        for o, ox in left.xs.items():
+            if ox >= xlo:
+                if o not in old:
                     came.append(o)
-        if xhi > pxhi:
-            for o, ox in right.xs.items():
-                if pxhi < ox <= xhi:
+            elif o in old:
+                gone.append(o)
+        for o, ox in right.xs.items():
+            if ox <= xhi:
+                if o not in old:
                     came.append(o)
-        elif xhi < pxhi:
-            for o, ox in right.xs.items():
-                if xhi < ox <= pxhi:
-                    gone.append(o)
-        # Corners: both axes, against the current set.
-        old = e.nbrs
+            elif o in old:
+                gone.append(o)
         zs = lb.zs
         for o, ox in lb.xs.items():
             if ox >= xlo and zs[o] >= zlo:
@@ -512,10 +495,6 @@ class GridAOI(_AOIBase[T]):
                     came.append(o)
             elif o in old:
                 gone.append(o)
-        e.xlo = xlo
-        e.xhi = xhi
-        e.zlo = zlo
-        e.zhi = zhi
         if gone or came:
             self._apply(obj, old, gone, came)
 
@@ -567,13 +546,8 @@ class GridAOI(_AOIBase[T]):
             cell = self._cell(*self._clamped(x, z))
         cell.xs[obj] = x
         cell.zs[obj] = z
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
-        new = self._scan(obj, cell, xlo, xhi, zlo, zhi)
-        e = self._entries[obj] = _Entry(x, z, cell, new)
-        e.xlo = xlo
-        e.xhi = xhi
-        e.zlo = zlo
-        e.zhi = zhi
+        new = self._scan(obj, x, z, cell)
+        self._entries[obj] = _Entry(x, z, cell, new)
         nbrs = self._nbrs
         nbrs[obj] = new
         for b in new:
@@ -614,7 +588,6 @@ class GridAOI(_AOIBase[T]):
             cz = z // d
         else:
             cx, cz = self._clamped(x, z)
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
         e.x = x
         e.z = z
         cell = e.cell
@@ -622,7 +595,7 @@ class GridAOI(_AOIBase[T]):
             cell.xs[obj] = x
             cell.zs[obj] = z
             if cell.exact:
-                self._step(obj, e, xlo, xhi, zlo, zhi)
+                self._step(obj, x, z, cell, e.nbrs)
                 return
         else:
             del cell.xs[obj]
@@ -630,11 +603,7 @@ class GridAOI(_AOIBase[T]):
             cell = e.cell = self._cell(cx, cz)
             cell.xs[obj] = x
             cell.zs[obj] = z
-        e.xlo = xlo
-        e.xhi = xhi
-        e.zlo = zlo
-        e.zhi = zhi
-        new = self._scan(obj, cell, xlo, xhi, zlo, zhi)
+        new = self._scan(obj, x, z, cell)
         old = e.nbrs
         if new != old:  # C-level; a different length answers at once
             self._diff(obj, old, new)

@@ -73,7 +73,8 @@ class Entity:
         self.attrs = MapAttr()
 
     def __repr__(self) -> str:
-        return f"<{self.desc.name} {self.id}>"
+        desc = getattr(self, "desc", None)
+        return f"<{desc.name if desc else type(self).__name__} {getattr(self, 'id', '?')}>"
 
     # ---- hooks (override in subclasses) ----------------------------------------------------
 

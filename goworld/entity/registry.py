@@ -60,6 +60,7 @@ CLIENT = AttrFlag.CLIENT
 ALL_CLIENTS = AttrFlag.ALL_CLIENTS | AttrFlag.CLIENT
 #: Saved to storage (persistent entity types only).
 PERSISTENT = AttrFlag.PERSISTENT
+_ALL_FLAGS = int(AttrFlag.CLIENT | AttrFlag.ALL_CLIENTS | AttrFlag.PERSISTENT)
 
 
 class RPCArgumentError(EntityError):
@@ -154,10 +155,23 @@ class RpcMethod:
             if conv is not None:
                 out[i] = conv(out[i])
         for i in range(len(out), n):
-            if self.fill[i] is _REQUIRED:
+            fill = self.fill[i]
+            if fill is _REQUIRED:
                 raise RPCArgumentError(f"{self.wire_name}: missing argument {i + 1}")
-            out.append(self.fill[i])
+            out.append(fill() if isinstance(fill, _Fresh) else fill)
         return out
+
+
+class _Fresh:
+    """A zero value built anew for every call (an empty list or dict must not be shared)."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.factory = factory
+
+    def __call__(self) -> Any:
+        return self.factory()
 
 
 _REQUIRED = object()
@@ -186,7 +200,7 @@ def _rpc_method(attr_name: str, fn: Callable[..., Any], mark: _RpcMark) -> RpcMe
         else:
             zero = _ZERO.get(ann, _REQUIRED)
             if zero is _REQUIRED and getattr(ann, "__origin__", ann) in (list, dict):
-                zero = getattr(ann, "__origin__", ann)()
+                zero = _Fresh(getattr(ann, "__origin__", ann))
             fill.append(zero)
     return RpcMethod(
         mark.name or attr_name,
@@ -237,9 +251,15 @@ def describe(cls: type, name: str, *, is_space: bool = False, service_shards: in
             if not isinstance(key, str) or not key:
                 raise EntityError(f"{name}.attributes: attribute names are non-empty strings, got {key!r}")
             try:
-                flags[key] = AttrFlag(int(flag))
+                value = int(flag)
             except (TypeError, ValueError) as exc:
                 raise EntityError(f"{name}.attributes[{key!r}]: bad flags {flag!r}") from exc
+            if isinstance(flag, bool) or not 0 <= value <= _ALL_FLAGS:
+                raise EntityError(
+                    f"{name}.attributes[{key!r}]: bad flags {flag!r} (combine CLIENT, "
+                    "ALL_CLIENTS and PERSISTENT with |)"
+                )
+            flags[key] = AttrFlag(value)
     if any(f & AttrFlag.ALL_CLIENTS for f in flags.values()):
         flags = {k: (f | AttrFlag.CLIENT if f & AttrFlag.ALL_CLIENTS else f) for k, f in flags.items()}
     persistent_keys = frozenset(k for k, f in flags.items() if f & AttrFlag.PERSISTENT)
@@ -286,9 +306,9 @@ class Registry:
     def register_entity(self, cls: type, name: str | None = None) -> EntityTypeDesc:
         from goworld.entity.entity import Entity
 
-        name = name or cls.__name__
         if not (isinstance(cls, type) and issubclass(cls, Entity)):
             raise EntityError(f"register_entity({name!r}): {cls!r} is not an Entity subclass")
+        name = name or cls.__name__
         if name == SPACE_TYPE_NAME:
             raise EntityError(f"{SPACE_TYPE_NAME} is reserved for the space type")
         if name in self.types and self.types[name].cls is not cls:

@@ -31,7 +31,8 @@ class Framer:
     """Reassembles payloads from a byte stream split at arbitrary points.
 
     ``feed(data)`` returns every payload completed by ``data``, in order. After it raises
-    :class:`PacketTooLarge` the stream is unusable: close the connection.
+    :class:`PacketTooLarge` (whose ``payloads`` are the complete ones before the bad header)
+    the stream is unusable: close the connection.
     """
 
     __slots__ = ("_buf", "_max")
@@ -56,7 +57,7 @@ class Framer:
             (n,) = unpack(buf, pos)
             if n > self._max:
                 raise PacketTooLarge(
-                    f"frame announces {n} bytes, more than the {self._max}-byte limit"
+                    f"frame announces {n} bytes, more than the {self._max}-byte limit", out
                 )
             stop = pos + HEADER_SIZE + n
             if stop > end:

@@ -7,6 +7,7 @@ stream peer does: an envelope mutated after it was sent would show here too.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from typing import Any
@@ -103,9 +104,7 @@ def notify_create(entity_id: str) -> Envelope:
 class Harness:
     """One dispatcher plus the fake games and gates connected to it."""
 
-    def __init__(
-        self, *, desired_games: int = 0, desired_gates: int = 0, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, desired_games: int = 0, desired_gates: int = 0, **kwargs: Any) -> None:
         self.clock = FakeClock()
         self.svc = DispatcherService(
             DISP_ID,
@@ -168,7 +167,12 @@ def test_game_handshake_ack_contents() -> None:
     assert g1.sent[0].game_id == 1
     assert ack1 == {"disp": DISP_ID, "ready": False, "games": [1], "rejected": [], "kvreg": {}}
 
-    h.game(1, Envelope(msgtype=MsgType.KVREG_REGISTER, name="Service/A#0", payload=pack(["game1", False])))
+    h.game(
+        1,
+        Envelope(
+            msgtype=MsgType.KVREG_REGISTER, name="Service/A#0", payload=pack(["game1", False])
+        ),
+    )
     g1.sent.clear()
 
     # Game 2 claims E1 (owned by the live game 1: rejected) and E2 (new: adopted).
@@ -209,12 +213,16 @@ def _route_by_notify_create(h: Harness) -> None:
 
 
 def _route_by_create_somewhere(h: Harness) -> None:
-    h.game(1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar"))
+    h.game(
+        1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar")
+    )
     assert [e.entity_id for e in h.games[2].of_type(MsgType.CREATE_ENTITY_SOMEWHERE)] == [E1]
 
 
 def _route_by_load_somewhere(h: Harness) -> None:
-    h.game(1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar"))
+    h.game(
+        1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar")
+    )
     assert [e.entity_id for e in h.games[2].of_type(MsgType.LOAD_ENTITY_SOMEWHERE)] == [E1]
     h.game(2, notify_create(E1))
 
@@ -268,7 +276,12 @@ def test_call_to_unknown_entity_is_dropped() -> None:
     h = cluster(2)
     before = dict(h.svc.stats)
     h.game(1, call(E1, "m"))
-    h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=E1, name="m", client_id=cid(1)))
+    h.gate(
+        1,
+        Envelope(
+            msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=E1, name="m", client_id=cid(1)
+        ),
+    )
     h.gate(1, Envelope(msgtype=MsgType.NOTIFY_CLIENT_DISCONNECTED, entity_id=E1, client_id=cid(1)))
     assert h.svc.stats["dropped"] == before["dropped"] + 3
     assert all(p.sent == [] for p in (*h.games.values(), *h.gates.values()))
@@ -287,7 +300,9 @@ def test_calls_from_clients_are_routed_to_the_owner() -> None:
     )
     h.gate(1, env)
     got = h.games[2].of_type(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)
-    assert [(e.entity_id, e.name, e.client_id, e.gate_id) for e in got] == [(E1, "Login", cid(1), 1)]
+    assert [(e.entity_id, e.name, e.client_id, e.gate_id) for e in got] == [
+        (E1, "Login", cid(1), 1)
+    ]
     assert h.games[1].sent == []
 
 
@@ -296,7 +311,9 @@ def test_calls_from_clients_are_routed_to_the_owner() -> None:
 
 def test_load_blocks_and_releases_calls_in_order_on_notify_create() -> None:
     h = cluster(2)
-    h.game(1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar"))
+    h.game(
+        1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar")
+    )
     assert h.games[2].types() == [MsgType.LOAD_ENTITY_SOMEWHERE]
     for i in range(5):
         h.game(1, call(E1, f"m{i}"))
@@ -311,7 +328,9 @@ def test_load_blocks_and_releases_calls_in_order_on_notify_create() -> None:
 def test_load_of_a_known_entity_is_a_no_op() -> None:
     h = cluster(2)
     h.game(1, notify_create(E1))
-    h.game(2, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar"))
+    h.game(
+        2, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="Avatar")
+    )
     assert h.games[2].sent == []
     h.game(2, call(E1, "m"))  # not blocked
     assert h.games[1].calls() == [(E1, "m")]
@@ -456,7 +475,9 @@ def test_load_balancing_spreads_bursts() -> None:
     h.game(1, _lbc(10.0))
     h.game(2, _lbc(10.0))
     for i in range(100):
-        h.game(1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, entity_id=eid(100 + i), name="A"))
+        h.game(
+            1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, entity_id=eid(100 + i), name="A")
+        )
     n1 = len(h.games[1].of_type(MsgType.CREATE_ENTITY_SOMEWHERE))
     n2 = len(h.games[2].of_type(MsgType.CREATE_ENTITY_SOMEWHERE))
     assert n1 + n2 == 100
@@ -494,10 +515,18 @@ def test_boot_entities_round_robin_over_games_without_ban_boot() -> None:
     # Alternating: consecutive clients never land on the same game.
     owner = {e.client_id: 2 for e in got2} | {e.client_id: 3 for e in got3}
     order = [owner[cid(i)] for i in range(6)]
-    assert all(a != b for a, b in zip(order, order[1:])), order
+    assert all(a != b for a, b in itertools.pairwise(order)), order
     assert all(e.gate_id == 1 for e in got2 + got3)
     # The boot entity is routed to its game.
-    h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=eid(10), name="Login", client_id=cid(0)))
+    h.gate(
+        1,
+        Envelope(
+            msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT,
+            entity_id=eid(10),
+            name="Login",
+            client_id=cid(0),
+        ),
+    )
     assert len(h.games[order[0]].of_type(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)) == 1
 
 
@@ -514,9 +543,17 @@ def test_client_waits_for_a_boot_game_and_is_delivered_when_one_connects() -> No
     g2 = h.connect_game(2)
     assert g2.sent[0].msgtype == MsgType.SET_GAME_ID_ACK
     got = g2.of_type(MsgType.NOTIFY_CLIENT_CONNECTED)
-    assert [(e.client_id, e.entity_id, e.gate_id) for e in got] == [(cid(1), E1, 1), (cid(2), E2, 1)]
+    assert [(e.client_id, e.entity_id, e.gate_id) for e in got] == [
+        (cid(1), E1, 1),
+        (cid(2), E2, 1),
+    ]
     assert h.games[1].of_type(MsgType.NOTIFY_CLIENT_CONNECTED) == []
-    h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=E1, name="x", client_id=cid(1)))
+    h.gate(
+        1,
+        Envelope(
+            msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=E1, name="x", client_id=cid(1)
+        ),
+    )
     assert len(g2.of_type(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)) == 1
 
 
@@ -530,6 +567,21 @@ def test_waiting_client_that_disconnects_is_forgotten() -> None:
     got = g1.of_type(MsgType.NOTIFY_CLIENT_CONNECTED)
     assert [e.client_id for e in got] == [cid(2)]
     assert g1.of_type(MsgType.NOTIFY_CLIENT_DISCONNECTED) == []
+
+
+def test_waiting_clients_of_a_disconnected_gate_are_forgotten() -> None:
+    # A client held for a boot game belongs to its gate's connection. Once that gate is gone
+    # the client is gone too (PROTOCOL.md §4.12: a gate that loses a dispatcher quits and
+    # closes its clients), and no disconnect notice will ever follow. Delivering it later
+    # would create a boot entity bound to a client that no longer exists, which nothing
+    # ever destroys.
+    h = Harness()
+    h.connect_gate(1)
+    h.gate(1, _client_connected(1, E1))
+    h.svc.gate_disconnected(1, h.gates[1])
+    g1 = h.connect_game(1)
+    assert g1.of_type(MsgType.NOTIFY_CLIENT_CONNECTED) == []
+    assert E1 not in h.svc.entities
 
 
 # ---- deployment readiness ------------------------------------------------------------------
@@ -667,6 +719,18 @@ def test_frozen_queue_byte_bound(caplog: pytest.LogCaptureFixture) -> None:
     assert g1b.calls() == [(E1, str(i)) for i in range(6)]
 
 
+def test_call_nil_spaces_goes_to_every_game_but_the_excepted_one() -> None:
+    h = cluster(3)
+    h.game(
+        2, Envelope(msgtype=MsgType.CALL_NIL_SPACES, game_id=2, name="Reload", payload=b"\x00\x00")
+    )
+    assert h.games[2].sent == []
+    for g in (1, 3):
+        assert [(e.msgtype, e.name) for e in h.games[g].sent] == [
+            (MsgType.CALL_NIL_SPACES, "Reload")
+        ]
+
+
 # ---- gate-bound traffic --------------------------------------------------------------------
 
 
@@ -741,10 +805,25 @@ def test_second_connection_of_a_gate_replaces_and_closes_the_old_one() -> None:
     old = h.gates[1]
     new = h.connect_gate(1)
     assert old.closed and not new.closed
-    h.svc.gate_disconnected(1, old)  # late teardown of the old stream
-    assert h.games[1].sent == []
+    h.svc.gate_disconnected(1, old)  # late teardown of the old stream: no second notice
+    assert [e.msgtype for e in h.games[1].sent] == [MsgType.NOTIFY_GATE_DISCONNECTED]
     h.game(1, Envelope(msgtype=1009, gate_id=1, client_id=cid(1), payload=b"p"))
     assert len(new.sent) == 1 and old.sent == []
+
+
+def test_replacing_a_gate_connection_tells_the_games_its_clients_are_gone() -> None:
+    # Gates never reconnect: a gate that loses a dispatcher quits (gate/__main__.py,
+    # reconnect=False), so a second SET_GATE_ID for the same id is a new gate process and every
+    # client of the old one is gone. The old stream's own teardown is ignored once it has been
+    # replaced, so unless the replacement itself tells the games, the entities bound to the
+    # old gate's clients never learn that their clients left.
+    h = cluster(2, 1)
+    old = h.gates[1]
+    h.connect_gate(1)
+    h.svc.gate_disconnected(1, old)  # late teardown of the old stream
+    for g in (1, 2):
+        notes = h.games[g].of_type(MsgType.NOTIFY_GATE_DISCONNECTED)
+        assert [e.gate_id for e in notes] == [1], f"game{g} was not told gate1's clients left"
 
 
 @pytest.mark.parametrize(
@@ -843,7 +922,12 @@ class _Model:
         g = gi if gi else 1
         if op == "create" and state == "absent":
             self.state[e] = "live"
-            h.game(1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"))
+            h.game(
+                1,
+                Envelope(
+                    msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"
+                ),
+            )
         elif op == "create_local" and state == "absent":
             self.state[e] = "live"
             self.owns[g].add(e)
@@ -851,9 +935,15 @@ class _Model:
             h.game(g, notify_create(e))
         elif op == "load" and state == "absent":
             self.state[e] = "loading"
-            h.game(1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"))
+            h.game(
+                1,
+                Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"),
+            )
         elif op == "load_again" and state != "absent":
-            h.game(g, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"))
+            h.game(
+                g,
+                Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"),
+            )
         elif op == "finish_load" and state == "loading":
             self._finish_load(e)
         elif op == "call":
@@ -866,7 +956,12 @@ class _Model:
             target = gi if gi and gi != owner else owner % len(GAMES) + 1
             self.state[e] = "migrating"
             self.target[e] = target
-            h.game(owner, Envelope(msgtype=MsgType.MIGRATE_REQUEST, entity_id=e, name=eid(99), game_id=target))
+            h.game(
+                owner,
+                Envelope(
+                    msgtype=MsgType.MIGRATE_REQUEST, entity_id=e, name=eid(99), game_id=target
+                ),
+            )
         elif op == "real_migrate" and state == "migrating":
             self._real_migrate(e)
         elif op == "cancel" and state == "migrating":
@@ -892,7 +987,9 @@ class _Model:
         target = self.target[e]
         assert e not in self.owns[owner]  # given away when the ACK (echo) arrived
         self.state[e] = "live"
-        self.h.game(owner, Envelope(msgtype=MsgType.REAL_MIGRATE, entity_id=e, game_id=target, payload=b"m"))
+        self.h.game(
+            owner, Envelope(msgtype=MsgType.REAL_MIGRATE, entity_id=e, game_id=target, payload=b"m")
+        )
 
     def settle(self) -> None:
         for e, state in list(self.state.items()):

@@ -71,6 +71,17 @@ def impl(request: pytest.FixtureRequest) -> type[AnyAOI]:
 # -- the rules, on both implementations ---------------------------------------------------
 
 
+def test_both_implement_the_protocol() -> None:
+    rec = Rec()
+    managers: list[AOIManager[str]] = [
+        GridAOI(D, rec.on_enter, rec.on_leave),  # mypy checks these against the Protocol
+        BruteForceAOI(D, rec.on_enter, rec.on_leave),
+    ]
+    for aoi in managers:
+        aoi.enter("a", 0.0, 0.0)
+        assert aoi.distance == D and set(aoi.neighbours("a")) == set()
+
+
 def test_inclusive_square_boundary(impl: type[AnyAOI]) -> None:
     aoi, rec = make(impl)
     aoi.enter("a", 0.0, 0.0)
@@ -100,8 +111,8 @@ def test_symmetric_and_never_its_own_neighbour(impl: type[AnyAOI]) -> None:
     aoi, _ = make(impl)
     rng = random.Random(7)
     for i in range(60):
-        aoi.enter(i, rng.choice([-150.0, -100.0, -50.0, 0.0, 50.0, 100.0, 150.0, rng.uniform(-200, 200)]),
-                  rng.uniform(-200, 200))
+        x = rng.choice([-150.0, -100.0, -50.0, 0.0, 50.0, 100.0, 150.0, rng.uniform(-200, 200)])
+        aoi.enter(i, x, rng.uniform(-200, 200))
     for i in range(60):
         assert i not in aoi.neighbours(i)
         for j in aoi.neighbours(i):
@@ -306,7 +317,9 @@ def test_reentrant_callbacks_keep_the_state_consistent(impl: type[AnyAOI]) -> No
     aoi.moved(2, 850.0, 0.0)  # meets 3, whose hook moves 3 next to 0 and removes 4
     assert not armed
     for i in pos:
-        assert set(aoi.neighbours(i)) == {j for j in pos if j != i and exact_near(pos[i], pos[j], D)}
+        assert set(aoi.neighbours(i)) == {
+            j for j in pos if j != i and exact_near(pos[i], pos[j], D)
+        }
 
 
 def test_event_order_is_deterministic_whatever_the_hashes(impl: type[AnyAOI]) -> None:
@@ -413,6 +426,9 @@ def relation(pos: dict[int, tuple[float, float]], d: float) -> dict[int, set[int
 Op = Union[tuple[str, int], tuple[str, int, float, float]]
 
 
+BUCKETS = [(1, "0"), (5, "1-4"), (20, "5-19"), (100, "20-99"), (math.inf, "100+")]
+
+
 class Differential:
     """Runs the same operations on a GridAOI and a BruteForceAOI and checks them."""
 
@@ -456,7 +472,8 @@ class Differential:
                 kind = "move"
             if kind == "enter":
                 err = self.both(lambda a: a.enter(i, x, z))
-                assert (err is ValueError) == (i in self.pos or not (math.isfinite(x) and math.isfinite(z)))
+                bad = not (math.isfinite(x) and math.isfinite(z))
+                assert (err is ValueError) == (i in self.pos or bad)
             else:
                 err = self.both(lambda a: a.moved(i, x, z))
                 if i not in self.pos:
@@ -495,7 +512,9 @@ class Differential:
         if i in self.pos:  # the mover's row from scratch (the whole relation: see finish)
             p, d = self.pos[i], self.d
             assert set(self.grid.neighbours(i)) == {
-                j for j, q in self.pos.items() if j != i and within(p[0], q[0], d) and within(p[1], q[1], d)
+                j
+                for j, q in self.pos.items()
+                if j != i and within(p[0], q[0], d) and within(p[1], q[1], d)
             }
 
     def finish(self) -> None:
@@ -504,7 +523,8 @@ class Differential:
         for i in self.pos:
             assert set(self.grid.neighbours(i)) == truth[i], i
         for k, v in self.counts.items():
-            event(f"{k}: {'0' if not v else '1-4' if v < 5 else '5-19' if v < 20 else '20-99' if v < 100 else '100+'}")
+            size = next(name for top, name in BUCKETS if v < top)
+            event(f"{k}: {size}")
 
 
 LIM = 2.0**48 * D  # where GridAOI starts clamping, for D = 100
@@ -556,7 +576,11 @@ def test_grid_agrees_with_brute_force(op_list: list[Op]) -> None:
 
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.sampled_from([1.0, 0.1, 37.5, 1e-300, 1e300]).flatmap(lambda d: st.tuples(st.just(d), scenarios(d))))
+@given(
+    st.sampled_from([1.0, 0.1, 37.5, 1e-300, 1e300]).flatmap(
+        lambda d: st.tuples(st.just(d), scenarios(d))
+    )
+)
 def test_grid_agrees_with_brute_force_other_distances(d_ops: tuple[float, list[Op]]) -> None:
     d, op_list = d_ops
     diff = Differential(d)
@@ -593,9 +617,11 @@ def test_walkers_and_teleports_agree_and_cells_are_swept() -> None:
 def test_huge_coordinates_are_clamped_but_correct() -> None:
     lim = 2.0**48 * D
     diff = Differential(D)
-    pts = [(lim - 50.0, 0.0), (lim + 50.0, 0.0), (lim, lim), (lim - 100.0, lim - 100.0), (1e300, 0.0),
-           (1e300 + 2.0**948, 0.0), (-lim - 40.0, -lim + 40.0), (-lim, -lim), (-MAX, MAX), (-MAX, MAX),
-           (MAX, 0.0), (0.0, -1e300)]
+    pts = [
+        (lim - 50.0, 0.0), (lim + 50.0, 0.0), (lim, lim), (lim - 100.0, lim - 100.0),
+        (1e300, 0.0), (1e300 + 2.0**948, 0.0), (-lim - 40.0, -lim + 40.0), (-lim, -lim),
+        (-MAX, MAX), (-MAX, MAX), (MAX, 0.0), (0.0, -1e300),
+    ]
     for i, (x, z) in enumerate(pts):
         diff.run(("enter", i, x, z))
     for i, (x, z) in enumerate(pts):

@@ -26,7 +26,6 @@ from goworld.entity.registry import (
 from goworld.entity.space import Space
 from goworld.errors import EntityError
 
-
 # ---- declarations --------------------------------------------------------------------------
 
 

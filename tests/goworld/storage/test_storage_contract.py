@@ -12,6 +12,7 @@ The last section holds SQLite-only tests: unusable paths, batching, two processe
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import signal
@@ -287,6 +288,10 @@ async def test_the_loop_is_not_blocked(storage: EntityStorage) -> None:
             gaps.append(now - last)
             last = now
 
+    # The property: storage work happens off the loop. A gap is what the loop itself spent, so
+    # the collector (a full pass over a big test-suite heap) is kept out of the measurement, and
+    # the bound is loose: a loop blocked on disk for 10k operations stalls for seconds.
+    gc.disable()
     ticking = asyncio.create_task(ticker())
     await asyncio.sleep(0.01)
     payload = {"name": "x" * 100, "items": list(range(100)), "blob": b"b" * 400}
@@ -302,7 +307,8 @@ async def test_the_loop_is_not_blocked(storage: EntityStorage) -> None:
     assert all(r == payload for r in await asyncio.gather(*loads))
     running = False
     await ticking
-    assert gaps and max(gaps) < 0.2, f"the loop stalled for {max(gaps):.3f} s"
+    gc.enable()
+    assert gaps and max(gaps) < 0.5, f"the loop stalled for {max(gaps):.3f} s"
 
 
 # ----------------------------------------------------------------------------- factory

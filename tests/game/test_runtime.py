@@ -1,0 +1,1575 @@
+"""Tests for the game runtime (game/runtime.py, migration.py, handlers.py, services.py, crontab.py).
+
+An in-memory harness, no network: a :class:`GameRuntime` whose ``send(dispatcher_id, env)``
+records envelopes, the real :class:`GameHandlers`, :class:`Migration` and
+:class:`ServiceManager`, and a registry with test types (an ``Account`` boot type, an
+``Avatar`` with ALL_CLIENTS / CLIENT / PERSISTENT attributes and AOI, a ``Space`` subclass, a
+``Counter`` service). Client-bound envelopes (1002–1012) carry a complete client packet
+payload: the harness decodes them with ``goworld.proto.codec.decode_payload`` into a per-client
+"view" (what the client would see, in order, plus the dispatcher each message travelled
+through) and checks that the routing header inside the payload matches the envelope.
+
+Everything runs inside the test's event loop because the runtime posts with ``call_soon`` and
+arms timers with ``call_later``; ``await tick()`` lets posted callbacks run. The expected
+sequences are those of PROTOCOL.md §4 (client-visible entity semantics).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+import goworld
+from game.crontab import Crontab
+from game.handlers import GameHandlers
+from game.migration import Migration
+from game.runtime import GameRuntime
+from game.services import ServiceManager, shard_of_key
+from goworld.cluster.envelopes import Envelope, pack, unpack
+from goworld.entity import runtime as runtime_binding
+from goworld.entity.client import GameClient
+from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
+from goworld.entity.registry import ALL_CLIENTS, CLIENT, PERSISTENT, Registry, rpc
+from goworld.entity.space import Space
+from goworld.entity.vector import Vector3
+from goworld.errors import EntityError, GoWorldError
+from goworld.kvdb.memory import MemoryKVDB
+from goworld.proto import codec
+from goworld.proto.ids import (
+    dispatcher_shard,
+    new_client_id,
+    new_entity_id,
+    nil_space_id,
+)
+from goworld.proto.messages import (
+    CallEntityMethodOnClient,
+    CreateEntityOnClient,
+    DestroyEntityOnClient,
+    NotifyListAttrAppendOnClient,
+    NotifyListAttrChangeOnClient,
+    NotifyListAttrPopOnClient,
+    NotifyMapAttrChangeOnClient,
+    NotifyMapAttrClearOnClient,
+    NotifyMapAttrDelOnClient,
+)
+from goworld.proto.msgtypes import MsgType as MT
+from goworld.storage.memory import MemoryEntityStorage
+
+pytestmark = pytest.mark.asyncio
+
+# ---- test entity types -------------------------------------------------------------------------
+
+#: (entity id, hook name, args) for every hook and RPC the test types run, in order.
+EVENTS: list[tuple[str, str, tuple[Any, ...]]] = []
+
+
+def _note(entity: Entity, what: str, *args: Any) -> None:
+    EVENTS.append((entity.id, what, args))
+
+
+def events_of(entity_id: str) -> list[str]:
+    return [what for eid, what, _ in EVENTS if eid == entity_id]
+
+
+class Recording(Entity):
+    """Records every lifecycle hook in EVENTS."""
+
+    def on_init(self) -> None:
+        self.inited = True  # a plain instance field, set up where GoWorld users set them up
+        _note(self, "on_init")
+
+    def on_attrs_ready(self) -> None:
+        _note(self, "on_attrs_ready")
+
+    def on_created(self) -> None:
+        _note(self, "on_created")
+
+    def on_destroy(self) -> None:
+        _note(self, "on_destroy")
+
+    def on_migrate_out(self) -> None:
+        _note(self, "on_migrate_out")
+
+    def on_migrate_in(self) -> None:
+        _note(self, "on_migrate_in")
+
+    def on_enter_space(self) -> None:
+        _note(self, "on_enter_space")
+
+    def on_leave_space(self, space: Space) -> None:
+        _note(self, "on_leave_space", space.id)
+
+    def on_client_connected(self) -> None:
+        _note(self, "on_client_connected")
+
+    def on_client_disconnected(self) -> None:
+        _note(self, "on_client_disconnected")
+
+
+class Account(Recording):
+    attributes = {"a_client": CLIENT, "a_all": ALL_CLIENTS, "a_server": 0}
+
+    def on_attrs_ready(self) -> None:
+        super().on_attrs_ready()
+        self.attrs["a_client"] = "c"
+        self.attrs["a_all"] = "a"
+        self.attrs["a_server"] = "s"
+
+
+class Avatar(Recording):
+    persistent = True
+    aoi_distance = 100
+    attributes = {
+        "name": ALL_CLIENTS | PERSISTENT,
+        "level": CLIENT | PERSISTENT,
+        "hp": ALL_CLIENTS,
+        "bag": CLIENT,
+        "secret": PERSISTENT,
+        "server": 0,
+    }
+
+    def on_attrs_ready(self) -> None:
+        super().on_attrs_ready()
+        self.attrs.set_default("name", "anon")
+        self.attrs.set_default("level", 1)
+        self.attrs.set_default("secret", "s3")
+        self.attrs["hp"] = 100
+        self.attrs["server"] = "only-here"
+
+    def on_client_disconnected(self) -> None:
+        super().on_client_disconnected()
+        self.destroy()  # as test_game's Avatar does: re-entrant during destroy (§4.12)
+
+    @rpc(client=True, name="Own")
+    def own(self, n: int) -> None:
+        _note(self, "Own", n)
+
+    @rpc(all_clients=True, name="Everyone")
+    def everyone(self, text: str) -> None:
+        _note(self, "Everyone", text)
+
+    @rpc(name="ServerOnly")
+    def server_only(self) -> None:
+        _note(self, "ServerOnly")
+
+    @rpc(name="Hello")
+    def hello(self, text: str, n: int = 0) -> None:
+        _note(self, "Hello", text, n)
+
+    @rpc(client=True, name="Boom")
+    def boom(self) -> None:
+        _note(self, "Boom")
+        raise RuntimeError("boom")
+
+    def tick(self, tag: str) -> None:
+        _note(self, "tick", tag)
+
+    def once(self) -> None:
+        _note(self, "once")
+
+
+class MySpace(Space):
+    def on_space_created(self) -> None:
+        _note(self, "on_space_created")
+
+    def on_space_destroy(self) -> None:
+        _note(self, "on_space_destroy")
+
+    def on_entity_enter_space(self, entity: Entity) -> None:
+        _note(self, "on_entity_enter_space", entity.id)
+
+    def on_entity_leave_space(self, entity: Entity) -> None:
+        _note(self, "on_entity_leave_space", entity.id)
+
+    @rpc(name="NilCall")
+    def nil_call(self, x: int) -> None:
+        _note(self, "NilCall", x)
+
+
+class Counter(Entity):
+    @rpc(name="Inc")
+    def inc(self, n: int) -> None:
+        _note(self, "Inc", n)
+
+
+def make_registry() -> Registry:
+    reg = Registry()
+    reg.register_entity(Account)
+    reg.register_entity(Avatar)
+    reg.register_space(MySpace)
+    reg.register_service(Counter, 2)
+    return reg
+
+
+# ---- harness ---------------------------------------------------------------------------------------
+
+
+class FixedRandom(random.Random):
+    """Service delays of 1 ms and shard 0 for call_any: deterministic and fast."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return 0.001
+
+    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+        return 0
+
+
+CLIENT_BOUND = range(MT.CREATE_ENTITY_ON_CLIENT, MT.NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT + 1)
+
+
+def view_item(env: Envelope) -> Any:
+    """What a client-bound envelope means to its client: a tuple for 1002/1003/1010/1011,
+    the decoded message dataclass otherwise."""
+    if env.msgtype == MT.CLEAR_CLIENTPROXY_FILTER_PROPS:
+        return ("clear",)
+    if env.msgtype == MT.SET_CLIENTPROXY_FILTER_PROP:
+        return ("filter", env.name, env.payload.decode())
+    msg = codec.decode_payload(env.payload)
+    assert msg.MSGTYPE == env.msgtype
+    # the H header inside the payload names the same client and gate as the envelope
+    assert (msg.gate_id, msg.client_id) == (env.gate_id, env.client_id)  # type: ignore[attr-defined]
+    if isinstance(msg, CreateEntityOnClient):
+        return ("create", msg.type_name, msg.entity_id, msg.is_player, msg.client_data)
+    if isinstance(msg, DestroyEntityOnClient):
+        return ("destroy", msg.type_name, msg.entity_id)
+    return msg
+
+
+def short(item: Any) -> Any:
+    """A create without its client data, for sequence comparisons."""
+    if isinstance(item, tuple) and item[0] == "create":
+        return item[:4]
+    return item
+
+
+def sync_records(payload: bytes) -> list[tuple[str, str, tuple[float, float, float, float]]]:
+    """A game→dispatcher 1502 payload: (ClientID, EntityID, x, y, z, yaw) records."""
+    assert len(payload) % 48 == 0
+    out = []
+    for off in range(0, len(payload), 48):
+        cid = payload[off : off + 16].decode("latin-1")
+        eid = payload[off + 16 : off + 32].decode("latin-1")
+        out.append((cid, eid, struct.unpack_from("<ffff", payload, off + 32)))
+    return out
+
+
+class Harness:
+    def __init__(
+        self,
+        game_id: int = 1,
+        *,
+        num_dispatchers: int = 2,
+        storage: Any = None,
+        kvdb: Any = None,
+    ) -> None:
+        self.sent: list[tuple[int, Envelope]] = []
+        self.num_dispatchers = num_dispatchers
+        self.rt = GameRuntime(
+            game_id,
+            make_registry(),
+            num_dispatchers=num_dispatchers,
+            send=self._record,
+            storage=storage,
+            kvdb=kvdb,
+            boot_entity="Account",
+        )
+        self.rt.migration = Migration(self.rt)
+        self.rt.services = ServiceManager(self.rt, rng=FixedRandom())
+        self.ready_calls = 0
+        self.handlers = GameHandlers(self.rt, self._on_ready)
+        self.nil = self.rt.create_nil_space()
+        self.sent.clear()
+
+    def _record(self, dispatcher_id: int, env: Envelope) -> None:
+        assert 1 <= dispatcher_id <= self.num_dispatchers
+        copy = Envelope()
+        copy.CopyFrom(env)
+        self.sent.append((dispatcher_id, copy))
+
+    def _on_ready(self) -> None:
+        self.ready_calls += 1
+
+    def shard(self, entity_id: str) -> int:
+        return dispatcher_shard(entity_id, self.num_dispatchers)
+
+    def take(self) -> list[tuple[int, Envelope]]:
+        out, self.sent = self.sent, []
+        return out
+
+    def of_type(self, msgtype: int) -> list[tuple[int, Envelope]]:
+        return [(d, e) for d, e in self.sent if e.msgtype == msgtype]
+
+    def view(self, client: GameClient) -> list[tuple[int, Any]]:
+        """(dispatcher, item) for every message sent to ``client`` so far, in order."""
+        return [
+            (d, view_item(e))
+            for d, e in self.sent
+            if e.msgtype in CLIENT_BOUND and e.client_id == client.client_id
+        ]
+
+    def items(self, client: GameClient) -> list[Any]:
+        return [item for _, item in self.view(client)]
+
+    def space(self, kind: int = 1, aoi: float | None = 100) -> MySpace:
+        space = self.rt.create_space_locally(kind)
+        assert isinstance(space, MySpace)
+        if aoi is not None:
+            space.enable_aoi(aoi)
+        return space
+
+    def avatar(
+        self,
+        space: Space | None = None,
+        pos: tuple[float, float, float] = (0, 0, 0),
+        *,
+        client: GameClient | None = None,
+        entity_id: str | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> Avatar:
+        e = self.rt.create_entity_locally(
+            "Avatar", entity_id=entity_id, space=space, pos=Vector3(*pos), client=client, attrs=attrs
+        )
+        assert isinstance(e, Avatar)
+        return e
+
+
+def new_client(gate_id: int = 1) -> GameClient:
+    return GameClient(new_client_id(), gate_id)
+
+
+def eid_on_shard(shard: int, num_dispatchers: int = 2, *, avoid: str | None = None) -> str:
+    while True:
+        eid = new_entity_id()
+        if dispatcher_shard(eid, num_dispatchers) == shard and eid != avoid:
+            return eid
+
+
+async def tick(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+def _clean_events() -> Iterator[None]:
+    EVENTS.clear()
+    yield
+    EVENTS.clear()
+    runtime_binding.unbind()
+
+
+@pytest_asyncio.fixture
+async def h() -> Harness:
+    return Harness()
+
+
+# ---- creation and the boot path ------------------------------------------------------------------
+
+
+async def test_create_entity_notifies_its_shard_and_runs_hooks_in_order(h: Harness) -> None:
+    space = h.space()
+    h.take()
+    eid = eid_on_shard(2)
+    av = h.avatar(space, (3, 0, 4), entity_id=eid)
+    assert av.id == eid and h.rt.get_entity(eid) is av
+    notify = h.of_type(MT.NOTIFY_CREATE_ENTITY)
+    assert [(d, e.entity_id) for d, e in notify] == [(2, eid)]
+    assert events_of(eid) == ["on_init", "on_attrs_ready", "on_created", "on_enter_space"]
+    assert (space.id, "on_entity_enter_space", (eid,)) in EVENTS
+    assert av.space is space and av.position == Vector3(3, 0, 4)
+    assert av in space.entities
+    # without a space the entity lands in the nil space
+    other = h.avatar()
+    assert other.space is h.nil and events_of(other.id)[-1] == "on_enter_space"
+
+
+async def test_create_entity_with_a_duplicate_id_is_refused(h: Harness) -> None:
+    av = h.avatar()
+    with pytest.raises(EntityError, match="already exists"):
+        h.avatar(entity_id=av.id)
+    with pytest.raises(EntityError, match="unknown entity type"):
+        h.rt.create_entity_locally("Nope")
+
+
+async def test_boot_path_creates_the_boot_entity_and_sends_the_player_create(h: Harness) -> None:
+    cid, eid = new_client_id(), eid_on_shard(1)
+    h.handlers.handle(
+        2, Envelope(msgtype=MT.NOTIFY_CLIENT_CONNECTED, client_id=cid, entity_id=eid, gate_id=3)
+    )
+    acc = h.rt.get_entity(eid)
+    assert isinstance(acc, Account) and acc.space is h.nil
+    assert acc.client == GameClient(cid, 3) and acc.client.owner_id == eid
+    assert [(d, e.entity_id) for d, e in h.of_type(MT.NOTIFY_CREATE_ENTITY)] == [(1, eid)]
+    view = h.view(acc.client)
+    assert view == [
+        (1, ("clear",)),
+        # Client + AllClients attrs only: no "a_server"
+        (1, ("create", "Account", eid, True, {"a_client": "c", "a_all": "a"})),
+    ]
+    create = codec.decode_payload(h.of_type(MT.CREATE_ENTITY_ON_CLIENT)[0][1].payload)
+    assert isinstance(create, CreateEntityOnClient)
+    assert (create.x, create.y, create.z, create.yaw) == (0, 0, 0, 0)
+    assert events_of(eid) == [
+        "on_init",
+        "on_attrs_ready",
+        "on_created",
+        "on_enter_space",
+        "on_client_connected",
+    ]
+
+
+async def test_client_disconnected_unbinds_quietly(h: Harness) -> None:
+    cid, eid = new_client_id(), new_entity_id()
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_CONNECTED, client_id=cid, entity_id=eid, gate_id=1))
+    acc = h.rt.entities[eid]
+    h.take()
+    # a disconnect for another client id is ignored
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_DISCONNECTED, client_id=new_client_id(), entity_id=eid))
+    assert acc.client is not None
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_DISCONNECTED, client_id=cid, entity_id=eid))
+    assert acc.client is None
+    assert h.sent == []  # §4.1.5: no messages
+    assert events_of(eid)[-1] == "on_client_disconnected"
+
+
+async def test_gate_disconnected_drops_the_clients_of_that_gate(h: Harness) -> None:
+    a = h.avatar(client=new_client(gate_id=1))
+    b = h.avatar(client=new_client(gate_id=2))
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GATE_DISCONNECTED, gate_id=2))
+    assert a.client is not None
+    assert b.client is None and b.destroyed  # Avatar destroys itself on disconnect
+    assert "on_client_disconnected" not in events_of(a.id)
+
+
+# ---- give_client_to (§4.10) ----------------------------------------------------------------------
+
+
+async def test_give_client_to_sends_the_handover_burst_through_the_new_owner(h: Harness) -> None:
+    space = h.space()
+    acc_id = eid_on_shard(1)
+    cid = new_client_id()
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_CONNECTED, client_id=cid, entity_id=acc_id, gate_id=4))
+    acc = h.rt.entities[acc_id]
+    av = h.avatar(space, (0, 0, 0), entity_id=eid_on_shard(2))
+    npc = h.avatar(space, (10, 0, 10), attrs={"name": "npc", "level": 7})
+    h.take()
+    EVENTS.clear()
+
+    acc.give_client_to(av)
+
+    client = GameClient(cid, 4)
+    view = h.view(client)
+    assert [d for d, _ in view] == [2] * len(view)  # all on av's dispatcher path
+    assert [short(item) for _, item in view] == [
+        ("clear",),
+        ("destroy", "Account", acc_id),
+        ("clear",),
+        ("create", "Avatar", av.id, True),
+        ("create", "__space__", space.id, False),
+        ("create", "Avatar", npc.id, False),
+    ]
+    items = [item for _, item in view]
+    assert items[3][4] == {"name": "anon", "level": 1, "hp": 100}  # Client + AllClients
+    assert items[4][4] == {"_K": 1}
+    assert items[5][4] == {"name": "npc", "hp": 100}  # AllClients only
+    assert acc.client is None and av.client == client and av.client.owner_id == av.id
+    assert [(e, w) for e, w, _ in EVENTS] == [
+        (acc_id, "on_client_disconnected"),
+        (av.id, "on_client_connected"),
+    ]
+
+
+async def test_give_client_to_without_a_client_is_a_warning(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    a, b = h.avatar(), h.avatar()
+    h.take()
+    with caplog.at_level(logging.WARNING, "goworld.game"):
+        a.give_client_to(b)
+    assert h.sent == [] and b.client is None
+    assert "no client to give" in caplog.text
+
+
+async def test_set_client_none_from_a_space_sends_neighbour_space_and_self_destroys(h: Harness) -> None:
+    space = h.space()
+    c = new_client()
+    acc = h.rt.create_entity_locally("Account", space=space, client=c)
+    # Account does not use AOI: it sees no neighbours, but it sees the space
+    h.take()
+    acc.set_client(None)
+    assert [short(i) for i in h.items(c)] == [
+        ("clear",),
+        ("destroy", "__space__", space.id),
+        ("destroy", "Account", acc.id),
+    ]
+
+
+# ---- attribute changes (§4.3) --------------------------------------------------------------------
+
+
+async def test_attribute_changes_go_to_own_client_and_to_neighbours_for_all_clients(h: Harness) -> None:
+    space = h.space()
+    ca, cb = new_client(1), new_client(2)
+    a = h.avatar(space, (0, 0, 0), client=ca, entity_id=eid_on_shard(1))
+    b = h.avatar(space, (5, 0, 5), client=cb, entity_id=eid_on_shard(2))
+    assert a.is_interested_in(b) and b.is_interested_in(a)
+    h.take()
+
+    a.attrs["level"] = 5  # CLIENT: own client only
+    assert h.items(cb) == []
+    (d, msg), = h.view(ca)
+    assert d == 1
+    assert msg == NotifyMapAttrChangeOnClient(1, ca.client_id, a.id, None, "level", 5)
+    h.take()
+
+    a.attrs["hp"] = 50  # ALL_CLIENTS: own client and the neighbour's client
+    assert h.view(ca) == [(1, NotifyMapAttrChangeOnClient(1, ca.client_id, a.id, None, "hp", 50))]
+    # the neighbour's copy travels on the neighbour client's own path (its owner is b)
+    assert h.view(cb) == [(2, NotifyMapAttrChangeOnClient(2, cb.client_id, a.id, None, "hp", 50))]
+    h.take()
+
+    a.attrs["secret"] = "x"  # PERSISTENT only: server side
+    a.attrs["server"] = "y"  # no flags
+    a.attrs["undeclared"] = 1
+    assert h.sent == []
+
+
+async def test_every_container_mutation_kind_reaches_the_client(h: Harness) -> None:
+    c = new_client()
+    a = h.avatar(client=c)
+    h.take()
+    a.attrs["bag"] = {"items": [1, 2], "meta": {"k": "v"}}
+    bag = a.attrs.get_map("bag")
+    items = bag.get_list("items")
+    items.append(3)
+    items[0] = 10
+    items.pop()
+    del bag["meta"]["k"]
+    bag.get_map("meta").clear()
+    del a.attrs["bag"]
+    got = h.items(c)
+    cid = c.client_id
+    assert got == [
+        NotifyMapAttrChangeOnClient(1, cid, a.id, None, "bag", {"items": [1, 2], "meta": {"k": "v"}}),
+        NotifyListAttrAppendOnClient(1, cid, a.id, ["items", "bag"], 3),
+        NotifyListAttrChangeOnClient(1, cid, a.id, ["items", "bag"], 0, 10),
+        NotifyListAttrPopOnClient(1, cid, a.id, ["items", "bag"]),
+        NotifyMapAttrDelOnClient(1, cid, a.id, ["meta", "bag"], "k"),
+        NotifyMapAttrClearOnClient(1, cid, a.id, ["meta", "bag"]),
+        NotifyMapAttrDelOnClient(1, cid, a.id, None, "bag"),
+    ]
+
+
+async def test_call_client_and_call_all_clients(h: Harness) -> None:
+    space = h.space()
+    ca, cb = new_client(1), new_client(2)
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    h.avatar(space, (5, 0, 5), client=cb)
+    h.take()
+    a.call_client("OnHi", 1, "x")
+    assert h.items(ca) == [CallEntityMethodOnClient(1, ca.client_id, a.id, "OnHi", (1, "x"))]
+    assert h.items(cb) == []
+    h.take()
+    a.call_all_clients("OnSay", "hey")
+    assert h.items(ca) == [CallEntityMethodOnClient(1, ca.client_id, a.id, "OnSay", ("hey",))]
+    assert h.items(cb) == [CallEntityMethodOnClient(2, cb.client_id, a.id, "OnSay", ("hey",))]
+    assert sorted(c.client_id for c in a.for_all_clients()) == sorted([ca.client_id, cb.client_id])
+
+
+async def test_filter_props_and_filtered_calls(h: Harness) -> None:
+    c = new_client(3)
+    a = h.avatar(client=c, entity_id=eid_on_shard(2))
+    h.take()
+    a.set_client_filter_prop("team", "red")
+    assert h.view(c) == [(2, ("filter", "team", "red"))]
+    with pytest.raises(EntityError):
+        a.set_client_filter_prop("", "x")
+    h.take()
+    a.call_filtered_clients("team", ">=", "b", "OnTeam", 1)
+    (d, env), = h.of_type(MT.CALL_FILTERED_CLIENTS)
+    assert d == 1  # one dispatcher broadcasts it: each client gets it once (§4.11)
+    msg = codec.decode_payload(env.payload)
+    assert (msg.op, msg.key, msg.value, msg.method, msg.args) == (4, "team", "b", "OnTeam", (1,))  # type: ignore[attr-defined]
+    with pytest.raises(EntityError, match="unknown operator"):
+        a.call_filtered_clients("team", "~", "b", "OnTeam")
+
+
+# ---- AOI (§4.7, §9) ----------------------------------------------------------------------------------
+
+
+async def test_aoi_enter_and_leave_as_seen_by_clients(h: Harness) -> None:
+    space = h.space(aoi=100)
+    ca, cb = new_client(1), new_client(1)
+    a = h.avatar(client=ca)
+    b = h.avatar(client=cb)
+    h.take()
+
+    a.enter_space(space.id, (0, 0, 0))
+    assert a.space is h.nil  # posted, not synchronous
+    await tick()
+    b.enter_space(space.id, (50, 0, -50))
+    await tick()
+    assert a.space is space and b.space is space
+    assert a.is_interested_in(b) and b.is_interested_in(a)
+
+    assert [short(i) for i in h.items(ca)] == [
+        ("create", "__space__", space.id, False),
+        ("create", "Avatar", b.id, False),
+    ]
+    # the space's 1002 comes before the neighbour creates
+    assert [short(i) for i in h.items(cb)] == [
+        ("create", "__space__", space.id, False),
+        ("create", "Avatar", a.id, False),
+    ]
+    # neighbour creates carry AllClients attrs only, and the current position
+    a_seen_by_b = h.items(cb)[1]
+    assert a_seen_by_b[4] == {"name": "anon", "hp": 100}
+    h.take()
+
+    b.set_position((150, 0, 0))  # |dx| = 150 > 100
+    assert not a.is_interested_in(b) and not b.is_interested_in(a)
+    assert h.items(ca) == [("destroy", "Avatar", b.id)]
+    assert h.items(cb) == [("destroy", "Avatar", a.id)]
+    h.take()
+
+    b.set_position((100, 0, 100))  # the square test is inclusive (§9)
+    assert [short(i) for i in h.items(ca)] == [("create", "Avatar", b.id, False)]
+    created = next(
+        codec.decode_payload(e.payload)
+        for _, e in h.of_type(MT.CREATE_ENTITY_ON_CLIENT)
+        if e.client_id == ca.client_id
+    )
+    assert (created.x, created.z) == (100, 100)  # type: ignore[attr-defined]
+    h.take()
+
+    # moving to another space: neighbour destroys, old space destroy, new space create
+    other = h.space(kind=2)
+    b.enter_space(other.id, (0, 0, 0))
+    await tick()
+    assert [short(i) for i in h.items(cb)] == [
+        ("destroy", "Avatar", a.id),
+        ("destroy", "__space__", space.id),
+        ("create", "__space__", other.id, False),
+    ]
+    assert h.items(ca) == [("destroy", "Avatar", b.id)]
+
+
+async def test_entering_the_nil_space_sends_nothing(h: Harness) -> None:
+    space = h.space()
+    c = new_client()
+    a = h.avatar(space, client=c)
+    h.take()
+    a.enter_space(h.nil.id, (0, 0, 0))
+    await tick()
+    assert a.space is h.nil
+    assert h.items(c) == [("destroy", "__space__", space.id)]
+
+
+async def test_aoi_space_settings(h: Harness) -> None:
+    space = h.space(aoi=None)
+    h.avatar(space)
+    with pytest.raises(EntityError):
+        space.enable_aoi(10)  # after entities entered
+    s2 = h.space(kind=3, aoi=10)
+    with pytest.raises(EntityError):
+        s2.enable_aoi(10)  # twice
+    with pytest.raises(EntityError):
+        h.space(kind=4, aoi=0)
+    assert s2.attrs["_EnableAOI"] == 10.0
+
+
+# ---- position sync (§4.6) ------------------------------------------------------------------------------
+
+
+async def test_position_sync_batches_per_gate_to_the_gates_dispatcher() -> None:
+    h = Harness(num_dispatchers=3)
+    space = h.space()
+    ca, cb = new_client(gate_id=2), new_client(gate_id=3)
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    h.avatar(space, (10, 0, 10), client=cb)
+    h.rt.collect_syncs()  # entering marked both; flush that
+    h.take()
+    h.rt.collect_syncs()
+    assert h.sent == []  # nothing dirty
+
+    a.set_position((20, 0, 30))
+    a.set_yaw(90)
+    assert a._sync == SYNC_OWN | SYNC_NEIGHBOURS
+    assert h.rt._sync_dirty.count(a) == 1  # marked once
+    h.rt.collect_syncs()
+    syncs = h.of_type(MT.SYNC_POSITION_YAW_ON_CLIENTS)
+    by_gate = {e.gate_id: (d, sync_records(e.payload)) for d, e in syncs}
+    assert len(syncs) == 2
+    # dispatcher (gate_id - 1) % D + 1
+    assert by_gate[2] == (2, [(ca.client_id, a.id, (20, 0, 30, 90))])
+    assert by_gate[3] == (3, [(cb.client_id, a.id, (20, 0, 30, 90))])
+    assert a._sync == 0
+    h.take()
+    h.rt.collect_syncs()
+    assert h.sent == []
+
+
+async def test_position_sync_includes_entities_without_clients_for_their_neighbours(h: Harness) -> None:
+    space = h.space()
+    c = new_client(gate_id=1)
+    h.avatar(space, (0, 0, 0), client=c)
+    npc = h.avatar(space, (1, 0, 1))
+    h.rt.collect_syncs()
+    h.take()
+    npc.set_position((2, 0, 2))
+    h.rt.collect_syncs()
+    (d, env), = h.of_type(MT.SYNC_POSITION_YAW_ON_CLIENTS)
+    assert d == 1 and env.gate_id == 1
+    assert sync_records(env.payload) == [(c.client_id, npc.id, (2, 0, 2, 0))]
+
+
+async def test_client_driven_move_is_not_echoed_to_its_own_client(h: Harness) -> None:
+    space = h.space()
+    ca, cb = new_client(gate_id=1), new_client(gate_id=2)
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    h.avatar(space, (10, 0, 10), client=cb)
+    a.set_client_syncing(True)
+    h.rt.collect_syncs()
+    h.take()
+
+    record = a.id.encode() + struct.pack("<ffff", 30, 1, 40, 45)
+    h.handlers.handle(1, Envelope(msgtype=MT.SYNC_POSITION_YAW_FROM_CLIENT, payload=record))
+    assert a.position == Vector3(30, 1, 40) and a.yaw == 45
+    h.rt.collect_syncs()
+    syncs = h.of_type(MT.SYNC_POSITION_YAW_ON_CLIENTS)
+    assert [(d, e.gate_id) for d, e in syncs] == [(2, 2)]  # gate 2 only: no echo to gate 1
+    assert sync_records(syncs[0][1].payload) == [(cb.client_id, a.id, (30, 1, 40, 45))]
+
+
+async def test_client_move_updates_aoi(h: Harness) -> None:
+    space = h.space()
+    ca, cb = new_client(), new_client()
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    b = h.avatar(space, (10, 0, 10), client=cb)
+    a.set_client_syncing(True)
+    h.take()
+    record = a.id.encode() + struct.pack("<ffff", 500, 0, 0, 0)
+    h.handlers.handle(1, Envelope(msgtype=MT.SYNC_POSITION_YAW_FROM_CLIENT, payload=record))
+    assert not b.is_interested_in(a)
+    assert h.items(cb) == [("destroy", "Avatar", a.id)]
+
+
+async def test_sync_for_an_entity_without_client_syncing_is_ignored(h: Harness) -> None:
+    space = h.space()
+    c = new_client()
+    a = h.avatar(space, (1, 2, 3), client=c)
+    h.rt.collect_syncs()
+    h.take()
+    payload = a.id.encode() + struct.pack("<ffff", 9, 9, 9, 9)
+    payload += new_entity_id().encode() + struct.pack("<ffff", 1, 1, 1, 1)  # unknown entity
+    payload += b"\x01\x02\x03"  # a truncated trailing record
+    h.handlers.handle(1, Envelope(msgtype=MT.SYNC_POSITION_YAW_FROM_CLIENT, payload=payload))
+    assert a.position == Vector3(1, 2, 3) and a.yaw == 0
+    assert a._sync == 0
+    h.rt.collect_syncs()
+    assert h.sent == []
+
+
+# ---- destroy (§4.12) -----------------------------------------------------------------------------------
+
+
+async def test_destroy_sequence() -> None:
+    storage = MemoryEntityStorage()
+    h = Harness(storage=storage)
+    space = h.space()
+    ca, cb = new_client(1), new_client(2)
+    a = h.avatar(space, (0, 0, 0), client=ca, entity_id=eid_on_shard(1), attrs={"name": "alice"})
+    b = h.avatar(space, (5, 0, 5), client=cb, entity_id=eid_on_shard(2))
+    a.attrs["level"] = 9
+    h.take()
+    EVENTS.clear()
+
+    a.destroy()
+
+    assert [short(i) for i in h.items(ca)] == [
+        ("destroy", "Avatar", b.id),  # neighbour destroys first (leaving the space)
+        ("destroy", "__space__", space.id),
+        ("clear",),  # then SetClient(nil)
+        ("destroy", "Avatar", a.id),
+    ]
+    assert [d for d, _ in h.view(ca)] == [1, 1, 1, 1]
+    assert h.items(cb) == [("destroy", "Avatar", a.id)]
+    # on_destroy once, even though on_client_disconnected calls destroy() again
+    assert events_of(a.id) == ["on_leave_space", "on_destroy", "on_client_disconnected"]
+    assert (space.id, "on_entity_leave_space", (a.id,)) in EVENTS
+    # persistent attributes saved
+    saved = storage.load("Avatar", a.id).result()
+    assert saved == {"name": "alice", "level": 9, "secret": "s3"}
+    # the dispatcher is told last
+    last_d, last = h.sent[-1]
+    assert (last.msgtype, last.entity_id, last_d) == (MT.NOTIFY_DESTROY_ENTITY, a.id, 1)
+    assert len(h.of_type(MT.NOTIFY_DESTROY_ENTITY)) == 1
+    assert a.is_destroyed() and h.rt.get_entity(a.id) is None
+    assert a not in space.entities and not b.is_interested_in(a)
+    # destroying again does nothing
+    h.take()
+    a.destroy()
+    assert h.sent == [] and events_of(a.id).count("on_destroy") == 1
+    # and the destroyed entity no longer emits anything
+    a.attrs["hp"] = 1
+    a.set_position((1, 1, 1))
+    a.call_client("X")
+    assert h.sent == []
+
+
+async def test_destroy_without_client_or_storage(h: Harness) -> None:
+    acc = h.rt.create_entity_locally("Account")
+    h.take()
+    acc.destroy()
+    assert [(e.msgtype, e.entity_id) for _, e in h.sent] == [(MT.NOTIFY_DESTROY_ENTITY, acc.id)]
+    assert events_of(acc.id)[-2:] == ["on_leave_space", "on_destroy"]
+
+
+async def test_destroying_a_space_destroys_its_entities(h: Harness) -> None:
+    space = h.space()
+    ca = new_client()
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    b = h.avatar(space, (5, 0, 5))
+    acc = h.rt.create_entity_locally("Account", space=space)
+    h.take()
+    space.destroy()
+    for e in (a, b, acc, space):
+        assert e.is_destroyed() and h.rt.get_entity(e.id) is None
+    assert space.id not in h.rt.spaces
+    assert {e.entity_id for _, e in h.of_type(MT.NOTIFY_DESTROY_ENTITY)} == {a.id, b.id, acc.id, space.id}
+    assert h.of_type(MT.NOTIFY_DESTROY_ENTITY)[-1][1].entity_id == space.id
+    items = h.items(ca)
+    assert ("destroy", "__space__", space.id) in items
+    assert items[-1] == ("destroy", "Avatar", a.id)  # the player itself is destroyed on the client
+    assert items.index(("destroy", "__space__", space.id)) < len(items) - 1
+    space_events = events_of(space.id)
+    assert space_events.count("on_space_destroy") == 1
+    assert space_events.index("on_space_destroy") < space_events.index("on_entity_leave_space")
+
+
+async def test_save_writes_persistent_attributes_only() -> None:
+    storage = MemoryEntityStorage()
+    h = Harness(storage=storage)
+    a = h.avatar(attrs={"name": "bob"})
+    acc = h.rt.create_entity_locally("Account")
+    a.save()
+    acc.save()  # not persistent: no-op
+    assert storage.load("Avatar", a.id).result() == {"name": "bob", "level": 1, "secret": "s3"}
+    assert storage.list_ids("Account").result() == []
+    assert h.rt.save_all() == 1
+    await tick()
+    assert h.rt.pending_saves == set()
+
+
+async def test_load_entity_locally_restores_persistent_attrs() -> None:
+    storage = MemoryEntityStorage()
+    eid = new_entity_id()
+    storage.save("Avatar", eid, {"name": "zed", "level": 4})
+    h = Harness(storage=storage)
+    h.rt.load_entity_locally("Avatar", eid)
+    await tick()
+    av = h.rt.get_entity(eid)
+    assert isinstance(av, Avatar)
+    assert (av.attrs["name"], av.attrs["level"], av.attrs["hp"]) == ("zed", 4, 100)
+    # a missing record unblocks the dispatcher with NOTIFY_DESTROY
+    h.take()
+    missing = new_entity_id()
+    h.rt.load_entity_locally("Avatar", missing)
+    await tick()
+    assert h.rt.get_entity(missing) is None
+    assert [(e.msgtype, e.entity_id) for _, e in h.sent] == [(MT.NOTIFY_DESTROY_ENTITY, missing)]
+
+
+# ---- timers ---------------------------------------------------------------------------------------------
+
+# Timers use the real loop clock: short intervals and generous, non-exact expectations.
+INTERVAL = 0.02
+
+
+def count(entity: Entity, what: str) -> int:
+    return events_of(entity.id).count(what)
+
+
+async def _wait_for(pred: Any, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_add_timer_fires_repeatedly_by_method_name_until_cancelled(h: Harness) -> None:
+    a = h.avatar()
+    tid = a.add_timer(INTERVAL, "tick", "t1")
+    await _wait_for(lambda: count(a, "tick") >= 3)
+    assert all(args == ("t1",) for eid, w, args in EVENTS if w == "tick")
+    a.cancel_timer(tid)
+    seen = count(a, "tick")
+    await asyncio.sleep(INTERVAL * 5)
+    assert count(a, "tick") == seen
+    assert a._timers == {}
+    a.cancel_timer(tid)  # cancelling twice is harmless
+
+
+async def test_add_callback_fires_once(h: Harness) -> None:
+    a = h.avatar()
+    a.add_callback(INTERVAL, "once")
+    await _wait_for(lambda: count(a, "once") == 1)
+    await asyncio.sleep(INTERVAL * 4)
+    assert count(a, "once") == 1
+    assert a._timers == {}
+
+
+async def test_timers_stop_on_destroy(h: Harness) -> None:
+    a = h.avatar()
+    a.add_timer(INTERVAL, "tick", "x")
+    a.add_callback(INTERVAL * 2, "once")
+    await _wait_for(lambda: count(a, "tick") >= 1)
+    a.destroy()
+    seen = count(a, "tick")
+    await asyncio.sleep(INTERVAL * 5)
+    assert count(a, "tick") == seen and count(a, "once") == 0
+
+
+async def test_timer_for_a_missing_method_is_refused(h: Harness) -> None:
+    a = h.avatar()
+    with pytest.raises(EntityError, match="no method"):
+        a.add_timer(INTERVAL, "no_such_method")
+
+
+async def test_a_raising_timer_keeps_running(h: Harness) -> None:
+    a = h.avatar()
+    a.add_timer(INTERVAL, "boom")
+    await _wait_for(lambda: count(a, "Boom") >= 2)
+
+
+# ---- calls ----------------------------------------------------------------------------------------------
+
+
+async def test_call_to_a_local_entity_is_posted(h: Harness) -> None:
+    a, b = h.avatar(), h.avatar()
+    a.call(b.id, "Hello", "hi", 3)
+    assert "Hello" not in events_of(b.id)
+    await tick()
+    assert [args for eid, w, args in EVENTS if w == "Hello"] == [("hi", 3)]
+    assert h.of_type(MT.CALL_ENTITY_METHOD) == []
+
+
+async def test_call_to_a_remote_entity_becomes_call_entity_method(h: Harness) -> None:
+    a = h.avatar()
+    remote = eid_on_shard(2)
+    h.take()
+    a.call(remote, "Hello", "hi", 3, {"k": [1.5]})
+    (d, env), = h.sent
+    assert (d, env.msgtype, env.entity_id, env.name) == (2, MT.CALL_ENTITY_METHOD, remote, "Hello")
+    assert codec.decode_args(env.payload)[0] == ("hi", 3, {"k": [1.5]})
+
+
+async def test_call_from_a_dispatcher_invokes_server_methods(h: Harness) -> None:
+    a = h.avatar()
+    h.handlers.handle(
+        1,
+        Envelope(msgtype=MT.CALL_ENTITY_METHOD, entity_id=a.id, name="ServerOnly", payload=codec.encode_args(())),
+    )
+    h.handlers.handle(
+        1,
+        Envelope(msgtype=MT.CALL_ENTITY_METHOD, entity_id=a.id, name="Hello", payload=codec.encode_args(("x",))),
+    )
+    assert [w for eid, w, _ in EVENTS if w in ("ServerOnly", "Hello")] == ["ServerOnly", "Hello"]
+    assert (a.id, "Hello", ("x", 0)) in EVENTS  # missing trailing arg: its default
+
+
+def _from_client(h: Harness, target: Entity, client: GameClient, method: str, *args: Any) -> None:
+    h.handlers.handle(
+        1,
+        Envelope(
+            msgtype=MT.CALL_ENTITY_METHOD_FROM_CLIENT,
+            entity_id=target.id,
+            name=method,
+            payload=codec.encode_args(args),
+            client_id=client.client_id,
+            gate_id=client.gate_id,
+        ),
+    )
+
+
+async def test_client_calls_are_checked_for_exposure_and_arguments(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, cb = new_client(1), new_client(2)
+    a = h.avatar(client=ca)
+    h.avatar(client=cb)
+    EVENTS.clear()
+    with caplog.at_level(logging.WARNING, "goworld.game"):
+        _from_client(h, a, ca, "Own", 1)  # own client, client method: allowed
+        _from_client(h, a, cb, "Own", 2)  # another client: refused
+        _from_client(h, a, cb, "Everyone", "hi")  # all_clients method: anyone
+        _from_client(h, a, ca, "Everyone", "me")  # including the own client
+        _from_client(h, a, ca, "ServerOnly")  # server-only: refused
+        _from_client(h, a, ca, "Hello", "x")  # server-only: refused
+        _from_client(h, a, ca, "Own", 1.5)  # wrong type: dropped
+        _from_client(h, a, ca, "Own", 1, 2)  # too many: dropped
+        _from_client(h, a, ca, "Own", True)  # bool for int: dropped
+        _from_client(h, a, ca, "Nope")  # unknown: dropped
+        _from_client(h, a, ca, "Boom")  # raises inside: logged
+        _from_client(h, a, ca, "Own")  # missing trailing int: zero
+    assert [(w, args) for _, w, args in EVENTS] == [
+        ("Own", (1,)),
+        ("Everyone", ("hi",)),
+        ("Everyone", ("me",)),
+        ("Boom", ()),
+        ("Own", (0,)),
+    ]
+    assert "may not call" in caplog.text and "has no RPC" in caplog.text
+    assert "raised" in caplog.text
+
+
+async def test_client_call_to_an_entity_without_a_client_is_not_own(h: Harness) -> None:
+    c = new_client()
+    a = h.avatar()  # no client: nobody is its own client
+    _from_client(h, a, c, "Own", 1)
+    _from_client(h, a, c, "Everyone", "x")
+    assert [w for _, w, _ in EVENTS if w in ("Own", "Everyone")] == ["Everyone"]
+
+
+async def test_call_on_a_destroyed_entity_is_dropped(h: Harness) -> None:
+    a, b = h.avatar(), h.avatar()
+    a.call(b.id, "Hello", "late")
+    b.destroy()
+    await tick()
+    assert "Hello" not in events_of(b.id)
+
+
+async def test_call_nil_spaces(h: Harness) -> None:
+    runtime_binding.bind(h.rt)
+    goworld.call_nil_spaces("NilCall", 5)
+    (d, env), = h.of_type(MT.CALL_NIL_SPACES)
+    assert (d, env.game_id, env.name) == (1, 1, "NilCall")
+    assert codec.decode_args(env.payload)[0] == (5,)
+    await tick()
+    assert (h.nil.id, "NilCall", (5,)) in EVENTS
+    # and from a dispatcher
+    h.handlers.handle(1, Envelope(msgtype=MT.CALL_NIL_SPACES, name="NilCall", payload=codec.encode_args((6,))))
+    assert (h.nil.id, "NilCall", (6,)) in EVENTS
+
+
+# ---- malformed input to the handlers -------------------------------------------------------------------
+
+
+async def test_handlers_tolerate_malformed_payloads(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    a = h.avatar(client=new_client())
+    garbage = b"\xff\xfe\x00garbage\xc1"
+    with caplog.at_level(logging.WARNING, "goworld.game"):
+        for msgtype in (MT.CALL_ENTITY_METHOD, MT.CALL_ENTITY_METHOD_FROM_CLIENT):
+            h.handlers.handle(1, Envelope(msgtype=msgtype, entity_id=a.id, name="Own", payload=garbage))
+            h.handlers.handle(1, Envelope(msgtype=msgtype, entity_id=a.id, name="Own", payload=b""))
+    assert "bad arguments" in caplog.text
+    assert [r.levelname for r in caplog.records if "bad arguments" in r.getMessage()] == ["WARNING"] * 4
+    assert "Own" not in events_of(a.id)
+    # everything else: logged, never raised, and the runtime keeps working
+    for msgtype in (
+        MT.CALL_NIL_SPACES,
+        MT.KVREG_REGISTER,
+        MT.SET_GAME_ID_ACK,
+        MT.CREATE_ENTITY_SOMEWHERE,
+        MT.REAL_MIGRATE,
+        MT.SYNC_POSITION_YAW_FROM_CLIENT,
+        MT.NOTIFY_CLIENT_CONNECTED,  # no client id / entity id
+        MT.MIGRATE_REQUEST,
+        MT.QUERY_SPACE_GAMEID_FOR_MIGRATE,
+        MT.START_FREEZE_GAME_ACK,  # not handled by games
+        999,  # unknown
+    ):
+        h.handlers.handle(1, Envelope(msgtype=msgtype, entity_id=a.id, name="x", payload=garbage))
+    _from_client(h, a, a.client, "Own", 7)  # type: ignore[arg-type]
+    assert (a.id, "Own", (7,)) in EVENTS
+
+
+async def test_calls_to_unknown_entities_are_dropped(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "goworld.game"):
+        h.handlers.handle(1, Envelope(msgtype=MT.CALL_ENTITY_METHOD, entity_id=new_entity_id(), name="X", payload=codec.encode_args(())))
+        h.handlers.handle(
+            1,
+            Envelope(msgtype=MT.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=new_entity_id(), name="X",
+                     payload=codec.encode_args(()), client_id=new_client_id()),
+        )
+    assert caplog.text.count("dropped") == 2
+
+
+# ---- cluster state handlers ----------------------------------------------------------------------------
+
+
+async def test_deployment_ready_fires_once(h: Harness) -> None:
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.handlers.handle(2, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.handlers.handle(1, Envelope(msgtype=MT.SET_GAME_ID_ACK, payload=pack({"ready": True})))
+    assert h.ready_calls == 1 and h.rt.deployment_ready
+
+
+async def test_set_game_id_ack_updates_games_and_kvreg(h: Harness) -> None:
+    h.handlers.handle(
+        1,
+        Envelope(
+            msgtype=MT.SET_GAME_ID_ACK,
+            payload=pack({"disp": 1, "ready": False, "games": [2, 3], "rejected": [], "kvreg": {"k": "v"}}),
+        ),
+    )
+    assert h.rt.online_games == {1, 2, 3} and h.rt.kvreg == {"k": "v"}
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_DISCONNECTED, game_id=3))
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_CONNECTED, game_id=4))
+    assert h.rt.online_games == {1, 2, 4}
+    assert h.ready_calls == 0
+
+
+async def test_a_rejected_entity_leaves_its_space(h: Harness) -> None:
+    # SET_GAME_ID_ACK lists entities another game owns: our copy must go away entirely,
+    # including from its space and from its neighbours' AOI (GoWorld destroys it).
+    space = h.space()
+    cb = new_client()
+    a = h.avatar(space, (0, 0, 0))
+    b = h.avatar(space, (5, 0, 5), client=cb)
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.SET_GAME_ID_ACK, payload=pack({"rejected": [a.id]})))
+    assert h.rt.get_entity(a.id) is None and a.is_destroyed()
+    assert a not in space.entities
+    assert not b.is_interested_in(a)
+    assert h.items(cb) == [("destroy", "Avatar", a.id)]
+
+
+async def test_create_and_load_somewhere(h: Harness) -> None:
+    eid = new_entity_id()
+    h.handlers.handle(
+        1,
+        Envelope(msgtype=MT.CREATE_ENTITY_SOMEWHERE, entity_id=eid, name="Avatar", payload=pack({"name": "cy"})),
+    )
+    av = h.rt.get_entity(eid)
+    assert isinstance(av, Avatar) and av.attrs["name"] == "cy"
+    sid = new_entity_id()
+    h.handlers.handle(
+        1,
+        Envelope(msgtype=MT.CREATE_ENTITY_SOMEWHERE, entity_id=sid, name="__space__", payload=pack({"_K": 7})),
+    )
+    assert isinstance(h.rt.spaces[sid], MySpace) and h.rt.spaces[sid].kind == 7
+
+
+# ---- migration (§4.9) -----------------------------------------------------------------------------------
+
+
+async def test_enter_space_on_an_unknown_space_queries_the_spaces_shard(h: Harness) -> None:
+    a = h.avatar()
+    h.take()
+    sid = eid_on_shard(2)
+    a.enter_space(sid, (1, 2, 3))
+    (d, env), = h.sent
+    assert (d, env.msgtype, env.entity_id, env.name) == (2, MT.QUERY_SPACE_GAMEID_FOR_MIGRATE, sid, a.id)
+    # a second enter_space while the first is pending is ignored
+    h.take()
+    a.enter_space(new_entity_id(), (0, 0, 0))
+    assert h.sent == []
+    # unknown space (game 0): cancelled, and the entity may try again
+    h.handlers.handle(2, Envelope(msgtype=MT.QUERY_SPACE_GAMEID_FOR_MIGRATE, entity_id=sid, name=a.id, game_id=0))
+    assert h.sent == [] and a.space is h.nil
+    assert a.id not in h.rt.migration.pending
+
+
+async def test_query_reply_naming_this_game_switches_locally(h: Harness) -> None:
+    space = h.space()
+    a = h.avatar()
+    h.rt.migration.start(a, space.id, Vector3(4, 0, 4))
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.QUERY_SPACE_GAMEID_FOR_MIGRATE, entity_id=space.id, name=a.id, game_id=1))
+    assert a.space is space and a.position == Vector3(4, 0, 4)
+    assert h.of_type(MT.MIGRATE_REQUEST) == []
+
+
+async def test_migrate_ack_for_a_gone_entity_cancels(h: Harness) -> None:
+    eid = eid_on_shard(2)
+    h.handlers.handle(2, Envelope(msgtype=MT.MIGRATE_REQUEST, entity_id=eid, name=new_entity_id(), game_id=2))
+    (d, env), = h.sent
+    assert (d, env.msgtype, env.entity_id) == (2, MT.CANCEL_MIGRATE, eid)
+
+
+async def _migrate(
+    src: Harness, dst: Harness, entity: Entity, target: Space, pos: tuple[float, float, float]
+) -> Envelope:
+    """Drive a migration through both games; return the REAL_MIGRATE envelope."""
+    src.take()
+    entity.enter_space(target.id, pos)
+    (d, query), = src.of_type(MT.QUERY_SPACE_GAMEID_FOR_MIGRATE)
+    assert d == src.shard(target.id)
+    src.take()
+    reply = Envelope()
+    reply.CopyFrom(query)
+    reply.game_id = dst.rt.game_id
+    src.handlers.handle(d, reply)
+    (d2, request), = src.sent
+    assert request.msgtype == MT.MIGRATE_REQUEST
+    assert (d2, request.entity_id, request.name, request.game_id) == (
+        src.shard(entity.id),
+        entity.id,
+        target.id,
+        dst.rt.game_id,
+    )
+    src.take()
+    src.handlers.handle(d2, request)  # the dispatcher echoes it back as the ACK
+    (d3, real), = src.of_type(MT.REAL_MIGRATE)
+    assert d3 == src.shard(entity.id)
+    return real
+
+
+async def test_migration_moves_entity_client_position_and_timers() -> None:
+    src, dst = Harness(1), Harness(2)
+    src_space = src.space()
+    dst_space = dst.space(kind=5)
+    c = new_client(gate_id=3)
+    a = src.avatar(src_space, (0, 0, 0), client=c, entity_id=eid_on_shard(1), attrs={"name": "mig"})
+    npc = src.avatar(src_space, (5, 0, 5))
+    c2 = new_client(gate_id=4)
+    other = dst.avatar(dst_space, (12, 0, 12), client=c2)  # a neighbour waiting on the target
+    a.attrs["level"] = 3
+    a.set_yaw(30)
+    a.set_client_syncing(True)
+    a.add_timer(60, "tick", "r")
+    a.add_callback(30, "once")
+    due = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in a._timers.values()}
+    EVENTS.clear()
+
+    real = await _migrate(src, dst, a, dst_space, (10, 0, 10))
+
+    # source: the client sees the neighbour destroys and the space destroy, not its player
+    items = src.items(c)
+    assert items == [("destroy", "Avatar", npc.id), ("destroy", "__space__", src_space.id)]
+    assert [d for d, _ in src.view(c)] == [1, 1]
+    # the entity is gone locally, silently: no NOTIFY_DESTROY, no on_destroy, no disconnect
+    assert src.rt.get_entity(a.id) is None and a not in src_space.entities
+    assert src.of_type(MT.NOTIFY_DESTROY_ENTITY) == []
+    assert "on_destroy" not in events_of(a.id) and "on_client_disconnected" not in events_of(a.id)
+    assert "on_migrate_out" in events_of(a.id)
+    assert not npc.is_interested_in(a)
+    assert real.entity_id == a.id and real.game_id == 2
+    data = unpack(real.payload)
+    assert data["T"] == "Avatar"
+    assert data["A"]["name"] == "mig" and data["A"]["level"] == 3 and data["A"]["server"] == "only-here"
+    assert data["C"] == [c.client_id, 3]
+    assert data["Pos"] == [10, 0, 10] and data["SP"] == dst_space.id
+    assert data["Yaw"] == 30 and data["SFC"] is True
+    assert sorted((m, fa, iv, rp, tuple(ar)) for m, ar, fa, iv, rp in data["TD"]) == sorted(
+        (m, fa, iv, rp, ar) for m, (fa, iv, rp, ar) in due.items()
+    )
+
+    # target: rebuild with the client bound silently, then enter the space
+    dst.take()
+    dst.handlers.handle(1, real)
+    b = dst.rt.get_entity(a.id)
+    assert isinstance(b, Avatar) and b is not a
+    assert b.client == c and b.client.owner_id == a.id
+    assert b.space is dst_space and b.position == Vector3(10, 0, 10)
+    assert b.yaw == 30 and b.client_syncing
+    assert (b.attrs["name"], b.attrs["level"], b.attrs["hp"]) == ("mig", 3, 100)
+    # on_attrs_ready runs again on the target (GoWorld's order: OnInit, OnAttrsReady,
+    # OnMigrateIn, enter); the client is bound already, so what it changes reaches the client.
+    view = [(d, i) for d, i in dst.view(c) if not isinstance(i, NotifyMapAttrChangeOnClient)]
+    assert [short(i) for _, i in view] == [
+        ("create", "__space__", dst_space.id, False),  # no 1011 and no 1002 of itself
+        ("create", "Avatar", other.id, False),
+    ]
+    assert [d for d, _ in view] == [dst.shard(a.id)] * 2  # owner's path, as on the source
+    assert [short(i) for i in dst.items(c2)] == [("create", "Avatar", a.id, False)]
+    assert "on_migrate_in" in events_of(a.id)
+    assert "on_created" not in events_of(a.id)
+    # timers keep their due times
+    got = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in b._timers.values()}
+    assert got == due
+    assert all(rec.handle is not None for rec in b._timers.values())
+    # attributes changed on the target reach the client through the owner's dispatcher
+    dst.take()
+    b.attrs["level"] = 4
+    assert dst.items(c) == [NotifyMapAttrChangeOnClient(3, c.client_id, a.id, None, "level", 4)]
+    # and the position is synced to the own client with the next tick (§4.9: then positions)
+    dst.take()
+    dst.rt.collect_syncs()
+    recs = [r for _, e in dst.of_type(MT.SYNC_POSITION_YAW_ON_CLIENTS) for r in sync_records(e.payload)]
+    assert (c.client_id, a.id, (10, 0, 10, 30)) in recs
+
+
+async def test_migrated_timers_fire_on_the_target() -> None:
+    src, dst = Harness(1), Harness(2)
+    dst_space = dst.space(kind=5)
+    a = src.avatar()
+    a.add_callback(INTERVAL * 3, "once")
+    real = await _migrate(src, dst, a, dst_space, (0, 0, 0))
+    dst.handlers.handle(1, real)
+    await _wait_for(lambda: count(a, "once") == 1)
+    await asyncio.sleep(INTERVAL * 2)
+    assert count(a, "once") == 1
+
+
+async def test_migrated_entity_is_initialised_like_goworld() -> None:
+    # GoWorld's createEntity(ccMigrate) runs init() (OnInit) and OnAttrsReady before
+    # OnMigrateIn. Python entities are built with __new__, so on_init is the only place to
+    # set up plain instance fields; they must exist on the migrated copy too.
+    src, dst = Harness(1), Harness(2)
+    dst_space = dst.space(kind=5)
+    a = src.avatar()
+    EVENTS.clear()
+    real = await _migrate(src, dst, a, dst_space, (0, 0, 0))
+    dst.handlers.handle(1, real)
+    b = dst.rt.get_entity(a.id)
+    assert b is not None
+    hooks = events_of(a.id)
+    assert "on_init" in hooks and "on_attrs_ready" in hooks
+    assert hooks.index("on_init") < hooks.index("on_migrate_in")
+    assert getattr(b, "inited", False) is True
+
+
+async def test_real_migrate_for_an_entity_already_here_is_ignored(h: Harness) -> None:
+    a = h.avatar()
+    data = {"T": "Avatar", "A": {}, "C": None, "Pos": [0, 0, 0], "Yaw": 0, "SP": "", "TD": [], "SFC": False}
+    h.handlers.handle(1, Envelope(msgtype=MT.REAL_MIGRATE, entity_id=a.id, game_id=1, payload=pack(data)))
+    assert h.rt.get_entity(a.id) is a
+
+
+# ---- services (§8.4) -------------------------------------------------------------------------------------
+
+
+def _kvreg(h: Harness, key: str, value: str, force: bool = False) -> None:
+    h.handlers.handle(1, Envelope(msgtype=MT.KVREG_REGISTER, name=key, payload=pack([value, force])))
+
+
+def _kvreg_sent(h: Harness) -> list[tuple[str, str, bool]]:
+    return [(e.name, *unpack(e.payload)) for _, e in h.of_type(MT.KVREG_REGISTER)]
+
+
+async def test_service_manager_claims_creates_and_publishes(h: Harness) -> None:
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.take()
+    h.rt.services.check()
+    assert _kvreg_sent(h) == []  # claims wait for a random delay
+    await asyncio.sleep(0.02)
+    assert sorted(_kvreg_sent(h)) == [
+        ("Service/Counter#0", "game1", False),
+        ("Service/Counter#1", "game1", False),
+    ]
+    h.take()
+
+    # the dispatcher accepted our claim on shard 0; game2 won shard 1
+    _kvreg(h, "Service/Counter#0", "game1")
+    _kvreg(h, "Service/Counter#1", "game2")
+    await asyncio.sleep(0.02)
+    counters = [e for e in h.rt.entities.values() if isinstance(e, Counter)]
+    assert len(counters) == 1
+    svc = counters[0]
+    assert h.rt.services.local == {("Counter", 0): svc.id}
+    assert _kvreg_sent(h) == [("Service/Counter#0/EntityID", svc.id, True)]
+    assert [e.entity_id for _, e in h.of_type(MT.NOTIFY_CREATE_ENTITY)] == [svc.id]
+
+    runtime_binding.bind(h.rt)
+    assert goworld.get_service_shard_count("Counter") == 2
+    assert not goworld.check_service_entities_ready("Counter")
+    _kvreg(h, "Service/Counter#0/EntityID", svc.id, True)
+    remote = eid_on_shard(2)
+    _kvreg(h, "Service/Counter#1/EntityID", remote, True)
+    assert goworld.check_service_entities_ready("Counter")
+    assert goworld.get_service_entity_id("Counter", 1) == remote
+    h.take()
+
+    goworld.call_service_shard_index("Counter", 0, "Inc", 1)  # local: posted
+    goworld.call_service_shard_index("Counter", 1, "Inc", 2)  # remote: via its shard
+    goworld.call_service_all("Counter", "Inc", 3)
+    goworld.call_service_any("Counter", "Inc", 4)  # FixedRandom picks shard 0
+    key = next(k for k in ("a", "b", "c", "d", "e") if shard_of_key(k, 2) == 1)
+    goworld.call_service_shard_key("Counter", key, "Inc", 5)
+    await tick()
+    assert [args for eid, w, args in EVENTS if w == "Inc" and eid == svc.id] == [(1,), (3,), (4,)]
+    remote_calls = [
+        (d, e.entity_id, codec.decode_args(e.payload)[0]) for d, e in h.of_type(MT.CALL_ENTITY_METHOD)
+    ]
+    assert remote_calls == [(2, remote, (2,)), (2, remote, (3,)), (2, remote, (5,))]
+
+    # another game takes over shard 0: our copy is destroyed
+    _kvreg(h, "Service/Counter#0", "game3", True)
+    await asyncio.sleep(0.02)
+    assert svc.is_destroyed() and h.rt.services.local == {}
+
+
+async def test_service_claim_is_skipped_when_already_claimed(h: Harness) -> None:
+    h.rt.services.check()
+    _kvreg(h, "Service/Counter#0", "game2")  # before deployment ready: mirror only
+    await asyncio.sleep(0.02)
+    assert sorted(k for k, _, _ in _kvreg_sent(h)) == ["Service/Counter#1"]
+    assert not any(isinstance(e, Counter) for e in h.rt.entities.values())
+
+
+async def test_calls_to_services_that_are_not_ready_are_dropped(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime_binding.bind(h.rt)
+    with caplog.at_level(logging.ERROR, "goworld.game"):
+        goworld.call_service_any("Counter", "Inc", 1)
+        goworld.call_service_all("Counter", "Inc", 1)
+        goworld.call_service_shard_key("Counter", "k", "Inc", 1)
+        goworld.call_service_any("NoSuchService", "Inc", 1)
+        goworld.call_service_shard_key("NoSuchService", "k", "Inc", 1)
+    await tick()
+    assert h.of_type(MT.CALL_ENTITY_METHOD) == []
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum("not ready" in r.getMessage() for r in errors) == 4
+    assert sum("unknown service" in r.getMessage() for r in errors) == 2
+    assert goworld.get_service_entity_id("Counter", 0) is None
+    assert goworld.get_service_shard_count("NoSuchService") == 0
+    assert not goworld.check_service_entities_ready("NoSuchService")
+
+
+# ---- the facade with a bound runtime: KVDB and friends ---------------------------------------------
+
+
+async def test_kvdb_facade_functions() -> None:
+    h = Harness(kvdb=MemoryKVDB())
+    runtime_binding.bind(h.rt)
+    got: list[tuple[str, Any, Any]] = []
+
+    def cb(tag: str) -> Any:
+        return lambda value, err: got.append((tag, value, err))
+
+    goworld.kvdb_put("a", "1", cb("put"))
+    goworld.kvdb_put("zz", "9")  # no callback
+    goworld.kvdb_get("a", cb("get a"))
+    goworld.kvdb_get("missing", cb("get missing"))
+    goworld.kvdb_get_or_put("a", "2", cb("gop a"))
+    goworld.kvdb_get_or_put("b", "2", cb("gop b"))
+    assert got == []  # callbacks run on the loop, later
+    await tick()
+    goworld.kvdb_get("b", cb("get b"))
+    goworld.kvdb_get_range("a", "c", cb("range"))
+    await tick()
+    assert got == [
+        ("put", None, None),
+        ("get a", "1", None),
+        ("get missing", None, None),
+        ("gop a", "1", None),
+        ("gop b", None, None),
+        ("get b", "2", None),
+        ("range", [("a", "1"), ("b", "2")], None),
+    ]
+
+
+async def test_raising_kvdb_callbacks_are_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = Harness(kvdb=MemoryKVDB())
+    runtime_binding.bind(h.rt)
+    got: list[Any] = []
+
+    def bad(value: Any, err: Any) -> None:
+        raise RuntimeError("callback bug")
+
+    goworld.kvdb_get("a", bad)
+    goworld.kvdb_get("a", lambda v, e: got.append((v, e)))
+    await tick()
+    assert "callback" in caplog.text and "raised" in caplog.text
+    assert got == [(None, None)]  # the next callback still runs
+
+
+async def test_kvdb_disabled_is_an_error(h: Harness) -> None:
+    runtime_binding.bind(h.rt)
+    with pytest.raises(EntityError, match="KVDB is disabled"):
+        goworld.kvdb_get("a", lambda v, e: None)
+
+
+async def test_facade_without_a_runtime_is_an_error() -> None:
+    runtime_binding.unbind()
+    with pytest.raises(GoWorldError, match="no game runtime"):
+        goworld.get_game_id()
+
+
+async def test_facade_lookups_and_exists() -> None:
+    storage = MemoryEntityStorage()
+    h = Harness(storage=storage)
+    runtime_binding.bind(h.rt)
+    a = h.avatar()
+    a.save()
+    assert goworld.get_entity(a.id) is a and goworld.get_game_id() == 1
+    assert goworld.get_nil_space() is h.nil and goworld.get_nil_space_id(1) == nil_space_id(1) == h.nil.id
+    assert a.id in goworld.entities()
+    found: list[Any] = []
+    goworld.exists("Avatar", a.id, lambda ok, err: found.append((ok, err)))
+    goworld.exists("Avatar", new_entity_id(), lambda ok, err: found.append((ok, err)))
+    await tick()
+    assert found == [(True, None), (False, None)]
+    sp = goworld.create_space_locally(9)
+    assert goworld.get_space(sp.id) is sp
+    with pytest.raises(EntityError):
+        goworld.create_space_anywhere(0)
+    h.take()
+    eid = goworld.create_entity_anywhere("Avatar", {"name": "n"})
+    (d, env), = h.sent
+    assert (d, env.msgtype, env.entity_id, env.game_id, env.name) == (
+        h.shard(eid),
+        MT.CREATE_ENTITY_SOMEWHERE,
+        eid,
+        0,
+        "Avatar",
+    )
+    assert unpack(env.payload) == {"name": "n"}
+
+
+# ---- crontab ------------------------------------------------------------------------------------------
+
+
+async def test_crontab_field_matching() -> None:
+    loop = asyncio.get_running_loop()
+    cron = Crontab(loop)
+    fns: dict[str, Any] = {}
+
+    def reg(name: str, *spec: int) -> None:
+        def fn() -> None: ...
+
+        fns[name] = fn
+        cron.register(*spec, fn)
+
+    try:
+        # Friday 15 March 2024, 10:30 local time; Sunday is day-of-week 0
+        when = time.mktime((2024, 3, 15, 10, 30, 0, 0, 0, -1))
+        assert time.localtime(when).tm_wday == 4
+        reg("exact", 30, 10, 15, 3, 5)
+        reg("wildcard", -1, -1, -1, -1, -1)
+        reg("every", -15, -5, -5, -3, -1)  # 30 % 15, 10 % 5, 15 % 5, 3 % 3
+        reg("wrong minute", 31, 10, 15, 3, 5)
+        reg("wrong hour", 30, 11, -1, -1, -1)
+        reg("wrong day", -1, -1, 14, -1, -1)
+        reg("wrong month", -1, -1, -1, 4, -1)
+        reg("wrong dow", -1, -1, -1, -1, 0)
+        reg("not every 7", -7, -1, -1, -1, -1)
+        matched = cron.matching(when)
+        assert {n for n, f in fns.items() if f in matched} == {"exact", "wildcard", "every"}
+        sunday = time.mktime((2024, 3, 17, 0, 0, 0, 0, 0, -1))
+        reg("sunday midnight", 0, 0, -1, -1, 0)
+        assert fns["sunday midnight"] in cron.matching(sunday)
+        assert fns["exact"] not in cron.matching(sunday)
+    finally:
+        cron.close()
+
+
+async def test_crontab_check_runs_matching_callbacks_and_survives_errors() -> None:
+    loop = asyncio.get_running_loop()
+    now = time.mktime((2024, 3, 15, 10, 30, 2, 0, 0, -1))
+    cron = Crontab(loop, clock=lambda: now)
+    ran: list[str] = []
+
+    def bad() -> None:
+        ran.append("bad")
+        raise RuntimeError("cron bug")
+
+    try:
+        cron.register(-1, -1, -1, -1, -1, bad)
+        cron.register(30, -1, -1, -1, -1, lambda: ran.append("at 30"))
+        cron.register(31, -1, -1, -1, -1, lambda: ran.append("at 31"))
+        cron._check()
+        assert ran == ["bad", "at 30"]
+    finally:
+        cron.close()

@@ -17,7 +17,6 @@ from goworld.entity.attrs import ListAttr, MapAttr
 from goworld.entity.entity import Entity
 from goworld.entity.registry import SPACE_TYPE_NAME, EntityTypeDesc, Registry
 from goworld.entity.space import Space
-from goworld.entity.vector import Vector3
 from goworld.errors import EntityError
 from goworld.proto.ids import new_entity_id, nil_space_id
 from goworld.proto.msgtypes import MsgType
@@ -299,7 +298,6 @@ def list_attr() -> ListAttr:
 
 
 __all__ = [
-    "Vector3",
     "activate_registry",
     "register_entity",
     "register_space",

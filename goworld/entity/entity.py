@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from goworld.entity.attrs import ListAttr, MapAttr
 from goworld.entity.client import GameClient, attr_body, call_body, create_body, destroy_body
 from goworld.entity.registry import AttrFlag, EntityTypeDesc
-from goworld.entity.vector import Vector3, dir_to_yaw
+from goworld.entity.vector import ORIGIN, Vector3, dir_to_yaw
 from goworld.errors import EntityError
 from goworld.proto.msgtypes import MsgType
 
@@ -225,7 +225,7 @@ class Entity:
 
     # ---- spaces --------------------------------------------------------------------------
 
-    def enter_space(self, space_id: str, pos: Vector3 | tuple[float, float, float] = Vector3()) -> None:
+    def enter_space(self, space_id: str, pos: Vector3 | tuple[float, float, float] = ORIGIN) -> None:
         """Enter a space on this game or, through migration, on another one (§4.8, §4.9)."""
         self._rt.enter_space(self, space_id, Vector3(*pos))
 

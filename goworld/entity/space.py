@@ -17,7 +17,7 @@ from typing import Any
 
 from goworld.entity.aoi import GridAOI
 from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
-from goworld.entity.vector import Vector3
+from goworld.entity.vector import ORIGIN, Vector3
 from goworld.errors import EntityError
 from goworld.proto.msgtypes import MsgType
 
@@ -97,10 +97,10 @@ class Space(Entity):
 
     # ---- creating entities in this space --------------------------------------------------
 
-    def create_entity(self, type_name: str, pos: Vector3 | tuple[float, float, float] = Vector3()) -> Entity:
+    def create_entity(self, type_name: str, pos: Vector3 | tuple[float, float, float] = ORIGIN) -> Entity:
         return self._rt.create_entity_locally(type_name, space=self, pos=Vector3(*pos))
 
-    def load_entity(self, type_name: str, entity_id: str, pos: Vector3 | tuple[float, float, float] = Vector3()) -> None:
+    def load_entity(self, type_name: str, entity_id: str, pos: Vector3 | tuple[float, float, float] = ORIGIN) -> None:
         self._rt.load_entity_locally(type_name, entity_id, space=self, pos=Vector3(*pos))
 
     # ---- enter / leave (called by the runtime) ---------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-__all__ = ["Vector3", "dir_to_yaw"]
+__all__ = ["Vector3", "ORIGIN", "dir_to_yaw"]
 
 
 class Vector3(NamedTuple):
@@ -43,3 +43,7 @@ class Vector3(NamedTuple):
 def dir_to_yaw(direction: Vector3) -> float:
     """The yaw (degrees) that faces ``direction`` on the XZ plane."""
     return math.degrees(math.atan2(direction.x, direction.z))
+
+
+#: (0, 0, 0), for default arguments.
+ORIGIN = Vector3()

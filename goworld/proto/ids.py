@@ -16,7 +16,7 @@ import base64
 import hashlib
 import itertools
 import os
-import socket
+import platform
 import struct
 import time
 from collections.abc import Callable
@@ -64,7 +64,7 @@ class IdGenerator:
         pid: int | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        host = socket.gethostname() if hostname is None else hostname
+        host = platform.node() if hostname is None else hostname
         self._machine = hashlib.md5(host.encode("utf-8")).digest()[:3]
         self._pid = _pack_pid((os.getpid() if pid is None else pid) & 0xFFFF)
         self._counter = itertools.count(1)

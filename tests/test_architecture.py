@@ -1,0 +1,106 @@
+"""The layering rules of DESIGN.md and STYLE.md §3, checked on the source (AST imports)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import goworld
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = ("dispatcher", "gate", "game")
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def test_roles_never_import_each_other() -> None:
+    for role in ROLES:
+        for path in (ROOT / role).rglob("*.py"):
+            others = {top(m) for m in imports_of(path)} & (set(ROLES) - {role})
+            assert not others, f"{path.relative_to(ROOT)} imports {others}"
+
+
+def test_the_library_imports_no_role_and_cli_imports_no_role() -> None:
+    for path in [*(ROOT / "goworld").rglob("*.py"), ROOT / "cli.py"]:
+        roles = {top(m) for m in imports_of(path)} & set(ROLES)
+        assert not roles, f"{path.relative_to(ROOT)} imports {roles}"
+
+
+def test_protocol_core_is_free_of_io() -> None:
+    forbidden = {"asyncio", "socket", "selectors", "grpc", "websockets", "aiokcp", "ssl"}
+    for path in (ROOT / "goworld" / "proto").rglob("*.py"):
+        bad = {top(m) for m in imports_of(path)} & forbidden
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_entities_see_neither_network_nor_storage() -> None:
+    forbidden = {"asyncio", "socket", "grpc", "websockets", "aiokcp", "sqlite3", "redis", "pymongo"}
+    for path in (ROOT / "goworld" / "entity").rglob("*.py"):
+        mods = imports_of(path)
+        bad = {top(m) for m in mods} & forbidden
+        bad |= {m for m in mods if m.startswith(("goworld.storage", "goworld.kvdb", "goworld.net"))}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_examples_import_only_goworld() -> None:
+    allowed_stdlib = set(sys.stdlib_module_names)
+    for path in (ROOT / "examples").rglob("*.py"):
+        for mod in imports_of(path):
+            assert top(mod) == "goworld" or top(mod) in allowed_stdlib, (
+                f"{path.relative_to(ROOT)} imports {mod}"
+            )
+            assert mod == "goworld" or not mod.startswith("goworld."), (
+                f"{path.relative_to(ROOT)} imports {mod}: use the goworld facade"
+            )
+
+
+def test_import_goworld_loads_no_network_driver() -> None:
+    code = (
+        "import sys, goworld; bad = [m for m in ('grpc', 'websockets', 'aiokcp', 'redis', "
+        "'pymongo', 'sqlite3') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(goworld.__all__) == sorted(
+        [
+            "__version__", "Entity", "Space", "Vector3", "MapAttr", "ListAttr", "GameClient",
+            "rpc", "CLIENT", "ALL_CLIENTS", "PERSISTENT", "activate_registry",
+            "register_entity", "register_space", "register_service", "create_entity_locally",
+            "create_entity_on_game", "create_entity_anywhere", "create_space_locally",
+            "create_space_on_game", "create_space_anywhere", "load_entity_on_game",
+            "load_entity_anywhere", "load_entity_locally", "exists", "get_entity", "get_space",
+            "entities", "get_game_id", "get_online_games", "get_nil_space_id", "get_nil_space",
+            "call", "call_nil_spaces", "call_service_any", "call_service_all",
+            "call_service_shard_index", "call_service_shard_key", "get_service_entity_id",
+            "get_service_shard_count", "check_service_entities_ready", "kvdb_get", "kvdb_put",
+            "kvdb_get_or_put", "kvdb_get_range", "post", "add_callback", "add_timer",
+            "register_crontab", "map_attr", "list_attr",
+        ]
+    )
+    for name in goworld.__all__:
+        assert hasattr(goworld, name), name
+
+
+def test_lint_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

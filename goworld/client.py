@@ -78,8 +78,11 @@ class _State:
 class GoWorldClient(asyncio.Protocol):
     """One client connection. Create it with :meth:`connect`."""
 
-    def __init__(self, *, dialect: Dialect = Dialect.HEAD, compress: bool = False) -> None:
+    def __init__(
+        self, *, dialect: Dialect = Dialect.HEAD, compress: bool = False, record: bool = True
+    ) -> None:
         self.dialect = dialect
+        self.record = record  # keep ``calls`` and ``log``; long-running bots turn it off
         self.state = _State()
         self.calls: list[ServerCall] = []
         self.log: list[tuple[int, Any]] = []  # (msgtype, detail) of everything received
@@ -105,9 +108,13 @@ class GoWorldClient(asyncio.Protocol):
         tls: bool = False,
         compress: bool = False,
         dialect: Dialect = Dialect.HEAD,
+        record: bool = True,
     ) -> GoWorldClient:
-        """Connect over ``transport`` ("tcp", "ws" or "kcp"); ``port`` is the gate's port for it."""
-        client = cls(dialect=dialect, compress=compress)
+        """Connect over ``transport`` ("tcp", "ws" or "kcp"); ``port`` is the gate's port for it.
+
+        With ``record=False`` the client keeps no history (``calls``, ``log``): use ``on_call``.
+        """
+        client = cls(dialect=dialect, compress=compress, record=record)
         ctx = None
         if tls:
             ctx = ssl.create_default_context()
@@ -273,13 +280,15 @@ class GoWorldClient(asyncio.Protocol):
                 e = entities.get(payload[off : off + 16].decode("latin-1"))
                 if e is not None:
                     e.x, e.y, e.z, e.yaw = _POS.unpack_from(payload, off + 16)
-            self.log.append((msgtype, (len(payload) - 2) // 32))
+            if self.record:
+                self.log.append((msgtype, (len(payload) - 2) // 32))
         else:
             raise ProtocolError(f"unexpected message type {msgtype}")
 
     def _record(self, call: ServerCall) -> None:
-        self.calls.append(call)
-        self.log.append((MsgType.CALL_ENTITY_METHOD_ON_CLIENT, call))
+        if self.record:
+            self.calls.append(call)
+            self.log.append((MsgType.CALL_ENTITY_METHOD_ON_CLIENT, call))
         if self.on_call is not None:
             self.on_call(call)
 
@@ -295,7 +304,8 @@ class GoWorldClient(asyncio.Protocol):
             self.state.space = entity
         if is_player:
             self.state.player = entity
-        self.log.append((MsgType.CREATE_ENTITY_ON_CLIENT, (type_name, eid, is_player)))
+        if self.record:
+            self.log.append((MsgType.CREATE_ENTITY_ON_CLIENT, (type_name, eid, is_player)))
 
     def _on_destroy(self, p: bytes, pos: int) -> None:
         type_name, pos = codec.read_varstr(p, pos)
@@ -305,7 +315,8 @@ class GoWorldClient(asyncio.Protocol):
             self.state.space = None
         if entity is not None and self.state.player is entity:
             self.state.player = None
-        self.log.append((MsgType.DESTROY_ENTITY_ON_CLIENT, (type_name, eid)))
+        if self.record:
+            self.log.append((MsgType.DESTROY_ENTITY_ON_CLIENT, (type_name, eid)))
 
     def _target(self, p: bytes, pos: int) -> tuple[ClientEntity, Any, Any, int]:
         eid, pos = codec.read_entity_id(p, pos)
@@ -339,7 +350,8 @@ class GoWorldClient(asyncio.Protocol):
         elif msgtype == MsgType.NOTIFY_LIST_ATTR_APPEND_ON_CLIENT:
             value, _ = codec.read_data(p, pos)
             node.append(value)
-        self.log.append((msgtype, (entity.id, root)))
+        if self.record:
+            self.log.append((msgtype, (entity.id, root)))
         if self.on_attr_change is not None:
             self.on_attr_change(entity, str(root))
 

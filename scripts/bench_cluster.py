@@ -64,6 +64,9 @@ class Bot:
             c.call_player("EnterSpace", self.kind)
             await c.wait_call("OnEnteredSpace", timeout=60)
             c.call_player("EnableSync", True)
+            c.record = False  # no history from here on: a bot runs for minutes
+            c.calls.clear()
+            c.log.clear()
             c.on_call = self._on_call
             ready.set()
             x, z = random.uniform(-50, 50), random.uniform(-50, 50)

@@ -53,6 +53,7 @@ _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 #: One 1502 record after its EntityID, and the 12-message record: ``x, y, z, yaw`` float32.
 POSITION_RECORD = struct.Struct("<ffff")
+_RECORD = struct.Struct("<16sffff")
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
 Writer = Callable[[bytearray, Any], None]
@@ -229,18 +230,17 @@ def decode_args(buf: bytes, pos: int = 0) -> tuple[tuple[Any, ...], int]:
 
 
 def _read_records(buf: bytes, pos: int) -> tuple[tuple[PositionRecord, ...], int]:
-    size = ID_LENGTH + POSITION_RECORD.size
+    size = _RECORD.size
     remaining = len(buf) - pos
     if remaining % size:
         raise RemoteProtocolError(
             f"position sync payload of {remaining} bytes is not a multiple of {size}"
         )
-    records = []
-    unpack = POSITION_RECORD.unpack_from
-    for off in range(pos, len(buf), size):
-        x, y, z, yaw = unpack(buf, off + ID_LENGTH)
-        records.append(PositionRecord(buf[off : off + ID_LENGTH].decode("latin-1"), x, y, z, yaw))
-    return tuple(records), len(buf)
+    records = tuple(
+        PositionRecord(eid.decode("latin-1"), x, y, z, yaw)
+        for eid, x, y, z, yaw in _RECORD.iter_unpack(memoryview(buf)[pos:])
+    )
+    return records, len(buf)
 
 
 _WRITERS: dict[str, Writer] = {

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,9 @@ class Cluster:
         except (OSError, ValueError, KeyError):
             return None
 
-    def spawn(self, proc: Proc, app: Path | None, extra: list[str] = ()) -> int:
+    def spawn(self, proc: Proc, app: Path | None, extra: Sequence[str] = (), *, truncate: bool = True) -> int:
         self.run_dir.mkdir(exist_ok=True)
-        if proc.log_file.exists():
+        if truncate and proc.log_file.exists():
             proc.log_file.write_text("")  # GoWorld truncates logs on start
         cmd = [sys.executable, "-m", proc.role, ID_FLAG[proc.role], str(proc.id),
                "-configfile", str(self.cfg.path), *extra]
@@ -127,11 +128,12 @@ class Cluster:
         self.pid_file(proc).write_text(f"{child.pid}\n")
         return child.pid
 
-    def wait_started(self, proc: Proc, pid: int) -> None:
+    def wait_started(self, proc: Proc, pid: int, *, seen: int = 0) -> None:
+        """Wait for the start tag to appear in the log more than ``seen`` times."""
         deadline = time.monotonic() + START_TIMEOUT[proc.role]
         tag = _started_tag(proc.role)
         while time.monotonic() < deadline:
-            if _log_has(proc.log_file, tag):
+            if _log_count(proc.log_file, tag) > seen:
                 return
             if not _alive(pid):
                 raise GoWorldError(f"{proc.name} exited during start-up\n{self.tail(proc)}")
@@ -181,12 +183,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _log_has(path: Path, tag: str) -> bool:
+def _log_count(path: Path, tag: str) -> int:
     try:
         with open(path, errors="replace") as f:
-            return tag in f.read()
+            return f.read().count(tag)
     except OSError:
-        return False
+        return 0
 
 
 def _progress(msg: str) -> None:
@@ -281,6 +283,111 @@ def start_command(app: Path, ini_path: Path) -> None:
     gates = [g for g in cluster.cfg.gates.values()]
     for g in gates:
         click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{g.http_addr}/ws")
+
+
+@main.command("reload")
+@click.argument("app", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--in-place", is_flag=True, help="Swap code inside the running games (no restart).")
+@_INI_OPTION
+def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
+    """Hot-swap the game logic of the running cluster.
+
+    By default each game in turn is frozen to disk (SIGHUP), restarted on the current code with
+    -restore, and confirmed started; clients stay connected and dispatchers hold the game's
+    traffic meanwhile. --in-place re-imports the code inside each running game instead and
+    keeps the old code if the new one fails its checks.
+    """
+    cluster = Cluster(_load_or_exit(ini_path))
+    current = cluster.app()
+    if current is None:
+        click.echo("goworld reload: no cluster was started here (goworld start first)", err=True)
+        sys.exit(1)
+    if app is not None and app.resolve() != Path(current):
+        click.echo(f"goworld reload: the running cluster runs {current}, not {app}", err=True)
+        sys.exit(1)
+    ok = _reload_in_place(cluster) if in_place else _reload_by_restart(cluster, Path(current))
+    if not ok:
+        sys.exit(1)
+
+
+def _reload_in_place(cluster: Cluster) -> bool:
+    ok = True
+    for proc in cluster.procs("game"):
+        pid = cluster.pid(proc)
+        if pid is None:
+            click.echo(f"{proc.name}: not running", err=True)
+            ok = False
+            continue
+        status = cluster.run_dir / f"{proc.name}.reload"
+        status.unlink(missing_ok=True)
+        _progress(f"reloading {proc.name:<11} ")
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 60
+        while not status.exists() and time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        try:
+            result = json.loads(status.read_text())
+        except (OSError, ValueError):
+            click.echo("no answer")
+            ok = False
+            continue
+        if result["ok"]:
+            click.echo(f"ok  {result['message']}")
+        else:
+            click.echo("REJECTED (the old code keeps running)")
+            click.echo(f"  {result['message']}", err=True)
+            ok = False
+    return ok
+
+
+def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
+    for proc in cluster.procs("game"):
+        frozen = cluster.root / f"{proc.name}_freezed.dat"
+        pid = cluster.pid(proc)
+        if pid is not None:
+            t0 = time.monotonic()
+            _progress(f"freezing {proc.name:<12} ")
+            error = cluster.run_dir / f"{proc.name}.freeze-error"
+            error.unlink(missing_ok=True)
+            os.kill(pid, signal.SIGHUP)
+            deadline = time.monotonic() + STOP_TIMEOUT["game"]
+            while _alive(pid) and not error.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if error.exists():
+                click.echo("FAILED (the game keeps running)")
+                click.echo(f"goworld reload: {proc.name}: {error.read_text()}", err=True)
+                return False
+            if _alive(pid):
+                click.echo("FAILED")
+                click.echo(f"goworld reload: {proc.name} did not freeze within "
+                           f"{STOP_TIMEOUT['game']:.0f} s\n{cluster.tail(proc)}", err=True)
+                return False
+            cluster.pid_file(proc).unlink(missing_ok=True)
+            if not frozen.exists():
+                click.echo("FAILED")
+                click.echo(f"goworld reload: {proc.name} exited without writing {frozen}\n"
+                           f"{cluster.tail(proc)}", err=True)
+                return False
+            click.echo(f"ok  {frozen.stat().st_size} bytes  ({time.monotonic() - t0:.1f} s)")
+        elif frozen.exists():
+            click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
+        else:
+            click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
+            return False
+        t0 = time.monotonic()
+        _progress(f"restoring {proc.name:<11} ")
+        seen = _log_count(proc.log_file, _started_tag("game"))
+        pid = cluster.spawn(proc, app, ["-restore"], truncate=False)
+        try:
+            cluster.wait_started(proc, pid, seen=seen)
+        except GoWorldError as exc:
+            click.echo("FAILED")
+            cluster.signal_and_wait(proc, signal.SIGKILL, 5)
+            click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: fix the "
+                       "problem and run `goworld reload` again to restore it.", err=True)
+            return False
+        click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+    return True
 
 
 @main.command("stop")

@@ -118,6 +118,7 @@ class DispatcherService:
             MsgType.CALL_NIL_SPACES: self._on_call_nil_spaces,
             MsgType.GAME_LBC_INFO: self._on_lbc_info,
             MsgType.START_FREEZE_GAME: self._on_start_freeze,
+            MsgType.CANCEL_FREEZE_GAME: self._on_cancel_freeze,
             MsgType.CALL_FILTERED_CLIENTS: self._on_filtered_call,
             MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
         }
@@ -135,11 +136,15 @@ class DispatcherService:
         info = unpack(hello.payload) if hello.payload else {}
         game = self.games.get(game_id)
         if game is not None and game.peer is not None:
-            logger.warning("game%d connected again: dropping its previous connection", game_id)
             old = game.peer
-            self.game_disconnected(game_id, old, force_down=True)
+            if game.frozen and info.get("restore"):
+                # The frozen process is gone; its stream's teardown may not have been seen yet.
+                game.peer = None
+            else:
+                logger.warning("game%d connected again: dropping its previous connection", game_id)
+                self.game_disconnected(game_id, old, force_down=True)
+                game = self.games.get(game_id)
             old.close()
-            game = self.games.get(game_id)
         if game is None:
             game = self.games[game_id] = GameInfo(game_id)
         game.peer = peer
@@ -463,6 +468,14 @@ class DispatcherService:
                 payload=pack(self.dispatcher_id),
             )
         )
+
+    def _on_cancel_freeze(self, game_id: int, env: Envelope) -> None:
+        game = self.games.get(game_id)
+        if game is None or not game.frozen:
+            return
+        logger.warning("game%d cancelled its freeze: delivering %d queued messages", game_id, len(game.pending))
+        game.frozen = False
+        self._release_game_queue(game)
 
     def _on_filtered_call(self, game_id: int, env: Envelope) -> None:
         for gate in self.gates.values():

@@ -10,12 +10,17 @@ closes the links. Shutdown runs in reverse order of construction.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
+from game import freeze
 from game.crontab import Crontab
+from game.hotswap import reload_in_place
 from game.handlers import GameHandlers
 from game.loader import GamePackageError, load_game_package
 from game.migration import Migration
@@ -32,6 +37,9 @@ from goworld.proto.msgtypes import MsgType
 from goworld.storage import open_storage
 
 logger = logging.getLogger("goworld.game")
+
+#: The CLI's bookkeeping directory, relative to the cluster root (the working directory).
+RUN_DIR = ".goworld"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     async def serve(stop: asyncio.Event) -> int:
+        state = None
+        if args.restore:
+            try:
+                state = freeze.load(freeze.freeze_path(args.id))
+            except (OSError, freeze.FreezeError) as exc:
+                logger.critical("game%d cannot restore: %s", args.id, exc)
+                return 2
         try:
             storage = open_storage(cfg.storage)
             kvdb = open_kvdb(cfg.kvdb) if cfg.kvdb is not None else None
@@ -81,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
                 nil._safe_hook("on_game_ready")
             rt.services.start()
 
-        handlers = GameHandlers(rt, on_ready)
+        control = GameControl(rt, links, stop, app)
+        handlers = GameHandlers(rt, on_ready, control.freeze_acked)
         connected_once: set[int] = set()
 
         def hello_for(did: int) -> Envelope:
             eids = [eid for eid in rt.entities if rt.shard(eid) == did]
             info = {
                 "reconnect": did in connected_once,
-                "restore": False,
+                "restore": state is not None and did not in connected_once,
                 "ban_boot": gcfg.ban_boot_entity,
                 "eids": eids,
             }
@@ -103,10 +119,19 @@ def main(argv: list[str] | None = None) -> int:
                 on_message=handlers.handle,
                 reconnect=True,
             )
-        rt.create_nil_space()
+        if state is not None:
+            try:
+                freeze.restore(rt, state)
+            except Exception as exc:
+                logger.critical("game%d cannot restore: %s", args.id, exc, exc_info=True)
+                return 2
+        else:
+            rt.create_nil_space()
         for link in links.values():
             link.start()
         await asyncio.gather(*(link.connected.wait() for link in links.values()))
+        if state is not None:
+            freeze.freeze_path(args.id).replace(freeze.freeze_path(args.id).with_suffix(".restored"))
         logger.info(
             "game%d running %s with %d entity types (%s)",
             args.id,
@@ -114,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             len(registry.types),
             process.pid_info(),
         )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, control.request_freeze)
+        loop.add_signal_handler(signal.SIGUSR1, control.request_in_place_reload)
         process.announce_started("game")
         jobs = [
             asyncio.create_task(_every(gcfg.position_sync_interval_ms / 1000, rt.collect_syncs)),
@@ -123,10 +151,123 @@ def main(argv: list[str] | None = None) -> int:
         await stop.wait()
         for job in jobs:
             job.cancel()
-        await _shutdown(rt, links, storage, kvdb)
+        if control.frozen is not None:
+            await _write_freeze(rt, links, storage, kvdb, control.frozen)
+        else:
+            await _shutdown(rt, links, storage, kvdb)
         return 0
 
     return process.run_loop(serve)
+
+
+class GameControl:
+    """The operator's signals: SIGHUP freezes the game (reload), SIGUSR1 swaps code in place."""
+
+    def __init__(
+        self, rt: GameRuntime, links: dict[int, DispatcherLink], stop: asyncio.Event, app: str
+    ) -> None:
+        self.rt = rt
+        self.links = links
+        self.stop = stop
+        self.app = app
+        self.state = "running"
+        self.acks: set[int] = set()
+        self.frozen: bytes | None = None
+        self.run_dir = Path(RUN_DIR)
+
+    def _status_file(self, kind: str) -> Path:
+        return self.run_dir / f"game{self.rt.game_id}.{kind}"
+
+    def request_freeze(self) -> None:
+        if self.state != "running":
+            logger.warning("game%d: freeze requested while %s: ignored", self.rt.game_id, self.state)
+            return
+        logger.info("game%d: freezing (asking every dispatcher to hold its traffic)", self.rt.game_id)
+        self._status_file("freeze-error").unlink(missing_ok=True)
+        self.state = "freezing"
+        self.acks = set()
+        self.rt.send_to_all_dispatchers(
+            Envelope(msgtype=MsgType.START_FREEZE_GAME, game_id=self.rt.game_id)
+        )
+
+    def freeze_acked(self, dispatcher_id: int) -> None:
+        if self.state != "freezing":
+            return
+        self.acks.add(dispatcher_id)
+        if len(self.acks) == len(self.links):
+            self.state = "quiescing"
+            asyncio.get_running_loop().create_task(self._freeze_when_quiet())
+
+    async def _freeze_when_quiet(self, timeout: float = 10.0) -> None:
+        """Nothing arrives from the dispatchers any more: let posted callbacks and storage/KVDB
+        callbacks finish (GoWorld drains posts and async jobs), then snapshot in one step."""
+        rt = self.rt
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            rt.drain_posts()
+            if not rt.pending_async:
+                break
+            if loop.time() > deadline:
+                logger.warning(
+                    "game%d: freezing with %d storage/KVDB operations unfinished",
+                    rt.game_id,
+                    len(rt.pending_async),
+                )
+                break
+            await asyncio.wait(list(rt.pending_async), timeout=max(0.0, deadline - loop.time()))
+            await asyncio.sleep(0)
+        data = freeze.run_freeze(rt, self._freeze_failed)
+        if data is not None:
+            rt.halted = True
+            self.frozen = data
+            self.state = "frozen"
+            self.stop.set()
+
+    def _freeze_failed(self, reason: str) -> None:
+        logger.error("game%d: freeze failed, the game keeps running: %s", self.rt.game_id, reason)
+        self.state = "running"
+        self.rt.send_to_all_dispatchers(
+            Envelope(msgtype=MsgType.CANCEL_FREEZE_GAME, game_id=self.rt.game_id)
+        )
+        self._write_status("freeze-error", reason)
+
+    def request_in_place_reload(self) -> None:
+        self.rt.post(self._reload_in_place)
+
+    def _reload_in_place(self) -> None:
+        try:
+            summary = reload_in_place(self.rt, self.app)
+            result = {"ok": True, "message": summary}
+        except GamePackageError as exc:
+            logger.error("game%d: in-place reload rejected, old code kept: %s", self.rt.game_id, exc)
+            result = {"ok": False, "message": str(exc)}
+        self._write_status("reload", json.dumps(result))
+
+    def _write_status(self, kind: str, text: str) -> None:
+        try:
+            self.run_dir.mkdir(exist_ok=True)
+            freeze.write_atomically(self._status_file(kind), text.encode("utf-8"))
+        except OSError as exc:
+            logger.error("cannot write %s: %s", self._status_file(kind), exc)
+
+
+async def _write_freeze(
+    rt: GameRuntime, links: dict[int, DispatcherLink], storage: object, kvdb: object, data: bytes
+) -> None:
+    """Wait for queued saves, write the freeze file, then close everything without destroying."""
+    rt.collect_syncs()
+    if rt.pending_saves:
+        await asyncio.wait(list(rt.pending_saves), timeout=60)
+    path = freeze.freeze_path(rt.game_id)
+    freeze.write_atomically(path, data)
+    logger.info("game%d frozen: %d entities, %d bytes in %s", rt.game_id, len(rt.entities), len(data), path)
+    for backend in (storage, kvdb):
+        close = getattr(backend, "close", None)
+        if close is not None:
+            await close()
+    for link in links.values():
+        await link.close(flush_timeout=5.0)
 
 
 async def _every(interval: float, fn: object) -> None:

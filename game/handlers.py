@@ -28,9 +28,15 @@ _FOUR_F32 = struct.Struct("<ffff")
 
 
 class GameHandlers:
-    def __init__(self, rt: GameRuntime, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        rt: GameRuntime,
+        on_ready: Callable[[], None],
+        on_freeze_ack: Callable[[int], None] | None = None,
+    ) -> None:
         self.rt = rt
         self._on_ready = on_ready
+        self._on_freeze_ack = on_freeze_ack
         m = MsgType
         self._table: dict[int, Callable[[int, Envelope], None]] = {
             m.SET_GAME_ID_ACK: self._set_game_id_ack,
@@ -50,6 +56,7 @@ class GameHandlers:
             m.QUERY_SPACE_GAMEID_FOR_MIGRATE: lambda d, e: rt.migration.on_query_reply(e),
             m.MIGRATE_REQUEST: lambda d, e: rt.migration.on_migrate_ack(e),
             m.REAL_MIGRATE: lambda d, e: rt.migration.on_real_migrate(e),
+            m.START_FREEZE_GAME_ACK: self._freeze_ack,
         }
 
     def handle(self, dispatcher_id: int, env: Envelope) -> None:
@@ -77,7 +84,13 @@ class GameHandlers:
                 logger.warning("%r is owned by another game: dropping our copy", entity)
                 rt.discard_entity(entity)
         if info.get("ready"):
+            if rt.deployment_ready and rt.services is not None:
+                rt.services.start()  # a restored game: ready before it froze
             self._deployment_ready(did, env)
+
+    def _freeze_ack(self, did: int, env: Envelope) -> None:
+        if self._on_freeze_ack is not None:
+            self._on_freeze_ack(did)
 
     def _deployment_ready(self, did: int, env: Envelope) -> None:
         if not self.rt.deployment_ready:

@@ -14,6 +14,7 @@ import logging
 import struct
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,11 @@ class GameRuntime:
         self.migration: Any = None  # set by game.migration.Migration
         self.crontab: Any = None  # set by game.crontab.Crontab
         self.pending_saves: set[asyncio.Future[Any]] = set()
+        #: storage/KVDB operations whose callbacks have not run yet (a freeze waits for them)
+        self.pending_async: set[asyncio.Future[Any]] = set()
+        self._posted: deque[Callable[[], Any]] = deque()
+        self._drain_scheduled = False
+        self.halted = False  # set once a freeze has taken its snapshot
 
     # ---- sending ------------------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class GameRuntime:
         if self.storage is None:
             logger.error("load %s %s: no storage configured", type_name, entity_id)
             return
-        future = self.storage.load(type_name, entity_id)
+        future = self.track(self.storage.load(type_name, entity_id))
 
         def loaded(fut: asyncio.Future[Any]) -> None:
             try:
@@ -438,7 +444,35 @@ class GameRuntime:
             logger.exception("%r.%s raised", entity, method_name)
 
     def post(self, fn: Callable[[], Any]) -> None:
-        self.loop.call_soon(_run_posted, fn)
+        """Run ``fn`` after the current callback, in posting order (a freeze drains these)."""
+        if self.halted:
+            return
+        self._posted.append(fn)
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        self.drain_posts(len(self._posted))
+        if self._posted and not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def drain_posts(self, limit: int = 100_000) -> int:
+        """Run up to ``limit`` posted callbacks now; returns how many ran."""
+        ran = 0
+        posted = self._posted
+        while posted and ran < limit and not self.halted:
+            _run_posted(posted.popleft())
+            ran += 1
+        return ran
+
+    def track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """Remember an asynchronous operation until its callbacks have run."""
+        self.pending_async.add(future)
+        future.add_done_callback(lambda f: self.loop.call_soon(self.pending_async.discard, f))
+        return future
 
     def add_global_timer(self, interval: float, fn: Callable[[], Any]) -> GlobalTimer:
         return GlobalTimer(self.loop, interval, fn)
@@ -464,7 +498,7 @@ class GameRuntime:
 
     def _fire(self, entity: Entity, tid: int) -> None:
         record = entity._timers.get(tid)
-        if record is None or entity.destroyed:
+        if record is None or entity.destroyed or self.halted:
             return
         if record.repeat:
             record.fire_at += record.interval

@@ -35,8 +35,13 @@ class ServiceManager:
         self.local: dict[tuple[str, int], str] = {}  # (name, shard) -> entity id on this game
         self._check_scheduled = False
         self._claiming: set[str] = set()
+        self.started = False
 
     def start(self) -> None:
+        """Begin the checks (idempotent: a restored game calls it when a dispatcher is back)."""
+        if self.started:
+            return
+        self.started = True
         self.check()
         self.rt.loop.call_later(CHECK_INTERVAL, self._periodic)
 

@@ -220,8 +220,13 @@ def check_service_entities_ready(name: str) -> bool:
 def _with_callback(future: Any, callback: Callable[..., Any] | None) -> None:
     if callback is None:
         return
+    track = getattr(_runtime.current(), "track", None)
+    if track is not None:
+        track(future)
 
     def done(fut: Any) -> None:
+        if getattr(_runtime.current(), "halted", False):
+            return  # the game froze: this process no longer runs game logic
         try:
             result, error = fut.result(), None
         except Exception as exc:

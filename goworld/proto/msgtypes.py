@@ -44,6 +44,9 @@ class MsgType(IntEnum):
     NOTIFY_GAME_DISCONNECTED = 23
     NOTIFY_DEPLOYMENT_READY = 24
     GAME_LBC_INFO = 25
+    #: Ours (internal, never sent to clients): a game whose freeze failed asks the
+    #: dispatchers to stop queueing its traffic and resume delivery.
+    CANCEL_FREEZE_GAME = 26
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001

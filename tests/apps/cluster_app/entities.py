@@ -1,5 +1,7 @@
 import goworld
 
+APP_VERSION = "v1"
+
 
 class Account(goworld.Entity):
     """Boot entity: Login(name) loads or creates the avatar and hands the client over."""
@@ -87,6 +89,44 @@ class Avatar(goworld.Entity):
     @goworld.rpc(client=True, name="Move")
     def move(self, x: float, z: float) -> None:
         self.set_position((x, 0.0, z))
+
+    @goworld.rpc(client=True, name="Version")
+    def version(self) -> None:
+        self.call_client("OnVersion", APP_VERSION)
+
+    @goworld.rpc(client=True, name="Remember")
+    def remember(self, memo: str) -> None:
+        self.memo = {"text": memo, "me": self}  # a plain Python field, with a self-reference
+
+    @goworld.rpc(client=True, name="Recall")
+    def recall(self) -> None:
+        memo = getattr(self, "memo", None)
+        self.call_client("OnRecall", memo["text"] if memo else "", bool(memo) and memo["me"] is self)
+
+    @goworld.rpc(client=True, name="StartTicker")
+    def start_ticker(self, interval: float) -> None:
+        self.ticks = 0
+        self.add_timer(interval, "tick")
+
+    def tick(self) -> None:
+        self.ticks += 1
+        self.call_client("OnTick", self.ticks)
+
+    @goworld.rpc(client=True, name="CallMeLater")
+    def call_me_later(self, delay: float, token: str) -> None:
+        self.add_callback(delay, "called_back", token)
+
+    def called_back(self, token: str) -> None:
+        self.call_client("OnCalledBack", token)
+
+    @goworld.rpc(client=True, name="BreakFreeze")
+    def break_freeze(self, broken: bool) -> None:
+        self.freeze_broken = broken
+        self.call_client("OnBreakFreeze", broken)
+
+    def on_freeze(self) -> None:
+        if getattr(self, "freeze_broken", False):
+            raise RuntimeError("this avatar refuses to freeze")
 
     @goworld.rpc(client=True, name="EnableSync")
     def enable_sync(self, on: bool) -> None:

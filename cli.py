@@ -341,53 +341,79 @@ def _reload_in_place(cluster: Cluster) -> bool:
 
 
 def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
+    """Freeze and restore the games one at a time.
+
+    For a running game the restoring process is started first, as a standby that imports
+    everything and then waits for the freezing process to exit: the clients' pause is the
+    freeze plus the restore, not the Python start-up in between.
+    """
     for proc in cluster.procs("game"):
         frozen = cluster.root / f"{proc.name}_freezed.dat"
         pid = cluster.pid(proc)
+        seen = _log_count(proc.log_file, _started_tag("game"))
+        t0 = time.monotonic()
         if pid is not None:
-            t0 = time.monotonic()
+            marker = cluster.run_dir / f"{proc.name}.standby"
+            marker.unlink(missing_ok=True)
+            standby = cluster.spawn(proc, app, ["-restore", "-after-pid", str(pid)], truncate=False)
+            cluster.pid_file(proc).write_text(f"{pid}\n")  # the old one is still the running one
             _progress(f"freezing {proc.name:<12} ")
+            deadline = time.monotonic() + START_TIMEOUT["game"]
+            while not marker.exists() and _alive(standby) and time.monotonic() < deadline:
+                time.sleep(0.005)  # let the standby finish its imports before the pause starts
+            if not marker.exists():
+                _kill(standby)
+                click.echo("FAILED")
+                click.echo(f"goworld reload: the standby {proc.name} did not come up\n"
+                           f"{cluster.tail(proc)}", err=True)
+                return False
             error = cluster.run_dir / f"{proc.name}.freeze-error"
             error.unlink(missing_ok=True)
             os.kill(pid, signal.SIGHUP)
             deadline = time.monotonic() + STOP_TIMEOUT["game"]
             while _alive(pid) and not error.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.005)
+            failure = None
             if error.exists():
-                click.echo("FAILED (the game keeps running)")
-                click.echo(f"goworld reload: {proc.name}: {error.read_text()}", err=True)
+                failure = f"FAILED (the game keeps running)\n{proc.name}: {error.read_text()}"
+            elif _alive(pid):
+                failure = (f"FAILED\n{proc.name} did not freeze within "
+                           f"{STOP_TIMEOUT['game']:.0f} s\n{cluster.tail(proc)}")
+            elif not frozen.exists():
+                failure = f"FAILED\n{proc.name} exited without writing {frozen}\n{cluster.tail(proc)}"
+            if failure is not None:
+                _kill(standby)
+                head, _, detail = failure.partition("\n")
+                click.echo(head)
+                click.echo(f"goworld reload: {detail}", err=True)
                 return False
-            if _alive(pid):
-                click.echo("FAILED")
-                click.echo(f"goworld reload: {proc.name} did not freeze within "
-                           f"{STOP_TIMEOUT['game']:.0f} s\n{cluster.tail(proc)}", err=True)
-                return False
-            cluster.pid_file(proc).unlink(missing_ok=True)
-            if not frozen.exists():
-                click.echo("FAILED")
-                click.echo(f"goworld reload: {proc.name} exited without writing {frozen}\n"
-                           f"{cluster.tail(proc)}", err=True)
-                return False
-            click.echo(f"ok  {frozen.stat().st_size} bytes  ({time.monotonic() - t0:.1f} s)")
+            click.echo(f"ok  {frozen.stat().st_size} bytes  ({time.monotonic() - t0:.2f} s)")
+            cluster.pid_file(proc).write_text(f"{standby}\n")
+            new_pid = standby
         elif frozen.exists():
             click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
+            new_pid = cluster.spawn(proc, app, ["-restore"], truncate=False)
         else:
             click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
             return False
-        t0 = time.monotonic()
         _progress(f"restoring {proc.name:<11} ")
-        seen = _log_count(proc.log_file, _started_tag("game"))
-        pid = cluster.spawn(proc, app, ["-restore"], truncate=False)
         try:
-            cluster.wait_started(proc, pid, seen=seen)
+            cluster.wait_started(proc, new_pid, seen=seen)
         except GoWorldError as exc:
             click.echo("FAILED")
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
             click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: fix the "
                        "problem and run `goworld reload` again to restore it.", err=True)
             return False
-        click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+        click.echo(f"ok  pid {new_pid}  ({time.monotonic() - t0:.2f} s since the freeze began)")
     return True
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 @main.command("stop")

@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     async def serve(stop: asyncio.Event) -> int:
         state = None
         if args.restore:
+            if args.after_pid:
+                run_dir = Path(RUN_DIR)
+                run_dir.mkdir(exist_ok=True)
+                freeze.write_atomically(run_dir / f"game{args.id}.standby", str(os.getpid()).encode())
+                await _wait_for_freeze(args.after_pid, freeze.freeze_path(args.id))
             try:
                 state = freeze.load(freeze.freeze_path(args.id))
             except (OSError, freeze.FreezeError) as exc:
@@ -120,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                 reconnect=True,
             )
         if state is not None:
+            t0 = time.perf_counter()
             try:
                 freeze.restore(rt, state)
+                logger.info("game%d restore took %.0f ms", args.id, (time.perf_counter() - t0) * 1000)
             except Exception as exc:
                 logger.critical("game%d cannot restore: %s", args.id, exc, exc_info=True)
                 return 2
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         await asyncio.gather(*(link.connected.wait() for link in links.values()))
         if state is not None:
             freeze.freeze_path(args.id).replace(freeze.freeze_path(args.id).with_suffix(".restored"))
+            logger.info("game%d back on every dispatcher", args.id)
         logger.info(
             "game%d running %s with %d entity types (%s)",
             args.id,
@@ -217,8 +225,13 @@ class GameControl:
                 break
             await asyncio.wait(list(rt.pending_async), timeout=max(0.0, deadline - loop.time()))
             await asyncio.sleep(0)
+        t0 = time.perf_counter()
         data = freeze.run_freeze(rt, self._freeze_failed)
         if data is not None:
+            logger.info(
+                "game%d snapshot of %d entities took %.0f ms",
+                rt.game_id, len(rt.entities), (time.perf_counter() - t0) * 1000,
+            )
             rt.halted = True
             self.frozen = data
             self.state = "frozen"
@@ -268,6 +281,27 @@ async def _write_freeze(
             await close()
     for link in links.values():
         await link.close(flush_timeout=5.0)
+    # Skip the interpreter's teardown of a large heap: the standby process is taking over.
+    logging.shutdown()
+    os._exit(0)
+
+
+async def _wait_for_freeze(pid: int, path: Path, timeout: float = 300.0) -> None:
+    """A standby restore process, everything imported: wait for the freezing process's file
+    (written atomically, so its presence means complete) or for that process to end."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if path.exists():
+            return
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b") ", 1)[1][:1] == b"Z":
+                    return  # exited, not yet reaped
+        except (OSError, IndexError):
+            return
+        await asyncio.sleep(0.002)
+    logger.error("process %d is still running after %.0f s", pid, timeout)
 
 
 async def _every(interval: float, fn: object) -> None:

@@ -37,6 +37,7 @@ class RoleArgs(argparse.Namespace):
     configfile: str
     log: str | None
     restore: bool
+    after_pid: int
     app: str | None
 
 
@@ -47,6 +48,10 @@ def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> R
     parser.add_argument("-log", "--log", default=None, help="override the configured log level")
     if role == "game":
         parser.add_argument("-restore", "--restore", action="store_true")
+        parser.add_argument(
+            "-after-pid", "--after-pid", dest="after_pid", type=int, default=0,
+            help="with -restore: start up now, restore once that (freezing) process has exited",
+        )
         parser.add_argument("-app", "--app", default=None, help="the game package directory")
     return parser.parse_args(argv, namespace=RoleArgs())
 

@@ -155,6 +155,31 @@ async def test_a_freeze_that_cannot_complete_leaves_the_game_running(tmp_path: P
 
 
 @pytest.mark.asyncio
+async def test_broken_new_code_is_refused_before_anything_freezes(tmp_path: Path) -> None:
+    app = tmp_path / "app" / "cluster_app"
+    shutil.copytree(APP, app)
+    (tmp_path / "run").mkdir()
+    runner = started(tmp_path / "run", app, games=1, gates=1, dispatchers=1)
+    client = None
+    entities = app / "entities.py"
+    good = entities.read_text()
+    try:
+        client = await login(runner, "careful")
+        entities.write_text(good + "\nraise ImportError('the new code is broken')\n")
+        result = await asyncio.to_thread(runner.cli, "reload")
+        assert result.returncode != 0
+        assert "did not come up" in result.stderr and "the new code is broken" in result.stderr
+        assert not (tmp_path / "run" / "game1_freezed.dat").exists()
+        client.call_player("Echo", 5)  # the old process never stopped serving
+        assert (await client.wait_call("OnEcho")).args == (5, "")
+    finally:
+        if client is not None:
+            await client.aclose()
+        runner.stop()
+        runner.kill()
+
+
+@pytest.mark.asyncio
 async def test_a_failed_restore_keeps_the_freeze_file_and_a_second_reload_recovers(tmp_path: Path) -> None:
     app = tmp_path / "app" / "cluster_app"
     shutil.copytree(APP, app)
@@ -165,10 +190,13 @@ async def test_a_failed_restore_keeps_the_freeze_file_and_a_second_reload_recove
     good = entities.read_text()
     try:
         client = await login(runner, "patient")
-        entities.write_text(good + "\nraise ImportError('the new code is broken')\n")
+        client.call_player("RememberObject", "kept in a Python object")
+        await client.wait_call("OnRemembered")
+        # The new code imports fine but no longer has the class a live entity's field holds.
+        entities.write_text(good.replace("class Memo:", "class Note:").replace("Memo(text)", "Note(text)"))
         result = await asyncio.to_thread(runner.cli, "reload")
         assert result.returncode != 0
-        assert "the new code is broken" in result.stderr
+        assert "Memo" in result.stderr
         assert "freeze file" in result.stderr and "kept" in result.stderr
         frozen = tmp_path / "run" / "game1_freezed.dat"
         assert frozen.exists()
@@ -183,6 +211,8 @@ async def test_a_failed_restore_keeps_the_freeze_file_and_a_second_reload_recove
         assert result.returncode == 0, result.stdout + result.stderr
         assert "restoring it from game1_freezed.dat" in result.stdout
         assert (await client.wait_call("OnEcho")).args == (7, "")
+        client.call_player("RecallObject")
+        assert (await client.wait_call("OnRecallObject")).args == ("kept in a Python object",)
         assert not frozen.exists()
     finally:
         if client is not None:

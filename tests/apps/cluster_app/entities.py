@@ -3,6 +3,13 @@ import goworld
 APP_VERSION = "v1"
 
 
+class Memo:
+    """A plain Python object kept in an entity field (saved by freeze with pickle)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class Account(goworld.Entity):
     """Boot entity: Login(name) loads or creates the avatar and hands the client over."""
 
@@ -98,6 +105,15 @@ class Avatar(goworld.Entity):
     def remember(self, memo: str) -> None:
         self.memo = {"text": memo, "me": self}  # a plain Python field, with a self-reference
 
+    @goworld.rpc(client=True, name="RememberObject")
+    def remember_object(self, text: str) -> None:
+        self.memo_obj = Memo(text)
+        self.call_client("OnRemembered", text)
+
+    @goworld.rpc(client=True, name="RecallObject")
+    def recall_object(self) -> None:
+        self.call_client("OnRecallObject", self.memo_obj.text)
+
     @goworld.rpc(client=True, name="Recall")
     def recall(self) -> None:
         memo = getattr(self, "memo", None)
@@ -127,6 +143,14 @@ class Avatar(goworld.Entity):
     def on_freeze(self) -> None:
         if getattr(self, "freeze_broken", False):
             raise RuntimeError("this avatar refuses to freeze")
+
+    @goworld.rpc(client=True, name="SpawnCrowd")
+    def spawn_crowd(self, n: int) -> None:
+        """n simple AOI entities spread over this avatar's space (benchmarks)."""
+        space = self.space
+        for i in range(n):
+            space.create_entity("Dummy", ((i % 100) * 30.0, 0.0, (i // 100) * 30.0))
+        self.call_client("OnSpawned", n)
 
     @goworld.rpc(client=True, name="EnableSync")
     def enable_sync(self, on: bool) -> None:
@@ -176,6 +200,16 @@ class Avatar(goworld.Entity):
 
     def on_client_disconnected(self) -> None:
         self.destroy()
+
+
+class Dummy(goworld.Entity):
+    aoi_distance = 100
+    attributes = {"name": goworld.ALL_CLIENTS, "hp": goworld.ALL_CLIENTS, "bag": goworld.CLIENT}
+
+    def on_created(self) -> None:
+        self.attrs["name"] = "dummy"
+        self.attrs["hp"] = 100
+        self.attrs["bag"] = {"potion": 3, "coins": [1, 2, 3]}
 
 
 class MySpace(goworld.Space):

@@ -115,6 +115,8 @@ class Cluster:
                "-configfile", str(self.cfg.path), *extra]
         if proc.role == "game" and app is not None:
             cmd += ["-app", str(app)]
+        if proc.role == "gate" and app is not None and (app / "web").is_dir():
+            cmd += ["-static", str(app / "web")]  # the game's browser client, served at /
         stderr = open(self.run_dir / f"{proc.name}.stderr", "wb")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -281,8 +283,11 @@ def start_command(app: Path, ini_path: Path) -> None:
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
         sys.exit(1)
     gates = [g for g in cluster.cfg.gates.values()]
+    web = (app / "web").is_dir()
     for g in gates:
-        click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{g.http_addr}/ws")
+        scheme = "https" if g.encrypt_connection else "http"
+        page = f"  browser client {scheme}://{g.http_addr}/" if web else ""
+        click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{g.http_addr}/ws{page}")
 
 
 @main.command("reload")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
 from gate.service import GateService
@@ -70,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             tcp = await start_tcp(gate, host, port, tls=tls)
             ws = await start_websocket(
-                gate, gcfg.http_addr.host, gcfg.http_addr.port, tls=tls
+                gate,
+                gcfg.http_addr.host,
+                gcfg.http_addr.port,
+                tls=tls,
+                static_dir=Path(args.static) if args.static else None,
             )
             kcp = await start_kcp(gate, host, port, tls=tls)
         except OSError as exc:

@@ -15,9 +15,11 @@ import socket
 import ssl
 from collections import deque
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -98,8 +100,43 @@ class _WebSocketTransport:
             pass
 
 
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+    ".ico": "image/x-icon",
+}
+
+
+def _static_response(static_dir: Path, path: str) -> Response:
+    """A GET for a file under ``static_dir`` (``/`` is index.html); never outside it."""
+    rel = path.split("?", 1)[0].lstrip("/") or "index.html"
+    root = static_dir.resolve()
+    target = (root / rel).resolve()
+    if root not in target.parents or not target.is_file():
+        return _response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+    body = target.read_bytes()
+    return _response(HTTPStatus.OK, body, _CONTENT_TYPES.get(target.suffix, "application/octet-stream"))
+
+
+def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    headers = Headers()
+    headers["Content-Type"] = content_type
+    headers["Content-Length"] = str(len(body))
+    headers["Cache-Control"] = "no-cache"
+    return Response(status.value, status.phrase, headers, body)
+
+
 async def start_websocket(
-    gate: GateService, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    gate: GateService,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    static_dir: Path | None = None,
 ) -> Server:
     async def handler(conn: ServerConnection) -> None:
         transport = _WebSocketTransport(conn)
@@ -119,9 +156,11 @@ async def start_websocket(
             proxy.connection_lost(None)
 
     def process_request(conn: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?", 1)[0] != "/ws":
-            return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")
-        return None
+        if request.path.split("?", 1)[0] == "/ws":
+            return None
+        if static_dir is not None and "upgrade" not in request.headers.get("Connection", "").lower():
+            return _static_response(static_dir, request.path)
+        return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
     return await serve(
         handler,

@@ -39,6 +39,7 @@ class RoleArgs(argparse.Namespace):
     restore: bool
     after_pid: int
     app: str | None
+    static: str | None
 
 
 def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> RoleArgs:
@@ -46,6 +47,11 @@ def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> R
     parser.add_argument(f"-{id_flag}", f"--{id_flag}", dest="id", type=int, required=True)
     parser.add_argument("-configfile", "--configfile", default="goworld.ini")
     parser.add_argument("-log", "--log", default=None, help="override the configured log level")
+    if role == "gate":
+        parser.add_argument(
+            "-static", "--static", default=None,
+            help="a directory of web files the gate serves over HTTP on its http_addr",
+        )
     if role == "game":
         parser.add_argument("-restore", "--restore", action="store_true")
         parser.add_argument(

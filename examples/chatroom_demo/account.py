@@ -14,21 +14,21 @@ class Account(goworld.Entity):
     @goworld.rpc(client=True, name="Register")
     def register(self, username: str, password: str) -> None:
         if not username or not password:
-            self.call_client("ShowError", "用户名和密码不能为空")
+            self.call_client("ShowError", "user name and password must not be empty")
             return
 
         def got_password(old: str | None, err: Exception | None) -> None:
             if err is not None:
-                self.call_client("ShowError", "服务器错误，请稍后再试")
+                self.call_client("ShowError", "server error, please try again later")
                 return
             if old is not None:
-                self.call_client("ShowError", "这个账号已经存在")
+                self.call_client("ShowError", "this account already exists")
                 return
             avatar = goworld.create_entity_locally("Avatar", {"name": username})
             avatar_id = avatar.id
             avatar.destroy()  # saves it
             goworld.kvdb_put(f"avatarID${username}", avatar_id)
-            self.call_client("ShowInfo", "注册成功，请点击登录")
+            self.call_client("ShowInfo", "registered: you can log in now")
 
         goworld.kvdb_get_or_put(f"password${username}", password, got_password)
 
@@ -39,10 +39,10 @@ class Account(goworld.Entity):
 
         def got_password(stored: str | None, err: Exception | None) -> None:
             if err is not None or stored is None:
-                self.call_client("ShowError", "账号不存在")
+                self.call_client("ShowError", "no such account")
                 return
             if stored != password:
-                self.call_client("ShowError", "密码错误")
+                self.call_client("ShowError", "wrong password")
                 return
             self.logging_in = True
             goworld.kvdb_get(f"avatarID${username}", got_avatar_id)
@@ -50,7 +50,7 @@ class Account(goworld.Entity):
         def got_avatar_id(avatar_id: str | None, err: Exception | None) -> None:
             if err is not None or not avatar_id:
                 self.logging_in = False
-                self.call_client("ShowError", "角色不存在")
+                self.call_client("ShowError", "this account has no avatar")
                 return
             goworld.load_entity_anywhere("Avatar", avatar_id)
             self.call(avatar_id, "GetSpaceID", self.id)
@@ -72,7 +72,7 @@ class Account(goworld.Entity):
         if avatar is not None:
             self.give_client_to(avatar)
         else:
-            self.call_client("ShowError", "登录失败，请重试")
+            self.call_client("ShowError", "login failed, please try again")
 
     def on_client_disconnected(self) -> None:
         self.destroy()

@@ -30,11 +30,11 @@ class Avatar(goworld.Entity):
                 self.set_client_filter_prop("chatroom", room)
                 self.attrs["chatroom"] = room
             else:
-                self.call_client("ShowError", f"未知命令: {text}")
+                self.call_client("ShowError", f"unknown command: {text} (try /join <room>)")
             return
         room = self.attrs.get_str("chatroom")
         if not room:
-            self.call_client("ShowError", "请先输入 /join <房间> 进入一个聊天室")
+            self.call_client("ShowError", "join a room first: /join <room>")
             return
         self.call_filtered_clients("chatroom", "=", room, "OnRecvChat", self.attrs.get_str("name"), text)
 

@@ -232,7 +232,11 @@ class Entity:
     # ---- clients -------------------------------------------------------------------------
 
     def set_client(self, client: GameClient | None) -> None:
-        """Bind ``client`` (or unbind with None), sending the §4.10 create/destroy burst."""
+        """Bind ``client`` (or unbind with None), sending the §4.10 create/destroy burst.
+
+        ``on_client_disconnected`` runs only when the client is removed; when another client
+        replaces it (a second login of the same player), the old client just sees its view go.
+        """
         old = self.client
         if old is not None:
             rt = self._rt
@@ -244,7 +248,8 @@ class Entity:
             rt.send_client(old, _MT.DESTROY_ENTITY_ON_CLIENT, self._destroy_body())
             self.client = None
             self._rt.client_unbound(self, old)
-            self._safe_hook("on_client_disconnected")
+            if client is None:  # removed, not replaced (a second login taking over)
+                self._safe_hook("on_client_disconnected")
         if client is not None:
             client.owner_id = self.id
             self.client = client

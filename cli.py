@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 RUN_DIR = ".goworld"
 START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 30.0}
-STOP_TIMEOUT = {"gate": 30.0, "game": 120.0, "dispatcher": 30.0}
+STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}  # games wait for queued saves
 ID_FLAG = {"dispatcher": "-dispid", "game": "-gid", "gate": "-gateid"}
 
 _INI_OPTION = click.option(

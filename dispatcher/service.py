@@ -42,6 +42,12 @@ ENTITY_BLOCK_SECONDS = 60.0
 ENTITY_QUEUE_LIMIT = 1000
 #: Fixed per-envelope overhead counted against a frozen game's queue bound.
 ENVELOPE_OVERHEAD = 64
+#: A call can overtake the creation notice of its target: the creating game's NOTIFY_CREATE
+#: travels on one stream while a reply chain through another game can be faster. Calls for an
+#: unknown entity are therefore held this long (GoWorld drops them at once).
+EARLY_HOLD_SECONDS = 5.0
+EARLY_QUEUE_LIMIT = 100
+EARLY_IDS_LIMIT = 10_000
 
 
 class Peer(Protocol):
@@ -103,6 +109,7 @@ class DispatcherService:
         self.deployment_ready = False
         self._boot_rr = 0
         self._waiting_boot: list[Envelope] = []
+        self._early: dict[str, tuple[float, list[Envelope]]] = {}
         self.stats = {"routed": 0, "dropped": 0}
         self._game_handlers: dict[int, Callable[[int, Envelope], None]] = {
             MsgType.NOTIFY_CREATE_ENTITY: self._on_notify_create,
@@ -172,6 +179,8 @@ class DispatcherService:
                 "game%d restored: releasing %d queued messages", game_id, len(game.pending)
             )
         self._release_game_queue(game)
+        for eid in [e for e in self._early if e in self.entities]:
+            self._release_early(eid)
         logger.info(
             "game%d connected (restore=%s, %d entities, %d rejected)",
             game_id,
@@ -284,6 +293,8 @@ class DispatcherService:
     def tick(self) -> None:
         """Release entities whose block expired (a load or migration that never finished)."""
         now = self.clock()
+        if self._early:
+            self._expire_early(now)
         for eid, route in list(self.entities.items()):
             if route.blocked_until and route.blocked_until <= now:
                 logger.warning("entity %s: block expired, releasing its queue", eid)
@@ -330,8 +341,7 @@ class DispatcherService:
     def _send_to_entity(self, eid: str, env: Envelope) -> None:
         route = self.entities.get(eid)
         if route is None:
-            logger.warning("unknown entity %r: dropping message type %d", eid, env.msgtype)
-            self.stats["dropped"] += 1
+            self._hold_early(eid, env)
             return
         if route.blocked_until:
             if route.blocked_until > self.clock():
@@ -346,6 +356,35 @@ class DispatcherService:
                 return
             self._unblock(eid, route)
         self._send_to_game(route.game_id, env)
+
+    def _hold_early(self, eid: str, env: Envelope) -> None:
+        held = self._early.get(eid)
+        if held is None:
+            if len(self._early) >= EARLY_IDS_LIMIT:
+                logger.warning("unknown entity %r: dropping message type %d", eid, env.msgtype)
+                self.stats["dropped"] += 1
+                return
+            held = self._early[eid] = (self.clock() + EARLY_HOLD_SECONDS, [])
+        if len(held[1]) >= EARLY_QUEUE_LIMIT:
+            self.stats["dropped"] += 1
+            return
+        held[1].append(env)
+
+    def _release_early(self, eid: str) -> None:
+        """The entity is known now: deliver what arrived for it before its creation notice."""
+        held = self._early.pop(eid, None)
+        if held is not None:
+            for env in held[1]:
+                self._send_to_entity(eid, env)
+
+    def _expire_early(self, now: float) -> None:
+        for eid in [e for e, (deadline, _) in self._early.items() if deadline <= now]:
+            _, envs = self._early.pop(eid)
+            self.stats["dropped"] += len(envs)
+            logger.warning(
+                "unknown entity %r: dropped %d message(s) (types %s) after %.0f s",
+                eid, len(envs), sorted({e.msgtype for e in envs}), EARLY_HOLD_SECONDS,
+            )
 
     def _block(self, route: EntityRoute) -> None:
         route.blocked_until = self.clock() + ENTITY_BLOCK_SECONDS
@@ -374,10 +413,12 @@ class DispatcherService:
         route = self.entities.get(env.entity_id)
         if route is None:
             self.entities[env.entity_id] = EntityRoute(game_id)
-            return
-        route.game_id = game_id
-        if route.blocked_until:
-            self._unblock(env.entity_id, route)
+        else:
+            route.game_id = game_id
+            if route.blocked_until:
+                self._unblock(env.entity_id, route)
+        if self._early:
+            self._release_early(env.entity_id)
 
     def _on_notify_destroy(self, game_id: int, env: Envelope) -> None:
         route = self.entities.get(env.entity_id)
@@ -403,6 +444,8 @@ class DispatcherService:
         env.game_id = target
         self.entities[env.entity_id] = EntityRoute(target)
         self._send_to_game(target, env)
+        if self._early:
+            self._release_early(env.entity_id)
 
     def _on_load_somewhere(self, game_id: int, env: Envelope) -> None:
         if env.entity_id in self.entities:
@@ -415,6 +458,8 @@ class DispatcherService:
         route = self.entities[env.entity_id] = EntityRoute(target)
         self._block(route)
         self._send_to_game(target, env)
+        if self._early:
+            self._release_early(env.entity_id)  # queued behind the load, like later calls
 
     def _on_migrate_request(self, game_id: int, env: Envelope) -> None:
         route = self.entities.get(env.entity_id)
@@ -431,6 +476,8 @@ class DispatcherService:
         route.game_id = env.game_id
         self._send_to_game(env.game_id, env)
         self._unblock(env.entity_id, route)
+        if self._early:
+            self._release_early(env.entity_id)
 
     def _on_query_space_game(self, game_id: int, env: Envelope) -> None:
         route = self.entities.get(env.entity_id)
@@ -505,6 +552,8 @@ class DispatcherService:
         game_id = boot_games[self._boot_rr]
         self.entities[env.entity_id] = EntityRoute(game_id)
         self._send_to_game(game_id, env)
+        if self._early:
+            self._release_early(env.entity_id)
 
     def _on_client_disconnected(self, gate_id: int, env: Envelope) -> None:
         env.gate_id = gate_id

@@ -262,7 +262,7 @@ class SQLiteWorker:
                 if time.monotonic() >= deadline:
                     raise
                 self._busy_retries += 1
-                logger.warning("%s %s: database busy, retrying: %s", self._label, self.path, exc)
+                logger.debug("%s %s: database busy, retrying: %s", self._label, self.path, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 

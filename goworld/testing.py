@@ -1,8 +1,9 @@
 """Testing helpers for game developers and our own tests: a real cluster on loopback.
 
-``ClusterRunner`` writes a goworld.ini into a directory (SQLite storage and KVDB there too)
-with ephemeral ports, runs ``goworld start APP --ini ...`` as a subprocess, and stops (then
-kills) what it started. Pair it with :class:`goworld.client.GoWorldClient` as the bot::
+``ClusterRunner`` writes a goworld.ini into a directory (SQLite storage and KVDB there too,
+unless ``storage=``/``kvdb=`` give other sections) with ephemeral ports, runs
+``goworld start APP --ini ...`` as a subprocess, and stops (then kills) what it started.
+Pair it with :class:`goworld.client.GoWorldClient` as the bot::
 
     runner = ClusterRunner(tmp_path, Path("examples/chatroom_demo"))
     runner.start()
@@ -52,7 +53,14 @@ def write_ini(
     gates: int = 2,
     gate_extra: str = "",
     game_extra: str = "",
+    storage: str = "type = sqlite\npath = entities.db",
+    kvdb: str = "type = sqlite\npath = kv.db",
 ) -> dict[str, list[int]]:
+    """Write ``directory/goworld.ini``; return the ports chosen.
+
+    ``storage`` and ``kvdb`` are the bodies of the ``[storage]`` and ``[kvdb]`` sections
+    (default: SQLite files in ``directory``), e.g. ``"type = redis\\nurl = redis://…"``.
+    """
     ports: dict[str, list[int]] = {"dispatcher": [], "gate_tcp": [], "gate_http": []}
     lines = [
         "[deployment]",
@@ -60,11 +68,9 @@ def write_ini(
         f"desired_games = {games}",
         f"desired_gates = {gates}",
         "[storage]",
-        "type = sqlite",
-        "path = entities.db",
+        storage,
         "[kvdb]",
-        "type = sqlite",
-        "path = kv.db",
+        kvdb,
         "[dispatcher_common]",
         "log_level = info",
         "[game_common]",

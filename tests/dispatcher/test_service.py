@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.service import ENTITY_BLOCK_SECONDS, DispatcherService
+from dispatcher.service import EARLY_HOLD_SECONDS, ENTITY_BLOCK_SECONDS, DispatcherService
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.proto.msgtypes import MsgType
 
@@ -267,9 +267,20 @@ def test_notify_destroy_forgets_the_route() -> None:
     h.game(1, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=E1))  # not the owner
     h.game(1, call(E1, "a"))
     h.game(2, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=E1))
-    h.game(1, call(E1, "b"))
+    h.game(1, call(E1, "b"))  # held a while in case E1 is being created, then dropped
+    h.clock.advance(EARLY_HOLD_SECONDS + 1)
+    h.svc.tick()
     assert h.games[2].calls() == [(E1, "a")]
     assert h.svc.stats["dropped"] == 1
+
+
+def test_a_call_that_overtakes_the_creation_notice_is_delivered() -> None:
+    h = cluster(2)
+    h.game(1, call(E1, "early"))  # e.g. a reply chain through game1 beat game2's NOTIFY_CREATE
+    assert h.games[2].calls() == []
+    h.game(2, notify_create(E1))
+    h.game(1, call(E1, "later"))
+    assert h.games[2].calls() == [(E1, "early"), (E1, "later")]
 
 
 def test_call_to_unknown_entity_is_dropped() -> None:
@@ -283,6 +294,8 @@ def test_call_to_unknown_entity_is_dropped() -> None:
         ),
     )
     h.gate(1, Envelope(msgtype=MsgType.NOTIFY_CLIENT_DISCONNECTED, entity_id=E1, client_id=cid(1)))
+    h.clock.advance(EARLY_HOLD_SECONDS + 1)
+    h.svc.tick()
     assert h.svc.stats["dropped"] == before["dropped"] + 3
     assert all(p.sent == [] for p in (*h.games.values(), *h.gates.values()))
 
@@ -654,6 +667,8 @@ def test_game_down_forgets_routes_and_notifies_the_others() -> None:
     h.game(1, call(E1, "a"))
     h.game(1, call(E2, "b"))
     h.game(3, call(E3, "c"))
+    h.clock.advance(EARLY_HOLD_SECONDS + 1)
+    h.svc.tick()
     assert h.svc.stats["dropped"] == dropped + 2
     assert h.games[1].calls() == [(E3, "c")]
     g4 = h.connect_game(4)
@@ -884,6 +899,12 @@ class _Model:
         self.expected: dict[str, list[int]] = {}
         self.delivered: dict[str, list[int]] = {}
         self.seen = {g: 0 for g in GAMES}
+        # Calls for an entity the dispatcher does not know yet are held (EARLY_HOLD_SECONDS)
+        # and delivered once it is created or loaded; the model's clock never runs out.
+        self.early: dict[str, list[int]] = {}
+
+    def _adopt_early(self, e: str) -> None:
+        self.expected.setdefault(e, []).extend(self.early.pop(e, []))
 
     def exists_anywhere(self, e: str) -> bool:
         return any(e in s for s in self.owns.values()) or e in self.loading
@@ -922,6 +943,7 @@ class _Model:
         g = gi if gi else 1
         if op == "create" and state == "absent":
             self.state[e] = "live"
+            self._adopt_early(e)
             h.game(
                 1,
                 Envelope(
@@ -930,11 +952,13 @@ class _Model:
             )
         elif op == "create_local" and state == "absent":
             self.state[e] = "live"
+            self._adopt_early(e)
             self.owns[g].add(e)
             self.owner[e] = g
             h.game(g, notify_create(e))
         elif op == "load" and state == "absent":
             self.state[e] = "loading"
+            self._adopt_early(e)
             h.game(
                 1,
                 Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=gi, entity_id=e, name="A"),
@@ -950,6 +974,8 @@ class _Model:
             self.seq += 1
             if state != "absent":
                 self.expected.setdefault(e, []).append(self.seq)
+            else:
+                self.early.setdefault(e, []).append(self.seq)
             h.game(g, call(e, str(self.seq)))
         elif op == "migrate" and state == "live":
             owner = self.owner[e]

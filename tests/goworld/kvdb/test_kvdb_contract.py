@@ -3,10 +3,13 @@
 To add a backend, add a maker to ``BACKENDS``: it gets the pytest ``request`` and a private
 ``tmp_path`` and returns an opener, a function that opens a new handle on the same database
 each time it is called (to close and reopen, or to simulate two games). A maker for a server
-backend calls ``pytest.skip`` when no server is reachable and isolates each test.
+backend isolates each test (its own database, emptied first). Redis is a real
+``redis-server`` started by the ``redis_server`` fixture (tests/goworld/redis_server.py); the
+tests fail if it is missing.
 
-The last section holds SQLite-only tests: unusable paths and a get_or_put race between
-processes.
+Backends come from ``open_kvdb``, so the real ones run behind the resilient wrapper, as in a
+game. The last sections hold backend-specific tests: unusable SQLite paths, a get_or_put race
+between processes (SQLite and Redis), the Redis layout and its errors.
 """
 
 from __future__ import annotations
@@ -31,7 +34,16 @@ from goworld.config import KVDBConfig
 from goworld.errors import StorageError
 from goworld.kvdb import KVDB, open_kvdb
 from goworld.kvdb.memory import MemoryKVDB
+from goworld.kvdb.redis import RedisKVDB
+from goworld.kvdb.resilient import ResilientKVDB
 from goworld.kvdb.sqlite import SQLiteKVDB
+from tests.goworld import redis_server as redis_fixtures
+from tests.goworld.redis_server import RedisServer
+from tests.goworld import mongo_server as mongo_fixtures
+from tests.goworld.mongo_server import fresh_database
+
+redis_server = redis_fixtures.redis_server
+mongodb_url = mongo_fixtures.mongodb_url  # a MongoDB-wire server (or GOWORLD_TEST_MONGODB_URL)
 
 Opener = Callable[[], KVDB]
 
@@ -45,9 +57,27 @@ def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     return lambda: open_kvdb(KVDBConfig(type="sqlite", path=path))
 
 
+REDIS_DB = 2  # the storage contract uses another index of its own server
+
+
+def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flushdb(REDIS_DB)
+    cfg = KVDBConfig(type="redis", url=server.url, db=str(REDIS_DB))
+    return lambda: open_kvdb(cfg)
+
+
+def _mongodb(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    url: str = request.getfixturevalue("mongodb_url")
+    cfg = KVDBConfig(type="mongodb", url=url, db=fresh_database(request, url), collection="__kv__")
+    return lambda: open_kvdb(cfg)
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "redis": _redis,
+    "mongodb": _mongodb,
 }
 
 
@@ -325,11 +355,11 @@ async def test_the_loop_is_not_blocked(kvdb: KVDB) -> None:
 # ----------------------------------------------------------------------------- factory
 
 
-def test_factory_backends_not_available_yet() -> None:
-    with pytest.raises(StorageError, match="not available yet"):
-        open_kvdb(KVDBConfig(type="mongodb", url="mongodb://h/", db="goworld", collection="kv"))
-    with pytest.raises(StorageError, match="not available yet"):
-        open_kvdb(KVDBConfig(type="redis", url="redis://127.0.0.1:6379", db="0"))
+def test_factory_rejects_bad_backends() -> None:
+    with pytest.raises(StorageError, match="collection"):
+        open_kvdb(KVDBConfig(type="mongodb", url="mongodb://h/", db="goworld", collection=""))
+    with pytest.raises(StorageError, match="url"):
+        open_kvdb(KVDBConfig(type="redis", url="http://127.0.0.1:6379", db="0"))
     with pytest.raises(StorageError, match="unknown"):
         open_kvdb(KVDBConfig(type="redis_cluster"))
     with pytest.raises(StorageError, match="path"):
@@ -339,12 +369,16 @@ def test_factory_backends_not_available_yet() -> None:
 @pytest.mark.asyncio
 async def test_factory_builds_the_right_backends(tmp_path: Path) -> None:
     sqlite = open_kvdb(KVDBConfig(type="sqlite", path=tmp_path / "kv.db"))
+    redis = open_kvdb(KVDBConfig(type="redis", url="redis://127.0.0.1:1", db="5"))
     memory = open_kvdb(KVDBConfig(type="memory"))
     try:
-        assert isinstance(sqlite, SQLiteKVDB) and isinstance(sqlite, KVDB)
+        for real, kind in ((sqlite, SQLiteKVDB), (redis, RedisKVDB)):
+            assert isinstance(real, ResilientKVDB) and isinstance(real, KVDB)
+            assert isinstance(real.inner, kind) and isinstance(real.inner, KVDB)
+        assert "db 5" in redis.describe
         assert isinstance(memory, MemoryKVDB) and isinstance(memory, KVDB)
     finally:
-        await asyncio.gather(sqlite.close(), memory.close())
+        await asyncio.gather(sqlite.close(), redis.close(), memory.close())
 
 
 # ----------------------------------------------------------------------------- SQLite only
@@ -365,10 +399,16 @@ async def test_sqlite_unusable_path_raises_storage_error(tmp_path: Path) -> None
 
 _RACING_GAME = """
 import asyncio, json, random, sys, time
-from goworld.kvdb.sqlite import SQLiteKVDB
+from pathlib import Path
+from goworld.config import KVDBConfig
+from goworld.kvdb import open_kvdb
 
 async def main():
-    kvdb = SQLiteKVDB(sys.argv[1])
+    kind, where, db = sys.argv[1].split("|")
+    if kind == "sqlite":
+        kvdb = open_kvdb(KVDBConfig(type="sqlite", path=Path(where)))
+    else:
+        kvdb = open_kvdb(KVDBConfig(type=kind, url=where, db=db))
     me = sys.argv[2]
     await kvdb.get("warm-up")  # connected, schema in place
     print("ready", flush=True)
@@ -385,12 +425,20 @@ asyncio.run(main())
 """
 
 
-def test_sqlite_get_or_put_is_atomic_across_processes(tmp_path: Path) -> None:
-    path = tmp_path / "kv.db"
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_get_or_put_is_atomic_across_processes(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.flushdb(REDIS_DB)
+        where = f"redis|{server.url}|{REDIS_DB}"
+    else:
+        where = f"sqlite|{tmp_path / 'kv.db'}|"
     names = ["game1", "game2", "game3"]
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _RACING_GAME, str(path), name, "300"],
+            [sys.executable, "-c", _RACING_GAME, where, name, "300"],
             cwd=Path(goworld.__path__[0]).parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -418,3 +466,53 @@ def test_sqlite_get_or_put_is_atomic_across_processes(tmp_path: Path) -> None:
         winners = [name for name in names if results[name][key] is None]
         assert len(winners) == 1, (key, {name: results[name][key] for name in names})
         assert all(results[name][key] == winners[0] for name in names if name != winners[0])
+
+
+# ----------------------------------------------------------------------------- Redis only
+
+
+@pytest.mark.asyncio
+async def test_redis_layout(redis_server: RedisServer) -> None:
+    server = redis_server
+    server.flushdb(REDIS_DB)
+    handle = open_kvdb(KVDBConfig(type="redis", url=server.url, db=str(REDIS_DB)))
+    try:
+        await asyncio.gather(handle.put("password$bob", "pw"), handle.get_or_put("名", "v"))
+        raw = server.client(REDIS_DB)
+        try:
+            assert sorted(raw.keys()) == sorted(
+                [b"_KV_password$bob", "_KV_名".encode(), b"_KVKEYS_"]
+            )
+            assert raw.get("_KV_password$bob") == b"pw"  # GoWorld's value layout
+            assert raw.zrangebylex("_KVKEYS_", "-", "+") == [b"password$bob", "名".encode()]
+            raw.set("_KV_goworld-written", "old")  # a value without an index entry
+        finally:
+            raw.close()
+        assert await handle.get("goworld-written") == "old"
+        assert [k for k, _ in await handle.get_range("", None)] == ["password$bob", "名"]
+    finally:
+        await handle.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_wrong_type_fails_at_once(redis_server: RedisServer) -> None:
+    server = redis_server
+    server.flushdb(REDIS_DB)
+    handle = open_kvdb(KVDBConfig(type="redis", url=server.url, db=str(REDIS_DB)))
+    assert isinstance(handle, ResilientKVDB)
+    raw = server.client(REDIS_DB)
+    try:
+        raw.rpush("_KV_list", "x")  # not a string: WRONGTYPE for GET/SET
+        ops: list[asyncio.Future[Any]] = [
+            handle.get("list"),
+            handle.get_or_put("list", "v"),
+            handle.put("ok", "1"),
+            handle.get("ok"),
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*ops, return_exceptions=True), 5)
+        assert all(isinstance(r, StorageError) and "WRONGTYPE" in str(r) for r in results[:2])
+        assert results[2:] == [None, "1"]
+        assert handle.statistics().outages == 0
+    finally:
+        raw.close()
+        await handle.close()

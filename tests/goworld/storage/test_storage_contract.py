@@ -3,10 +3,13 @@
 To add a backend, add a maker to ``BACKENDS``: it gets the pytest ``request`` and a private
 ``tmp_path`` and returns an opener, a function that opens a new handle on the same database
 each time it is called (so tests can close and reopen, or simulate two games). A maker for a
-server backend calls ``pytest.skip`` when no server is reachable and isolates each test
-(a unique database name, dropped by a finalizer).
+server backend isolates each test (a unique database name dropped by a finalizer, or a
+database index emptied first). Redis is a real ``redis-server`` started by the
+``redis_server`` fixture (tests/goworld/redis_server.py); the tests fail if it is missing.
 
-The last section holds SQLite-only tests: unusable paths, batching, two processes, kill -9.
+Backends come from ``open_storage``, so the real ones run behind the resilient wrapper
+(goworld/storage/resilient.py), as in a game. The last sections hold backend-specific tests:
+SQLite (unusable paths, batching, two processes, kill -9) and Redis (layout, errors).
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ from goworld.config import StorageConfig
 from goworld.errors import StorageError
 from goworld.storage import EntityStorage, open_storage
 from goworld.storage.memory import MemoryEntityStorage
+from goworld.storage.redis import RedisEntityStorage
+from goworld.storage.resilient import ResilientEntityStorage
 from goworld.storage.sqlite import SQLiteEntityStorage
+from tests.goworld import redis_server as redis_fixtures
+from tests.goworld.redis_server import RedisServer
+from tests.goworld import mongo_server as mongo_fixtures
+from tests.goworld.mongo_server import fresh_database
+
+redis_server = redis_fixtures.redis_server
+mongodb_url = mongo_fixtures.mongodb_url  # a MongoDB-wire server (or GOWORLD_TEST_MONGODB_URL)  # the module-scoped fixture: a real redis-server
 
 Opener = Callable[[], EntityStorage]
 
@@ -46,9 +58,27 @@ def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     return lambda: open_storage(StorageConfig(type="sqlite", path=path))
 
 
+REDIS_DB = 1  # the KVDB contract uses another index of its own server
+
+
+def _redis(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.flushdb(REDIS_DB)
+    cfg = StorageConfig(type="redis", url=server.url, db=str(REDIS_DB))
+    return lambda: open_storage(cfg)
+
+
+def _mongodb(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    url: str = request.getfixturevalue("mongodb_url")
+    cfg = StorageConfig(type="mongodb", url=url, db=fresh_database(request, url))
+    return lambda: open_storage(cfg)
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "redis": _redis,
+    "mongodb": _mongodb,
 }
 
 
@@ -314,11 +344,11 @@ async def test_the_loop_is_not_blocked(storage: EntityStorage) -> None:
 # ----------------------------------------------------------------------------- factory
 
 
-def test_factory_backends_not_available_yet(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="not available yet"):
-        open_storage(StorageConfig(type="mongodb", url="mongodb://127.0.0.1:27017/", db="goworld"))
-    with pytest.raises(StorageError, match="not available yet"):
-        open_storage(StorageConfig(type="redis", url="redis://127.0.0.1:6379", db="0"))
+def test_factory_rejects_bad_backends(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        open_storage(StorageConfig(type="mongodb", url="http://not-mongo/", db="goworld"))
+    with pytest.raises(StorageError, match="url"):
+        open_storage(StorageConfig(type="redis", url="http://127.0.0.1:6379", db="0"))
     with pytest.raises(StorageError, match="unknown"):
         open_storage(StorageConfig(type="cassandra"))
     with pytest.raises(StorageError, match="path"):
@@ -328,12 +358,16 @@ def test_factory_backends_not_available_yet(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_factory_builds_the_right_backends(tmp_path: Path) -> None:
     sqlite = open_storage(StorageConfig(type="sqlite", path=tmp_path / "x.db"))
+    redis = open_storage(StorageConfig(type="redis", url="redis://127.0.0.1:1/7", db="3"))
     memory = open_storage(StorageConfig(type="memory"))
     try:
-        assert isinstance(sqlite, SQLiteEntityStorage) and isinstance(sqlite, EntityStorage)
+        for real, kind in ((sqlite, SQLiteEntityStorage), (redis, RedisEntityStorage)):
+            assert isinstance(real, ResilientEntityStorage) and isinstance(real, EntityStorage)
+            assert isinstance(real.inner, kind) and isinstance(real.inner, EntityStorage)
+        assert "db 3" in redis.describe  # [storage] db wins over a database in the URL
         assert isinstance(memory, MemoryEntityStorage) and isinstance(memory, EntityStorage)
     finally:
-        await asyncio.gather(sqlite.close(), memory.close())
+        await asyncio.gather(sqlite.close(), redis.close(), memory.close())
 
 
 # ----------------------------------------------------------------------------- SQLite only
@@ -455,10 +489,16 @@ async def test_sqlite_storage_and_kvdb_share_a_file(tmp_path: Path) -> None:
 
 _CRASHING_GAME = """
 import asyncio, sys
+from pathlib import Path
+from goworld.config import StorageConfig
+from goworld.storage import open_storage
 from goworld.storage.sqlite import SQLiteEntityStorage
 
 async def main():
-    storage = SQLiteEntityStorage(sys.argv[1])
+    if sys.argv[2] == "open_storage":  # as a game opens it: behind the resilient wrapper
+        storage = open_storage(StorageConfig(type="sqlite", path=Path(sys.argv[1])))
+    else:
+        storage = SQLiteEntityStorage(sys.argv[1])
     version = 0
     while True:
         version += 1
@@ -479,10 +519,11 @@ def _repo_root() -> Path:
 
 
 @pytest.mark.asyncio
-async def test_sqlite_kill_9_leaves_old_or_new_records(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["direct", "open_storage"])
+async def test_sqlite_kill_9_leaves_old_or_new_records(tmp_path: Path, how: str) -> None:
     path = tmp_path / "crash.db"
     child = subprocess.Popen(
-        [sys.executable, "-c", _CRASHING_GAME, str(path)],
+        [sys.executable, "-c", _CRASHING_GAME, str(path), how],
         cwd=_repo_root(),
         stdout=subprocess.PIPE,
         text=True,
@@ -512,5 +553,100 @@ async def test_sqlite_kill_9_leaves_old_or_new_records(tmp_path: Path) -> None:
         # Batches commit in submission order: the file holds a prefix of the saves.
         assert versions == sorted(versions, reverse=True)
         assert versions[0] - versions[-1] <= 1
+    finally:
+        await handle.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlite_corrupt_record_fails_at_once_behind_the_wrapper(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "x.db"
+    handle = open_storage(StorageConfig(type="sqlite", path=path))
+    assert isinstance(handle, ResilientEntityStorage)
+    try:
+        await handle.save("Avatar", "good", {"v": 1})
+        raw = sqlite3.connect(path)
+        with raw:
+            raw.execute("INSERT INTO entities VALUES ('Avatar', 'bad', x'c1')")
+        raw.close()
+        bad, good = handle.load("Avatar", "bad"), handle.load("Avatar", "good")
+        with pytest.raises(StorageError, match="corrupt"):
+            await asyncio.wait_for(bad, 5)  # not transient: no retry, no outage
+        assert await good == {"v": 1}
+        assert handle.statistics().outages == 0
+    finally:
+        await handle.close()
+
+
+# ----------------------------------------------------------------------------- Redis only
+
+
+@pytest.mark.asyncio
+async def test_redis_layout_is_one_hash_per_type(redis_server: RedisServer) -> None:
+    from goworld.storage.base import pack_data
+
+    server = redis_server
+    server.flushdb(REDIS_DB)
+    handle = open_storage(StorageConfig(type="redis", url=server.url, db=str(REDIS_DB)))
+    try:
+        await asyncio.gather(
+            handle.save("Avatar", "A1", {"name": "é", "lv": 3}),
+            handle.save("Avatar", "A$2", {"x": b"y"}),
+            handle.save("Avatar$A", "1", {"t": "other type"}),  # no collision with Avatar/A$...
+        )
+        raw = server.client(REDIS_DB)
+        try:
+            assert sorted(raw.keys()) == [b"_ENT_Avatar", b"_ENT_Avatar$A"]
+            assert raw.type("_ENT_Avatar") == b"hash"
+            assert raw.hget("_ENT_Avatar", "A1") == pack_data({"name": "é", "lv": 3})
+            assert sorted(raw.hkeys("_ENT_Avatar")) == [b"A$2", b"A1"]
+        finally:
+            raw.close()
+        assert await handle.list_ids("Avatar") == ["A$2", "A1"]
+        assert await handle.list_ids("Avatar$A") == ["1"]
+    finally:
+        await handle.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_bad_data_fails_at_once(redis_server: RedisServer) -> None:
+    server = redis_server
+    server.flushdb(REDIS_DB)
+    handle = open_storage(StorageConfig(type="redis", url=server.url, db=str(REDIS_DB)))
+    assert isinstance(handle, ResilientEntityStorage)
+    raw = server.client(REDIS_DB)
+    try:
+        raw.hset("_ENT_Avatar", "bad", b"\xc1")  # not msgpack
+        raw.set("_ENT_Mail", "a string, not a hash")
+        ops: list[asyncio.Future[Any]] = [
+            handle.load("Avatar", "bad"),
+            handle.save("Mail", "M1", {"v": 1}),  # WRONGTYPE
+            handle.save("Avatar", "good", {"v": 2}),
+            handle.load("Avatar", "good"),
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*ops, return_exceptions=True), 5)
+        assert isinstance(results[0], StorageError) and "load Avatar/bad" in str(results[0])
+        assert isinstance(results[0].__cause__, ValueError)
+        assert isinstance(results[1], StorageError) and "WRONGTYPE" in str(results[1])
+        assert results[2:] == [None, {"v": 2}]
+        assert handle.statistics().outages == 0
+    finally:
+        raw.close()
+        await handle.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_unreachable_server_raises_storage_error() -> None:
+    from goworld.testing import free_port
+
+    handle = RedisEntityStorage(f"redis://127.0.0.1:{free_port()}", 0)  # unwrapped: no retry
+    try:
+        with pytest.raises(StorageError, match="save Avatar/A1") as info:
+            await asyncio.wait_for(handle.save("Avatar", "A1", {"v": 1}), 10)
+        assert info.value.__cause__ is not None
+        from goworld.storage.resilient import is_transient
+
+        assert is_transient(info.value)
     finally:
         await handle.close()

@@ -19,13 +19,7 @@ logger = logging.getLogger("goworld.dispatcher")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = process.parse_role_args("dispatcher", "dispid", argv)
-    cfg = process.load_config_or_exit(args.configfile)
-    if args.id not in cfg.dispatchers:
-        print(f"dispatcher{args.id} is not in {cfg.path}", file=sys.stderr)
-        return 2
-    dcfg = cfg.dispatchers[args.id]
-    process.setup_logging(args.log or dcfg.log_level, dcfg.log_file, dcfg.log_stderr)
+    args, cfg, dcfg = process.start_role("dispatcher", argv)
 
     async def serve(stop: asyncio.Event) -> int:
         service = DispatcherService(

@@ -43,13 +43,7 @@ RUN_DIR = ".goworld"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = process.parse_role_args("game", "gid", argv)
-    cfg = process.load_config_or_exit(args.configfile)
-    if args.id not in cfg.games:
-        print(f"game{args.id} is not in {cfg.path}", file=sys.stderr)
-        return 2
-    gcfg = cfg.games[args.id]
-    process.setup_logging(args.log or gcfg.log_level, gcfg.log_file, gcfg.log_stderr)
+    args, cfg, gcfg = process.start_role("game", argv)
     app = args.app or os.environ.get("GOWORLD_APP")
     if not app:
         logger.critical("no game package: pass -app DIR")

@@ -109,14 +109,8 @@ class Migration:
         if entity.space is not None:
             entity.space._leave(entity)
         data = pack_entity(entity, space_id, pos)
-        for record in entity._timers.values():
-            if record.handle is not None:
-                record.handle.cancel()
-        entity._timers.clear()
-        entity.client = None
-        entity.destroyed = True  # this copy is gone; the entity lives on at the target
-        entity.attrs.unbind()
-        rt._forget(entity)
+        entity.client = None  # dropped silently: the target binds it again
+        rt.retire(entity)  # this copy is gone; the entity lives on at the target
         rt.send_to_entity_dispatcher(
             entity.id,
             Envelope(

@@ -276,13 +276,7 @@ class GameRuntime:
             entity.set_client(None)
         if entity.desc.persistent:
             self._save(entity)
-        entity.destroyed = True
-        for record in entity._timers.values():
-            if record.handle is not None:
-                record.handle.cancel()
-        entity._timers.clear()
-        entity.attrs.unbind()
-        self._forget(entity)
+        self.retire(entity)
         self.send_to_entity_dispatcher(
             entity.id, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=entity.id)
         )
@@ -292,6 +286,10 @@ class GameRuntime:
         it go), no hooks, no save (the copy is stale), no NOTIFY_DESTROY (the route is not ours)."""
         if entity.space is not None:
             entity.space._leave(entity, quiet=True)
+        self.retire(entity)
+
+    def retire(self, entity: Entity) -> None:
+        """This process is done with ``entity`` (destroyed, migrated away, or not ours)."""
         entity.destroyed = True
         for record in entity._timers.values():
             if record.handle is not None:

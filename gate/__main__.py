@@ -19,13 +19,7 @@ logger = logging.getLogger("goworld.gate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = process.parse_role_args("gate", "gateid", argv)
-    cfg = process.load_config_or_exit(args.configfile)
-    if args.id not in cfg.gates:
-        print(f"gate{args.id} is not in {cfg.path}", file=sys.stderr)
-        return 2
-    gcfg = cfg.gates[args.id]
-    process.setup_logging(args.log or gcfg.log_level, gcfg.log_file, gcfg.log_stderr)
+    args, cfg, gcfg = process.start_role("gate", argv)
     dialect = Dialect.from_config(gcfg.legacy_client_protocol)
 
     async def serve(stop: asyncio.Event) -> int:

@@ -22,7 +22,7 @@ from goworld import log
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError
 
-__all__ = ["RoleArgs", "parse_role_args", "started_tag", "announce_started", "run_loop"]
+__all__ = ["RoleArgs", "parse_role_args", "start_role", "started_tag", "announce_started", "run_loop"]
 
 logger = logging.getLogger("goworld.process")
 
@@ -60,6 +60,25 @@ def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> R
         )
         parser.add_argument("-app", "--app", default=None, help="the game package directory")
     return parser.parse_args(argv, namespace=RoleArgs())
+
+
+_ID_FLAGS = {"dispatcher": "dispid", "gate": "gateid", "game": "gid"}
+
+
+def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, ClusterConfig, Any]:
+    """Parse the flags, load goworld.ini, pick this process's section, configure logging.
+
+    Exits with status 2 and a one-line reason when the config is invalid or has no such id.
+    """
+    args = parse_role_args(role, _ID_FLAGS[role], argv)
+    cfg = load_config_or_exit(args.configfile)
+    sections = {"dispatcher": cfg.dispatchers, "gate": cfg.gates, "game": cfg.games}[role]
+    if args.id not in sections:
+        print(f"{role}{args.id} is not in {cfg.path}", file=sys.stderr)
+        raise SystemExit(2)
+    section = sections[args.id]
+    setup_logging(args.log or section.log_level, section.log_file, section.log_stderr)
+    return args, cfg, section
 
 
 def load_config_or_exit(path: str) -> ClusterConfig:

@@ -24,9 +24,13 @@ from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 if TYPE_CHECKING:
     from gate.service import GateService
 
-__all__ = ["ClientProxy"]
+__all__ = ["ClientProxy", "MAX_PENDING_OUTPUT"]
 
 logger = logging.getLogger("goworld.gate")
+
+#: Bytes a client may leave unread in its send buffer before the gate drops it (a client that
+#: stops reading must not make the gate buffer without bound).
+MAX_PENDING_OUTPUT = 32 * 1024 * 1024
 
 
 class ClientProxy(asyncio.Protocol):
@@ -128,7 +132,11 @@ class ClientProxy(asyncio.Protocol):
         out.clear()
         if self._encoder is not None:
             data = self._encoder.encode(data)
-        self.transport.write(data)
+        transport = self.transport
+        transport.write(data)
+        pending = getattr(transport, "get_write_buffer_size", None)
+        if pending is not None and pending() > MAX_PENDING_OUTPUT:
+            self.abort(f"not reading: {pending()} bytes waiting to be sent")
 
     @property
     def closed(self) -> bool:

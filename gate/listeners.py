@@ -63,6 +63,7 @@ class _WebSocketTransport:
     def __init__(self, conn: ServerConnection) -> None:
         self._conn = conn
         self._queue: deque[bytes] = deque()
+        self._queued = 0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._sender = asyncio.create_task(self._send_loop())
@@ -75,7 +76,11 @@ class _WebSocketTransport:
     def write(self, data: bytes) -> None:
         if not self._closing:
             self._queue.append(data)
+            self._queued += len(data)
             self._wakeup.set()
+
+    def get_write_buffer_size(self) -> int:
+        return self._queued
 
     def is_closing(self) -> bool:
         return self._closing
@@ -92,7 +97,9 @@ class _WebSocketTransport:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._queue:
-                    await conn.send(self._queue.popleft())
+                    data = self._queue.popleft()
+                    self._queued -= len(data)
+                    await conn.send(data)
                 if self._closing:
                     await conn.close()
                     return

@@ -720,3 +720,34 @@ async def test_close_idle_closes_only_clients_silent_for_too_long(
     assert idle_t.closed and not busy_t.closed
     assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 1
     assert list(h.gate.clients) == [busy.client_id]
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_stops_reading_is_dropped_before_the_gate_buffers_too_much(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from gate.client_proxy import MAX_PENDING_OUTPUT
+
+    class StuckTransport(FakeTransport):
+        """The peer reads nothing: everything written stays in the send buffer."""
+
+        def get_write_buffer_size(self) -> int:
+            return sum(len(w) for w in self.writes)
+
+    h = Harness()
+    stuck = h.gate.new_proxy("tcp")
+    transport = StuckTransport()
+    transport.protocol = stuck
+    stuck.connection_made(transport)
+    other, other_transport = h.connect()
+    big = b"x" * (4 * 1024 * 1024)
+    with caplog.at_level(logging.WARNING, logger="goworld.gate"):
+        for _ in range(MAX_PENDING_OUTPUT // len(big) + 2):
+            for proxy in (stuck, other):
+                h.from_dispatcher(client_packet(1009, proxy, big))
+            await asyncio.sleep(0)
+            other_transport.writes.clear()  # this client reads what it gets
+    await asyncio.sleep(0)
+    assert transport.closed and not other_transport.closed
+    assert [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()] != []
+    assert sum(len(w) for w in transport.writes) <= MAX_PENDING_OUTPUT + 2 * len(big)

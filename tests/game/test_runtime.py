@@ -1573,3 +1573,21 @@ async def test_crontab_check_runs_matching_callbacks_and_survives_errors() -> No
         assert ran == ["bad", "at 30"]
     finally:
         cron.close()
+
+
+async def test_a_second_login_taking_over_an_avatar_does_not_fire_on_client_disconnected(
+    h: Harness,
+) -> None:
+    # A player logs in again while the first session is still open: the avatar's client is
+    # replaced, not removed, so on_client_disconnected (which destroys avatars) must not run.
+    space = h.space()
+    first, second = new_client(), new_client()
+    av = h.avatar(space, (0, 0, 0))
+    av.set_client(first)
+    h.take()
+    EVENTS.clear()
+    av.set_client(second)
+    assert [w for e, w, _ in EVENTS if e == av.id] == ["on_client_connected"]
+    assert av.client == second and not av.destroyed
+    assert [short(item) for _, item in h.view(first)][-1] == ("destroy", "Avatar", av.id)
+    assert ("create", "Avatar", av.id, True) in [short(item) for _, item in h.view(second)]

@@ -475,6 +475,35 @@ def status_command(ini_path: Path) -> None:
         sys.exit(3)
 
 
+@main.command("bench")
+@click.option("--quick", is_flag=True, help="Shrink every scenario to seconds (a smoke run).")
+@click.option("--only", "only", metavar="SCENARIO,...", help="Run only these scenarios.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where bench-results.jsonl (appended) and BENCHMARKS.md (rewritten) go.",
+)
+def bench_command(quick: bool, only: str | None, out_dir: Path) -> None:
+    """Measure the engine (capacity, AOI, reload pause, codec) and write BENCHMARKS.md."""
+    from goworld.bench import BenchError, report, runner
+    from goworld.bench.scenarios import NOT_YET
+
+    try:
+        names = runner.parse_only(only)
+    except BenchError as exc:
+        click.echo(f"goworld: {exc}", err=True)
+        sys.exit(2)
+    _, errors = runner.run(names, quick=quick, out=out_dir)
+    path = report.write(runner.latest(out_dir), out_dir, NOT_YET)
+    click.echo(f"wrote {path} and {out_dir / runner.RESULTS_FILE}")
+    if errors:
+        click.echo("goworld: failed scenario(s):\n  " + "\n  ".join(e.splitlines()[0] for e in errors), err=True)
+        sys.exit(1)
+
+
 def describe(cfg: ClusterConfig) -> list[str]:
     """Human-readable lines describing the cluster layout."""
     d = cfg.deployment

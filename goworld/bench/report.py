@@ -1,0 +1,133 @@
+"""BENCHMARKS.md: the machine, one table per scenario, plots, the command for every figure."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from goworld.bench.result import Result
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = "asyncio (default loop; uvloop not installed)"
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "event loop": loop,
+        "load average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
+    }
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def md_table(result: Result) -> str:
+    lines = ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in result.rows]
+    return "\n".join(lines)
+
+
+def text_table(result: Result) -> str:
+    cells = [result.columns] + [[_cell(v) for v in row] for row in result.rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(result.columns))]
+    return "\n".join("   " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+
+
+def plots(results: list[Result], out: Path) -> tuple[list[str], str | None]:
+    """PNG files for the capacity scenario; (files, why skipped)."""
+    cap = next((r for r in results if r.scenario == "capacity" and r.series.get("n")), None)
+    if cap is None:
+        return [], None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "matplotlib is not installed (pip install 'goworld-py[bench]'): plots skipped"
+    s = cap.series
+    files = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(s["n"], s["p50"], "o-", label="probe RTT p50")
+    ax.plot(s["n"], s["p99"], "s-", label="probe RTT p99")
+    ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="100 ms")
+    ax.set(xlabel="bots (N)", ylabel="ms", title="Probe round trip (TestListField) against N")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "bench-rtt.png", dpi=100)
+    files.append("bench-rtt.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, cpu in s["cpu"].items():
+        ax.plot(s["n"], cpu, "o-", label=name)
+    ax.set(xlabel="bots (N)", ylabel="CPU %", title="CPU per process against N")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "bench-cpu.png", dpi=100)
+    files.append("bench-cpu.png")
+    plt.close(fig)
+    return files, None
+
+
+def write(results: list[Result], out: Path, not_yet: dict[str, str]) -> Path:
+    m = machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `goworld bench` from the newest record of each scenario in "
+        "`bench-results.jsonl` (one JSON line per scenario run). Commands run from the "
+        "repository root. The machine is shared: figures move between runs.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {k}: {v}" for k, v in m.items()),
+        "",
+    ]
+    files, skipped = plots(results, out)
+    for r in results:
+        lines += [f"## {r.title}", ""]
+        if r.quick:
+            lines += ["*Quick run (`--quick`): a smoke test, not a figure to quote.*", ""]
+        lines += [r.summary, "", md_table(r), ""]
+        lines += [f"- {n}" for n in r.notes]
+        lines += [f"- Command: `{c}`" for c in r.commands]
+        lines += [f"- Measured {r.when}, took {r.seconds} s.", ""]
+        if r.scenario == "capacity":
+            lines += [f"![{f}]({f})" for f in files]
+            if skipped:
+                lines.append(f"*{skipped}.*")
+            lines.append("")
+    if not_yet:
+        lines += ["## Not yet measured", ""]
+        lines += [f"- {k}: {v}" for k, v in not_yet.items()]
+        lines.append("")
+    path = out / "BENCHMARKS.md"
+    path.write_text("\n".join(lines))
+    if skipped:
+        print(f"   {skipped}", flush=True)
+    return path

@@ -1,0 +1,59 @@
+"""Runs the chosen scenarios, appends each result to the JSON-lines file, writes the report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from goworld.bench import report
+from goworld.bench.result import BenchError, Result
+from goworld.bench.scenarios import SCENARIOS
+
+RESULTS_FILE = "bench-results.jsonl"
+
+
+def parse_only(only: str | None) -> list[str]:
+    if not only:
+        return list(SCENARIOS)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise BenchError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    return names
+
+
+def run(names: list[str], *, quick: bool, out: Path) -> tuple[list[Result], list[str]]:
+    """Run ``names``; return the results and the errors (a failed scenario does not stop the rest)."""
+    out.mkdir(parents=True, exist_ok=True)
+    results, errors = [], []
+    for name in names:
+        module = SCENARIOS[name]
+        print(f"== {name}: {module.TITLE}{' (quick)' if quick else ''}", flush=True)
+        t0 = time.monotonic()
+        try:
+            result = module.run(quick)
+        except BenchError as exc:
+            errors.append(f"{name}: {exc}")
+            print(f"   FAILED: {exc}", flush=True)
+            continue
+        result.quick = quick
+        result.seconds = round(time.monotonic() - t0, 1)
+        print(report.text_table(result), flush=True)
+        print(f"   {result.summary}\n   ({result.seconds} s)", flush=True)
+        with (out / RESULTS_FILE).open("a") as f:
+            f.write(json.dumps(result.to_json(), sort_keys=True) + "\n")
+        results.append(result)
+    return results, errors
+
+
+def latest(out: Path) -> list[Result]:
+    """The newest record of each scenario in ``out``'s results file, in scenario order."""
+    found: dict[str, Result] = {}
+    path = out / RESULTS_FILE
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = Result.from_json(json.loads(line))
+                found[r.scenario] = r
+    return [found[n] for n in SCENARIOS if n in found]

@@ -1,0 +1,238 @@
+"""Capacity: N strict bots on examples/test_game, 1 dispatcher + 1 game + 1 gate, ramped.
+
+GoWorld's Go bot cannot be installed here, so the load is our Python strict bot
+(scripts/test_bot.py, the Go bot's behaviour: logins, a "thing" every 0-6 s, position syncs
+at 10 Hz with probability 0.5), one bot process per step with fresh users. A separate probe
+client (this process) logs in and calls ``TestListField`` every 100 ms, one call in flight;
+its round trip to ``OnTestListField`` is the RTT. CPU% and RSS of every process come from
+/proc over the measuring window (scripts/bench_cluster.py's ``proc_cpu_rss``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from goworld.bench.result import BenchError, Result
+from goworld.bench.scenarios import _script
+
+TITLE = "Capacity (examples/test_game on 1 + 1 + 1, Python strict bots)"
+P99_LIMIT_MS = 100.0
+PROBE_INTERVAL = 0.1
+PROBE_TIMEOUT = 2.0
+SERVICE_SHARDS = 10  # test_game's service entities: the cluster is ready when all exist
+FULL = {"steps": [100, 200, 400, 600, 800, 1000], "window": 10.0}
+QUICK = {"steps": [4, 8], "window": 3.0}
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.rtts: list[float] = []
+        self.failures = 0
+        self._reply: asyncio.Future[None] | None = None
+
+    async def run(self, port: int, stop: asyncio.Event) -> None:
+        from goworld.client import GoWorldClient
+
+        c = await GoWorldClient.connect("127.0.0.1", port)
+        try:
+            account = await c.wait_player("Account", timeout=30)
+            c.call(account.id, "Login", "benchprobe", "123456")
+            await c.wait_player("Avatar", timeout=30)
+            c.record = False
+            c.calls.clear()
+            c.log.clear()
+            c.on_call = self._on_call
+            loop = asyncio.get_running_loop()
+            while not stop.is_set() and not c.is_closed:
+                self._reply = loop.create_future()
+                t0 = time.perf_counter()
+                c.call_player("TestListField")
+                try:
+                    await asyncio.wait_for(self._reply, PROBE_TIMEOUT)
+                    self.rtts.append(time.perf_counter() - t0)
+                except asyncio.TimeoutError:
+                    self.failures += 1
+                await asyncio.sleep(PROBE_INTERVAL)
+        finally:
+            await c.aclose()
+
+    def _on_call(self, call: Any) -> None:
+        if call.method == "OnTestListField" and self._reply and not self._reply.done():
+            self._reply.set_result(None)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: int,
+                window: float, log_path: Path) -> dict[str, Any]:
+    bench_cluster = _script.load("bench_cluster.py")
+    warmup = 5.0 + n / 100
+    duration = warmup + window + 2.0
+    cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
+           "-server", "127.0.0.1", "-N", str(n), "-S", str(first), "-duration", f"{duration:g}",
+           "-strict", "-quiet"]
+    with log_path.open("w") as out:
+        bots = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            await asyncio.sleep(warmup)
+            procs = {**pids, "bots": bots.pid}
+            before = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+            probe.rtts.clear()
+            probe.failures = 0
+            t0 = time.monotonic()
+            await asyncio.sleep(window)
+            elapsed = time.monotonic() - t0
+            after = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+            rtts, probe_failures = list(probe.rtts), probe.failures
+            rc = await asyncio.to_thread(bots.wait, duration + 120)
+        finally:
+            if bots.poll() is None:
+                bots.kill()
+                bots.wait()
+    text = log_path.read_text(errors="replace")
+    results = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")]
+    res = results[-1] if results else {}
+    timeouts = sum(res.get("timeouts", {}).values())
+    failed = (rc != 0 or not res or res.get("connected") != n or res.get("started") != n
+              or res.get("panics", 0) > 0 or timeouts > 0 or probe_failures > 0)
+    usage = {}
+    for k in procs:
+        b, a = before[k], after[k]
+        cpu = 100 * (a[0] - b[0]) / elapsed if a and b else math.nan
+        usage[k] = (round(cpu, 1), round(a[1] / 2**20, 1) if a else math.nan)
+    return {
+        "n": n, "rc": rc, "connected": res.get("connected", 0), "started": res.get("started", 0),
+        "things": res.get("total", 0), "timeouts": timeouts, "panics": res.get("panics", 0),
+        "fatal": "FATAL" in text, "probe_failures": probe_failures, "failed": failed,
+        "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
+        "samples": len(rtts), "usage": usage,
+        "dispatcher": " ".join(bench_cluster.dispatcher_rates(runner)),
+    }
+
+
+def _cpu_rss(bench_cluster: Any, pid: int) -> tuple[float, int] | None:
+    try:
+        return bench_cluster.proc_cpu_rss(pid)
+    except OSError:
+        return None
+
+
+async def _ramp(steps: list[int], window: float, workdir: Path) -> list[dict[str, Any]]:
+    from goworld.testing import ClusterRunner
+
+    app = _script.ROOT / "examples" / "test_game"
+    runner = ClusterRunner(workdir, app, dispatchers=1, games=1, gates=1)
+    runner.start()
+    try:
+        runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=120)
+        pids = {p.stem: int(p.read_text()) for p in sorted((workdir / ".goworld").glob("*.pid"))}
+        probe, stop = Probe(), asyncio.Event()
+        probe_task = asyncio.create_task(probe.run(runner.gate(0, "tcp"), stop))
+        await asyncio.sleep(2.0)
+        if probe_task.done():
+            probe_task.result()  # raises why the probe could not log in
+        out, first = [], 1
+        for n in steps:
+            step = await _step(runner, pids, probe, n, first, window, workdir / f"bots-{n}.log")
+            first += n
+            out.append(step)
+            _print_step(step)
+            if step["failed"] or not step["p99"] < P99_LIMIT_MS:
+                break  # past capacity: the next steps would only be worse
+        stop.set()
+        await asyncio.wait_for(probe_task, PROBE_TIMEOUT + 5)
+        return out
+    finally:
+        runner.stop()
+        runner.kill()
+
+
+def _verdict(s: dict[str, Any]) -> str:
+    if s["failed"]:
+        return "bot failure"
+    return "ok" if s["p99"] < P99_LIMIT_MS else f"p99 ≥ {P99_LIMIT_MS:g} ms"
+
+
+def _print_step(s: dict[str, Any]) -> None:
+    usage = "  ".join(f"{k} {c}%/{r}MB" for k, (c, r) in s["usage"].items())
+    print(f"  N={s['n']:5d} connected {s['connected']} things {s['things']} "
+          f"p50 {s['p50']:.1f} ms p99 {s['p99']:.1f} ms {_verdict(s)}  {usage}",
+          flush=True)
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+            return r.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def run(quick: bool) -> Result:
+    plan = QUICK if quick else FULL
+    with tempfile.TemporaryDirectory(prefix="goworld-bench-") as tmp:
+        steps = _run_loop(_ramp(plan["steps"], plan["window"], Path(tmp)))
+    if not steps:
+        raise BenchError("no capacity step ran")
+    names = list(steps[0]["usage"])
+    rows, figures = [], {}
+    for s in steps:
+        rows.append([s["n"], s["connected"], s["things"], round(s["p50"], 1), round(s["p99"], 1),
+                     *(f"{s['usage'][k][0]} % / {s['usage'][k][1]}" for k in names),
+                     _verdict(s)])
+        for key in ("connected", "things", "p50", "p99", "timeouts", "panics"):
+            figures[f"{s['n']}.{key}"] = float(s[key])
+        for k in names:
+            figures[f"{s['n']}.{k}.cpu_pct"] = float(s["usage"][k][0])
+            figures[f"{s['n']}.{k}.rss_mb"] = float(s["usage"][k][1])
+    good = [s["n"] for s in steps if not s["failed"] and s["p99"] < P99_LIMIT_MS]
+    capacity = max(good, default=0)
+    figures["capacity_n"] = float(capacity)
+    notes = [
+        "Load: our Python strict bot (scripts/test_bot.py, which mirrors GoWorld's Go bot); the "
+        "Go bot cannot be installed here (the Go module proxy refuses github.com/xiaonanln/goworld).",
+        "Bots, cluster and probe share this machine's cores: the figures are a floor.",
+        "A step fails when the bot process exits non-zero (a strict FATAL), a bot is not connected"
+        " or not started, a thing times out, the bot logs a panic, or a probe call takes > 2 s.",
+    ]
+    failed = [s for s in steps if s["failed"]]
+    for s in failed:
+        notes.append(f"N={s['n']}: exit {s['rc']}, timeouts {s['timeouts']}, panics {s['panics']}, "
+                     f"probe failures {s['probe_failures']}, FATAL={s['fatal']}.")
+    if steps[-1]["n"] == plan["steps"][-1] and not failed and steps[-1]["p99"] < P99_LIMIT_MS:
+        notes.append("The largest step still passed: capacity is at least this, not at most.")
+    series = {"n": [s["n"] for s in steps], "p50": [s["p50"] for s in steps],
+              "p99": [s["p99"] for s in steps],
+              "cpu": {k: [s["usage"][k][0] for s in steps] for k in names}}
+    steps_arg = ",".join(str(n) for n in plan["steps"])
+    return Result(
+        scenario="capacity",
+        title=TITLE,
+        commands=[f"goworld bench --only capacity{' --quick' if quick else ''}  "
+                  f"(steps {steps_arg}, {plan['window']:g} s window per step)"],
+        columns=["bots", "connected", "things done", "probe p50 ms", "p99 ms",
+                 *(f"{k} CPU / RSS MB" for k in names), "step"],
+        rows=rows,
+        figures=figures,
+        summary=(f"Largest N with probe p99 < {P99_LIMIT_MS:g} ms and no bot failure: {capacity} "
+                 f"(target ≥ 1,000 Go bots on this 2-core machine, bots included"
+                 f"{': met' if capacity >= 1000 else ''})."),
+        notes=notes,
+        series=series,
+    )
+

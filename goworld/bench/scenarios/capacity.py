@@ -106,15 +106,24 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
     results = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")]
     res = results[-1] if results else {}
     timeouts = sum(res.get("timeouts", {}).values())
-    failed = (rc != 0 or not res or res.get("connected") != n or res.get("started") != n
-              or res.get("panics", 0) > 0 or timeouts > 0 or probe_failures > 0)
+    reasons = [line.strip() for line in text.splitlines() if "FATAL" in line][:1]
+    if rc != 0 and not reasons:
+        reasons.append(f"bot process exited {rc}")
+    if res and res.get("started") != n:
+        reasons.append(f"{res.get('started')}/{n} bots started")
+    if timeouts:
+        reasons.append(f"{timeouts} things timed out")
+    if probe_failures:
+        reasons.append(f"{probe_failures} probe failures")
+    failed = bool(reasons) or not res or res.get("connected") != n or res.get("panics", 0) > 0
     usage = {}
     for k in procs:
         b, a = before[k], after[k]
         cpu = 100 * (a[0] - b[0]) / elapsed if a and b else math.nan
         usage[k] = (round(cpu, 1), round(a[1] / 2**20, 1) if a else math.nan)
     return {
-        "n": n, "rc": rc, "connected": res.get("connected", 0), "started": res.get("started", 0),
+        "n": n, "rc": rc, "reason": "; ".join(reasons)[:300],
+        "connected": res.get("connected", 0), "started": res.get("started", 0),
         "things": res.get("total", 0), "timeouts": timeouts, "panics": res.get("panics", 0),
         "fatal": "FATAL" in text, "probe_failures": probe_failures, "failed": failed,
         "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
@@ -171,6 +180,8 @@ def _print_step(s: dict[str, Any]) -> None:
     print(f"  N={s['n']:5d} connected {s['connected']} things {s['things']} "
           f"p50 {s['p50']:.1f} ms p99 {s['p99']:.1f} ms {_verdict(s)}  {usage}",
           flush=True)
+    if s.get("reason"):
+        print(f"    why: {s['reason']}", flush=True)
 
 
 def _run_loop(coro: Any) -> Any:

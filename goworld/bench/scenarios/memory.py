@@ -1,0 +1,50 @@
+"""Memory: RSS growth per idle client at the gate and per simple entity in the game
+(scripts/bench_memory.py)."""
+
+from __future__ import annotations
+
+import re
+
+from goworld.bench.result import BenchError, Result
+from goworld.bench.scenarios import _script
+
+TITLE = "Memory (RSS growth per idle client and per entity)"
+CLIENT_TARGET = 30 * 1024
+ENTITY_TARGET = 10 * 1024
+
+
+def _number(out: str, label: str) -> float:
+    m = re.search(rf"^{label}\s+([\d,.]+)", out, re.MULTILINE)
+    if m is None:
+        raise BenchError(f"no {label!r} in bench_memory.py output:\n{out}")
+    return float(m[1].replace(",", ""))
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value <= target else f"missed by {value - target:,.0f} B"
+
+
+def run(quick: bool) -> Result:
+    args = ["--clients", "200", "--entities", "1000"] if quick else ["--clients", "2000", "--entities", "10000"]
+    out = _script.run("bench_memory.py", *args, timeout=600)
+    per_client = _number(out, "gate bytes per client")
+    game_per_client = _number(out, "game bytes per client")
+    per_entity = _number(out, "game bytes per entity")
+    return Result(
+        scenario="memory",
+        title=TITLE,
+        commands=[_script.command("bench_memory.py", *args)],
+        columns=["what", "bytes", "target", "verdict"],
+        rows=[
+            ["gate, per idle client", round(per_client), CLIENT_TARGET, _verdict(per_client, CLIENT_TARGET)],
+            ["game, per client's boot entity", round(game_per_client), "", ""],
+            ["game, per simple AOI entity", round(per_entity), ENTITY_TARGET, _verdict(per_entity, ENTITY_TARGET)],
+        ],
+        figures={"gate_bytes_per_client": per_client, "game_bytes_per_boot_entity": game_per_client,
+                 "game_bytes_per_entity": per_entity},
+        summary=(f"{per_client:,.0f} B of gate RSS per idle client (target ≤ 30 KB: "
+                 f"{_verdict(per_client, CLIENT_TARGET)}); {per_entity:,.0f} B of game RSS per simple "
+                 f"entity (target ≤ 10 KB: {_verdict(per_entity, ENTITY_TARGET)})."),
+        notes=["RSS growth after a settle, divided by the count: memory the allocator already "
+               "held is not counted, so small counts understate; kernel socket buffers are not in RSS."],
+    )

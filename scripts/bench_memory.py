@@ -1,0 +1,94 @@
+"""Memory per connected client (gate) and per entity (game) (not a test; prints figures).
+
+Starts a 1 dispatcher + 1 game + 1 gate cluster (tests/apps/cluster_app), then
+1. opens --clients idle TCP connections (each gets its boot Account, then does nothing) and
+   reports the gate's RSS growth per client (and the game's, which holds the Account entities);
+2. spawns --entities simple AOI entities in one space (cluster_app's Dummy: three attributes,
+   one of them a small nested map) and reports the game's RSS growth per entity.
+RSS is read from /proc after a short settle; per-item figures are (after - before) / count.
+
+Usage: .venv/bin/python scripts/bench_memory.py [--clients 2000] [--entities 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from goworld.client import GoWorldClient  # noqa: E402
+from goworld.testing import ClusterRunner  # noqa: E402
+
+APP = ROOT / "tests" / "apps" / "cluster_app"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--entities", type=int, default=10000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = ClusterRunner(Path(tmp), APP, dispatchers=1, games=1, gates=1)
+        runner.start()
+        clients: list[GoWorldClient] = []
+        try:
+            runner.wait_for_log("created here", count=5)
+            pids = {p.stem: int(p.read_text()) for p in (Path(tmp) / ".goworld").glob("*.pid")}
+            gate, game = pids["gate1"], pids["game1"]
+            port = runner.gate(0, "tcp")
+            probe = await GoWorldClient.connect("127.0.0.1", port, record=False)
+            await probe.wait_player("Account")
+            await asyncio.sleep(1.0)
+            gate0, game0 = rss(gate), rss(game)
+            for start in range(0, args.clients, 200):
+                batch = await asyncio.gather(
+                    *(GoWorldClient.connect("127.0.0.1", port, record=False)
+                      for _ in range(min(200, args.clients - start)))
+                )
+                await asyncio.gather(*(c.wait_player("Account", timeout=60) for c in batch))
+                clients += batch
+            await asyncio.sleep(2.0)
+            gate1, game1 = rss(gate), rss(game)
+            n = len(clients)
+            print(f"idle clients            {n}")
+            print(f"gate bytes per client   {(gate1 - gate0) / n:,.0f}")
+            print(f"game bytes per client   {(game1 - game0) / n:,.0f} (its boot Account entity)")
+
+            account = probe.player
+            assert account is not None
+            probe.call(account.id, "Login", "memory-probe")
+            await probe.wait_player("Avatar")
+            probe.record = True
+            probe.call_player("EnterSpace", 1)
+            await probe.wait_call("OnEnteredSpace")
+            probe.call_player("Move", 1e6, 1e6)  # far from the crowd: no AOI traffic to the probe
+            await asyncio.sleep(1.0)
+            before = rss(game)
+            probe.call_player("SpawnCrowd", args.entities)
+            await probe.wait_call("OnSpawned", timeout=300)
+            await asyncio.sleep(2.0)
+            after = rss(game)
+            print(f"entities                {args.entities}")
+            print(f"game bytes per entity   {(after - before) / args.entities:,.0f}")
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+            runner.stop()
+            runner.kill()
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(main())

@@ -376,7 +376,7 @@ class GameRuntime:
                 buf = per_gate.get(c.gate_id)
                 if buf is None:
                     buf = per_gate[c.gate_id] = bytearray()
-                buf += c.client_id.encode("latin-1")
+                buf += c.id_bytes
                 buf += record
             if flags & SYNC_NEIGHBOURS:
                 for other in entity.interested_in:
@@ -386,7 +386,7 @@ class GameRuntime:
                     buf = per_gate.get(c.gate_id)
                     if buf is None:
                         buf = per_gate[c.gate_id] = bytearray()
-                    buf += c.client_id.encode("latin-1")
+                    buf += c.id_bytes
                     buf += record
         for gate_id, buf in per_gate.items():
             self._send(

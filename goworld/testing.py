@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 GOWORLD = str(Path(sys.executable).with_name("goworld"))
@@ -168,3 +169,26 @@ class ClusterRunner:
         for path in sorted(self.dir.glob("*.log")):
             hits += [f"{path.name}: {line}" for line in path.read_text(errors="replace").splitlines() if needle in line]
         return hits
+
+
+async def login(
+    runner: ClusterRunner,
+    name: str,
+    transport: str = "tcp",
+    gate: int = 0,
+    *,
+    boot_type: str = "Account",
+    player_type: str = "Avatar",
+) -> Any:
+    """Connect a :class:`~goworld.client.GoWorldClient` to gate ``gate`` and log in as ``name``.
+
+    For game packages whose boot entity has a ``Login(name)`` RPC that hands the client to a
+    ``player_type`` entity (tests/apps/cluster_app does); returns the client once it has it.
+    """
+    from goworld.client import GoWorldClient
+
+    client = await GoWorldClient.connect("127.0.0.1", runner.gate(gate, transport), transport=transport)
+    account = await client.wait_player(boot_type)
+    client.call(account.id, "Login", name)
+    await client.wait_player(player_type)
+    return client

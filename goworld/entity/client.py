@@ -29,18 +29,20 @@ __all__ = [
 
 FOUR_F32 = struct.Struct("<ffff")
 _U16 = struct.Struct("<H")
-_HEADER = struct.Struct("<HH")
 
 
 class GameClient:
     """A client bound to an entity of this game."""
 
-    __slots__ = ("client_id", "gate_id", "owner_id")
+    __slots__ = ("client_id", "gate_id", "owner_id", "id_bytes", "_route")
 
     def __init__(self, client_id: str, gate_id: int, owner_id: str = "") -> None:
         self.client_id = client_id
         self.gate_id = gate_id
         self.owner_id = owner_id
+        #: the id as wire bytes, and ``u16 gateid + ClientID``: built once, used per message
+        self.id_bytes = client_id.encode("latin-1")
+        self._route = _U16.pack(gate_id) + self.id_bytes
 
     def __repr__(self) -> str:
         return f"<GameClient {self.client_id} gate{self.gate_id} owner {self.owner_id}>"
@@ -58,7 +60,7 @@ class GameClient:
 
 def header(msgtype: int, client: GameClient) -> bytes:
     """``u16 msgtype + u16 gateid + ClientID``: the start of every 1002–1012 payload."""
-    return _HEADER.pack(msgtype, client.gate_id) + client.client_id.encode("latin-1")
+    return _U16.pack(msgtype) + client._route
 
 
 def create_body(

@@ -10,7 +10,7 @@ import pytest
 
 from goworld.client import GoWorldClient
 from goworld.proto.msgtypes import MsgType
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, login
 
 TRANSPORTS = ["tcp", "ws", "kcp"]
 _names = itertools.count(1)
@@ -19,13 +19,6 @@ _names = itertools.count(1)
 def unique(prefix: str) -> str:
     return f"{prefix}{next(_names)}"
 
-
-async def login(cluster: ClusterRunner, name: str, transport: str = "tcp", gate: int = 0) -> GoWorldClient:
-    client = await GoWorldClient.connect("127.0.0.1", cluster.gate(gate, transport), transport=transport)
-    account = await client.wait_player("Account")
-    client.call(account.id, "Login", name)
-    await client.wait_player("Avatar")
-    return client
 
 
 @pytest.mark.asyncio

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from goworld.client import GoWorldClient
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, login
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 
-
-async def login(runner: ClusterRunner, name: str, gate: int = 0) -> GoWorldClient:
-    client = await GoWorldClient.connect("127.0.0.1", runner.gate(gate, "tcp"))
-    account = await client.wait_player("Account")
-    client.call(account.id, "Login", name)
-    await client.wait_player("Avatar")
-    return client
 
 
 @pytest.mark.asyncio

@@ -11,18 +11,11 @@ import pytest
 
 from goworld.client import GoWorldClient
 from goworld.proto.msgtypes import MsgType
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, login
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 CREATES_DESTROYS = (MsgType.CREATE_ENTITY_ON_CLIENT, MsgType.DESTROY_ENTITY_ON_CLIENT)
 
-
-async def login(runner: ClusterRunner, name: str, transport: str = "tcp", gate: int = 0) -> GoWorldClient:
-    client = await GoWorldClient.connect("127.0.0.1", runner.gate(gate, transport), transport=transport)
-    account = await client.wait_player("Account")
-    client.call(account.id, "Login", name)
-    await client.wait_player("Avatar")
-    return client
 
 
 def started(directory: Path, app: Path = APP, **options: object) -> ClusterRunner:

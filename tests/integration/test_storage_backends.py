@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from goworld.client import GoWorldClient
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, login
 from tests.goworld import redis_server as redis_fixtures
 from tests.goworld import mongo_server as mongo_fixtures
 from tests.goworld.mongo_server import fresh_database
@@ -51,13 +50,6 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Sections]] = {
     "mongodb": _mongodb,
 }
 
-
-async def login(runner: ClusterRunner, name: str) -> GoWorldClient:
-    client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
-    account = await client.wait_player("Account")
-    client.call(account.id, "Login", name)
-    await client.wait_player("Avatar")
-    return client
 
 
 @pytest.mark.asyncio

@@ -25,6 +25,14 @@ def started(directory: Path, app: Path = APP, **options: object) -> ClusterRunne
     return runner
 
 
+def started_on_a_copy(tmp_path: Path, **options: object) -> tuple[ClusterRunner, Path]:
+    """A cluster running a copy of the app, and the copy's entities.py to edit for reloads."""
+    app = tmp_path / "app" / "cluster_app"
+    shutil.copytree(APP, app)
+    (tmp_path / "run").mkdir()
+    return started(tmp_path / "run", app, **options), app / "entities.py"
+
+
 class EchoPump:
     """Calls Echo(seq) every few ms until stopped; checks every call is answered once, in order."""
 
@@ -149,12 +157,8 @@ async def test_a_freeze_that_cannot_complete_leaves_the_game_running(tmp_path: P
 
 @pytest.mark.asyncio
 async def test_broken_new_code_is_refused_before_anything_freezes(tmp_path: Path) -> None:
-    app = tmp_path / "app" / "cluster_app"
-    shutil.copytree(APP, app)
-    (tmp_path / "run").mkdir()
-    runner = started(tmp_path / "run", app, games=1, gates=1, dispatchers=1)
+    runner, entities = started_on_a_copy(tmp_path, games=1, gates=1, dispatchers=1)
     client = None
-    entities = app / "entities.py"
     good = entities.read_text()
     try:
         client = await login(runner, "careful")
@@ -174,12 +178,8 @@ async def test_broken_new_code_is_refused_before_anything_freezes(tmp_path: Path
 
 @pytest.mark.asyncio
 async def test_a_failed_restore_keeps_the_freeze_file_and_a_second_reload_recovers(tmp_path: Path) -> None:
-    app = tmp_path / "app" / "cluster_app"
-    shutil.copytree(APP, app)
-    (tmp_path / "run").mkdir()
-    runner = started(tmp_path / "run", app, games=1, gates=1, dispatchers=1)
+    runner, entities = started_on_a_copy(tmp_path, games=1, gates=1, dispatchers=1)
     client = None
-    entities = app / "entities.py"
     good = entities.read_text()
     try:
         client = await login(runner, "patient")
@@ -216,12 +216,8 @@ async def test_a_failed_restore_keeps_the_freeze_file_and_a_second_reload_recove
 
 @pytest.mark.asyncio
 async def test_in_place_reload_rejects_broken_code_and_swaps_good_code(tmp_path: Path) -> None:
-    app = tmp_path / "app" / "cluster_app"
-    shutil.copytree(APP, app)
-    (tmp_path / "run").mkdir()
-    runner = started(tmp_path / "run", app)
+    runner, entities = started_on_a_copy(tmp_path)
     client = None
-    entities = app / "entities.py"
     good = entities.read_text()
     broken = {
         "syntax error": good + "\ndef oops(:\n",

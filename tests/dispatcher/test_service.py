@@ -1050,3 +1050,18 @@ def test_routing_never_misdelivers_or_reorders(ops: list[tuple[str, int, int]]) 
         delivered = model.delivered.get(e, [])
         assert delivered == sorted(delivered), f"calls to {e} reordered: {delivered}"
         assert delivered == model.expected.get(e, []), f"calls to {e}: lost or duplicated"
+
+
+def test_calls_to_a_frozen_game_queue_even_while_its_stream_is_still_open() -> None:
+    # The CALL_ENTITY_METHOD fast path must not bypass the freeze: between START_FREEZE_GAME
+    # and the stream closing, calls for the game's entities are held, not written to it.
+    h = cluster(2)
+    h.game(1, notify_create(E1))
+    h.game(2, call(E1, "before"))
+    assert h.games[1].calls()[-1] == (E1, "before")
+    h.game(1, Envelope(msgtype=MsgType.START_FREEZE_GAME, game_id=1))
+    h.game(2, call(E1, "held"))
+    assert (E1, "held") not in h.games[1].calls()
+    h.svc.game_disconnected(1, h.games[1])
+    g1b = h.connect_game(1, eids=[E1], restore=True)
+    assert g1b.calls() == [(E1, "held")]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from goworld.bench.result import BenchError
 
@@ -41,6 +44,17 @@ def run(name: str, *args: str, timeout: float) -> str:
             f"{proc.stderr[-2000:]}"
         )
     return proc.stdout
+
+
+def run_json(name: str, *args: str, timeout: float) -> tuple[str, Any]:
+    """Run ``scripts/name *args --json FILE``; its stdout and the figures it wrote to FILE."""
+    with tempfile.TemporaryDirectory(prefix="goworld-bench-") as tmp:
+        out_file = Path(tmp) / "figures.json"
+        stdout = run(name, *args, "--json", str(out_file), timeout=timeout)
+        try:
+            return stdout, json.loads(out_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"{command(name, *args)} wrote no figures: {exc}\n{stdout[-2000:]}") from exc
 
 
 def load(name: str) -> ModuleType:

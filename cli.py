@@ -486,22 +486,51 @@ def status_command(ini_path: Path) -> None:
     show_default=True,
     help="Where bench-results.jsonl (appended) and BENCHMARKS.md (rewritten) go.",
 )
-def bench_command(quick: bool, only: str | None, out_dir: Path) -> None:
-    """Measure the engine (capacity, AOI, reload pause, codec) and write BENCHMARKS.md."""
+@click.option(
+    "--steps",
+    metavar="N,N,...",
+    help="Capacity scenarios: the bot counts to ramp through (default 100,200,400,600,800,1000).",
+)
+@click.option(
+    "--window",
+    type=click.FloatRange(min=1.0),
+    help="Capacity scenarios: seconds measured per step (default 10).",
+)
+def bench_command(
+    quick: bool, only: str | None, out_dir: Path, steps: str | None, window: float | None
+) -> None:
+    """Measure the engine (capacity, routing, fan-out, memory, AOI, reload pause, codec) and
+    write BENCHMARKS.md."""
     from goworld.bench import BenchError, report, runner
     from goworld.bench.scenarios import NOT_YET
 
     try:
         names = runner.parse_only(only)
+        options = {"steps": _parse_steps(steps), "window": window}
+        runner.check_options(names, options)
     except BenchError as exc:
         click.echo(f"goworld: {exc}", err=True)
         sys.exit(2)
-    _, errors = runner.run(names, quick=quick, out=out_dir)
+    _, errors = runner.run(names, quick=quick, out=out_dir, options=options)
     path = report.write(runner.latest(out_dir), out_dir, NOT_YET)
     click.echo(f"wrote {path} and {out_dir / runner.RESULTS_FILE}")
     if errors:
         click.echo("goworld: failed scenario(s):\n  " + "\n  ".join(e.splitlines()[0] for e in errors), err=True)
         sys.exit(1)
+
+
+def _parse_steps(steps: str | None) -> list[int] | None:
+    from goworld.bench import BenchError
+
+    if steps is None:
+        return None
+    try:
+        values = [int(v) for v in steps.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values) or values != sorted(set(values)):
+        raise BenchError(f"--steps {steps!r}: give increasing positive bot counts, e.g. 100,200,400")
+    return values
 
 
 def describe(cfg: ClusterConfig) -> list[str]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+from goworld.bench import profile
 
 ROOT = Path(__file__).resolve().parent.parent
 GOWORLD = Path(sys.executable).with_name("goworld")
@@ -35,7 +38,6 @@ def test_quick_bench_writes_results_and_report(tmp_path: Path) -> None:
     assert "## Wire codec" in report and "| message | bytes | encode/s | decode/s |" in report
     assert "## AOI" in report and "| moves | moves/tick | ms/tick |" in report
     assert "scripts/bench_codec.py" in report and "scripts/bench_aoi.py" in report
-    assert "## Not yet measured" in report
 
 
 def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
@@ -45,3 +47,78 @@ def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown scenario" in result.stderr and "codec" in result.stderr
+
+
+def test_capacity_options_are_checked(tmp_path: Path) -> None:
+    for args, why in [
+        (["--only", "routing", "--steps", "10"], "--steps applies to capacity"),
+        (["--only", "capacity", "--steps", "20,10"], "increasing positive bot counts"),
+        (["--only", "capacity", "--steps", "a,b"], "increasing positive bot counts"),
+    ]:
+        result = subprocess.run(
+            [str(GOWORLD), "bench", *args, "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert why in result.stderr, (args, result.stderr)
+    assert not (tmp_path / "bench-results.jsonl").exists()
+
+
+def test_capacity_on_2_2_2_records_every_process_and_a_profile(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(GOWORLD), "bench", "--quick", "--only", "capacity-222", "--steps", "6",
+         "--window", "2", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "bench-results.jsonl").read_text().splitlines()]
+    assert record["scenario"] == "capacity-222"
+    figures = record["figures"]
+    assert figures["6.connected"] == 6 and figures["capacity_n"] == 6
+    for proc in ("dispatcher1", "dispatcher2", "game1", "game2", "gate1", "gate2", "bots"):
+        assert f"6.{proc}.rss_mb" in figures, sorted(figures)
+    assert record["columns"][5:8] == ["2 dispatchers CPU / RSS MB", "2 games CPU / RSS MB",
+                                      "2 gates CPU / RSS MB"]
+    assert "--steps 6 --window 2" in record["commands"][0]
+    assert any("Where the time goes at N=6: py-spy on " in n for n in record["notes"]), record["notes"]
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "## Capacity (examples/test_game on 2 + 2 + 2" in report
+    assert "bench-capacity-222-rtt.png" in report and (tmp_path / "bench-capacity-222-rtt.png").exists()
+
+
+RAW = textwrap.dedent("""\
+    <module> (/x/app.py:10);run (/x/.venv/lib/python3.11/site-packages/grpc/aio/_call.py:5);write (libc.so.6) 30
+    <module> (/x/app.py:10);handle (/x/app.py:20) 50
+    <module> (/x/app.py:10);handle (/x/app.py:21);encode (/x/app.py:30) 20
+    <module> (/x/app.py:10);run_forever (/usr/lib/python3.11/asyncio/base_events.py:600);epoll_wait (libc.so.6) 400
+""")
+
+
+def test_profile_summary_counts_self_and_total_time_and_leaves_waits_out() -> None:
+    busy, hot = profile.summarize(RAW)
+    assert busy == 100  # the 400 epoll_wait samples are waiting, not working
+    by_name = {h.function: h for h in hot}
+    assert by_name["handle (/x/app.py)"].self_pct == 50.0  # lines 20 and 21 are one function
+    assert by_name["handle (/x/app.py)"].total_pct == 70.0
+    assert by_name["write (libc.so.6)"].self_pct == 30.0
+    assert by_name["encode (/x/app.py)"].total_pct == 20.0
+    assert "run (grpc/aio/_call.py)" not in by_name  # never innermost
+    assert [h.function for h in hot][0] == "handle (/x/app.py)"
+
+
+def test_profile_samples_a_real_busy_process() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""\
+        def spin_here():
+            x = 0
+            while True:
+                x += 1
+        spin_here()
+    """)])
+    try:
+        p = profile.sample(busy.pid, 1.0, process="spinner")
+    finally:
+        busy.kill()
+        busy.wait()
+    assert p.samples > 10
+    assert p.hotspots[0].function.startswith("spin_here ("), p.hotspots[:3]
+    assert "spinner" in p.one_line()

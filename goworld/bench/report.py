@@ -58,39 +58,47 @@ def text_table(result: Result) -> str:
     return "\n".join("   " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
 
 
-def plots(results: list[Result], out: Path) -> tuple[list[str], str | None]:
-    """PNG files for the capacity scenario; (files, why skipped)."""
-    cap = next((r for r in results if r.scenario == "capacity" and r.series.get("n")), None)
-    if cap is None:
-        return [], None
+def _plot_names(scenario: str) -> tuple[str, str]:
+    if scenario == "capacity":
+        return "bench-rtt.png", "bench-cpu.png"
+    return f"bench-{scenario}-rtt.png", f"bench-{scenario}-cpu.png"
+
+
+def plots(results: list[Result], out: Path) -> tuple[dict[str, list[str]], str | None]:
+    """PNG files per capacity scenario ({scenario: files}, why skipped)."""
+    caps = [r for r in results if r.scenario.startswith("capacity") and r.series.get("n")]
+    if not caps:
+        return {}, None
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return [], "matplotlib is not installed (pip install 'goworld-py[bench]'): plots skipped"
-    s = cap.series
-    files = []
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(s["n"], s["p50"], "o-", label="probe RTT p50")
-    ax.plot(s["n"], s["p99"], "s-", label="probe RTT p99")
-    ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="100 ms")
-    ax.set(xlabel="bots (N)", ylabel="ms", title="Probe round trip (TestListField) against N")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "bench-rtt.png", dpi=100)
-    files.append("bench-rtt.png")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, cpu in s["cpu"].items():
-        ax.plot(s["n"], cpu, "o-", label=name)
-    ax.set(xlabel="bots (N)", ylabel="CPU %", title="CPU per process against N")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "bench-cpu.png", dpi=100)
-    files.append("bench-cpu.png")
-    plt.close(fig)
+        return {}, "matplotlib is not installed (pip install 'goworld-py[bench]'): plots skipped"
+    files: dict[str, list[str]] = {}
+    for cap in caps:
+        s = cap.series
+        rtt_png, cpu_png = _plot_names(cap.scenario)
+        layout = cap.title[cap.title.find("on ") + 3:cap.title.find(",")] if "on " in cap.title else ""
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(s["n"], s["p50"], "o-", label="probe RTT p50")
+        ax.plot(s["n"], s["p99"], "s-", label="probe RTT p99")
+        ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="100 ms")
+        ax.set(xlabel="bots (N)", ylabel="ms", title=f"Probe round trip against N ({layout})")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / rtt_png, dpi=100)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, cpu in s["cpu"].items():
+            ax.plot(s["n"], cpu, "o-", label=name)
+        ax.set(xlabel="bots (N)", ylabel="CPU %", title=f"CPU per process against N ({layout})")
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(out / cpu_png, dpi=100)
+        plt.close(fig)
+        files[cap.scenario] = [rtt_png, cpu_png]
     return files, None
 
 
@@ -117,8 +125,8 @@ def write(results: list[Result], out: Path, not_yet: dict[str, str]) -> Path:
         lines += [f"- {n}" for n in r.notes]
         lines += [f"- Command: `{c}`" for c in r.commands]
         lines += [f"- Measured {r.when}, took {r.seconds} s.", ""]
-        if r.scenario == "capacity":
-            lines += [f"![{f}]({f})" for f in files]
+        if r.scenario.startswith("capacity"):
+            lines += [f"![{f}]({f})" for f in files.get(r.scenario, [])]
             if skipped:
                 lines.append(f"*{skipped}.*")
             lines.append("")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from goworld.bench import report
 from goworld.bench.result import BenchError, Result
@@ -23,16 +24,34 @@ def parse_only(only: str | None) -> list[str]:
     return names
 
 
-def run(names: list[str], *, quick: bool, out: Path) -> tuple[list[Result], list[str]]:
-    """Run ``names``; return the results and the errors (a failed scenario does not stop the rest)."""
+def check_options(names: list[str], options: dict[str, Any]) -> None:
+    """BenchError when an option is given that none of the chosen scenarios takes."""
+    for key, value in options.items():
+        if value is None:
+            continue
+        takers = [n for n in names if key in getattr(SCENARIOS[n], "OPTIONS", ())]
+        if not takers:
+            known = [n for n in SCENARIOS if key in getattr(SCENARIOS[n], "OPTIONS", ())]
+            raise BenchError(f"--{key} applies to {', '.join(known)}, none of which is chosen")
+
+
+def run(names: list[str], *, quick: bool, out: Path,
+        options: dict[str, Any] | None = None) -> tuple[list[Result], list[str]]:
+    """Run ``names``; return the results and the errors (a failed scenario does not stop the rest).
+
+    ``options`` (e.g. ``steps``, ``window``) go to the scenarios that declare them in
+    ``OPTIONS``; None values are left out.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     results, errors = [], []
     for name in names:
         module = SCENARIOS[name]
         print(f"== {name}: {module.TITLE}{' (quick)' if quick else ''}", flush=True)
         t0 = time.monotonic()
+        takes = getattr(module, "OPTIONS", ())
         try:
-            result = module.run(quick)
+            result = module.run(quick, **{k: v for k, v in options.items() if k in takes})
         except BenchError as exc:
             errors.append(f"{name}: {exc}")
             print(f"   FAILED: {exc}", flush=True)

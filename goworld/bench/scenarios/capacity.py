@@ -1,11 +1,13 @@
-"""Capacity: N strict bots on examples/test_game, 1 dispatcher + 1 game + 1 gate, ramped.
+"""Capacity: N strict bots on examples/test_game (1 + 1 + 1 or 2 + 2 + 2), ramped in steps.
 
 GoWorld's Go bot cannot be installed here, so the load is our Python strict bot
 (scripts/test_bot.py, the Go bot's behaviour: logins, a "thing" every 0-6 s, position syncs
 at 10 Hz with probability 0.5), one bot process per step with fresh users. A separate probe
 client (this process) logs in and calls ``TestListField`` every 100 ms, one call in flight;
 its round trip to ``OnTestListField`` is the RTT. CPU% and RSS of every process come from
-/proc over the measuring window (scripts/bench_cluster.py's ``proc_cpu_rss``).
+/proc over the measuring window (scripts/bench_cluster.py's ``proc_cpu_rss``). After each
+window, while the bots keep going, py-spy samples the busiest cluster process for a few
+seconds (goworld.bench.profile); the report shows the last step's profile.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from goworld.bench import profile
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import _script
 
-TITLE = "Capacity (examples/test_game on 1 + 1 + 1, Python strict bots)"
 P99_LIMIT_MS = 100.0
+PROFILE_SECONDS = 5.0
 PROBE_INTERVAL = 0.1
 PROBE_TIMEOUT = 2.0
 SERVICE_SHARDS = 10  # test_game's service entities: the cluster is ready when all exist
@@ -80,7 +83,8 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
                 window: float, log_path: Path) -> dict[str, Any]:
     bench_cluster = _script.load("bench_cluster.py")
     warmup = 5.0 + n / 100
-    duration = warmup + window + 2.0
+    profiling = profile.find_pyspy() is not None
+    duration = warmup + window + 2.0 + (PROFILE_SECONDS + 1.0 if profiling else 0.0)
     cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
            "-server", "127.0.0.1", "-N", str(n), "-S", str(first), "-duration", f"{duration:g}",
            "-strict", "-quiet"]
@@ -97,6 +101,8 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
             elapsed = time.monotonic() - t0
             after = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
             rtts, probe_failures = list(probe.rtts), probe.failures
+            hot = _busiest(pids, before, after)
+            prof = await _profile(hot, pids.get(hot or "", 0)) if profiling else None
             rc = await asyncio.to_thread(bots.wait, duration + 120)
         finally:
             if bots.poll() is None:
@@ -129,7 +135,25 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
         "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
         "samples": len(rtts), "usage": usage,
         "dispatcher": " ".join(bench_cluster.dispatcher_rates(runner)),
+        "profile": prof,
     }
+
+
+def _busiest(pids: dict[str, int], before: dict[str, Any], after: dict[str, Any]) -> str | None:
+    """The cluster process (bots excluded) that used the most CPU in the window."""
+    used = {k: after[k][0] - before[k][0] for k in pids if before.get(k) and after.get(k)}
+    return max(used, key=used.__getitem__) if used else None
+
+
+async def _profile(name: str | None, pid: int) -> dict[str, Any] | None:
+    if name is None or not pid:
+        return None
+    try:
+        p = await asyncio.to_thread(profile.sample, pid, PROFILE_SECONDS, process=name)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return {"process": name, "error": str(exc)}
+    return {"process": name, "seconds": p.seconds, "samples": p.samples,
+            "lines": p.lines(), "one_line": p.one_line()}
 
 
 def _cpu_rss(bench_cluster: Any, pid: int) -> tuple[float, int] | None:
@@ -139,11 +163,13 @@ def _cpu_rss(bench_cluster: Any, pid: int) -> tuple[float, int] | None:
         return None
 
 
-async def _ramp(steps: list[int], window: float, workdir: Path) -> list[dict[str, Any]]:
+async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
+                workdir: Path) -> list[dict[str, Any]]:
     from goworld.testing import ClusterRunner
 
     app = _script.ROOT / "examples" / "test_game"
-    runner = ClusterRunner(workdir, app, dispatchers=1, games=1, gates=1)
+    d, g, t = layout
+    runner = ClusterRunner(workdir, app, dispatchers=d, games=g, gates=t)
     runner.start()
     try:
         runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=120)
@@ -182,6 +208,9 @@ def _print_step(s: dict[str, Any]) -> None:
           flush=True)
     if s.get("reason"):
         print(f"    why: {s['reason']}", flush=True)
+    prof = s.get("profile")
+    if prof:
+        print(f"    profile: {prof.get('one_line') or prof.get('error')}", flush=True)
 
 
 def _run_loop(coro: Any) -> Any:
@@ -194,56 +223,123 @@ def _run_loop(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
-def run(quick: bool) -> Result:
-    plan = QUICK if quick else FULL
-    with tempfile.TemporaryDirectory(prefix="goworld-bench-") as tmp:
-        steps = _run_loop(_ramp(plan["steps"], plan["window"], Path(tmp)))
-    if not steps:
-        raise BenchError("no capacity step ran")
-    names = list(steps[0]["usage"])
-    rows, figures = [], {}
-    for s in steps:
-        rows.append([s["n"], s["connected"], s["things"], round(s["p50"], 1), round(s["p99"], 1),
-                     *(f"{s['usage'][k][0]} % / {s['usage'][k][1]}" for k in names),
-                     _verdict(s)])
-        for key in ("connected", "things", "p50", "p99", "timeouts", "panics"):
-            figures[f"{s['n']}.{key}"] = float(s[key])
-        for k in names:
-            figures[f"{s['n']}.{k}.cpu_pct"] = float(s["usage"][k][0])
-            figures[f"{s['n']}.{k}.rss_mb"] = float(s["usage"][k][1])
-    good = [s["n"] for s in steps if not s["failed"] and s["p99"] < P99_LIMIT_MS]
-    capacity = max(good, default=0)
-    figures["capacity_n"] = float(capacity)
-    notes = [
-        "Load: our Python strict bot (scripts/test_bot.py, which mirrors GoWorld's Go bot); the "
-        "Go bot cannot be installed here (the Go module proxy refuses github.com/xiaonanln/goworld).",
-        "Bots, cluster and probe share this machine's cores: the figures are a floor.",
-        "A step fails when the bot process exits non-zero (a strict FATAL), a bot is not connected"
-        " or not started, a thing times out, the bot logs a panic, or a probe call takes > 2 s.",
-    ]
-    failed = [s for s in steps if s["failed"]]
-    for s in failed:
-        notes.append(f"N={s['n']}: exit {s['rc']}, timeouts {s['timeouts']}, panics {s['panics']}, "
-                     f"probe failures {s['probe_failures']}, FATAL={s['fatal']}.")
-    if steps[-1]["n"] == plan["steps"][-1] and not failed and steps[-1]["p99"] < P99_LIMIT_MS:
-        notes.append("The largest step still passed: capacity is at least this, not at most.")
-    series = {"n": [s["n"] for s in steps], "p50": [s["p50"] for s in steps],
-              "p99": [s["p99"] for s in steps],
-              "cpu": {k: [s["usage"][k][0] for s in steps] for k in names}}
-    steps_arg = ",".join(str(n) for n in plan["steps"])
-    return Result(
-        scenario="capacity",
-        title=TITLE,
-        commands=[f"goworld bench --only capacity{' --quick' if quick else ''}  "
-                  f"(steps {steps_arg}, {plan['window']:g} s window per step)"],
-        columns=["bots", "connected", "things done", "probe p50 ms", "p99 ms",
-                 *(f"{k} CPU / RSS MB" for k in names), "step"],
-        rows=rows,
-        figures=figures,
-        summary=(f"Largest N with probe p99 < {P99_LIMIT_MS:g} ms and no bot failure: {capacity} "
-                 f"(target ≥ 1,000 Go bots on this 2-core machine, bots included"
-                 f"{': met' if capacity >= 1000 else ''})."),
-        notes=notes,
-        series=series,
-    )
+def _columns(names: list[str]) -> dict[str, list[str]]:
+    """Table columns: one per process, or one per role when a role has several processes."""
+    roles: dict[str, list[str]] = {}
+    for name in names:
+        roles.setdefault(name.rstrip("0123456789") if name != "bots" else name, []).append(name)
+    cols: dict[str, list[str]] = {}
+    for role, members in roles.items():
+        if len(members) == 1:
+            cols[members[0]] = members
+        else:
+            cols[f"{len(members)} {role}s"] = members
+    return cols
 
+
+def _usage_cell(s: dict[str, Any], members: list[str]) -> str:
+    cpu = sum(s["usage"][k][0] for k in members)
+    rss = sum(s["usage"][k][1] for k in members)
+    return f"{cpu:.1f} % / {rss:.1f}"
+
+
+class Capacity:
+    """The capacity ramp on one cluster layout (dispatchers, games, gates)."""
+
+    OPTIONS = ("steps", "window")
+
+    def __init__(self, name: str, layout: tuple[int, int, int]) -> None:
+        self.name = name
+        self.layout = layout
+        self.plus = " + ".join(str(v) for v in layout)
+        self.TITLE = f"Capacity (examples/test_game on {self.plus}, Python strict bots)"
+
+    def run(self, quick: bool, steps: list[int] | None = None,
+            window: float | None = None) -> Result:
+        plan = dict(QUICK if quick else FULL)
+        if steps:
+            plan["steps"] = list(steps)
+        if window:
+            plan["window"] = window
+        with tempfile.TemporaryDirectory(prefix="goworld-bench-") as tmp:
+            done = _run_loop(_ramp(self.layout, plan["steps"], plan["window"], Path(tmp)))
+        if not done:
+            raise BenchError("no capacity step ran")
+        return self._result(done, plan, quick, custom=bool(steps or window))
+
+    def _result(self, steps: list[dict[str, Any]], plan: dict[str, Any], quick: bool,
+                custom: bool) -> Result:
+        names = list(steps[0]["usage"])
+        cols = _columns(names)
+        rows, figures = [], {}
+        for s in steps:
+            rows.append([s["n"], s["connected"], s["things"], round(s["p50"], 1),
+                         round(s["p99"], 1), *(_usage_cell(s, m) for m in cols.values()),
+                         _verdict(s)])
+            for key in ("connected", "things", "p50", "p99", "timeouts", "panics"):
+                figures[f"{s['n']}.{key}"] = float(s[key])
+            for k in names:
+                figures[f"{s['n']}.{k}.cpu_pct"] = float(s["usage"][k][0])
+                figures[f"{s['n']}.{k}.rss_mb"] = float(s["usage"][k][1])
+        good = [s["n"] for s in steps if not s["failed"] and s["p99"] < P99_LIMIT_MS]
+        capacity = max(good, default=0)
+        figures["capacity_n"] = float(capacity)
+        notes = [
+            "Load: our Python strict bot (scripts/test_bot.py, which mirrors GoWorld's Go bot); "
+            "the Go bot cannot be installed here (the Go module proxy refuses "
+            "github.com/xiaonanln/goworld).",
+            "Bots, cluster and probe share this machine's cores: the figures are a floor.",
+            "A step fails when the bot process exits non-zero (a strict FATAL), a bot is not "
+            "connected or not started, a thing times out, the bot logs a panic, or a probe call "
+            "takes > 2 s.",
+        ]
+        if any(len(m) > 1 for m in cols.values()):
+            notes.append("Where a role has several processes the table sums their CPU and RSS; "
+                         "bench-results.jsonl has each process.")
+        failed = [s for s in steps if s["failed"]]
+        for s in failed:
+            notes.append(f"N={s['n']}: {s['reason'] or 'failed'} (exit {s['rc']}, timeouts "
+                         f"{s['timeouts']}, panics {s['panics']}, probe failures "
+                         f"{s['probe_failures']}).")
+        last = steps[-1]
+        if last["n"] == plan["steps"][-1] and not failed and last["p99"] < P99_LIMIT_MS:
+            notes.append("The largest step still passed: capacity is at least this, not at most.")
+        prof = last.get("profile")
+        if prof and prof.get("lines"):
+            notes.append(f"Where the time goes at N={last['n']}: py-spy on {prof['process']}, the "
+                         f"busiest cluster process, {prof['samples']} busy samples over "
+                         f"{prof['seconds']:g} s after the window (self time, native frames "
+                         "included, waits left out): " + "; ".join(prof["lines"][:6]) + ".")
+        elif prof:
+            notes.append(f"No profile at N={last['n']}: {prof.get('error')}")
+        series = {"n": [s["n"] for s in steps], "p50": [s["p50"] for s in steps],
+                  "p99": [s["p99"] for s in steps],
+                  "cpu": {k: [s["usage"][k][0] for s in steps] for k in names}}
+        steps_arg = ",".join(str(n) for n in plan["steps"])
+        flags = f" --steps {steps_arg} --window {plan['window']:g}" if custom else ""
+        default = "" if custom else f"  (steps {steps_arg}, {plan['window']:g} s window per step)"
+        if self.layout != (1, 1, 1):
+            target = "no target for this layout"
+        elif quick or custom:
+            target = "not the full ramp: no verdict on the target of 1,000"
+        else:
+            target = ("target ≥ 1,000 Go bots on this 2-core machine, bots included: "
+                      + ("met" if capacity >= 1000 else f"missed by {1000 - capacity}"))
+        return Result(
+            scenario=self.name,
+            title=self.TITLE,
+            commands=[f"goworld bench --only {self.name}{' --quick' if quick else ''}{flags}"
+                      f"{default}"],
+            columns=["bots", "connected", "things done", "probe p50 ms", "p99 ms",
+                     *(f"{c} CPU / RSS MB" for c in cols), "step"],
+            rows=rows,
+            figures=figures,
+            summary=(f"Largest N with probe p99 < {P99_LIMIT_MS:g} ms and no bot failure on "
+                     f"{self.plus}: {capacity} ({target})."),
+            notes=notes,
+            series=series,
+        )
+
+
+CAPACITY = Capacity("capacity", (1, 1, 1))
+CAPACITY_222 = Capacity("capacity-222", (2, 2, 2))

@@ -1,7 +1,7 @@
 """AOI figures for goworld.entity.aoi (not a test; prints figures).
 
 Usage: .venv/bin/python scripts/bench_aoi.py [--entities 10000] [--neighbours 20] [--seed 1]
-                                              [--quick] [--cells]
+                                              [--quick] [--cells] [--json FILE]
 
 One space with D = 100 and N entities spread uniformly over a square whose side gives
 about ``--neighbours`` neighbours each (the mean is measured and printed). Then ticks of
@@ -15,12 +15,14 @@ Then the brute-force reference on a smaller space (1k entities, same density): b
 the same moves, and the script checks that every move gives the same (enter, leave) sets
 and the same neighbour sets, and prints both costs. ``--cells`` also times a plain grid
 (two-sided tests everywhere, any cell size) at D/2, D and 2D, to justify cell size = D.
+``--json FILE`` also writes the figures as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import os
 import platform
@@ -28,6 +30,8 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from goworld.entity.aoi import AOIManager, BruteForceAOI, GridAOI
 
@@ -126,17 +130,19 @@ def mean_neighbours(aoi: AOIManager[Ent], ents: list[Ent]) -> float:
     return sum(len(aoi.neighbours(e)) for e in ents) / len(ents)
 
 
-def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> None:
+def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> dict[str, Any]:
     rng = random.Random(seed)
     side = side_for(n, neighbours)
     t0 = time.perf_counter()
     aoi, counter, ents, pos = populate(lambda a, b: GridAOI(D, a, b), n, side, rng)
     t_enter = time.perf_counter() - t0
+    mean = mean_neighbours(aoi, ents)
     print(f"GridAOI: {n} entities, D={D:g}, square {side:.0f} x {side:.0f}")
     print(
         f"  enter all: {t_enter * 1e3:.1f} ms ({t_enter / n * 1e6:.2f} us/enter), "
-        f"mean neighbours {mean_neighbours(aoi, ents):.1f}"
+        f"mean neighbours {mean:.1f}"
     )
+    ticks: list[dict[str, Any]] = []
     rounds = {1000: 31, 5000: 11, 10000: 7}
     for teleport in (False, True):
         label = "teleport" if teleport else f"walk +-{STEP:g}"
@@ -160,11 +166,23 @@ def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> None:
                 f"{med / k * 1e6:.2f} us/move, {k / med / 1e3:.0f}k moves/s, "
                 f"{events / r / k:.2f} events/move, {events / sum(times) / 1e3:.0f}k events/s"
             )
+            ticks.append({
+                "mode": "teleport" if teleport else "walk", "label": label,
+                "moves_per_tick": k, "ticks": r,
+                "ms_per_tick": med * 1e3, "ms_per_tick_min": min(times) * 1e3,
+                "cpu_ms_per_tick": statistics.median(cpu) * 1e3,
+                "us_per_move": med / k * 1e6, "moves_per_s": k / med,
+                "events_per_move": events / r / k, "events_per_s": events / sum(times),
+            })
     t0 = time.perf_counter()
     for e in ents:
         aoi.leave(e)
     t_leave = time.perf_counter() - t0
     print(f"  leave all: {t_leave * 1e3:.1f} ms ({t_leave / n * 1e6:.2f} us/leave)")
+    return {
+        "entities": n, "distance": D, "side": side, "mean_neighbours": mean,
+        "us_per_enter": t_enter / n * 1e6, "us_per_leave": t_leave / n * 1e6, "ticks": ticks,
+    }
 
 
 class Recorder:
@@ -186,7 +204,7 @@ class Recorder:
         return out
 
 
-def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
+def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> dict[str, Any]:
     rng = random.Random(seed)
     side = side_for(n, neighbours)
     ents = [Ent(i) for i in range(n)]
@@ -198,9 +216,10 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
         grid.enter(e, x, z)
         brute.enter(e, x, z)
         assert rec_g.take() == rec_b.take()
-    print(f"Reference: {n} entities, square {side:.0f}, mean neighbours "
-          f"{mean_neighbours(grid, ents):.1f}")
+    mean = mean_neighbours(grid, ents)
+    print(f"Reference: {n} entities, square {side:.0f}, mean neighbours {mean:.1f}")
     k = 200 if quick else 1000
+    runs: list[dict[str, Any]] = []
     for teleport in (False, True):
         moves = gen_moves(ents, pos, k, side, rng, teleport)
         # Agreement, move by move.
@@ -224,6 +243,12 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> None:
             f"{t_brute / k * 1e6:.0f} us/move, grid {t_grid / k * 1e6:.2f} us/move: "
             f"{t_brute / t_grid:.0f}x"
         )
+        runs.append({
+            "mode": "teleport" if teleport else "walk", "label": label, "moves": k,
+            "events": events, "brute_us_per_move": t_brute / k * 1e6,
+            "grid_us_per_move": t_grid / k * 1e6, "speedup": t_brute / t_grid,
+        })
+    return {"entities": n, "side": side, "mean_neighbours": mean, "runs": runs}
 
 
 class PlainGrid:
@@ -296,7 +321,7 @@ def plain_grid(cell: float) -> Factory:
     return lambda a, b: PlainGrid(D, cell, a, b)
 
 
-def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> None:
+def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> list[dict[str, Any]]:
     side = side_for(n, neighbours)
     ticks = 5 if quick else 21
     print(f"Cell size ({n} entities, 1000 walking moves per tick, the same moves for each "
@@ -324,9 +349,12 @@ def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> None:
         rng.shuffle(order)
         for i in order:
             times[i].append(run_tick(managers[i], moves))
+    out = []
     for (name, _), ts in zip(variants, times):
         med = statistics.median(ts)
         print(f"  {name:<36} {med * 1e3:6.2f} ms/tick, {med / 1000 * 1e6:.2f} us/move")
+        out.append({"variant": name, "ms_per_tick": med * 1e3, "us_per_move": med / 1000 * 1e6})
+    return out
 
 
 def main() -> None:
@@ -338,14 +366,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer ticks (a smoke run)")
     ap.add_argument("--cells", action="store_true", help="also compare cell sizes")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f} (other processes skew the figures)")
-    bench_grid(args.entities, args.neighbours, args.seed, args.quick)
-    bench_reference(1000, args.neighbours, args.seed, args.quick)
+          f"load average {load_start:.2f} (other processes skew the figures)")
+    figures: dict[str, Any] = {
+        "python": platform.python_version(), "cores": os.cpu_count(), "quick": args.quick,
+        "grid": bench_grid(args.entities, args.neighbours, args.seed, args.quick),
+        "reference": bench_reference(1000, args.neighbours, args.seed, args.quick),
+    }
     if args.cells:
-        bench_cells(args.entities, args.neighbours, args.seed, args.quick)
-    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        figures["cells"] = bench_cells(args.entities, args.neighbours, args.seed, args.quick)
+    figures["load_average"] = [load_start, os.getloadavg()[0]]
+    print(f"load average at the end {figures['load_average'][1]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,18 @@ in, join one team (a filter prop) and one AOI space. Then, for --seconds each:
    --inflight outstanding); every call goes to all N clients as one 1501 packet each;
 2. position syncs: --movers clients move at 10 Hz with client syncing on; the game sends their
    positions to every neighbour, which the gate splits into one 1502 packet per client per batch.
-Prints packets delivered to clients per second and the gate's CPU per packet (from /proc).
+Prints packets delivered to clients per second and the gate's CPU per packet (from /proc);
+``--json FILE`` also writes the figures as JSON.
 
 Usage: .venv/bin/python scripts/bench_fanout.py [--clients 500] [--seconds 10] [--movers 50]
+       [--inflight 4] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import sys
@@ -79,7 +82,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--movers", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=4)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runner = ClusterRunner(Path(tmp), APP, dispatchers=1, games=1, gates=1)
         runner.start()
@@ -108,9 +113,14 @@ async def main() -> None:
                 await asyncio.sleep(0)
             await asyncio.sleep(0.5)
             elapsed, used = time.monotonic() - t0, cpu_seconds(gate) - c0
+            figures.update({
+                "clients": n, "calls_sent": sent, "filtered_packets": counter.calls,
+                "filtered_seconds": elapsed, "filtered_packets_per_s": counter.calls / elapsed,
+                "gate_us_per_filtered_packet": used / max(counter.calls, 1) * 1e6,
+            })
             print(f"clients                      {n}")
-            print(f"filtered packets/s           {counter.calls / elapsed:,.0f}")
-            print(f"gate CPU per filtered packet {used / max(counter.calls, 1) * 1e6:.2f} us")
+            print(f"filtered packets/s           {figures['filtered_packets_per_s']:,.0f}")
+            print(f"gate CPU per filtered packet {figures['gate_us_per_filtered_packet']:.2f} us")
 
             # 2. position syncs from movers, fanned out to every client in the space
             movers = clients[: args.movers]
@@ -126,13 +136,20 @@ async def main() -> None:
                         c.sync_position(p.id, random.uniform(-40, 40), 0.0, random.uniform(-40, 40), 0.0)
                 await asyncio.sleep(0.1)
             elapsed, used = time.monotonic() - t0, cpu_seconds(gate) - c0
+            figures.update({
+                "movers": len(movers), "sync_packets": counter.syncs, "sync_seconds": elapsed,
+                "sync_packets_per_s": counter.syncs / elapsed,
+                "gate_us_per_sync_packet": used / max(counter.syncs, 1) * 1e6,
+            })
             print(f"movers                       {len(movers)} at 10 Hz")
-            print(f"sync packets/s               {counter.syncs / elapsed:,.0f}")
-            print(f"gate CPU per sync packet     {used / max(counter.syncs, 1) * 1e6:.2f} us")
+            print(f"sync packets/s               {figures['sync_packets_per_s']:,.0f}")
+            print(f"gate CPU per sync packet     {figures['gate_us_per_sync_packet']:.2f} us")
         finally:
             await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
             runner.stop()
             runner.kill()
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ Starts a 1 dispatcher + 1 game + 1 gate cluster (tests/apps/cluster_app), then
 2. spawns --entities simple AOI entities in one space (cluster_app's Dummy: three attributes,
    one of them a small nested map) and reports the game's RSS growth per entity.
 RSS is read from /proc after a short settle; per-item figures are (after - before) / count.
+``--json FILE`` also writes the figures as JSON.
 
-Usage: .venv/bin/python scripts/bench_memory.py [--clients 2000] [--entities 10000]
+Usage: .venv/bin/python scripts/bench_memory.py [--clients 2000] [--entities 10000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -38,7 +40,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--entities", type=int, default=10000)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runner = ClusterRunner(Path(tmp), APP, dispatchers=1, games=1, gates=1)
         runner.start()
@@ -62,9 +66,17 @@ async def main() -> None:
             await asyncio.sleep(2.0)
             gate1, game1 = rss(gate), rss(game)
             n = len(clients)
+            figures.update({
+                "idle_clients": n,
+                "gate_rss_before_clients": gate0, "gate_rss_after_clients": gate1,
+                "game_rss_before_clients": game0, "game_rss_after_clients": game1,
+                "gate_bytes_per_client": (gate1 - gate0) / n,
+                "game_bytes_per_client": (game1 - game0) / n,
+            })
             print(f"idle clients            {n}")
-            print(f"gate bytes per client   {(gate1 - gate0) / n:,.0f}")
-            print(f"game bytes per client   {(game1 - game0) / n:,.0f} (its boot Account entity)")
+            print(f"gate bytes per client   {figures['gate_bytes_per_client']:,.0f}")
+            print(f"game bytes per client   {figures['game_bytes_per_client']:,.0f} "
+                  "(its boot Account entity)")
 
             account = probe.player
             assert account is not None
@@ -80,12 +92,19 @@ async def main() -> None:
             await probe.wait_call("OnSpawned", timeout=300)
             await asyncio.sleep(2.0)
             after = rss(game)
+            figures.update({
+                "entities": args.entities,
+                "game_rss_before_entities": before, "game_rss_after_entities": after,
+                "game_bytes_per_entity": (after - before) / args.entities,
+            })
             print(f"entities                {args.entities}")
-            print(f"game bytes per entity   {(after - before) / args.entities:,.0f}")
+            print(f"game bytes per entity   {figures['game_bytes_per_entity']:,.0f}")
         finally:
             await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
             runner.stop()
             runner.kill()
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

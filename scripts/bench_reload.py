@@ -4,20 +4,23 @@ Starts a 1 dispatcher + 1 game + 1 gate cluster (tests/apps/cluster_app), puts N
 entities into a space next to a probe client's avatar, then runs `goworld reload` while the
 probe calls an echo RPC every 2 ms. Prints, per N: the freeze file size, how long the CLI took,
 and the client-visible pause (the longest gap between two consecutive echo replies, i.e. last
-reply before the reload to first reply after), median of --repeat reloads.
+reply before the reload to first reply after), median of --repeat reloads. ``--json FILE``
+also writes the figures as JSON.
 
-Usage: .venv/bin/python scripts/bench_reload.py [--sizes 1000,10000] [--repeat 3]
+Usage: .venv/bin/python scripts/bench_reload.py [--sizes 1000,10000] [--repeat 3] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -59,7 +62,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    sizes: list[dict[str, Any]] = []
     print("entities  freeze_file_KB  reload_cli_s  client_pause_ms (median, min..max)")
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
@@ -88,13 +93,23 @@ async def main() -> None:
                     f"{n:8d}  {size:14.0f}  {statistics.median(clis):12.2f}  "
                     f"{statistics.median(pauses):8.0f} ({min(pauses):.0f}..{max(pauses):.0f})"
                 )
-                for line in runner.grep("took") + runner.grep("back on every") + runner.grep("frozen:"):
-                    print("   ", line.split(" ", 2)[-1])
+                log = [line.split(" ", 2)[-1] for line in
+                       runner.grep("took") + runner.grep("back on every") + runner.grep("frozen:")]
+                for line in log:
+                    print("   ", line)
+                sizes.append({
+                    "entities": n, "freeze_file_kb": size,
+                    "reload_cli_s": statistics.median(clis), "reload_cli_s_all": clis,
+                    "pause_ms": statistics.median(pauses), "pause_ms_min": min(pauses),
+                    "pause_ms_max": max(pauses), "pause_ms_all": pauses, "log": log,
+                })
                 sys.stdout.flush()
                 await client.aclose()
             finally:
                 runner.stop()
                 runner.kill()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"repeat": args.repeat, "sizes": sizes}, indent=1))
 
 
 if __name__ == "__main__":

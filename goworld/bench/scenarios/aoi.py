@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
-import re
-
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import _script
 
 TITLE = "AOI (one space, ~20 neighbours each)"
 TARGET_MS = 10.0  # issue 8: 10k entities, 1k moves per tick in <= 10 ms
-_TICK = re.compile(
-    r"^\s+(?P<mode>walk \+-\d+|teleport):\s+(?P<k>\d+) moves/tick:\s+(?P<ms>[\d.]+) ms/tick"
-    r".*?, (?P<us>[\d.]+) us/move, .*?, (?P<epm>[\d.]+) events/move, (?P<eps>\d+)k events/s"
-)
-_REF = re.compile(
-    r"^\s+(?P<mode>walk \+-\d+|teleport): (?P<k>\d+) moves agree .*?brute force (?P<brute>\d+) "
-    r"us/move, grid (?P<grid>[\d.]+) us/move: (?P<x>\d+)x"
-)
-_GRID = re.compile(r"^GridAOI: (?P<n>\d+) entities")
 
 
 def run(quick: bool) -> Result:
     args = ["--quick", "--entities", "2000"] if quick else ["--entities", "10000"]
-    out = _script.run("bench_aoi.py", *args, timeout=600)
+    out, data = _script.run_json("bench_aoi.py", *args, timeout=600)
     rows, figures, notes = [], {}, []
-    entities = 0
-    for line in out.splitlines():
-        if m := _GRID.match(line):
-            entities = int(m["n"])
-        elif m := _TICK.match(line):
-            mode = "walk" if m["mode"].startswith("walk") else "teleport"
-            ms, eps = float(m["ms"]), float(m["eps"]) * 1000
-            rows.append([m["mode"], int(m["k"]), ms, float(m["us"]), round(eps)])
-            figures[f"{mode}.{m['k']}.ms_per_tick"] = ms
-            figures[f"{mode}.{m['k']}.events_per_s"] = eps
-        elif m := _REF.match(line):
-            mode = "walk" if m["mode"].startswith("walk") else "teleport"
-            figures[f"reference.{mode}.speedup"] = float(m["x"])
-            notes.append(
-                f"Brute-force reference (1k entities, {m['k']} {m['mode']} moves, identical events):"
-                f" {m['brute']} µs/move against {m['grid']} µs/move for the grid, {m['x']}x."
-            )
+    grid = data["grid"]
+    entities = grid["entities"]
+    for t in grid["ticks"]:
+        mode, k = t["mode"], t["moves_per_tick"]
+        rows.append([t["label"], k, round(t["ms_per_tick"], 2), round(t["us_per_move"], 2),
+                     round(t["events_per_s"])])
+        figures[f"{mode}.{k}.ms_per_tick"] = t["ms_per_tick"]
+        figures[f"{mode}.{k}.events_per_s"] = t["events_per_s"]
+    for r in data["reference"]["runs"]:
+        figures[f"reference.{r['mode']}.speedup"] = r["speedup"]
+        notes.append(
+            f"Brute-force reference ({data['reference']['entities'] / 1000:g}k entities, "
+            f"{r['moves']} {r['label']} moves, identical events): {r['brute_us_per_move']:.0f} "
+            f"µs/move against {r['grid_us_per_move']:.2f} µs/move for the grid, "
+            f"{r['speedup']:.0f}x."
+        )
     if not rows:
         raise BenchError(f"no figures in bench_aoi.py output:\n{out}")
     figures["entities"] = float(entities)

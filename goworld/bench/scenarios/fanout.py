@@ -3,30 +3,21 @@
 
 from __future__ import annotations
 
-import re
-
-from goworld.bench.result import BenchError, Result
+from goworld.bench.result import Result
 from goworld.bench.scenarios import _script
 
 TITLE = "Gate fan-out (filtered calls and position syncs to N clients)"
 
 
-def _number(out: str, label: str) -> float:
-    m = re.search(rf"^{label}\s+([\d,.]+)", out, re.MULTILINE)
-    if m is None:
-        raise BenchError(f"no {label!r} in bench_fanout.py output:\n{out}")
-    return float(m[1].replace(",", ""))
-
-
 def run(quick: bool) -> Result:
     args = (["--clients", "50", "--seconds", "2", "--movers", "10"] if quick
             else ["--clients", "500", "--seconds", "10", "--movers", "50"])
-    out = _script.run("bench_fanout.py", *args, timeout=600)
-    n = _number(out, "clients")
-    filtered = _number(out, "filtered packets/s")
-    filtered_us = _number(out, "gate CPU per filtered packet")
-    syncs = _number(out, "sync packets/s")
-    sync_us = _number(out, "gate CPU per sync packet")
+    _, data = _script.run_json("bench_fanout.py", *args, timeout=600)
+    n = float(data["clients"])
+    filtered = data["filtered_packets_per_s"]
+    filtered_us = data["gate_us_per_filtered_packet"]
+    syncs = data["sync_packets_per_s"]
+    sync_us = data["gate_us_per_sync_packet"]
     return Result(
         scenario="fanout",
         title=TITLE,

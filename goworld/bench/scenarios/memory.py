@@ -3,21 +3,12 @@
 
 from __future__ import annotations
 
-import re
-
-from goworld.bench.result import BenchError, Result
+from goworld.bench.result import Result
 from goworld.bench.scenarios import _script
 
 TITLE = "Memory (RSS growth per idle client and per entity)"
 CLIENT_TARGET = 30 * 1024
 ENTITY_TARGET = 10 * 1024
-
-
-def _number(out: str, label: str) -> float:
-    m = re.search(rf"^{label}\s+([\d,.]+)", out, re.MULTILINE)
-    if m is None:
-        raise BenchError(f"no {label!r} in bench_memory.py output:\n{out}")
-    return float(m[1].replace(",", ""))
 
 
 def _verdict(value: float, target: float) -> str:
@@ -26,10 +17,10 @@ def _verdict(value: float, target: float) -> str:
 
 def run(quick: bool) -> Result:
     args = ["--clients", "200", "--entities", "1000"] if quick else ["--clients", "2000", "--entities", "10000"]
-    out = _script.run("bench_memory.py", *args, timeout=600)
-    per_client = _number(out, "gate bytes per client")
-    game_per_client = _number(out, "game bytes per client")
-    per_entity = _number(out, "game bytes per entity")
+    _, data = _script.run_json("bench_memory.py", *args, timeout=600)
+    per_client = data["gate_bytes_per_client"]
+    game_per_client = data["game_bytes_per_client"]
+    per_entity = data["game_bytes_per_entity"]
     return Result(
         scenario="memory",
         title=TITLE,

@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import re
-
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import _script
 
 TITLE = "Reload pause (1 + 1 + 1, probe echo every 2 ms)"
 TARGET_MS = 1000.0  # issue 8: <= 1 s with 10k entities
-_LINE = re.compile(
-    r"^\s*(?P<n>\d+)\s+(?P<kb>\d+)\s+(?P<cli>[\d.]+)\s+(?P<ms>\d+) \((?P<lo>\d+)\.\.(?P<hi>\d+)\)"
-)
 
 
 def run(quick: bool) -> Result:
     args = ["--sizes", "200", "--repeat", "1"] if quick else ["--sizes", "1000,10000", "--repeat", "3"]
-    out = _script.run("bench_reload.py", *args, timeout=1200)
+    out, data = _script.run_json("bench_reload.py", *args, timeout=1200)
     rows, figures = [], {}
-    for line in out.splitlines():
-        if m := _LINE.match(line):
-            n = int(m["n"])
-            rows.append([n, int(m["kb"]), float(m["cli"]), int(m["ms"]), f"{m['lo']}..{m['hi']}"])
-            figures[f"{n}.pause_ms"] = float(m["ms"])
-            figures[f"{n}.freeze_kb"] = float(m["kb"])
-            figures[f"{n}.cli_s"] = float(m["cli"])
+    for s in data["sizes"]:
+        n = s["entities"]
+        rows.append([n, round(s["freeze_file_kb"]), round(s["reload_cli_s"], 2), round(s["pause_ms"]),
+                     f"{s['pause_ms_min']:.0f}..{s['pause_ms_max']:.0f}"])
+        figures[f"{n}.pause_ms"] = s["pause_ms"]
+        figures[f"{n}.freeze_kb"] = s["freeze_file_kb"]
+        figures[f"{n}.cli_s"] = s["reload_cli_s"]
     if not rows:
         raise BenchError(f"no figures in bench_reload.py output:\n{out}")
     n, pause = rows[-1][0], rows[-1][3]

@@ -164,13 +164,21 @@ class GameRuntime:
     def get_entity(self, entity_id: str) -> Entity | None:
         return self.entities.get(entity_id)
 
-    def _instantiate(self, type_name: str, entity_id: str, attrs: dict[str, Any] | None) -> Entity:
+    def _instantiate(
+        self, type_name: str, entity_id: str, attrs: dict[str, Any] | None, *,
+        trusted: bool = False,
+    ) -> Entity:
+        """A new entity object in the table, no hook run. ``trusted``: ``attrs`` is our own
+        ``to_builtin()`` output (a freeze snapshot) and is rebuilt without re-checking."""
         desc = self.registry.get(type_name)
         entity: Entity = desc.cls.__new__(desc.cls)
         entity._setup(self, desc, entity_id)
-        if attrs:
-            entity.attrs = MapAttr(attrs)
-        entity.attrs.bind(entity)
+        if trusted:
+            entity.attrs = MapAttr._from_trusted(attrs or {}, entity)
+        else:
+            if attrs:
+                entity.attrs = MapAttr(attrs)
+            entity.attrs.bind(entity)
         self.entities[entity_id] = entity
         return entity
 

@@ -56,6 +56,10 @@ def run(names: list[str], *, quick: bool, out: Path,
             errors.append(f"{name}: {exc}")
             print(f"   FAILED: {exc}", flush=True)
             continue
+        except Exception as exc:  # a bug in one scenario must not lose the others' figures
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            print(f"   FAILED ({type(exc).__name__}): {exc}", flush=True)
+            continue
         result.quick = quick
         result.seconds = round(time.monotonic() - t0, 1)
         print(report.text_table(result), flush=True)

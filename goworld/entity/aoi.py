@@ -18,6 +18,9 @@ Interface (:class:`AOIManager`)
     ``A.OnEnterAOI(B)`` then ``B.OnEnterAOI(A)``, and the same for leaves.
     ``enter`` of an object already in raises ValueError; ``moved``/``leave``/``neighbours``
     of an object not in raise KeyError. Moving to the same (x, z) does nothing.
+    ``enter_many(items)`` adds many objects at once and fires no events: the neighbour sets
+    come out as if each had entered in turn (restoring a frozen game rebuilds its spaces this
+    way, with nobody to tell). A bad coordinate or a duplicate raises before anything changes.
 
 Events of one operation
     The manager first updates every neighbour set for the whole operation, then fires its
@@ -80,7 +83,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Hashable, KeysView
+from collections.abc import Callable, Hashable, Iterable, KeysView
 from collections.abc import Set as AbstractSet
 from typing import Generic, Protocol, TypeVar
 
@@ -109,6 +112,9 @@ class AOIManager(Protocol[T]):
 
     def enter(self, obj: T, x: float, z: float) -> None:
         """Add ``obj`` at (x, z) and fire ``on_enter`` for each neighbour."""
+
+    def enter_many(self, items: Iterable[tuple[T, float, float]]) -> None:
+        """Add every ``(obj, x, z)`` at once, firing **no** events (restoring a snapshot)."""
 
     def leave(self, obj: T) -> None:
         """Remove ``obj`` and fire ``on_leave`` for each of its neighbours."""
@@ -193,6 +199,19 @@ class _AOIBase(Generic[T]):
     def __contains__(self, obj: object) -> bool:
         return obj in self._nbrs
 
+    def _checked(self, items: Iterable[tuple[T, float, float]]) -> list[tuple[T, float, float]]:
+        """``items`` with float coordinates; ValueError (nothing changed) on a bad one."""
+        out = []
+        seen: set[T] = set()
+        nbrs = self._nbrs
+        for obj, x, z in items:
+            if obj in nbrs or obj in seen:
+                raise ValueError(f"{obj!r} is already in this AOI")
+            seen.add(obj)
+            fx, fz = _coords(x, z)
+            out.append((obj, fx, fz))
+        return out
+
     def neighbours(self, obj: T) -> KeysView[T]:
         """The live, read-only neighbour set of ``obj`` (KeyError if it is not in).
 
@@ -232,6 +251,18 @@ class BruteForceAOI(_AOIBase[T]):
             self._nbrs[b][obj] = None
         for b in near:
             self._on_enter(obj, b)
+
+    def enter_many(self, items: Iterable[tuple[T, float, float]]) -> None:
+        """Add every ``(obj, x, z)``, firing no events (see the module docstring)."""
+        checked = self._checked(items)
+        pos = self._pos
+        nbrs = self._nbrs
+        for obj, x, z in checked:
+            near = self._near(obj, x, z)
+            pos[obj] = (x, z)
+            nbrs[obj] = dict.fromkeys(near)
+            for b in near:
+                nbrs[b][obj] = None
 
     def leave(self, obj: T) -> None:
         """Remove ``obj`` (KeyError if it is not in) and fire a leave per neighbour."""
@@ -281,6 +312,9 @@ class _Cell(Generic[T]):
         # The 8 neighbouring cells: below, above, left, right, then the corners left-below,
         # left-above, right-below, right-above. Built on first use, forgotten by a sweep.
         self.ring: tuple[_Cell[T], ...] | None = None
+
+
+_NO_NBRS: dict = {}  # placeholder while GridAOI.enter_many places everybody
 
 
 class _Entry(Generic[T]):
@@ -555,6 +589,93 @@ class GridAOI(_AOIBase[T]):
         on_enter = self._on_enter
         for b in new:
             on_enter(obj, b)
+
+    def enter_many(self, items: Iterable[tuple[T, float, float]]) -> None:
+        """Add every ``(obj, x, z)``, firing no events (see the module docstring).
+
+        Everybody is put in their cell first. Into an empty manager (a restore), the pairs
+        are then found cell by cell: everybody in one cell is a neighbour (a C-level copy of
+        the cell), and each pair of adjacent cells is visited once, from the left/lower one,
+        with the one-sided tests of :meth:`_scan`. Otherwise (or with clamped edge cells)
+        each newcomer is scanned and the objects already in learn about it.
+        """
+        checked = self._checked(items)
+        lim = self._lim
+        d = self._distance
+        entries = self._entries
+        nbrs = self._nbrs
+        was_empty = not nbrs
+        placed: list[tuple[T, _Entry[T]]] = []
+        cells: dict[_Cell[T], None] = {}
+        for obj, x, z in checked:
+            if -lim < x < lim and -lim < z < lim:
+                cell = self._cell(x // d, z // d)
+            else:
+                cell = self._cell(*self._clamped(x, z))
+            cell.xs[obj] = x
+            cell.zs[obj] = z
+            e = _Entry(x, z, cell, _NO_NBRS)
+            entries[obj] = e
+            placed.append((obj, e))
+            cells[cell] = None
+        if was_empty and all(c.exact for c in cells):
+            self._pair_cells(cells)
+            for obj, e in placed:
+                e.nbrs = nbrs[obj]
+            return
+        for obj, e in placed:
+            e.nbrs = nbrs[obj] = self._scan(obj, e.x, e.z, e.cell)
+        if not was_empty:  # the objects already in learn about the newcomers
+            for obj, e in placed:
+                for b in e.nbrs:
+                    theirs = nbrs[b]
+                    if obj not in theirs:  # b was in before (a newcomer's scan found obj)
+                        theirs[obj] = None
+
+    def _pair_cells(self, cells: Iterable[_Cell[T]]) -> None:
+        """Every neighbour set from scratch, for exact cells holding every object."""
+        nbrs = self._nbrs
+        for cell in cells:  # own cell: everybody
+            members = cell.xs
+            for obj in members:
+                mine = nbrs[obj] = dict.fromkeys(members)
+                del mine[obj]
+        get = self._cells.get
+        bounds = self._bounds
+        for cell in cells:  # each adjacent pair of cells once: right, above, and both
+            cx = cell.cx  # right-hand diagonals
+            cz = cell.cz
+            right = get((cx + 1.0, cz))
+            above = get((cx, cz + 1.0))
+            ra = get((cx + 1.0, cz + 1.0))
+            rb = get((cx + 1.0, cz - 1.0))
+            if not (right or above or ra or rb):
+                continue
+            for obj, x in cell.xs.items():
+                _, xhi, zlo, zhi = bounds(x, cell.zs[obj])
+                mine = nbrs[obj]
+                if right is not None:
+                    for o, ox in right.xs.items():
+                        if ox <= xhi:
+                            mine[o] = None
+                            nbrs[o][obj] = None
+                if above is not None:
+                    for o, oz in above.zs.items():
+                        if oz <= zhi:
+                            mine[o] = None
+                            nbrs[o][obj] = None
+                if ra is not None:
+                    zs = ra.zs
+                    for o, ox in ra.xs.items():
+                        if ox <= xhi and zs[o] <= zhi:
+                            mine[o] = None
+                            nbrs[o][obj] = None
+                if rb is not None:
+                    zs = rb.zs
+                    for o, ox in rb.xs.items():
+                        if ox <= xhi and zs[o] >= zlo:
+                            mine[o] = None
+                            nbrs[o][obj] = None
 
     def leave(self, obj: T) -> None:
         """Remove ``obj`` (KeyError if it is not in) and fire a leave per neighbour."""

@@ -99,12 +99,40 @@ def to_builtin(value: Any) -> Any:
     """Return ``value`` with every container replaced by a plain deep copy (dict/list)."""
     t = type(value)
     if t is MapAttr:
-        return {k: to_builtin(v) for k, v in value._data.items()}
+        return _map_builtin(value._data)
     if t is ListAttr:
-        return [to_builtin(v) for v in value._items]
+        return _list_builtin(value._items)
     if isinstance(value, _Attr):
         return value.to_builtin()
     return value
+
+
+def _map_builtin(data: dict[str, Any]) -> dict[str, Any]:
+    # A C-level copy, then only the containers replaced: most values are plain, and this
+    # runs for every client create body and every snapshot.
+    out = dict(data)
+    for k, v in data.items():
+        t = type(v)
+        if t is MapAttr:
+            out[k] = _map_builtin(v._data)
+        elif t is ListAttr:
+            out[k] = _list_builtin(v._items)
+        elif t not in _PLAIN and t is not int and isinstance(v, _Attr):
+            out[k] = v.to_builtin()
+    return out
+
+
+def _list_builtin(items: list[Any]) -> list[Any]:
+    out = list(items)
+    for i, v in enumerate(items):
+        t = type(v)
+        if t is MapAttr:
+            out[i] = _map_builtin(v._data)
+        elif t is ListAttr:
+            out[i] = _list_builtin(v._items)
+        elif t not in _PLAIN and t is not int and isinstance(v, _Attr):
+            out[i] = v.to_builtin()
+    return out
 
 
 def _loc(where: str | None, key: str | int) -> str:
@@ -252,6 +280,29 @@ class MapAttr(_Attr):
     def from_builtin(cls, data: Mapping[str, Any]) -> MapAttr:
         """Build a detached tree from a plain mapping (as decoded from storage or migration)."""
         return cls(data)
+
+    @classmethod
+    def _from_trusted(
+        cls, data: dict[str, Any], listener: AttrListener | None = None,
+        parent: MapAttr | ListAttr | None = None, pkey: str | int | None = None,
+    ) -> MapAttr:
+        """Rebuild a tree from our own :meth:`to_builtin` output (a freeze snapshot), bound
+        to ``listener``, skipping the checks ``MapAttr(data)`` makes: that data was a valid
+        tree when it was taken, and restoring 10k entities must not pay for them twice."""
+        m = cls.__new__(cls)
+        m._parent = parent
+        m._pkey = pkey
+        m._listener = listener
+        m._path = None
+        m._data = store = {}
+        for k, v in data.items():
+            t = type(v)
+            if t is dict:
+                v = MapAttr._from_trusted(v, listener, m, k)
+            elif t is list:
+                v = ListAttr._from_trusted(v, listener, m, k)
+            store[k] = v
+        return m
 
     def _build(self, data: Mapping[str, Any]) -> None:
         adopted: list[_Attr] = []
@@ -453,8 +504,8 @@ class MapAttr(_Attr):
     def to_builtin(self, keys: Collection[str] | None = None) -> dict[str, Any]:
         """A plain deep copy; with ``keys``, only those top-level keys (client data filter)."""
         if keys is None:
-            return {k: to_builtin(v) for k, v in self._data.items()}
-        return {k: to_builtin(v) for k, v in self._data.items() if k in keys}
+            return _map_builtin(self._data)
+        return _map_builtin({k: v for k, v in self._data.items() if k in keys})
 
     def copy(self) -> MapAttr:
         """A detached deep copy."""
@@ -492,6 +543,27 @@ class ListAttr(_Attr):
                 for a in adopted:
                     a._parent = a._pkey = None
                 raise
+
+    @classmethod
+    def _from_trusted(
+        cls, items: list[Any], listener: AttrListener | None = None,
+        parent: MapAttr | ListAttr | None = None, pkey: str | int | None = None,
+    ) -> ListAttr:
+        """See :meth:`MapAttr._from_trusted`."""
+        a = cls.__new__(cls)
+        a._parent = parent
+        a._pkey = pkey
+        a._listener = listener
+        a._path = None
+        a._items = store = []
+        for i, v in enumerate(items):
+            t = type(v)
+            if t is dict:
+                v = MapAttr._from_trusted(v, listener, a, i)
+            elif t is list:
+                v = ListAttr._from_trusted(v, listener, a, i)
+            store.append(v)
+        return a
 
     @classmethod
     def from_builtin(cls, items: Iterable[Any]) -> ListAttr:
@@ -607,7 +679,7 @@ class ListAttr(_Attr):
     # -- conversion -----------------------------------------------------------------------
     def to_builtin(self) -> list[Any]:
         """A plain deep copy."""
-        return [to_builtin(v) for v in self._items]
+        return _list_builtin(self._items)
 
     def copy(self) -> ListAttr:
         """A detached deep copy."""

@@ -123,6 +123,26 @@ class Space(Entity):
             entity._safe_hook("on_enter_space")
             self._safe_hook("on_entity_enter_space", entity)
 
+    def _restore_members(self, members: list[tuple[Entity, Vector3]]) -> None:
+        """Put restored entities back, in order, with no hook, event or client message.
+
+        Their clients are not attached yet, so entering one by one would only run AOI
+        callbacks with nobody to tell; the AOI is rebuilt in one :meth:`GridAOI.enter_many`.
+        """
+        aoi = self.aoi
+        in_aoi = []
+        for entity, pos in members:
+            entity.space = self
+            entity.position = pos
+            self.entities[entity] = None
+            if aoi is not None and entity.desc.use_aoi:
+                in_aoi.append((entity, pos.x, pos.z))
+        if in_aoi:
+            assert aoi is not None
+            aoi.enter_many(in_aoi)
+            for entity, _, _ in in_aoi:
+                entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
+
     def _leave(self, entity: Entity, *, quiet: bool = False) -> None:
         """Remove ``entity``: neighbours' destroys first, then the space's destroy."""
         aoi = self.aoi

@@ -659,3 +659,65 @@ def test_a_long_walk_in_a_crowd() -> None:
         diff.run(("enter", i, rng.uniform(-150, 150), rng.uniform(-150, 150)))
     for op in iter_ops(1500, 6):
         diff.run(op)
+
+
+# -- enter_many: a restore's bulk load ----------------------------------------------------
+
+
+@st.composite
+def bulk_scenarios(draw: st.DrawFn) -> tuple[list[Op], list[tuple[int, float, float]], list[Op]]:
+    """Some objects entered one by one, a batch entered at once, then more operations."""
+    ops = draw(scenarios())
+    # Half the time into an empty manager (a restore), else after some operations.
+    before = [] if draw(st.booleans()) else ops[: draw(st.integers(0, len(ops) // 2))]
+    grid = st.integers(-12, 12).map(lambda k: k * D / 4)
+    near = st.floats(-3 * D, 3 * D)
+    coord = st.one_of(grid, grid, near, st.sampled_from([D, -D, math.nextafter(D, 0.0), -0.0]))
+    batch = draw(st.lists(st.tuples(st.integers(30, 59), coord, coord), max_size=30,
+                          unique_by=lambda t: t[0]))
+    after = draw(st.lists(st.tuples(st.just("nudge"), st.integers(0, 59),
+                                    st.floats(-D / 8, D / 8), st.floats(-D / 8, D / 8)),
+                          max_size=40))
+    return before, batch, after
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(bulk_scenarios())
+def test_enter_many_equals_entering_one_by_one_without_events(
+    scenario: tuple[list[Op], list[tuple[int, float, float]], list[Op]],
+) -> None:
+    before, batch, after = scenario
+    diff = Differential(D)
+    for op in before:
+        diff.run(op)
+    for aoi in (diff.grid, diff.brute):
+        aoi.enter_many(batch)
+    assert diff.grec.take() == [] and diff.brec.take() == []  # nobody is told
+    for i, x, z in batch:
+        diff.pos[i] = (x, z)
+    truth = relation(diff.pos, D)
+    for i in diff.pos:
+        assert set(diff.grid.neighbours(i)) == truth[i], i
+        assert set(diff.brute.neighbours(i)) == truth[i], i
+        diff.replayed[i] = set(truth[i])
+    for op in after:  # and the manager goes on from there like any other
+        if op[1] in diff.pos:
+            diff.run(op)
+    diff.finish()
+
+
+def test_enter_many_refuses_bad_input_and_changes_nothing(impl: type[AnyAOI]) -> None:
+    aoi, rec = make(impl)
+    aoi.enter("a", 0.0, 0.0)
+    for bad in ([("b", 1.0, 1.0), ("c", math.nan, 0.0)],  # a bad coordinate
+                [("b", 1.0, 1.0), ("b", 2.0, 2.0)],       # twice in the batch
+                [("b", 1.0, 1.0), ("a", 2.0, 2.0)]):      # already in
+        with pytest.raises(ValueError):
+            aoi.enter_many(bad)
+        assert len(aoi) == 1 and "b" not in aoi and set(aoi.neighbours("a")) == set()
+    aoi.enter_many([("b", 1.0, 1.0), ("c", 500.0, 0.0)])
+    assert set(aoi.neighbours("a")) == {"b"} and set(aoi.neighbours("c")) == set()
+    assert rec.take() == []  # enter_many fired nothing
+    aoi.moved("c", 50.0, 0.0)
+    assert sorted(rec.take()) == [("enter", "c", "a"), ("enter", "c", "b")]

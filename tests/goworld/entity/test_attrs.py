@@ -708,3 +708,38 @@ def test_client_replica_converges(data: st.DataObject) -> None:
         else:
             _list_op(data, target, loose)
         assert strict_eq(replica.attrs, root.to_builtin())
+
+
+def _shape(node: Any, parent: Any = None, key: Any = None) -> list[Any]:
+    """Every container's type, parent, key, listener and path, depth first."""
+    out = [(type(node).__name__, node._parent is parent, node._pkey == key,
+            node._listener, node.path)]
+    items = node.items() if isinstance(node, MapAttr) else enumerate(node)
+    for k, child in items:
+        if isinstance(child, (MapAttr, ListAttr)):
+            out += _shape(child, node, k)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_trusted_rebuild_equals_a_checked_build(data: st.DataObject) -> None:
+    # A restore rebuilds attributes from our own to_builtin() output without re-checking
+    # them: the tree must come out exactly as MapAttr(data) + bind would make it.
+    value = data.draw(st.dictionaries(KEYS, VALUES, max_size=5))
+    checked_rec, trusted_rec = Recorder(), Recorder()
+    checked = MapAttr(value)
+    checked.bind(checked_rec)
+    trusted = MapAttr._from_trusted(checked.to_builtin(), trusted_rec)
+    assert strict_eq(trusted.to_builtin(), checked.to_builtin())
+    assert [s[:3] + s[4:] for s in _shape(trusted)] == [s[:3] + s[4:] for s in _shape(checked)]
+    assert all(s[3] is trusted_rec for s in _shape(trusted))
+    # ... and behaves the same: the same operations emit the same events.
+    for root, rec in ((checked, checked_rec), (trusted, trusted_rec)):
+        for c in _containers(root):
+            if isinstance(c, MapAttr):
+                c["k"] = [1, {"z": 2}]
+            else:
+                c.append({"n": 1})
+    assert checked_rec.take() == trusted_rec.take()
+    assert strict_eq(trusted.to_builtin(), checked.to_builtin())

@@ -56,6 +56,7 @@ def write_ini(
     game_extra: str = "",
     storage: str = "type = sqlite\npath = entities.db",
     kvdb: str = "type = sqlite\npath = kv.db",
+    position_sync_interval_ms: int = 50,
 ) -> dict[str, list[int]]:
     """Write ``directory/goworld.ini``; return the ports chosen.
 
@@ -78,11 +79,11 @@ def write_ini(
         "boot_entity = Account",
         "save_interval = 600",
         "log_level = info",
-        "position_sync_interval_ms = 50",
+        f"position_sync_interval_ms = {position_sync_interval_ms}",
         game_extra,
         "[gate_common]",
         "log_level = info",
-        "position_sync_interval_ms = 50",
+        f"position_sync_interval_ms = {position_sync_interval_ms}",
         gate_extra,
     ]
     for i in range(1, dispatchers + 1):

@@ -28,10 +28,11 @@ from goworld.bench.scenarios import _script
 
 P99_LIMIT_MS = 100.0
 PROFILE_SECONDS = 5.0
+BOTS_PER_PROCESS = 500
 PROBE_INTERVAL = 0.1
 PROBE_TIMEOUT = 2.0
 SERVICE_SHARDS = 10  # test_game's service entities: the cluster is ready when all exist
-FULL = {"steps": [100, 200, 400, 600, 800, 1000], "window": 10.0}
+FULL = {"steps": [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600], "window": 10.0}
 QUICK = {"steps": [4, 8], "window": 3.0}
 
 
@@ -79,64 +80,109 @@ def _percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
+def _split(n: int, first: int) -> list[tuple[int, int]]:
+    """(count, first index) per bot process: one Python process drives at most
+    BOTS_PER_PROCESS bots, so above that the load spreads over both cores."""
+    k = max(1, math.ceil(n / BOTS_PER_PROCESS))
+    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    out, start = [], first
+    for size in sizes:
+        out.append((size, start))
+        start += size
+    return out
+
+
+def _bot_results(logs: list[Path]) -> tuple[dict[str, Any], list[str], bool]:
+    """Summed RESULT figures of every bot process, the first FATAL lines, whether any."""
+    total: dict[str, Any] = {"connected": 0, "started": 0, "total": 0, "panics": 0, "timeouts": 0}
+    fatal_lines: list[str] = []
+    complete = True
+    for log in logs:
+        text = log.read_text(errors="replace")
+        results = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")]
+        fatal_lines += [line.strip() for line in text.splitlines() if "FATAL" in line][:1]
+        if not results:
+            complete = False
+            continue
+        res = results[-1]
+        for key in ("connected", "started", "total", "panics"):
+            total[key] += res.get(key, 0)
+        total["timeouts"] += sum(res.get("timeouts", {}).values())
+    return (total if complete else {}), fatal_lines, bool(fatal_lines)
+
+
 async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: int,
-                window: float, log_path: Path) -> dict[str, Any]:
+                window: float, log_dir: Path) -> dict[str, Any]:
     bench_cluster = _script.load("bench_cluster.py")
     warmup = 5.0 + n / 100
     profiling = profile.find_pyspy() is not None
     duration = warmup + window + 2.0 + (PROFILE_SECONDS + 1.0 if profiling else 0.0)
-    cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
-           "-server", "127.0.0.1", "-N", str(n), "-S", str(first), "-duration", f"{duration:g}",
-           "-strict", "-quiet"]
-    with log_path.open("w") as out:
-        bots = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            await asyncio.sleep(warmup)
-            procs = {**pids, "bots": bots.pid}
-            before = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
-            probe.rtts.clear()
-            probe.failures = 0
-            t0 = time.monotonic()
-            await asyncio.sleep(window)
-            elapsed = time.monotonic() - t0
-            after = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
-            rtts, probe_failures = list(probe.rtts), probe.failures
-            hot = _busiest(pids, before, after)
-            prof = await _profile(hot, pids.get(hot or "", 0)) if profiling else None
-            rc = await asyncio.to_thread(bots.wait, duration + 120)
-        finally:
-            if bots.poll() is None:
-                bots.kill()
-                bots.wait()
-    text = log_path.read_text(errors="replace")
-    results = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")]
-    res = results[-1] if results else {}
-    timeouts = sum(res.get("timeouts", {}).values())
-    reasons = [line.strip() for line in text.splitlines() if "FATAL" in line][:1]
-    if rc != 0 and not reasons:
-        reasons.append(f"bot process exited {rc}")
-    if res and res.get("started") != n:
-        reasons.append(f"{res.get('started')}/{n} bots started")
-    if timeouts:
-        reasons.append(f"{timeouts} things timed out")
+    bots: list[subprocess.Popen[bytes]] = []
+    logs: list[Path] = []
+    try:
+        for i, (count, start) in enumerate(_split(n, first)):
+            log = log_dir / f"bots-{n}-{i + 1}.log"
+            cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
+                   "-server", "127.0.0.1", "-N", str(count), "-S", str(start),
+                   "-duration", f"{duration:g}", "-strict", "-quiet"]
+            with log.open("w") as out:
+                bots.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
+            logs.append(log)
+        await asyncio.sleep(warmup)
+        bot_pids = {f"bots{i + 1}": b.pid for i, b in enumerate(bots)}
+        procs = {**pids, **bot_pids}
+        before = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+        probe.rtts.clear()
+        probe.failures = 0
+        t0 = time.monotonic()
+        await asyncio.sleep(window)
+        elapsed = time.monotonic() - t0
+        after = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+        rtts, probe_failures = list(probe.rtts), probe.failures
+        hot = _busiest(pids, before, after)
+        prof = await _profile(hot, pids.get(hot or "", 0)) if profiling else None
+        rcs = [await asyncio.to_thread(b.wait, duration + 120) for b in bots]
+    finally:
+        for b in bots:
+            if b.poll() is None:
+                b.kill()
+                b.wait()
+    res, reasons, fatal = _bot_results(logs)
+    bad_rc = [rc for rc in rcs if rc != 0]
+    if bad_rc and not reasons:
+        reasons.append(f"bot process exited {bad_rc[0]}")
+    if res and res["started"] != n:
+        reasons.append(f"{res['started']}/{n} bots started")
+    if res.get("timeouts"):
+        reasons.append(f"{res['timeouts']} things timed out")
     if probe_failures:
         reasons.append(f"{probe_failures} probe failures")
-    failed = bool(reasons) or not res or res.get("connected") != n or res.get("panics", 0) > 0
-    usage = {}
-    for k in procs:
-        b, a = before[k], after[k]
-        cpu = 100 * (a[0] - b[0]) / elapsed if a and b else math.nan
-        usage[k] = (round(cpu, 1), round(a[1] / 2**20, 1) if a else math.nan)
+    if not res:
+        reasons.append("a bot process printed no RESULT")
+    failed = bool(reasons) or res.get("connected") != n or res.get("panics", 0) > 0
+    usage: dict[str, tuple[float, float]] = {}
+    for k in pids:
+        usage[k] = _usage(before.get(k), after.get(k), elapsed)
+    bot_usage = [_usage(before.get(k), after.get(k), elapsed) for k in bot_pids]
+    usage["bots"] = (round(sum(u[0] for u in bot_usage), 1), round(sum(u[1] for u in bot_usage), 1))
     return {
-        "n": n, "rc": rc, "reason": "; ".join(reasons)[:300],
+        "n": n, "rc": bad_rc[0] if bad_rc else 0, "reason": "; ".join(reasons)[:300],
         "connected": res.get("connected", 0), "started": res.get("started", 0),
-        "things": res.get("total", 0), "timeouts": timeouts, "panics": res.get("panics", 0),
-        "fatal": "FATAL" in text, "probe_failures": probe_failures, "failed": failed,
+        "things": res.get("total", 0), "timeouts": res.get("timeouts", 0),
+        "panics": res.get("panics", 0), "fatal": fatal, "probe_failures": probe_failures,
+        "failed": failed, "bot_processes": len(bots),
         "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
         "samples": len(rtts), "usage": usage,
         "dispatcher": " ".join(bench_cluster.dispatcher_rates(runner)),
         "profile": prof,
     }
+
+
+def _usage(b: tuple[float, int] | None, a: tuple[float, int] | None,
+           elapsed: float) -> tuple[float, float]:
+    if not a or not b:
+        return math.nan, math.nan
+    return round(100 * (a[0] - b[0]) / elapsed, 1), round(a[1] / 2**20, 1)
 
 
 def _busiest(pids: dict[str, int], before: dict[str, Any], after: dict[str, Any]) -> str | None:
@@ -169,7 +215,9 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
 
     app = _script.ROOT / "examples" / "test_game"
     d, g, t = layout
-    runner = ClusterRunner(workdir, app, dispatchers=d, games=g, gates=t)
+    # test_game's own goworld.ini (and GoWorld's default) syncs positions every 100 ms.
+    runner = ClusterRunner(workdir, app, dispatchers=d, games=g, gates=t,
+                           position_sync_interval_ms=100)
     runner.start()
     try:
         runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=120)
@@ -181,7 +229,7 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
             probe_task.result()  # raises why the probe could not log in
         out, first = [], 1
         for n in steps:
-            step = await _step(runner, pids, probe, n, first, window, workdir / f"bots-{n}.log")
+            step = await _step(runner, pids, probe, n, first, window, workdir)
             first += n
             out.append(step)
             _print_step(step)
@@ -289,6 +337,8 @@ class Capacity:
             "the Go bot cannot be installed here (the Go module proxy refuses "
             "github.com/xiaonanln/goworld).",
             "Bots, cluster and probe share this machine's cores: the figures are a floor.",
+            f"One bot process drives at most {BOTS_PER_PROCESS} bots; above that the bots run in "
+            "several processes and the bots column sums them.",
             "A step fails when the bot process exits non-zero (a strict FATAL), a bot is not "
             "connected or not started, a thing times out, the bot logs a panic, or a probe call "
             "takes > 2 s.",

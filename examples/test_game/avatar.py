@@ -101,10 +101,13 @@ class Avatar(goworld.Entity):
         nil_id = goworld.get_nil_space_id(game_id)
         self.attrs["enteringNilSpace"] = True
         if goworld.get_space(nil_id) is not None:
-            # Local: the enter is posted, the client is told at once.
+            # Local: the enter is posted. GoWorld tells the client at once, before the enter
+            # has run, so a bot may start its next thing (say DoTestAOI) thinking it is still
+            # in its space while the avatar is already leaving: the known race of PROTOCOL.md
+            # §10, which shows up under load. Telling it from a post after the enter's closes it.
             self.attrs["enteringNilSpace"] = False
             self.enter_space(nil_id)
-            self.call_client("OnEnterRandomNilSpace")
+            self.post(lambda: self.call_client("OnEnterRandomNilSpace"))
         else:
             self.enter_space(nil_id)  # migration; on_migrate_in tells the client
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,11 +42,12 @@ class Probe:
         self.rtts: list[float] = []
         self.failures = 0
         self._reply: asyncio.Future[None] | None = None
+        self._client: Any = None
 
     async def run(self, port: int, stop: asyncio.Event) -> None:
         from goworld.client import GoWorldClient
 
-        c = await GoWorldClient.connect("127.0.0.1", port)
+        c = self._client = await GoWorldClient.connect("127.0.0.1", port)
         try:
             account = await c.wait_player("Account", timeout=30)
             c.call(account.id, "Login", "benchprobe", "123456")
@@ -71,6 +73,10 @@ class Probe:
     def _on_call(self, call: Any) -> None:
         if call.method == "OnTestListField" and self._reply and not self._reply.done():
             self._reply.set_result(None)
+        elif call.method == "TestCallAllPlzEcho" and self._client is not None and call.args:
+            # The probe's avatar lives among the bots: a bot's DoTestCallAll counts it and
+            # waits for its echo like any other client's (without it, the bot times out).
+            self._client.call(call.entity_id, "TestCallAllEcho", call.args[0])
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -232,6 +238,8 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
             step = await _step(runner, pids, probe, n, first, window, workdir)
             first += n
             out.append(step)
+            if step["failed"]:
+                step["logs"] = _keep_logs(workdir, layout, n)
             _print_step(step)
             if step["failed"] or not step["p99"] < P99_LIMIT_MS:
                 break  # past capacity: the next steps would only be worse
@@ -241,6 +249,17 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
     finally:
         runner.stop()
         runner.kill()
+
+
+def _keep_logs(workdir: Path, layout: tuple[int, int, int], n: int) -> str:
+    """Copy the cluster's and the bots' logs out of the temporary directory (a failed step
+    must leave evidence); returns where they went."""
+    keep = Path("bench-logs") / (time.strftime("%Y%m%d-%H%M%S")
+                                 + f"-{''.join(map(str, layout))}-N{n}")
+    keep.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy2(log, keep / log.name)
+    return str(keep)
 
 
 def _verdict(s: dict[str, Any]) -> str:
@@ -256,6 +275,8 @@ def _print_step(s: dict[str, Any]) -> None:
           flush=True)
     if s.get("reason"):
         print(f"    why: {s['reason']}", flush=True)
+    if s.get("logs"):
+        print(f"    logs: {s['logs']}", flush=True)
     prof = s.get("profile")
     if prof:
         print(f"    profile: {prof.get('one_line') or prof.get('error')}", flush=True)
@@ -350,7 +371,7 @@ class Capacity:
         for s in failed:
             notes.append(f"N={s['n']}: {s['reason'] or 'failed'} (exit {s['rc']}, timeouts "
                          f"{s['timeouts']}, panics {s['panics']}, probe failures "
-                         f"{s['probe_failures']}).")
+                         f"{s['probe_failures']}; logs kept in {s.get('logs')}).")
         last = steps[-1]
         if last["n"] == plan["steps"][-1] and not failed and last["p99"] < P99_LIMIT_MS:
             notes.append("The largest step still passed: capacity is at least this, not at most.")

@@ -21,11 +21,13 @@ and the same neighbour sets, and prints both costs. ``--cells`` also times a pla
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import json
 import math
 import os
 import platform
+import pstats
 import random
 import statistics
 import time
@@ -174,6 +176,10 @@ def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> dict[str, A
                 "us_per_move": med / k * 1e6, "moves_per_s": k / med,
                 "events_per_move": events / r / k, "events_per_s": events / sum(times),
             })
+    profile = profile_walk(aoi, ents, pos, side, rng)
+    print("  where 1k walking moves spend their time (cProfile, self time):")
+    for row in profile[:6]:
+        print(f"    {row['share']:5.1f} %  {row['function']}")
     t0 = time.perf_counter()
     for e in ents:
         aoi.leave(e)
@@ -182,7 +188,28 @@ def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> dict[str, A
     return {
         "entities": n, "distance": D, "side": side, "mean_neighbours": mean,
         "us_per_enter": t_enter / n * 1e6, "us_per_leave": t_leave / n * 1e6, "ticks": ticks,
+        "profile_walk_1000": profile,
     }
+
+
+def profile_walk(aoi: AOIManager[Ent], ents: list[Ent], pos: list[list[float]], side: float,
+                 rng: random.Random, ticks: int = 5) -> list[dict[str, Any]]:
+    """cProfile over ``ticks`` ticks of 1k walking moves: functions by self time."""
+    prof = cProfile.Profile()
+    for _ in range(ticks):
+        moves = gen_moves(ents, pos, 1000, side, rng, False)
+        prof.enable()
+        run_tick(aoi, moves)
+        prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values()) or 1.0
+    rows = []
+    for (file, line, name), (_, calls, tottime, _, _) in stats.items():
+        label = name if file == "~" else f"{name} ({Path(file).name}:{line})"
+        rows.append({"function": label, "calls_per_tick": calls / ticks,
+                     "share": 100 * tottime / total})
+    rows.sort(key=lambda r: -r["share"])
+    return rows[:12]
 
 
 class Recorder:

@@ -12,6 +12,9 @@ from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import SCENARIOS
 
 RESULTS_FILE = "bench-results.jsonl"
+#: Before each scenario, wait up to SETTLE_TIMEOUT seconds for the CPUs to be at most this busy.
+SETTLE_BUSY = 0.15
+SETTLE_TIMEOUT = 20.0
 
 
 def parse_only(only: str | None) -> list[str]:
@@ -35,6 +38,33 @@ def check_options(names: list[str], options: dict[str, Any]) -> None:
             raise BenchError(f"--{key} applies to {', '.join(known)}, none of which is chosen")
 
 
+def busy_fraction(seconds: float = 1.0) -> float:
+    """How busy the machine's CPUs were over ``seconds`` (0..1, from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    try:
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def settle(threshold: float = SETTLE_BUSY, timeout: float = SETTLE_TIMEOUT) -> float:
+    """Wait (up to ``timeout``) until the machine is at most ``threshold`` busy, so one
+    scenario's leftovers (a cluster shutting down) do not weigh on the next; returns the
+    last busy fraction seen."""
+    deadline = time.monotonic() + timeout
+    busy = busy_fraction()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_fraction()
+    return busy
+
+
 def run(names: list[str], *, quick: bool, out: Path,
         options: dict[str, Any] | None = None) -> tuple[list[Result], list[str]]:
     """Run ``names``; return the results and the errors (a failed scenario does not stop the rest).
@@ -48,6 +78,7 @@ def run(names: list[str], *, quick: bool, out: Path,
     for name in names:
         module = SCENARIOS[name]
         print(f"== {name}: {module.TITLE}{' (quick)' if quick else ''}", flush=True)
+        busy = settle() if not quick else 0.0
         t0 = time.monotonic()
         takes = getattr(module, "OPTIONS", ())
         try:
@@ -62,6 +93,11 @@ def run(names: list[str], *, quick: bool, out: Path,
             continue
         result.quick = quick
         result.seconds = round(time.monotonic() - t0, 1)
+        if busy > SETTLE_BUSY:
+            result.notes.append(
+                f"The machine was still {100 * busy:.0f} % busy with other work when this "
+                "scenario started: its figures are pessimistic."
+            )
         print(report.text_table(result), flush=True)
         print(f"   {result.summary}\n   ({result.seconds} s)", flush=True)
         with (out / RESULTS_FILE).open("a") as f:

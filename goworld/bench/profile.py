@@ -45,10 +45,6 @@ class Profile:
     samples: int  # busy samples (idle ones left out)
     hotspots: list[Hotspot]
 
-    def lines(self, top: int = 8) -> list[str]:
-        return [f"{h.self_pct:4.1f} % self, {h.total_pct:4.1f} % total: {h.function}"
-                for h in self.hotspots[:top]]
-
     def one_line(self, top: int = 5) -> str:
         hot = "; ".join(f"{h.function} {h.self_pct:.0f} %" for h in self.hotspots[:top])
         return (f"{self.process} ({self.samples} busy samples over {self.seconds:g} s, "

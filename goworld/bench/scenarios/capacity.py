@@ -205,7 +205,8 @@ async def _profile(name: str | None, pid: int) -> dict[str, Any] | None:
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         return {"process": name, "error": str(exc)}
     return {"process": name, "seconds": p.seconds, "samples": p.samples,
-            "lines": p.lines(), "one_line": p.one_line()}
+            "top": [[h.function, h.self_pct, h.total_pct] for h in p.hotspots],
+            "one_line": p.one_line()}
 
 
 def _cpu_rss(bench_cluster: Any, pid: int) -> tuple[float, int] | None:
@@ -376,11 +377,13 @@ class Capacity:
         if last["n"] == plan["steps"][-1] and not failed and last["p99"] < P99_LIMIT_MS:
             notes.append("The largest step still passed: capacity is at least this, not at most.")
         prof = last.get("profile")
-        if prof and prof.get("lines"):
+        if prof and prof.get("top"):
+            hot = "; ".join(f"{f} {self_pct:.0f} %" for f, self_pct, _ in prof["top"][:6])
             notes.append(f"Where the time goes at N={last['n']}: py-spy on {prof['process']}, the "
                          f"busiest cluster process, {prof['samples']} busy samples over "
                          f"{prof['seconds']:g} s after the window (self time, native frames "
-                         "included, waits left out): " + "; ".join(prof["lines"][:6]) + ".")
+                         f"included, waits left out): {hot}. On loopback a write() also runs "
+                         "the receiving side of TCP for the bot's socket, charged to the gate.")
         elif prof:
             notes.append(f"No profile at N={last['n']}: {prof.get('error')}")
         series = {"n": [s["n"] for s in steps], "p50": [s["p50"] for s in steps],

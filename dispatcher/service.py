@@ -595,7 +595,7 @@ class DispatcherService:
             buf += data[off : off + 32]
         for game_id, buf in per_game.items():
             game = self.games.get(game_id)
-            if game is not None and game.peer is not None:
+            if game is not None and game.peer is not None and not game.frozen:
                 game.peer.send(
                     Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=bytes(buf))
                 )

@@ -140,6 +140,8 @@ class GameHandlers:
                 entity._safe_hook("on_client_disconnected")
 
     def _sync_from_client(self, did: int, env: Envelope) -> None:
+        if self.rt.halted:  # frozen: the snapshot is taken, the world must not move any more
+            return
         entities = self.rt.entities
         data = env.payload
         unpack_pos = _FOUR_F32.unpack_from

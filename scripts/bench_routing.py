@@ -196,7 +196,7 @@ async def measure(kind: str, address: str, proc: subprocess.Popen, args: argpars
                   game_ids: tuple[int, int]) -> dict[str, float]:
     cls = {"link": LinkGame, "raw": RawGame}[kind]
     g1, g2 = cls(game_ids[0], address, 1000), cls(game_ids[1], address, 1000)
-    await asyncio.gather(g1.start(), g2.start())
+    await asyncio.wait_for(asyncio.gather(g1.start(), g2.start()), 30)
     try:
         await flood(g1, g2, 1.0, args.window)  # warm-up
         rates, disp_us, self_us = [], [], []
@@ -204,6 +204,8 @@ async def measure(kind: str, address: str, proc: subprocess.Popen, args: argpars
             d0, s0 = cpu_seconds(proc.pid), time.process_time()
             delivered, elapsed = await flood(g1, g2, args.seconds, args.window)
             d1, s1 = cpu_seconds(proc.pid), time.process_time()
+            if not delivered:
+                raise SystemExit(f"{kind} senders: no message came back through the dispatcher")
             rates.append(delivered / elapsed)
             disp_us.append((d1 - d0) / delivered * 1e6)
             self_us.append((s1 - s0) / delivered * 1e6)
@@ -244,7 +246,11 @@ async def main() -> None:
             for _ in range(200):
                 if log.exists() and "DISPATCHER STARTED" in log.read_text():
                     break
+                if proc.poll() is not None:
+                    raise SystemExit(f"the dispatcher exited {proc.returncode} before starting")
                 await asyncio.sleep(0.05)
+            else:
+                raise SystemExit("the dispatcher did not start within 10 s")
             address = f"127.0.0.1:{ports['dispatcher'][0]}"
             print(f"# 1 dispatcher, 2 synthetic games in this process, {os.cpu_count()} cores, "
                   f"{args.seconds:g} s x {args.repeat}, window {args.window}")
@@ -258,7 +264,11 @@ async def main() -> None:
                 print(f"senders CPU per msg      {r['senders_us_per_msg']:.2f} us (this process)")
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     if args.json:
         Path(args.json).write_text(json.dumps({"cores": os.cpu_count(), "seconds": args.seconds,
                                                "repeat": args.repeat, "window": args.window,

@@ -793,6 +793,22 @@ def test_client_syncs_are_regrouped_per_game() -> None:
     assert [e.payload for e in s2] == [_record(E2, 3)]
 
 
+def test_client_syncs_never_reach_a_freezing_game() -> None:
+    # After START_FREEZE_GAME the game snapshots its world: a position applied after that
+    # would reach clients (AOI creates/destroys) but not the snapshot. Syncs are dropped
+    # (clients resend their position several times a second).
+    h = cluster(2)
+    h.game(1, notify_create(E1))
+    h.game(2, notify_create(E2))
+    h.game(1, Envelope(msgtype=MsgType.START_FREEZE_GAME, game_id=1))
+    h.clear()
+    payload = _record(E1, 1) + _record(E2, 2)
+    h.gate(1, Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=payload, gate_id=1))
+    assert h.games[1].of_type(MsgType.SYNC_POSITION_YAW_FROM_CLIENT) == []
+    s2 = h.games[2].of_type(MsgType.SYNC_POSITION_YAW_FROM_CLIENT)
+    assert [e.payload for e in s2] == [_record(E2, 2)]
+
+
 # ---- replacement and anti-spoofing ---------------------------------------------------------
 
 

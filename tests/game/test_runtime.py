@@ -764,6 +764,22 @@ async def test_client_move_updates_aoi(h: Harness) -> None:
     assert h.items(cb) == [("destroy", "Avatar", a.id)]
 
 
+async def test_a_halted_game_ignores_client_moves(h: Harness) -> None:
+    # Once a freeze has taken its snapshot, nothing may change the world any more: a move
+    # would reach clients (AOI destroy) but not the restored game.
+    space = h.space()
+    ca, cb = new_client(), new_client()
+    a = h.avatar(space, (0, 0, 0), client=ca)
+    b = h.avatar(space, (10, 0, 10), client=cb)
+    a.set_client_syncing(True)
+    h.take()
+    h.rt.halted = True
+    record = a.id.encode() + struct.pack("<ffff", 500, 0, 0, 0)
+    h.handlers.handle(1, Envelope(msgtype=MT.SYNC_POSITION_YAW_FROM_CLIENT, payload=record))
+    assert a.position == Vector3(0, 0, 0) and b.is_interested_in(a)
+    assert h.take() == []
+
+
 async def test_sync_for_an_entity_without_client_syncing_is_ignored(h: Harness) -> None:
     space = h.space()
     c = new_client()

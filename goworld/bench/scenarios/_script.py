@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import sys
@@ -30,20 +32,42 @@ def command(name: str, *args: str) -> str:
 
 
 def run(name: str, *args: str, timeout: float) -> str:
-    """Run ``scripts/name`` with this interpreter; its stdout (BenchError if it fails)."""
-    try:
-        proc = subprocess.run(
+    """Run ``scripts/name`` with this interpreter; its stdout (BenchError if it fails).
+
+    On timeout the script gets SIGINT first, so its ``finally`` blocks stop the clusters and
+    servers it started, then its whole process group is killed.
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
             [sys.executable, str(path(name)), *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            cwd=ROOT, stdout=out, stderr=err, text=True, start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"{command(name, *args)} took more than {timeout:.0f} s") from exc
-    if proc.returncode != 0:
+        try:
+            returncode = proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            _stop_group(proc)
+            raise BenchError(f"{command(name, *args)} took more than {timeout:.0f} s") from exc
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if returncode != 0:
         raise BenchError(
-            f"{command(name, *args)} exited {proc.returncode}\n{proc.stdout[-2000:]}\n"
-            f"{proc.stderr[-2000:]}"
+            f"{command(name, *args)} exited {returncode}\n{stdout[-2000:]}\n{stderr[-2000:]}"
         )
-    return proc.stdout
+    return stdout
+
+
+def _stop_group(proc: subprocess.Popen[str], grace: float = 30.0) -> None:
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def run_json(name: str, *args: str, timeout: float) -> tuple[str, Any]:

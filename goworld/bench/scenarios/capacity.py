@@ -163,6 +163,8 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
         reasons.append(f"{res['timeouts']} things timed out")
     if probe_failures:
         reasons.append(f"{probe_failures} probe failures")
+    if not rtts:
+        reasons.append("no probe round trip in the window (the probe stopped)")
     if not res:
         reasons.append("a bot process printed no RESULT")
     failed = bool(reasons) or res.get("connected") != n or res.get("panics", 0) > 0
@@ -225,8 +227,8 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
     # test_game's own goworld.ini (and GoWorld's default) syncs positions every 100 ms.
     runner = ClusterRunner(workdir, app, dispatchers=d, games=g, gates=t,
                            position_sync_interval_ms=100)
-    runner.start()
     try:
+        runner.start()
         runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=120)
         pids = {p.stem: int(p.read_text()) for p in sorted((workdir / ".goworld").glob("*.pid"))}
         probe, stop = Probe(), asyncio.Event()
@@ -245,22 +247,27 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
             if step["failed"] or not step["p99"] < P99_LIMIT_MS:
                 break  # past capacity: the next steps would only be worse
         stop.set()
-        await asyncio.wait_for(probe_task, PROBE_TIMEOUT + 5)
+        try:
+            await asyncio.wait_for(probe_task, PROBE_TIMEOUT + 5)
+        except Exception as exc:  # the steps measured so far stand (a dead probe failed its step)
+            print(f"   the probe ended with {type(exc).__name__}: {exc}", flush=True)
         return out
     finally:
-        runner.stop()
-        runner.kill()
+        try:
+            runner.stop()
+        finally:
+            runner.kill()
 
 
 def _keep_logs(workdir: Path, layout: tuple[int, int, int], n: int) -> str:
     """Copy the cluster's and the bots' logs out of the temporary directory (a failed step
     must leave evidence); returns where they went."""
-    keep = Path("bench-logs") / (time.strftime("%Y%m%d-%H%M%S")
+    keep = _script.ROOT / "bench-logs" / (time.strftime("%Y%m%d-%H%M%S")
                                  + f"-{''.join(map(str, layout))}-N{n}")
     keep.mkdir(parents=True, exist_ok=True)
     for log in workdir.glob("*.log"):
         shutil.copy2(log, keep / log.name)
-    return str(keep)
+    return str(keep.relative_to(_script.ROOT))
 
 
 def _verdict(s: dict[str, Any]) -> str:

@@ -122,3 +122,26 @@ def test_profile_samples_a_real_busy_process() -> None:
     assert p.samples > 10
     assert p.hotspots[0].function.startswith("spin_here ("), p.hotspots[:3]
     assert "spinner" in p.one_line()
+
+
+def test_quick_cluster_scenarios_measure_something(tmp_path: Path) -> None:
+    # Every scenario that starts processes, shrunk to seconds: the script runs, writes its
+    # JSON, and the scenario turns it into positive figures (the plumbing must not rot).
+    result = subprocess.run(
+        [str(GOWORLD), "bench", "--quick", "--only", "routing,fanout,memory,reload",
+         "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    records = {r["scenario"]: r for r in map(json.loads, (tmp_path / "bench-results.jsonl")
+                                              .read_text().splitlines())}
+    assert sorted(records) == ["fanout", "memory", "reload", "routing"]
+    expect = {
+        "routing": ["link.messages_per_s", "raw.messages_per_s", "raw.dispatcher_us_per_msg"],
+        "fanout": ["filtered_packets_per_s", "sync_packets_per_s"],
+        "memory": ["gate_bytes_per_client", "game_bytes_per_entity"],
+        "reload": ["200.pause_ms", "200.freeze_kb"],
+    }
+    for scenario, keys in expect.items():
+        for key in keys:
+            assert records[scenario]["figures"][key] > 0, (scenario, key, records[scenario])

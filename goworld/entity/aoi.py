@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import math
 import sys
+from fractions import Fraction
 from collections.abc import Callable, Hashable, Iterable, KeysView
 from collections.abc import Set as AbstractSet
 from typing import Generic, Protocol, TypeVar
@@ -133,11 +134,14 @@ def within(a: float, b: float, distance: float) -> bool:
     if -distance < diff < distance:  # the rounded difference is inside: so is the real one
         return True
     if diff == distance or diff == -distance:  # rounded onto the boundary: look closer
-        # Knuth's TwoSum of b and -a: the real difference is exactly diff + err.
+        # Knuth's TwoSum of b and -a: the real difference is exactly diff + err, unless an
+        # intermediate overflowed (operands near the largest float): then compare exactly.
         na = -a
         nv = diff - b  # the part of -a that diff holds
         bv = diff - nv  # the part of b
         err = (b - bv) + (na - nv)
+        if err != err:  # NaN: inf - inf somewhere above
+            return abs(Fraction(b) - Fraction(a)) <= Fraction(distance)
         return err <= 0.0 if diff > 0.0 else err >= 0.0
     return False  # outside, or overflowed to an infinity (the real one is outside too)
 

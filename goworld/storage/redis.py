@@ -205,6 +205,7 @@ class RedisWorker:
                 self._failing = True
                 for op in batch:
                     self._fail(op, exc)
+                await self._drop_client()
                 continue
             self._failing = False
             for op, reply in zip(batch, replies, strict=True):
@@ -218,6 +219,17 @@ class RedisWorker:
                     continue
                 if not op.future.done():  # a cancelled future: the operation still happened
                     op.future.set_result(result)
+
+    async def _drop_client(self) -> None:
+        """After a connection failure, close every connection of the client ourselves (redis-py
+        can leave the broken socket to the garbage collector); the next command makes a new
+        client."""
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # it is broken: closing is best effort
+                pass
 
     def _fail(self, op: _Op[Any], exc: BaseException) -> None:
         if op.future.done():

@@ -849,6 +849,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-nosync", action="store_true", help="send no position syncs")
     p.add_argument("-strict", action="store_true", help="fatal conditions end the run (exit 1)")
     p.add_argument("-duration", type=float, default=0, help="seconds to run (0 = forever)")
+    p.add_argument("--until", type=float, default=0,
+                   help="end at this time.time() instead (several bot processes end together)")
     p.add_argument("-log", default="info", help="log level: debug, info, warn, error")
     p.add_argument("-quiet", action="store_true", help="log warnings and worse only")
     p.add_argument("-configfile", "--ini", dest="configfile", default="goworld.ini",
@@ -868,7 +870,9 @@ async def amain(args: argparse.Namespace) -> None:
     run = Run(args, cfg)
     run.bots = [Bot(run, args.S + i) for i in range(args.N)]
     loop = asyncio.get_running_loop()
-    if args.duration > 0:
+    if args.until > 0:
+        loop.call_later(max(0.0, args.until - time.time()), run.finish, 0)
+    elif args.duration > 0:
         loop.call_later(args.duration, run.finish, 0)
     log.info(
         "%d bots (test%d..test%d) over %s to %d gate(s) of %s%s",

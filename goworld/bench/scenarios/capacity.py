@@ -125,12 +125,15 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
     duration = warmup + window + 2.0 + (PROFILE_SECONDS + 1.0 if profiling else 0.0)
     bots: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
+    # All bot processes end at the same moment: one that ended first would disconnect its
+    # bots while the others' DoTestCallAll still wait for their echoes (a false FATAL).
+    until = time.time() + duration
     try:
         for i, (count, start) in enumerate(_split(n, first)):
             log = log_dir / f"bots-{n}-{i + 1}.log"
             cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
                    "-server", "127.0.0.1", "-N", str(count), "-S", str(start),
-                   "-duration", f"{duration:g}", "-strict", "-quiet"]
+                   "--until", f"{until:.3f}", "-strict", "-quiet"]
             with log.open("w") as out:
                 bots.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
             logs.append(log)

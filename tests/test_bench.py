@@ -80,7 +80,16 @@ def test_capacity_on_2_2_2_records_every_process_and_a_profile(tmp_path: Path) -
     assert record["columns"][5:8] == ["2 dispatchers CPU / RSS MB", "2 games CPU / RSS MB",
                                       "2 gates CPU / RSS MB"]
     assert "--steps 6 --window 2" in record["commands"][0]
-    assert any("Where the time goes at N=6: py-spy on " in n for n in record["notes"]), record["notes"]
+    # py-spy sampled the busiest cluster process after the window; at 6 bots it may have
+    # been idle for all 5 s, which the report then says instead of listing functions.
+    prof = record["series"]["profile"]
+    assert prof["process"] in ("dispatcher1", "dispatcher2", "game1", "game2", "gate1", "gate2")
+    assert "error" not in prof and prof["samples"] >= 0
+    if prof["samples"]:
+        assert prof["top"] and any("Where the time goes at N=6: py-spy on " in n
+                                   for n in record["notes"]), record["notes"]
+    else:
+        assert any("found no busy sample" in n for n in record["notes"]), record["notes"]
     report = (tmp_path / "BENCHMARKS.md").read_text()
     assert "## Capacity (examples/test_game on 2 + 2 + 2" in report
     assert "bench-capacity-222-rtt.png" in report and (tmp_path / "bench-capacity-222-rtt.png").exists()

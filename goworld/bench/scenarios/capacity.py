@@ -394,11 +394,15 @@ class Capacity:
                          f"{prof['seconds']:g} s after the window (self time, native frames "
                          f"included, waits left out): {hot}. On loopback a write() also runs "
                          "the receiving side of TCP for the bot's socket, charged to the gate.")
+        elif prof and prof.get("error"):
+            notes.append(f"No profile at N={last['n']}: {prof['error']}")
         elif prof:
-            notes.append(f"No profile at N={last['n']}: {prof.get('error')}")
+            notes.append(f"At N={last['n']} py-spy found no busy sample in {prof['process']} "
+                         f"over {prof['seconds']:g} s: the busiest process was idle.")
         series = {"n": [s["n"] for s in steps], "p50": [s["p50"] for s in steps],
                   "p99": [s["p99"] for s in steps],
-                  "cpu": {k: [s["usage"][k][0] for s in steps] for k in names}}
+                  "cpu": {k: [s["usage"][k][0] for s in steps] for k in names},
+                  "profile": prof}
         steps_arg = ",".join(str(n) for n in plan["steps"])
         flags = f" --steps {steps_arg} --window {plan['window']:g}" if custom else ""
         default = "" if custom else f"  (steps {steps_arg}, {plan['window']:g} s window per step)"

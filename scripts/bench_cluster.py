@@ -29,20 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from goworld.bench.procstat import cpu_rss  # noqa: E402
 from goworld.client import GoWorldClient  # noqa: E402
 from goworld.testing import ClusterRunner  # noqa: E402
 
 APP = ROOT / "tests" / "apps" / "cluster_app"
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_rss(pid: int) -> tuple[float, int]:
-    """(CPU seconds so far, RSS bytes) of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK
-    rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return cpu, rss
 
 
 class Bot:
@@ -135,11 +126,11 @@ async def main() -> None:
                 await asyncio.sleep(2.0)
                 for b in bots:
                     b.rtts.clear()
-                before = {k: proc_cpu_rss(pid) for k, pid in pids.items()}
+                before = {k: cpu_rss(pid) for k, pid in pids.items()}
                 t0 = time.monotonic()
                 await asyncio.sleep(args.window)
                 elapsed = time.monotonic() - t0
-                after = {k: proc_cpu_rss(pid) for k, pid in pids.items()}
+                after = {k: cpu_rss(pid) for k, pid in pids.items()}
                 rtts = sorted(r for b in bots for r in b.rtts)
                 ok = sum(1 for b in bots if not b.failed and b.client and not b.client.is_closed)
                 p50 = statistics.median(rtts) * 1000 if rtts else float("nan")

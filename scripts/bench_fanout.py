@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import tempfile
@@ -28,18 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from goworld.bench.procstat import cpu_seconds  # noqa: E402
 from goworld.client import GoWorldClient  # noqa: E402
 from goworld.proto.msgtypes import MsgType  # noqa: E402
 from goworld.testing import ClusterRunner  # noqa: E402
 
 APP = ROOT / "tests" / "apps" / "cluster_app"
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 class Counter:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,16 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from goworld.bench.procstat import rss_bytes as rss  # noqa: E402
 from goworld.client import GoWorldClient  # noqa: E402
 from goworld.testing import ClusterRunner  # noqa: E402
 
 APP = ROOT / "tests" / "apps" / "cluster_app"
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE
 
 
 async def main() -> None:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 
+from goworld.bench.procstat import cpu_seconds  # noqa: E402
 from goworld.cluster.envelopes import Batch, Envelope, pack  # noqa: E402
 from goworld.cluster.link import DispatcherLink  # noqa: E402
 from goworld.cluster.streams import GRPC_OPTIONS  # noqa: E402
@@ -44,14 +45,7 @@ from goworld.proto.ids import new_entity_id  # noqa: E402
 from goworld.proto.msgtypes import MsgType  # noqa: E402
 from goworld.testing import write_ini  # noqa: E402
 
-CLK = os.sysconf("SC_CLK_TCK")
 ARGS = codec.encode_args(("hello", 42))
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def hello(game_id: int, entities: list[str]) -> Envelope:

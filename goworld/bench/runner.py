@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from goworld.bench import report
+from goworld.bench.procstat import busy_fraction
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import SCENARIOS
 
@@ -36,22 +37,6 @@ def check_options(names: list[str], options: dict[str, Any]) -> None:
         if not takers:
             known = [n for n in SCENARIOS if key in getattr(SCENARIOS[n], "OPTIONS", ())]
             raise BenchError(f"--{key} applies to {', '.join(known)}, none of which is chosen")
-
-
-def busy_fraction(seconds: float = 1.0) -> float:
-    """How busy the machine's CPUs were over ``seconds`` (0..1, from /proc/stat)."""
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return idle, sum(fields)
-
-    try:
-        i0, t0 = sample()
-        time.sleep(seconds)
-        i1, t1 = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return 1.0 - (i1 - i0) / max(1, t1 - t0)
 
 
 def settle(threshold: float = SETTLE_BUSY, timeout: float = SETTLE_TIMEOUT) -> float:

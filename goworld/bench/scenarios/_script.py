@@ -1,8 +1,7 @@
-"""Running (or importing) the benchmark scripts under ``scripts/`` of the source checkout."""
+"""Running the benchmark scripts under ``scripts/`` of the source checkout."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -10,7 +9,6 @@ import subprocess
 import tempfile
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from goworld.bench.result import BenchError
@@ -79,13 +77,3 @@ def run_json(name: str, *args: str, timeout: float) -> tuple[str, Any]:
             return stdout, json.loads(out_file.read_text())
         except (OSError, ValueError) as exc:
             raise BenchError(f"{command(name, *args)} wrote no figures: {exc}\n{stdout[-2000:]}") from exc
-
-
-def load(name: str) -> ModuleType:
-    """Import ``scripts/name`` as a module (to reuse its functions)."""
-    p = path(name)
-    spec = importlib.util.spec_from_file_location(f"_bench_{p.stem}", p)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

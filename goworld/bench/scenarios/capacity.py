@@ -5,7 +5,7 @@ GoWorld's Go bot cannot be installed here, so the load is our Python strict bot
 at 10 Hz with probability 0.5), one bot process per step with fresh users. A separate probe
 client (this process) logs in and calls ``TestListField`` every 100 ms, one call in flight;
 its round trip to ``OnTestListField`` is the RTT. CPU% and RSS of every process come from
-/proc over the measuring window (scripts/bench_cluster.py's ``proc_cpu_rss``). After each
+/proc over the measuring window (goworld.bench.procstat). After each
 window, while the bots keep going, py-spy samples the busiest cluster process for a few
 seconds (goworld.bench.profile); the report shows the last step's profile.
 """
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from goworld.bench import profile
+from goworld.bench import procstat, profile
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import _script
 
@@ -119,7 +119,6 @@ def _bot_results(logs: list[Path]) -> tuple[dict[str, Any], list[str], bool]:
 
 async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: int,
                 window: float, log_dir: Path) -> dict[str, Any]:
-    bench_cluster = _script.load("bench_cluster.py")
     warmup = 5.0 + n / 100
     profiling = profile.find_pyspy() is not None
     duration = warmup + window + 2.0 + (PROFILE_SECONDS + 1.0 if profiling else 0.0)
@@ -140,13 +139,13 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
         await asyncio.sleep(warmup)
         bot_pids = {f"bots{i + 1}": b.pid for i, b in enumerate(bots)}
         procs = {**pids, **bot_pids}
-        before = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+        before = {k: _cpu_rss(pid) for k, pid in procs.items()}
         probe.rtts.clear()
         probe.failures = 0
         t0 = time.monotonic()
         await asyncio.sleep(window)
         elapsed = time.monotonic() - t0
-        after = {k: _cpu_rss(bench_cluster, pid) for k, pid in procs.items()}
+        after = {k: _cpu_rss(pid) for k, pid in procs.items()}
         rtts, probe_failures = list(probe.rtts), probe.failures
         hot = _busiest(pids, before, after)
         prof = await _profile(hot, pids.get(hot or "", 0)) if profiling else None
@@ -184,7 +183,6 @@ async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: 
         "failed": failed, "bot_processes": len(bots),
         "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
         "samples": len(rtts), "usage": usage,
-        "dispatcher": " ".join(bench_cluster.dispatcher_rates(runner)),
         "profile": prof,
     }
 
@@ -214,9 +212,9 @@ async def _profile(name: str | None, pid: int) -> dict[str, Any] | None:
             "one_line": p.one_line()}
 
 
-def _cpu_rss(bench_cluster: Any, pid: int) -> tuple[float, int] | None:
+def _cpu_rss(pid: int) -> tuple[float, int] | None:
     try:
-        return bench_cluster.proc_cpu_rss(pid)
+        return procstat.cpu_rss(pid)
     except OSError:
         return None
 

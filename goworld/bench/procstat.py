@@ -1,0 +1,43 @@
+"""CPU time and RSS of a process, and how busy the machine is, from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+__all__ = ["busy_fraction", "cpu_rss", "cpu_seconds", "rss_bytes"]
+
+_CLK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_rss(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds so far, RSS bytes) of ``pid``; OSError if it is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK, int(fields[21]) * _PAGE
+
+
+def cpu_seconds(pid: int) -> float:
+    return cpu_rss(pid)[0]
+
+
+def rss_bytes(pid: int) -> int:
+    return cpu_rss(pid)[1]
+
+
+def busy_fraction(seconds: float = 1.0) -> float:
+    """How busy the machine's CPUs were over ``seconds`` (0..1; 0 if /proc/stat is unreadable)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return idle, sum(fields)
+
+    try:
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)

@@ -371,6 +371,18 @@ class GridAOI(_AOIBase[T]):
             self._cells[(cx, cz)] = cell
         return cell
 
+    def _place(self, obj: T, x: float, z: float) -> _Cell[T]:
+        """Put ``obj`` (finite x, z) into its cell; returns the cell."""
+        lim = self._lim
+        if -lim < x < lim and -lim < z < lim:
+            d = self._distance
+            cell = self._cell(x // d, z // d)
+        else:
+            cell = self._cell(*self._clamped(x, z))
+        cell.xs[obj] = x
+        cell.zs[obj] = z
+        return cell
+
     def _link(self, cell: _Cell[T]) -> tuple[_Cell[T], ...]:
         """Build ``cell.ring``. ``cell`` holds an object, so a sweep here keeps it."""
         if len(self._cells) > 4 * len(self._entries) + self.SWEEP_SLACK:
@@ -576,14 +588,7 @@ class GridAOI(_AOIBase[T]):
         if obj in self._entries:
             raise ValueError(f"{obj!r} is already in this AOI")
         x, z = _coords(x, z)
-        lim = self._lim
-        if -lim < x < lim and -lim < z < lim:
-            d = self._distance
-            cell = self._cell(x // d, z // d)
-        else:
-            cell = self._cell(*self._clamped(x, z))
-        cell.xs[obj] = x
-        cell.zs[obj] = z
+        cell = self._place(obj, x, z)
         new = self._scan(obj, x, z, cell)
         self._entries[obj] = _Entry(x, z, cell, new)
         nbrs = self._nbrs
@@ -604,20 +609,13 @@ class GridAOI(_AOIBase[T]):
         each newcomer is scanned and the objects already in learn about it.
         """
         checked = self._checked(items)
-        lim = self._lim
-        d = self._distance
         entries = self._entries
         nbrs = self._nbrs
         was_empty = not nbrs
         placed: list[tuple[T, _Entry[T]]] = []
         cells: dict[_Cell[T], None] = {}
         for obj, x, z in checked:
-            if -lim < x < lim and -lim < z < lim:
-                cell = self._cell(x // d, z // d)
-            else:
-                cell = self._cell(*self._clamped(x, z))
-            cell.xs[obj] = x
-            cell.zs[obj] = z
+            cell = self._place(obj, x, z)
             e = _Entry(x, z, cell, _NO_NBRS)
             entries[obj] = e
             placed.append((obj, e))

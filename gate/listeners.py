@@ -2,8 +2,9 @@
 
 Each listener only moves bytes between its transport and a :class:`~gate.client_proxy.ClientProxy`.
 TCP and KCP use the proxy as their ``asyncio.Protocol``. WebSocket carries the packet stream
-spread over binary (or text) messages whose boundaries mean nothing (PROTOCOL.md §1.2), so the
-handler feeds every message's bytes to the proxy and a :class:`_WebSocketTransport` writes
+spread over binary or text messages whose boundaries mean nothing (PROTOCOL.md §1.2); a text
+message's payload is taken as raw bytes, with no UTF-8 check, so the handler feeds every message's
+bytes to the proxy and a :class:`_WebSocketTransport` writes
 each flush as one binary message.
 """
 
@@ -150,12 +151,10 @@ async def start_websocket(
         proxy = gate.new_proxy("ws")
         proxy.connection_made(transport)
         try:
-            async for message in conn:
-                proxy.data_received(
-                    message if isinstance(message, bytes) else message.encode("utf-8")
-                )
-                if proxy.closed:
-                    break
+            while not proxy.closed:
+                # decode=False: text frames are taken as bytes, never checked as UTF-8 (GoWorld's
+                # Go bot sends binary packets in text frames, and GoWorld's gate accepts them).
+                proxy.data_received(await conn.recv(decode=False))
         except ConnectionClosed:
             pass
         finally:

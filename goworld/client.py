@@ -109,10 +109,13 @@ class GoWorldClient(asyncio.Protocol):
         compress: bool = False,
         dialect: Dialect = Dialect.HEAD,
         record: bool = True,
+        ws_text_frames: bool = False,
     ) -> GoWorldClient:
         """Connect over ``transport`` ("tcp", "ws" or "kcp"); ``port`` is the gate's port for it.
 
         With ``record=False`` the client keeps no history (``calls``, ``log``): use ``on_call``.
+        ``ws_text_frames=True`` sends the binary packet stream in WebSocket *text* frames, as
+        GoWorld's Go clients do (golang.org/x/net/websocket's default frame type).
         """
         client = cls(dialect=dialect, compress=compress, record=record)
         ctx = None
@@ -124,7 +127,7 @@ class GoWorldClient(asyncio.Protocol):
         if transport == "tcp":
             await loop.create_connection(lambda: client, host, port, ssl=ctx)
         elif transport == "ws":
-            await _WebSocketPump.open(client, host, port, ctx)
+            await _WebSocketPump.open(client, host, port, ctx, text_frames=ws_text_frames)
         elif transport == "kcp":
             from goworld.net.kcp import open_kcp_connection
 
@@ -383,14 +386,23 @@ _HANDLERS: dict[int, Callable[[GoWorldClient, bytes, int], None]] = {
 class _WebSocketPump:
     """Moves bytes between a websockets client connection and the protocol."""
 
-    def __init__(self, conn: Any, client: GoWorldClient) -> None:
+    def __init__(self, conn: Any, client: GoWorldClient, text_frames: bool) -> None:
         self.conn = conn
         self.client = client
+        self._text_frames = text_frames
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closing = False
 
     @classmethod
-    async def open(cls, client: GoWorldClient, host: str, port: int, ctx: ssl.SSLContext | None) -> None:
+    async def open(
+        cls,
+        client: GoWorldClient,
+        host: str,
+        port: int,
+        ctx: ssl.SSLContext | None,
+        *,
+        text_frames: bool = False,
+    ) -> None:
         from websockets.asyncio.client import connect
 
         scheme = "wss" if ctx is not None else "ws"
@@ -402,7 +414,7 @@ class _WebSocketPump:
             ping_interval=None,
             origin=f"http://{host}:{port}/",  # type: ignore[arg-type]
         )
-        pump = cls(conn, client)
+        pump = cls(conn, client, text_frames)
         client.connection_made(pump)
         pump._tasks = [asyncio.create_task(pump._reader()), asyncio.create_task(pump._writer())]
 
@@ -422,8 +434,8 @@ class _WebSocketPump:
 
     async def _reader(self) -> None:
         try:
-            async for message in self.conn:
-                self.client.data_received(message if isinstance(message, bytes) else message.encode())
+            while True:  # text or binary frames alike: raw bytes, no UTF-8 check
+                self.client.data_received(await self.conn.recv(decode=False))
         except Exception:
             pass
         self._closing = True
@@ -436,7 +448,7 @@ class _WebSocketPump:
                 data = await self._queue.get()
                 if data is None:
                     break
-                await self.conn.send(data)
+                await self.conn.send(data, text=self._text_frames)
         except Exception:
             pass
         await self.conn.close()

@@ -258,3 +258,22 @@ async def test_client_position_sync_moves_the_entity_for_neighbours(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+@pytest.mark.asyncio
+async def test_websocket_text_frames_carrying_binary_packets_are_accepted(cluster: ClusterRunner) -> None:
+    """GoWorld's Go clients write every packet in a *text* frame; the gate takes the bytes as they
+    are (no UTF-8 check): seq 255 puts 0xff, never valid UTF-8, into every Echo frame."""
+    client = await GoWorldClient.connect(
+        "127.0.0.1", cluster.gate(0, "ws"), transport="ws", ws_text_frames=True
+    )
+    try:
+        account = await client.wait_player("Account")
+        client.call(account.id, "Login", unique("wstext"))
+        await client.wait_player("Avatar")
+        for _ in range(3):
+            client.call_player("Echo", 255, "\u00e9t\u00e9")
+        await client.wait_until(lambda: len([c for c in client.calls if c.method == "OnEcho"]) == 3)
+        assert not client.is_closed
+    finally:
+        await client.aclose()

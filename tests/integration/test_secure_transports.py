@@ -70,6 +70,26 @@ async def test_tls_and_snappy_on_every_transport(secure_cluster: ClusterRunner, 
 
 
 @pytest.mark.asyncio
+async def test_wss_text_frames_carrying_binary_packets_are_accepted(
+    secure_cluster: ClusterRunner,
+) -> None:
+    """GoWorld's Go bot over wss:// writes snappy-compressed packets in text frames."""
+    client = await GoWorldClient.connect(
+        "127.0.0.1", secure_cluster.gate(0, "ws"), transport="ws", tls=True, compress=True,
+        ws_text_frames=True,
+    )
+    try:
+        account = await client.wait_player("Account")
+        client.call(account.id, "Login", "secure-ws-text")
+        await client.wait_player("Avatar")
+        client.call_player("Echo", 255, "\xff" * 1000)
+        await client.wait_call("OnEcho")
+        assert [c.args for c in client.calls if c.method == "OnEcho"] == [(255, "\xff" * 1000)]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_plaintext_client_is_refused_by_a_tls_gate(secure_cluster: ClusterRunner) -> None:
     client = await GoWorldClient.connect("127.0.0.1", secure_cluster.gate(0, "tcp"))
     try:

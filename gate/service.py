@@ -11,9 +11,11 @@ Client → cluster:
 
 Cluster → client:
 
-* 1002–1012 are forwarded unchanged (routing header included, as GoWorld clients expect);
-  a 1002 with ``isPlayer`` makes that entity the connection's owner; 1010/1011 update the
-  filter index and are not forwarded;
+* 1002–1012 are forwarded unchanged (routing header included, as GoWorld clients expect),
+  except that a G2017 gate sends a top-level attribute path (1004–1008, 1012) as ``[]``
+  instead of nil (:func:`~goworld.proto.dialect.root_path_as_array`); a 1002 with
+  ``isPlayer`` makes that entity the connection's owner; 1010/1011 update the filter index
+  and are not forwarded;
 * 1501 goes to every client the filter selects, framed once;
 * 1502 records are split per client into one 1502 packet each.
 
@@ -33,7 +35,7 @@ from gate.filters import FilterIndex
 from goworld.cluster.envelopes import Envelope
 from goworld.errors import RemoteProtocolError
 from goworld.proto import codec
-from goworld.proto.dialect import Dialect
+from goworld.proto.dialect import ATTR_PATH_TYPES, Dialect, root_path_as_array
 from goworld.proto.framing import frame
 from goworld.proto.ids import dispatcher_shard, is_valid_id, new_client_id, new_entity_id
 from goworld.proto.msgtypes import MsgType
@@ -74,6 +76,10 @@ class GateService:
         self._call_type = wire.get(_CALL, int(_CALL))
         self._sync_type = wire.get(_SYNC, int(_SYNC))
         self._heartbeat_type = wire.get(_HEARTBEAT, int(_HEARTBEAT))
+        # Chosen once, so that HEAD and G2018 gates pay nothing for G2017's attribute paths.
+        self._client_bound: Callable[[Envelope], None] = (
+            self._to_client_g2017 if dialect.empty_root_path else self._to_client
+        )
         self.accepting = True
 
     # ---- connections ---------------------------------------------------------------------
@@ -201,7 +207,7 @@ class GateService:
     def handle_dispatcher_message(self, dispatcher_id: int, env: Envelope) -> None:
         msgtype = env.msgtype
         if 1001 <= msgtype <= 1499:
-            self._to_client(env)
+            self._client_bound(env)
         elif msgtype == MsgType.CALL_FILTERED_CLIENTS:
             self._filtered_call(env.payload)
         elif msgtype == MsgType.SYNC_POSITION_YAW_ON_CLIENTS:
@@ -231,6 +237,15 @@ class GateService:
             proxy.owner_eid = owner
         if proxy is not None:
             proxy.send_payload(payload)
+
+    def _to_client_g2017(self, env: Envelope) -> None:
+        """:meth:`_to_client` for G2017 clients: a top-level attribute path goes out as ``[]``."""
+        if env.msgtype in ATTR_PATH_TYPES:
+            proxy = self.clients.get(env.client_id)
+            if proxy is not None:
+                proxy.send_payload(root_path_as_array(env.payload))
+        else:
+            self._to_client(env)
 
     def _filtered_call(self, payload: bytes) -> None:
         try:

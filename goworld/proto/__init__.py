@@ -7,7 +7,8 @@ Layers, from bytes inwards:
 * :mod:`~goworld.proto.codec` — payload <-> message dataclasses (§2), driven by the layouts in
   :mod:`~goworld.proto.messages`; msgpack with GoWorld's rules in :mod:`~goworld.proto.gwmsgpack`;
 * :mod:`~goworld.proto.ids` — entity/client ids, nil-space ids, the dispatcher shard (§1.5);
-* :mod:`~goworld.proto.dialect` — the 2017/2018 client numbering (§2.5).
+* :mod:`~goworld.proto.dialect` — the 2017/2018 client numbering (§2.5), and G2017's
+  top-level attribute path (``[]`` where later servers send nil).
 
 Every decoder raises :class:`goworld.errors.RemoteProtocolError` (or its subclass
 :class:`~goworld.errors.PacketTooLarge`) on malformed input, and nothing else.

@@ -125,6 +125,11 @@ def write_data(out: bytearray, value: Any) -> None:
     out += data
 
 
+def _write_path_never_nil(out: bytearray, value: Any) -> None:
+    """G2017's attribute path: a top-level (``None``) path goes out as ``[]``."""
+    write_data(out, [] if value is None else value)
+
+
 def encode_args(args: Sequence[Any]) -> bytes:
     """Encode Args: ``u16`` count, then each argument as its own msgpack VarBytes."""
     out = bytearray()
@@ -280,6 +285,12 @@ def _layout(cls: type[Message], dialect: Dialect) -> tuple[tuple[str, str], ...]
     return cls.LAYOUT
 
 
+def _writer(name: str, kind: str, dialect: Dialect) -> Writer:
+    if name == "path" and dialect.empty_root_path:
+        return _write_path_never_nil
+    return _WRITERS[kind]
+
+
 def _build_tables(dialect: Dialect) -> tuple[dict[MsgType, tuple[int, _Codec]], dict[int, _Codec]]:
     by_type: dict[MsgType, tuple[int, _Codec]] = {}
     by_wire: dict[int, _Codec] = {}
@@ -287,7 +298,7 @@ def _build_tables(dialect: Dialect) -> tuple[dict[MsgType, tuple[int, _Codec]], 
         layout = _layout(cls, dialect)
         codec: _Codec = (
             cls,
-            tuple((name, _WRITERS[kind]) for name, kind in layout),
+            tuple((name, _writer(name, kind, dialect)) for name, kind in layout),
             tuple(_READERS[kind] for _, kind in layout),
         )
         wire = dialect.type_to_wire.get(msgtype, int(msgtype))

@@ -14,7 +14,8 @@ layout, so this table is the single description of every body. Field kinds:
 ``records`` 1502 records (``EntityID + 4 × f32``) up to the end of the payload
 
 Attribute paths (``path``) are leaf-first lists of keys and list indices, or ``None`` for the
-root attribute map (§4.3).
+root attribute map (§4.3). The G2017 dialect writes that ``None`` as ``[]``, as GoWorld did in
+2017 (see :mod:`goworld.proto.dialect`); decoding returns what is on the wire.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ transport behaves like asyncio's: ``close()`` schedules ``connection_lost`` on t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import struct
 from typing import Any
@@ -19,7 +20,8 @@ from gate.client_proxy import ClientProxy
 from gate.service import GateService
 from goworld.cluster.envelopes import Envelope
 from goworld.proto import codec
-from goworld.proto.dialect import Dialect
+from goworld.entity.client import attr_body
+from goworld.proto.dialect import ATTR_PATH_TYPES, Dialect
 from goworld.proto.framing import MAX_PAYLOAD, Framer, frame
 from goworld.proto.ids import dispatcher_shard
 from goworld.proto.messages import (
@@ -679,6 +681,84 @@ async def test_legacy_2018_dialect_numbers(caplog: pytest.LogCaptureFixture) -> 
     assert transport.closed
     assert sum(r.levelno >= logging.WARNING for r in caplog.records) == 1
     assert [e.msgtype for _, e in h.sent] == [MsgType.NOTIFY_CLIENT_DISCONNECTED]
+
+
+# Every attribute message as the game builds it (goworld.entity.client.attr_body): msgtype and
+# the fields after the path. The game always writes a top-level path as nil; a G2017 gate must
+# send [] (0x90) instead, as GoWorld did in 2017; HEAD and G2018 gates forward nil (0xc0).
+ATTR_CASES = [
+    (MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT, ("chatroom", "lobby")),
+    (MsgType.NOTIFY_MAP_ATTR_DEL_ON_CLIENT, ("chatroom",)),
+    (MsgType.NOTIFY_LIST_ATTR_CHANGE_ON_CLIENT, (1, 2.5)),
+    (MsgType.NOTIFY_LIST_ATTR_POP_ON_CLIENT, ()),
+    (MsgType.NOTIFY_LIST_ATTR_APPEND_ON_CLIENT, ({"k": [1]},)),
+    (MsgType.NOTIFY_MAP_ATTR_CLEAR_ON_CLIENT, ()),
+]
+PATH_DATA = 36  # u16 msgtype + H (18) + EntityID (16): the path's u32 length, then its msgpack
+
+
+def test_attr_cases_cover_every_attribute_message() -> None:
+    assert {t for t, _ in ATTR_CASES} == ATTR_PATH_TYPES
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.name)
+@pytest.mark.parametrize("msgtype,rest", ATTR_CASES, ids=lambda v: getattr(v, "name", ""))
+@pytest.mark.parametrize(
+    "path", [None, ["inner"], [0, "items", "bag"], []], ids=["top", "depth1", "depth3", "empty"]
+)
+async def test_attribute_paths_on_the_wire(
+    dialect: Dialect, msgtype: MsgType, rest: tuple[Any, ...], path: list[Any] | None
+) -> None:
+    h = Harness(dialect=dialect)
+    proxy, transport = h.connect()
+    sent = client_packet(msgtype, proxy, attr_body(msgtype, TARGET, path, *rest))
+    assert sent.payload[PATH_DATA + 4] == (0xC0 if path is None else 0x90 + len(path))
+    h.from_dispatcher(sent)
+    await asyncio.sleep(0)
+    [payload] = transport.received()
+
+    top_level_as_array = path is None and dialect is Dialect.G2017
+    wire_path = [] if top_level_as_array else path
+    # the bytes: only the one msgpack byte of a top-level path differs, and only for G2017
+    assert len(payload) == len(sent.payload)
+    if path is None:
+        assert payload[PATH_DATA : PATH_DATA + 5] == b"\x01\x00\x00\x00" + (
+            b"\x90" if dialect is Dialect.G2017 else b"\xc0"
+        )
+        assert payload[: PATH_DATA + 4] == sent.payload[: PATH_DATA + 4]
+        assert payload[PATH_DATA + 5 :] == sent.payload[PATH_DATA + 5 :]
+    else:
+        assert payload == sent.payload
+    # decoded with the codec: HEAD reading (server->client layouts are the same in every dialect)
+    # and the gate's own dialect agree, and only the path differs from what the game sent
+    for reader in (Dialect.HEAD, dialect):
+        msg = codec.decode_payload(payload, reader)
+        assert type(msg).MSGTYPE == msgtype
+        assert msg.path == wire_path  # type: ignore[attr-defined]
+        assert type(msg.path) is type(wire_path)  # type: ignore[attr-defined]
+        assert dataclasses.replace(msg, path=path) == codec.decode_payload(sent.payload)  # type: ignore[type-var]
+    # ... and it is what the codec writes for that dialect
+    assert payload == codec.encode_payload(codec.decode_payload(sent.payload), dialect)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.name)
+async def test_only_g2017_gates_look_at_attribute_paths(dialect: Dialect) -> None:
+    h = Harness(dialect=dialect)
+    # HEAD and G2018 gates route client-bound packets exactly as before (nothing extra to pay)
+    expected = h.gate._to_client_g2017 if dialect is Dialect.G2017 else h.gate._to_client
+    assert h.gate._client_bound == expected
+    # a G2017 gate still handles the other client-bound types as every gate does
+    proxy, transport = h.connect()
+    h.from_dispatcher(create_on_client(proxy, OWNER, is_player=True))
+    body = struct.pack("<I", 5) + b"Entry" + TARGET.encode("latin-1")
+    h.from_dispatcher(client_packet(MsgType.DESTROY_ENTITY_ON_CLIENT, proxy, body))
+    h.from_dispatcher(set_prop(proxy, "room", "lobby"))
+    await asyncio.sleep(0)
+    assert proxy.owner_eid == OWNER
+    assert list(h.gate.filters.match("room", FilterOp.EQ, "lobby")) == [proxy.client_id]
+    assert [codec.peek_msgtype(p) for p in transport.received()] == [1002, 1003]
 
 
 @pytest.mark.asyncio

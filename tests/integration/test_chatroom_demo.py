@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,8 +33,6 @@ def test_chat_bots_talk_through_the_chatroom_demo(tmp_path: Path, transport: str
 
 
 def test_accounts_and_avatars_survive_stop_and_start(tmp_path: Path) -> None:
-    import asyncio
-
     from goworld.client import GoWorldClient
 
     runner = ClusterRunner(tmp_path, ROOT / "examples" / "chatroom_demo", dispatchers=1, games=1, gates=1)
@@ -65,5 +65,64 @@ def test_accounts_and_avatars_survive_stop_and_start(tmp_path: Path) -> None:
         assert second_id == first_id  # the same avatar, loaded from SQLite
         assert errors == ["wrong password"]
     finally:
+        runner.stop()
+        runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_2017_gate_sends_the_top_level_chatroom_path_as_an_empty_array(tmp_path: Path) -> None:
+    """GoWorld's 2017 JS chatroom client reads attribute paths as arrays: a 2017 gate must send
+    the ``chatroom`` change of ``/join`` with path ``[]`` (0x90), as GoWorld did in 2017."""
+    from goworld.client import GoWorldClient
+    from goworld.proto import codec
+    from goworld.proto.dialect import Dialect
+    from goworld.proto.msgtypes import MsgType
+
+    class RawClient(GoWorldClient):
+        """Keeps every payload it receives, as bytes on the wire."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.payloads: list[bytes] = []
+
+        def _handle(self, payload: bytes) -> None:
+            self.payloads.append(bytes(payload))
+            super()._handle(payload)
+
+    runner = ClusterRunner(
+        tmp_path, ROOT / "examples" / "chatroom_demo", dispatchers=1, games=1, gates=1,
+        gate_extra="legacy_client_protocol = 2017",
+    )
+    runner.start()
+    clients: list[GoWorldClient] = []
+    try:
+        # the JS client speaks WebSocket
+        a, b = [
+            await RawClient.connect("127.0.0.1", runner.gate(0, "ws"), transport="ws", dialect=Dialect.G2017)
+            for _ in range(2)
+        ]
+        clients = [a, b]
+        for client, name in ((a, "ann"), (b, "ben")):
+            account = await client.wait_player("Account")
+            client.call(account.id, "Register", name, "pw")
+            await client.wait_call("ShowInfo")
+            client.call(account.id, "Login", name, "pw")
+            avatar = await client.wait_player("Avatar")
+            client.call_player("SendChat", "/join room1")
+            await client.wait_until(lambda c=client, e=avatar: c.entities[e.id].attrs.get("chatroom") == "room1")
+
+        [change] = [p for p in a.payloads if codec.peek_msgtype(p) == MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT]
+        assert change[36:41] == b"\x01\x00\x00\x00\x90"  # Data: length 1, msgpack []
+        msg = codec.decode_payload(change, Dialect.G2017)
+        assert (msg.path, msg.key, msg.value) == ([], "chatroom", "room1")  # type: ignore[attr-defined]
+
+        # and chat in the room works (1501 without the op byte)
+        a.call_player("SendChat", "hello ben")
+        got = await b.wait_call("OnRecvChat")
+        assert got.args == ("ann", "hello ben")
+        for client in clients:
+            assert not client.is_closed
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
         runner.stop()
         runner.kill()

@@ -3,6 +3,7 @@ what the wire cannot carry with LocalProtocolError (PROTOCOL.md §1.2, §1.3, §
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Any
 
@@ -88,6 +89,8 @@ def _sample(cls: type[Message], dialect: Dialect) -> Message:
     msg = SAMPLES[cls]
     if isinstance(msg, CallFilteredClients) and not dialect.has_filter_op:
         msg = CallFilteredClients(0, msg.key, msg.value, msg.method, msg.args)
+    if dialect.empty_root_path and getattr(msg, "path", []) is None:
+        msg = dataclasses.replace(msg, path=[])  # type: ignore[type-var]  # G2017: [] on the wire
     return msg
 
 

@@ -7,8 +7,10 @@ the codec under test, so a codec bug cannot hide behind a round trip.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import struct
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -30,6 +32,7 @@ from goworld.proto import (
     nil_space_id,
 )
 from goworld.proto import gwmsgpack
+from goworld.proto.dialect import ATTR_PATH_TYPES, PATH_OFFSET, root_path_as_array
 from goworld.proto.ids import IdGenerator, is_valid_id
 from goworld.proto.messages import (
     MESSAGE_CLASSES,
@@ -669,6 +672,72 @@ def test_g2017_filtered_call_drops_nonzero_op() -> None:
     assert decode_payload(wire, Dialect.G2017).op == 0
 
 
+# Every attribute message, as (message with path=None, the body bytes after its path), built
+# by hand. G2017 writes the top-level path as [] (0x90); HEAD and G2018 as nil (0xc0).
+ATTR_MESSAGES = [
+    (
+        NotifyMapAttrChangeOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None, "hp", 100),
+        varstr("hp") + data(mp_int64(100)),
+    ),
+    (NotifyMapAttrDelOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None, "gone"), varstr("gone")),
+    (
+        NotifyListAttrChangeOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None, 2, "v"),
+        u32(2) + data(b"\xa1v"),
+    ),
+    (NotifyListAttrPopOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None), b""),
+    (NotifyListAttrAppendOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None, True), data(b"\xc3")),
+    (NotifyMapAttrClearOnClient(GATE_ID, CLIENT_ID, ENTITY_ID, None), b""),
+]
+ROOT_PATH = {Dialect.HEAD: b"\xc0", Dialect.G2018: b"\xc0", Dialect.G2017: b"\x90"}
+
+
+def test_attr_messages_cover_every_type_with_a_path() -> None:
+    with_path = {t for t, c in MESSAGE_CLASSES.items() if "path" in c.__dataclass_fields__}
+    assert {type(m).MSGTYPE for m, _ in ATTR_MESSAGES} == with_path == ATTR_PATH_TYPES
+    assert with_path == {1004, 1005, 1006, 1007, 1008, 1012}
+
+
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.name)
+@pytest.mark.parametrize("msg,rest", ATTR_MESSAGES, ids=lambda m: type(m).__name__)
+def test_top_level_attr_path_per_dialect(dialect: Dialect, msg: Any, rest: bytes) -> None:
+    expected = (
+        u16(int(msg.MSGTYPE)) + header() + ENTITY_ID.encode() + data(ROOT_PATH[dialect]) + rest
+    )
+    assert expected[PATH_OFFSET : PATH_OFFSET + 5] == b"\x01\x00\x00\x00" + ROOT_PATH[dialect]
+    assert encode_payload(msg, dialect) == expected
+    decoded = decode_payload(expected, dialect)
+    assert decoded.path == ([] if dialect is Dialect.G2017 else None)  # type: ignore[attr-defined]
+    assert dataclasses.replace(decoded, path=None) == msg  # type: ignore[type-var]
+    # the gate's byte rewrite of the HEAD payload gives exactly the G2017 bytes
+    head = encode_payload(msg)
+    assert root_path_as_array(head) == encode_payload(msg, Dialect.G2017)
+    assert len(root_path_as_array(head)) == len(head)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.name)
+@pytest.mark.parametrize("msg,rest", ATTR_MESSAGES, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize(
+    "path,raw",
+    [(["inner"], b"\x91\xa5inner"), (LEAF_FIRST_PATH, LEAF_FIRST_PATH_MSGPACK), ([], b"\x90")],
+    ids=["depth1", "leaf_first", "empty"],
+)
+def test_nested_attr_path_is_the_same_in_every_dialect(
+    dialect: Dialect, msg: Any, rest: bytes, path: list[Any], raw: bytes
+) -> None:
+    msg = dataclasses.replace(msg, path=path)
+    expected = u16(int(msg.MSGTYPE)) + header() + ENTITY_ID.encode() + data(raw) + rest
+    assert encode_payload(msg, dialect) == expected
+    assert decode_payload(expected, dialect) == msg
+    assert root_path_as_array(expected) is expected  # untouched
+
+
+def test_root_path_as_array_leaves_short_and_other_payloads_alone() -> None:
+    for payload in (b"", b"\xec\x03", encode_payload(CallEntityMethodOnClient(
+        GATE_ID, CLIENT_ID, ENTITY_ID, "M", ()
+    ))):
+        assert root_path_as_array(payload) is payload
+
+
 def _sample_gate_to_client() -> list[object]:
     return [
         CreateEntityOnClient(GATE_ID, CLIENT_ID, True, ENTITY_ID, "Avatar", client_data={"a": 1}),
@@ -697,6 +766,9 @@ def test_server_to_client_types_unchanged_in_legacy(dialect: Dialect, msg: objec
     assert legacy[:2] == head[:2] == u16(int(type(msg).MSGTYPE))  # type: ignore[attr-defined]
     if isinstance(msg, CallFilteredClients) and dialect is Dialect.G2017:
         assert legacy == head[:2] + head[3:]
+    elif getattr(msg, "path", []) is None and dialect is Dialect.G2017:
+        assert legacy == root_path_as_array(head) != head  # [] instead of nil
+        msg = dataclasses.replace(msg, path=[])  # type: ignore[type-var]
     else:
         assert legacy == head
     assert decode_payload(legacy, dialect) == msg

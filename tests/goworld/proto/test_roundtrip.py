@@ -7,6 +7,7 @@ strategy here makes the suite fail.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -139,9 +140,12 @@ STRATEGIES: dict[type[Message], st.SearchStrategy[Any]] = {
 
 
 def _restrict_to_dialect(msg: Message, dialect: Dialect) -> Message:
-    """G2017's 1501 has no op byte, so only op 0 survives there (the decoder fills in 0)."""
+    """G2017's 1501 has no op byte, so only op 0 survives there (the decoder fills in 0), and
+    G2017 writes a top-level attribute path as ``[]``, so ``None`` comes back as ``[]``."""
     if isinstance(msg, CallFilteredClients) and not dialect.has_filter_op:
         return CallFilteredClients(0, msg.key, msg.value, msg.method, msg.args)
+    if dialect.empty_root_path and getattr(msg, "path", []) is None:
+        return dataclasses.replace(msg, path=[])  # type: ignore[type-var]
     return msg
 
 

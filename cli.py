@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 
+from goworld import ports
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError, GoWorldError
 
@@ -32,6 +33,8 @@ __all__ = ["main"]
 
 RUN_DIR = ".goworld"
 START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 30.0}
+#: After the last gate: how long every game may take to report deployment-ready + services.
+SERVE_TIMEOUT = 60.0
 STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}  # games wait for queued saves
 ID_FLAG = {"dispatcher": "-dispid", "game": "-gid", "gate": "-gateid"}
 
@@ -142,6 +145,31 @@ class Cluster:
             time.sleep(0.1)
         raise GoWorldError(f"{proc.name} did not report started within "
                            f"{START_TIMEOUT[proc.role]:.0f} s\n{self.tail(proc)}")
+
+    def serving_file(self, proc: Proc) -> Path:
+        return self.run_dir / f"{proc.name}.serving"
+
+    def wait_serving(self, timeout: float = SERVE_TIMEOUT) -> None:
+        """Wait until every game has reported serving: the deployment is ready (every desired
+        game and gate joined the dispatchers) and every registered service has all its shards."""
+        games = self.procs("game")
+        deadline = time.monotonic() + timeout
+        while True:
+            waiting = [p for p in games if not self.serving_file(p).exists()]
+            if not waiting:
+                return
+            for proc in waiting:
+                pid = self.pid(proc)
+                if pid is None:
+                    raise GoWorldError(f"{proc.name} exited before it could serve\n{self.tail(proc)}")
+            if time.monotonic() > deadline:
+                names = ", ".join(p.name for p in waiting)
+                tails = "\n".join(self.tail(p) for p in waiting)
+                raise GoWorldError(
+                    f"{names} did not report serving within {timeout:.0f} s (deployment ready "
+                    f"and every service's shards created)\n{tails}"
+                )
+            time.sleep(0.05)
 
     def tail(self, proc: Proc, lines: int = 15) -> str:
         out = []
@@ -257,16 +285,36 @@ print("ok: %d types" % len(reg.types))
 @main.command("start")
 @click.argument("app", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_INI_OPTION
-def start_command(app: Path, ini_path: Path) -> None:
-    """Start dispatchers, then games running APP, then gates."""
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1.0),
+    default=SERVE_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait, after the last gate, for the cluster to serve.",
+)
+def start_command(app: Path, ini_path: Path, timeout: float) -> None:
+    """Start dispatchers, then games running APP, then gates; return once the cluster serves.
+
+    Serving: every game has seen the deployment ready (all desired games and gates joined the
+    dispatchers) and knows the entity of every shard of every registered service."""
     cluster = Cluster(_load_or_exit(ini_path))
     running = cluster.running()
     if running:
         names = ", ".join(p.name for p in running)
         click.echo(f"goworld start: refused, already running: {names} (goworld stop first)", err=True)
         sys.exit(1)
+    clashes = ports.problems(cluster.cfg)
+    if clashes:
+        click.echo(
+            f"goworld start: refused, {cluster.cfg.path} names addresses that cannot be listened "
+            "on:\n  " + "\n  ".join(clashes),
+            err=True,
+        )
+        sys.exit(1)
     cluster.run_dir.mkdir(exist_ok=True)
     (cluster.run_dir / "cluster.json").write_text(json.dumps({"app": str(app.resolve())}))
+    for proc in cluster.procs("game"):
+        cluster.serving_file(proc).unlink(missing_ok=True)
     started: list[Proc] = []
     try:
         for proc in cluster.all_procs():
@@ -276,6 +324,10 @@ def start_command(app: Path, ini_path: Path) -> None:
             started.append(proc)
             cluster.wait_started(proc, pid)
             click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+        t0 = time.monotonic()
+        _progress(f"{'waiting for services':<21} ")
+        cluster.wait_serving(timeout)
+        click.echo(f"ok  ({time.monotonic() - t0:.1f} s)")
     except GoWorldError as exc:
         click.echo("FAILED")
         click.echo(f"goworld start: {exc}", err=True)
@@ -307,9 +359,7 @@ def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
     if current is None:
         click.echo("goworld reload: no cluster was started here (goworld start first)", err=True)
         sys.exit(1)
-    if app is not None and app.resolve() != Path(current):
-        click.echo(f"goworld reload: the running cluster runs {current}, not {app}", err=True)
-        sys.exit(1)
+    _check_app(cluster, app, "reload")
     ok = _reload_in_place(cluster) if in_place else _reload_by_restart(cluster, Path(current))
     if not ok:
         sys.exit(1)
@@ -421,11 +471,35 @@ def _kill(pid: int) -> None:
         pass
 
 
+_APP_ARGUMENT = click.argument(
+    "app", required=False, type=click.Path(file_okay=False, path_type=Path)
+)
+
+
+def _check_app(cluster: Cluster, app: Path | None, command: str) -> None:
+    """GoWorld's forms name the app (``goworld stop examples/test_game``): when one is given,
+    it must be the one this ini's cluster was started with."""
+    current = cluster.app()
+    if app is None or current is None:
+        return
+    if app.resolve() != Path(current):
+        click.echo(
+            f"goworld {command}: the cluster of {cluster.cfg.path} runs {current}, not "
+            f"{app.resolve()} (pass --ini for another cluster)",
+            err=True,
+        )
+        sys.exit(1)
+
+
 @main.command("stop")
+@_APP_ARGUMENT
 @_INI_OPTION
-def stop_command(ini_path: Path) -> None:
-    """Stop gates, then games (saving every persistent entity), then dispatchers."""
+def stop_command(app: Path | None, ini_path: Path) -> None:
+    """Stop gates, then games (saving every persistent entity), then dispatchers.
+
+    APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path))
+    _check_app(cluster, app, "stop")
     if not cluster.running():
         click.echo("goworld stop: nothing is running")
         return
@@ -446,10 +520,14 @@ def stop_command(ini_path: Path) -> None:
 
 
 @main.command("kill")
+@_APP_ARGUMENT
 @_INI_OPTION
-def kill_command(ini_path: Path) -> None:
-    """Kill every process of the cluster at once (SIGKILL: nothing is saved)."""
+def kill_command(app: Path | None, ini_path: Path) -> None:
+    """Kill every process of the cluster at once (SIGKILL: nothing is saved).
+
+    APP (optional, as in GoWorld's `goworld kill APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path))
+    _check_app(cluster, app, "kill")
     for proc in cluster.all_procs():
         if cluster.pid(proc) is not None:
             cluster.signal_and_wait(proc, signal.SIGKILL, 10)
@@ -457,10 +535,14 @@ def kill_command(ini_path: Path) -> None:
 
 
 @main.command("status")
+@_APP_ARGUMENT
 @_INI_OPTION
-def status_command(ini_path: Path) -> None:
-    """Show which processes of the cluster are running."""
+def status_command(app: Path | None, ini_path: Path) -> None:
+    """Show which processes of the cluster are running.
+
+    APP (optional, as in GoWorld's `goworld status APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path))
+    _check_app(cluster, app, "status")
     running = cluster.running()
     d = cluster.cfg.deployment
     count = {r: sum(1 for p in running if p.role == r) for r in ("dispatcher", "game", "gate")}

@@ -29,13 +29,19 @@ def main(argv: list[str] | None = None) -> int:
             frozen_queue_max_bytes=dcfg.frozen_queue_max_bytes,
             clock=time.monotonic,
         )
-        server = grpc.aio.server(options=GRPC_OPTIONS)
+        # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share
+        # it with the first (and half the games would join the wrong cluster). Refuse instead.
+        server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
         cluster_pb2_grpc.add_DispatcherServicer_to_server(DispatcherServicer(service), server)
         addr = str(dcfg.listen_addr)
         try:
             server.add_insecure_port(addr)
-        except RuntimeError as exc:
-            logger.critical("dispatcher%d cannot listen on %s: %s", args.id, addr, exc)
+        except RuntimeError:
+            logger.critical(
+                "dispatcher%d cannot listen on [dispatcher%d] listen_addr = %s: the address is "
+                "in use (another cluster?) or not local to this host",
+                args.id, args.id, addr,
+            )
             return 1
         await server.start()
         logger.info("dispatcher%d listening on %s (%s)", args.id, addr, process.pid_info())

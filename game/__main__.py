@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             boot_entity=gcfg.boot_entity,
         )
         rt.migration = Migration(rt)
-        rt.services = ServiceManager(rt)
+        rt.services = ServiceManager(rt, on_serving=lambda: control.announce_serving())
         rt.crontab = Crontab(asyncio.get_running_loop())
         runtime_binding.bind(rt)
 
@@ -176,6 +176,16 @@ class GameControl:
         self.acks: set[int] = set()
         self.frozen: bytes | None = None
         self.run_dir = Path(RUN_DIR)
+
+    def announce_serving(self) -> None:
+        """Deployment ready and every service shard known: ``goworld start`` waits for this."""
+        services = self.rt.registry.services
+        shards = sum(desc.service_shards for desc in services.values())
+        logger.info(
+            "game%d serving: deployment ready, %d services with %d shards",
+            self.rt.game_id, len(services), shards,
+        )
+        self._write_status("serving", json.dumps({"services": len(services), "shards": shards}))
 
     def _status_file(self, kind: str) -> Path:
         return self.run_dir / f"game{self.rt.game_id}.{kind}"

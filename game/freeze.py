@@ -164,6 +164,7 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
         "game_id": rt.game_id,
         "entities": [_record(e) for e in [*spaces, *others]],
         "services": [[name, shard, eid] for (name, shard), eid in rt.services.local.items()],
+        "service_calls": rt.services.pending_state(),
         "ready": rt.deployment_ready,
     }
 
@@ -248,6 +249,7 @@ def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
         if entity.space is not None:
             entity._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
     rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
+    rt.services.restore_pending(state.get("service_calls", []))
     rt.deployment_ready = bool(state.get("ready"))
     for rec in records:  # 5. hooks last, with everything in place
         built[rec["I"]]._safe_hook("on_restored")

@@ -5,6 +5,14 @@ For service ``Name`` with N shards, shard ``i`` is claimed by writing
 creates the entity and publishes ``Service/Name#i/EntityID = <id>`` (force). Every game keeps a
 mirror of the kvreg, so calls to a service resolve to an entity id locally. Checks run when the
 deployment becomes ready, every 60 s, and shortly after any kvreg change.
+
+A call to a shard whose entity is not known yet (the cluster is still starting) waits in a
+queue, in order, and goes out as soon as the shard's ``EntityID`` arrives. The queue holds at
+most ``PENDING_CALLS_MAX`` calls for the whole game; a call beyond that is refused with an
+ERROR naming the service and the bound. Queued calls are part of a reload's freeze state.
+
+Once the deployment is ready and every registered service has all its shards, the manager
+calls ``on_serving`` once: ``goworld start`` waits for that from every game.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import logging
 import random
 import zlib
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,6 +32,8 @@ __all__ = ["ServiceManager", "shard_of_key"]
 logger = logging.getLogger("goworld.game")
 
 CHECK_INTERVAL = 60.0
+#: Calls queued for not-yet-ready service shards, over all services of one game.
+PENDING_CALLS_MAX = 10_000
 
 
 def shard_of_key(key: str, shards: int) -> int:
@@ -29,13 +41,27 @@ def shard_of_key(key: str, shards: int) -> int:
 
 
 class ServiceManager:
-    def __init__(self, rt: GameRuntime, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        rt: GameRuntime,
+        rng: random.Random | None = None,
+        *,
+        pending_max: int = PENDING_CALLS_MAX,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
         self.rt = rt
         self.rng = rng or random.Random()
         self.local: dict[tuple[str, int], str] = {}  # (name, shard) -> entity id on this game
         self._check_scheduled = False
         self._claiming: set[str] = set()
         self.started = False
+        #: (name, shard) -> calls (method, args) waiting for the shard's entity id, in order
+        self.pending: dict[tuple[str, int], deque[tuple[str, tuple[Any, ...]]]] = {}
+        self.pending_count = 0
+        self.pending_max = pending_max
+        self._refused = 0
+        self.on_serving = on_serving
+        self.serving = False
 
     def start(self) -> None:
         """Begin the checks (idempotent: a restored game calls it when a dispatcher is back)."""
@@ -43,6 +69,7 @@ class ServiceManager:
             return
         self.started = True
         self.check()
+        self.check_serving()
         self.rt.loop.call_later(CHECK_INTERVAL, self._periodic)
 
     def _periodic(self) -> None:
@@ -50,7 +77,13 @@ class ServiceManager:
         self.rt.loop.call_later(CHECK_INTERVAL, self._periodic)
 
     def kvreg_changed(self, key: str) -> None:
-        if not key.startswith("Service/") or not self.rt.deployment_ready:
+        if not key.startswith("Service/"):
+            return
+        if key.endswith("/EntityID"):
+            if self.pending:
+                self._release(key)
+            self.check_serving()
+        if not self.rt.deployment_ready:
             return
         if not self._check_scheduled:
             self._check_scheduled = True
@@ -102,12 +135,80 @@ class ServiceManager:
         n = self.shard_count(name)
         return n > 0 and all(self.entity_id(name, i) for i in range(n))
 
+    def missing(self) -> list[str]:
+        """``Name#shard`` of every registered service shard whose entity is not known yet."""
+        return [
+            f"{name}#{shard}"
+            for name, desc in self.rt.registry.services.items()
+            for shard in range(desc.service_shards)
+            if self.entity_id(name, shard) is None
+        ]
+
+    def check_serving(self) -> None:
+        """Call ``on_serving`` once the deployment is ready and every service shard is known."""
+        if self.serving or not self.rt.deployment_ready or self.missing():
+            return
+        self.serving = True
+        if self.on_serving is not None:
+            self.on_serving()
+
     def call_shard(self, name: str, shard: int, method: str, args: tuple[Any, ...]) -> None:
         eid = self.entity_id(name, shard)
         if eid is None:
-            logger.error("service %s#%d is not ready: call %s dropped", name, shard, method)
+            n = self.shard_count(name)
+            if not 0 <= shard < n:
+                what = f"unknown service {name!r}" if n == 0 else f"service {name} has {n} shards, not #{shard}"
+                logger.error("%s: call %s dropped", what, method)
+                return
+            self._enqueue(name, shard, method, args)
             return
         self.rt.call(eid, method, args)
+
+    def _enqueue(self, name: str, shard: int, method: str, args: tuple[Any, ...]) -> None:
+        if self.pending_count >= self.pending_max:
+            self._refused += 1
+            if self._refused == 1 or self._refused % 1000 == 0:
+                logger.error(
+                    "service %s#%d is not ready and %d calls already wait for services (the "
+                    "bound): call %s refused (%d refused so far)",
+                    name, shard, self.pending_count, method, self._refused,
+                )
+            return
+        queue = self.pending.get((name, shard))
+        if queue is None:
+            queue = self.pending[(name, shard)] = deque()
+            logger.info("service %s#%d is not ready yet: queueing its calls", name, shard)
+        queue.append((method, args))
+        self.pending_count += 1
+
+    def _release(self, key: str) -> None:
+        """``key`` is ``Service/Name#shard/EntityID``: send what waited for that shard."""
+        head = key[len("Service/") : -len("/EntityID")]
+        name, _, shard_text = head.rpartition("#")
+        try:
+            queue = self.pending.pop((name, int(shard_text)), None)
+        except ValueError:
+            return
+        if not queue:
+            return
+        self.pending_count -= len(queue)
+        eid = self.rt.kvreg[key]
+        logger.info("service %s is ready: sending %d queued calls", head, len(queue))
+        for method, args in queue:
+            self.rt.call(eid, method, args)
+
+    def pending_state(self) -> list[list[Any]]:
+        """The queued calls as plain data (for the freeze file)."""
+        return [
+            [name, shard, method, args]
+            for (name, shard), queue in self.pending.items()
+            for method, args in queue
+        ]
+
+    def restore_pending(self, calls: list[list[Any]]) -> None:
+        for name, shard, method, args in calls:
+            self.pending.setdefault((name, shard), deque()).append((method, tuple(args)))
+        self.pending_count = sum(len(q) for q in self.pending.values())
 
     def call_any(self, name: str, method: str, args: tuple[Any, ...]) -> None:
         n = self.shard_count(name)
@@ -117,7 +218,10 @@ class ServiceManager:
         self.call_shard(name, self.rng.randrange(n), method, args)
 
     def call_all(self, name: str, method: str, args: tuple[Any, ...]) -> None:
-        for shard in range(self.shard_count(name)):
+        n = self.shard_count(name)
+        if n == 0:
+            logger.error("unknown service %r: call %s dropped", name, method)
+        for shard in range(n):
             self.call_shard(name, shard, method, args)
 
     def call_shard_key(self, name: str, key: str, method: str, args: tuple[Any, ...]) -> None:

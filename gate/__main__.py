@@ -40,6 +40,30 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("lost dispatcher%d: the gate shuts down", dispatcher_id)
             stop.set()
 
+        # Bind every listener before joining the dispatchers: a gate whose ports are taken (a
+        # second cluster on the same ini) must fail here, not replace the running gate.
+        tls = None
+        if gcfg.encrypt_connection:
+            tls = tls_context(str(gcfg.rsa_certificate), str(gcfg.rsa_key))
+        host, port = gcfg.listen_addr.host, gcfg.listen_addr.port
+        section = f"[gate{args.id}]"
+        try:
+            what = f"{section} listen_addr = {gcfg.listen_addr} (TCP)"
+            tcp = await start_tcp(gate, host, port, tls=tls, start_serving=False)
+            what = f"{section} http_addr = {gcfg.http_addr} (WebSocket)"
+            ws = await start_websocket(
+                gate,
+                gcfg.http_addr.host,
+                gcfg.http_addr.port,
+                tls=tls,
+                static_dir=Path(args.static) if args.static else None,
+                start_serving=False,
+            )
+            what = f"{section} listen_addr = {gcfg.listen_addr} (KCP, UDP)"
+            kcp = await start_kcp(gate, host, port, tls=tls)
+        except OSError as exc:
+            logger.critical("gate%d cannot listen on %s: %s", args.id, what, exc.strerror or exc)
+            return 1
         for did, dcfg in cfg.dispatchers.items():
             links[did] = DispatcherLink(
                 did,
@@ -58,23 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.critical("gate%d could not reach every dispatcher within 30 s", args.id)
             return 1
 
-        tls = None
-        if gcfg.encrypt_connection:
-            tls = tls_context(str(gcfg.rsa_certificate), str(gcfg.rsa_key))
-        host, port = gcfg.listen_addr.host, gcfg.listen_addr.port
-        try:
-            tcp = await start_tcp(gate, host, port, tls=tls)
-            ws = await start_websocket(
-                gate,
-                gcfg.http_addr.host,
-                gcfg.http_addr.port,
-                tls=tls,
-                static_dir=Path(args.static) if args.static else None,
-            )
-            kcp = await start_kcp(gate, host, port, tls=tls)
-        except OSError as exc:
-            logger.critical("gate%d cannot listen: %s", args.id, exc)
-            return 1
+        await tcp.start_serving()
+        await ws.start_serving()
         logger.info(
             "gate%d listening: tcp+kcp %s, ws %s/ws (%s)",
             args.id,

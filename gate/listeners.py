@@ -42,15 +42,23 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 
 
 async def start_tcp(
-    gate: GateService, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    gate: GateService,
+    host: str,
+    port: int,
+    *,
+    tls: ssl.SSLContext | None = None,
+    start_serving: bool = True,
 ) -> asyncio.Server:
+    """Listen for TCP clients; ``start_serving=False`` binds now and accepts after
+    ``await server.start_serving()``."""
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.Protocol:
         return gate.new_proxy("tcp")
 
     server = await loop.create_server(
-        factory, host or None, port, ssl=tls, reuse_address=True, backlog=1024
+        factory, host or None, port, ssl=tls, reuse_address=True, backlog=1024,
+        start_serving=start_serving,
     )
     for sock in server.sockets:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
@@ -145,6 +153,7 @@ async def start_websocket(
     *,
     tls: ssl.SSLContext | None = None,
     static_dir: Path | None = None,
+    start_serving: bool = True,
 ) -> Server:
     async def handler(conn: ServerConnection) -> None:
         transport = _WebSocketTransport(conn)
@@ -178,6 +187,7 @@ async def start_websocket(
         max_size=MAX_PAYLOAD + 4,
         ping_interval=None,
         logger=logging.getLogger("goworld.gate.ws"),
+        start_serving=start_serving,
     )
 
 

@@ -1425,24 +1425,93 @@ async def test_service_claim_is_skipped_when_already_claimed(h: Harness) -> None
     assert not any(isinstance(e, Counter) for e in h.rt.entities.values())
 
 
-async def test_calls_to_services_that_are_not_ready_are_dropped(
+async def test_calls_to_services_that_are_not_ready_wait_in_order_until_the_shard_is_known(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime_binding.bind(h.rt)
     with caplog.at_level(logging.ERROR, "goworld.game"):
-        goworld.call_service_any("Counter", "Inc", 1)
-        goworld.call_service_all("Counter", "Inc", 1)
-        goworld.call_service_shard_key("Counter", "k", "Inc", 1)
+        goworld.call_service_any("Counter", "Inc", 1)  # FixedRandom: shard 0
+        goworld.call_service_all("Counter", "Inc", 2)
+        goworld.call_service_shard_index("Counter", 1, "Inc", 3)
         goworld.call_service_any("NoSuchService", "Inc", 1)
+        goworld.call_service_all("NoSuchService", "Inc", 1)
         goworld.call_service_shard_key("NoSuchService", "k", "Inc", 1)
+        goworld.call_service_shard_index("Counter", 7, "Inc", 1)
     await tick()
     assert h.of_type(MT.CALL_ENTITY_METHOD) == []
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert sum("not ready" in r.getMessage() for r in errors) == 4
-    assert sum("unknown service" in r.getMessage() for r in errors) == 2
+    assert h.rt.services.pending_count == 4
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert sum("unknown service" in m for m in errors) == 3
+    assert sum("has 2 shards, not #7" in m for m in errors) == 1
     assert goworld.get_service_entity_id("Counter", 0) is None
     assert goworld.get_service_shard_count("NoSuchService") == 0
     assert not goworld.check_service_entities_ready("NoSuchService")
+
+    remote0, remote1 = eid_on_shard(1), eid_on_shard(2)
+    _kvreg(h, "Service/Counter#1/EntityID", remote1, True)
+    assert [(e.entity_id, codec.decode_args(e.payload)[0]) for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [
+        (remote1, (2,)), (remote1, (3,))
+    ]
+    h.take()
+    goworld.call_service_shard_index("Counter", 0, "Inc", 4)  # still queued, behind 1 and 2
+    _kvreg(h, "Service/Counter#0/EntityID", remote0, True)
+    assert [(e.entity_id, codec.decode_args(e.payload)[0]) for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [
+        (remote0, (1,)), (remote0, (2,)), (remote0, (4,))
+    ]
+    assert h.rt.services.pending == {} and h.rt.services.pending_count == 0
+
+
+async def test_the_service_call_queue_is_bounded(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h.rt.services.pending_max = 3
+    with caplog.at_level(logging.ERROR, "goworld.game"):
+        for n in range(5):
+            h.rt.services.call_shard("Counter", 0, "Inc", (n,))
+    assert h.rt.services.pending_count == 3
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "Counter#0" in refused[0] and "3 calls" in refused[0]
+    _kvreg(h, "Service/Counter#0/EntityID", eid_on_shard(1), True)
+    assert [codec.decode_args(e.payload)[0] for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [
+        (0,), (1,), (2,)
+    ]
+    h.rt.services.call_shard("Counter", 1, "Inc", (9,))  # room again
+    assert h.rt.services.pending_count == 1
+
+
+async def test_serving_is_announced_once_ready_and_every_shard_is_known(h: Harness) -> None:
+    served: list[int] = []
+    h.rt.services.on_serving = lambda: served.append(1)
+    _kvreg(h, "Service/Counter#0/EntityID", eid_on_shard(1), True)
+    _kvreg(h, "Service/Counter#1/EntityID", eid_on_shard(2), True)
+    assert served == []  # the deployment is not ready yet
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.rt.services.start()
+    assert served == [1]
+    _kvreg(h, "Service/Counter#0/EntityID", eid_on_shard(2), True)
+    assert served == [1]
+
+
+async def test_serving_waits_for_the_last_shard() -> None:
+    h = Harness()
+    served: list[int] = []
+    h.rt.services.on_serving = lambda: served.append(1)
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.rt.services.start()
+    assert served == [] and h.rt.services.missing() == ["Counter#0", "Counter#1"]
+    _kvreg(h, "Service/Counter#1/EntityID", eid_on_shard(2), True)
+    assert served == [] and h.rt.services.missing() == ["Counter#0"]
+    _kvreg(h, "Service/Counter#0/EntityID", eid_on_shard(1), True)
+    assert served == [1]
+
+
+async def test_queued_service_calls_survive_a_freeze() -> None:
+    h = Harness()
+    h.rt.services.call_shard("Counter", 1, "Inc", (5,))
+    data = freeze.dumps(freeze.snapshot(h.rt))
+    h2 = Harness(bare=True)
+    freeze.restore(h2.rt, pickle.loads(data))
+    assert h2.rt.services.pending_count == 1
+    _kvreg(h2, "Service/Counter#1/EntityID", eid_on_shard(2), True)
+    assert [codec.decode_args(e.payload)[0] for _, e in h2.of_type(MT.CALL_ENTITY_METHOD)] == [(5,)]
 
 
 # ---- the facade with a bound runtime: KVDB and friends ---------------------------------------------

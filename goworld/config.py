@@ -1,7 +1,8 @@
 """Read ``goworld.ini`` into frozen dataclasses: :func:`load` is the only entry point.
 
-:func:`load` is pure: no globals, no caching, no I/O besides reading the one file. It
-follows GoWorld's ``engine/config`` (PROTOCOL.md §5) and is stricter where GoWorld is lax.
+:func:`load` is pure: no globals, no caching, no I/O besides reading the one file and
+checking the files it names (below). It follows GoWorld's ``engine/config`` (PROTOCOL.md §5)
+and is stricter where GoWorld is lax.
 
 Format (Python's :mod:`configparser`, no interpolation)
     Comments start with ``;`` or ``#``; an inline comment is `` ;`` (a space, then ``;``).
@@ -28,6 +29,13 @@ Stricter than GoWorld (each of these is a :class:`~goworld.errors.ConfigError`)
     * Negative intervals, ``save_interval = 0`` and ``position_sync_interval_ms`` below 5
       (GoWorld raises it to 5 at run time); unknown ``log_level``.
     * A key that does not belong to the chosen ``[storage]``/``[kvdb]`` type.
+    * Files the processes would fail on at start (``load(path, check_files=False)`` skips
+      these checks, for callers that only need the addresses): a gate with
+      ``encrypt_connection`` on whose ``rsa_key`` or ``rsa_certificate`` cannot be read, is
+      not PEM, is a passphrase-protected key, or whose key does not match the certificate;
+      a ``log_file`` or a sqlite ``path`` whose directory does not exist or cannot be
+      written. The error names the section the value came from (``[gate_common]`` if it
+      was set there) and the resolved path.
 
 Our additions (documented in the shipped ``goworld.ini``)
     * ``[storage]`` is optional and defaults to ``type = sqlite``, ``path = goworld.db``.
@@ -50,7 +58,9 @@ from __future__ import annotations
 
 import configparser
 import logging
+import os
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,13 +361,20 @@ _SYNTAX_ERRORS: dict[type[Exception], str] = {
 
 # Raw values with their origin: key -> (section the value came from, raw text).
 _Raw = dict[str, tuple[str, str]]
+# Where each parsed value came from, as ConfigError keywords (path, section, key, value),
+# plus "default": True when no section set the key.
+_Origins = dict[str, dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def load(path: str | Path) -> ClusterConfig:
+def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
     """Read and validate the config file at ``path``.
+
+    With ``check_files`` (the default), the files the config names are checked as well: the
+    TLS key pair of every gate with ``encrypt_connection`` on, and the directories of every
+    ``log_file`` and sqlite ``path`` (see the module docstring).
 
     Raises:
         ConfigError: the file cannot be read, or it is invalid; the message names the
@@ -370,19 +387,21 @@ def load(path: str | Path) -> ClusterConfig:
             raise ConfigError("unknown section", path=str(path), section=name)
     if "deployment" not in sections:
         raise ConfigError("missing required section [deployment]", path=str(path))
-    deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections))
+    deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections)[0])
+    files = _FileChecker(path) if check_files else None
     roles = {
-        role: MappingProxyType(_role_configs(path, role, sections, deployment)) for role in _ROLES
+        role: MappingProxyType(_role_configs(path, role, sections, deployment, files))
+        for role in _ROLES
     }
     return ClusterConfig(
         path=path,
         deployment=deployment,
-        debug=_parse_keys(path, "debug", "debug", sections)["debug"],
+        debug=_parse_keys(path, "debug", "debug", sections)[0]["debug"],
         dispatchers=roles["dispatcher"],
         games=roles["game"],
         gates=roles["gate"],
-        storage=StorageConfig(**_backend(path, "storage", sections, "sqlite")),
-        kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "")) else None,
+        storage=StorageConfig(**_backend(path, "storage", sections, "sqlite", files)),
+        kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "", files)) else None,
     )
 
 
@@ -444,8 +463,11 @@ def _unquote(value: str) -> str:
 
 def _parse_keys(
     path: Path, kind: str, section: str, sections: Mapping[str, _Raw], base: _Raw | None = None
-) -> dict[str, Any]:
-    """Parse ``section`` (merged over ``base``) with the schema rows of ``kind``."""
+) -> tuple[dict[str, Any], _Origins]:
+    """Parse ``section`` (merged over ``base``) with the schema rows of ``kind``.
+
+    Returns the values and where each came from.
+    """
     rows = {key: (parser, default) for k, key, parser, default in _SCHEMA if k == kind}
     raw: _Raw = dict(base or {})
     for key, entry in sections.get(section, {}).items():
@@ -456,10 +478,18 @@ def _parse_keys(
             )
         raw[key] = entry
     values: dict[str, Any] = {}
+    origins: _Origins = {}
     for key, (parser, default) in rows.items():
         origin, text = raw[key] if key in raw else (section, default)
         if text is None:
             raise ConfigError("missing required key", path=str(path), section=origin, key=key)
+        origins[key] = {
+            "path": str(path),
+            "section": origin,
+            "key": key,
+            "value": text,
+            "default": key not in raw,
+        }
         try:
             value = parser(text)
         except ValueError as exc:
@@ -469,11 +499,15 @@ def _parse_keys(
         if isinstance(value, Path) and not value.is_absolute():
             value = path.parent / value
         values[key] = value
-    return values
+    return values, origins
 
 
 def _role_configs(
-    path: Path, role: str, sections: Mapping[str, _Raw], deployment: DeploymentConfig
+    path: Path,
+    role: str,
+    sections: Mapping[str, _Raw],
+    deployment: DeploymentConfig,
+    files: _FileChecker | None,
 ) -> dict[int, Any]:
     """One config per id 1..desired: defaults < ``[<role>_common]`` < ``[<role>N]``."""
     cls, desired_key = _ROLES[role]
@@ -491,14 +525,23 @@ def _role_configs(
     common = f"{role}_common"
     _parse_keys(path, role, common, sections)  # report errors in the common section itself
     base = sections.get(common, {})
-    return {
-        n: cls(id=n, **_parse_keys(path, role, f"{role}{n}", sections, base))
-        for n in range(1, desired + 1)
-    }
+    configs = {}
+    for n in range(1, desired + 1):
+        values, origins = _parse_keys(path, role, f"{role}{n}", sections, base)
+        if files is not None:
+            files.log_file(values["log_file"], origins["log_file"])
+            if role == "gate" and values["encrypt_connection"]:
+                files.tls_pair(values, origins)
+        configs[n] = cls(id=n, **values)
+    return configs
 
 
 def _backend(
-    path: Path, section: str, sections: Mapping[str, _Raw], default_type: str
+    path: Path,
+    section: str,
+    sections: Mapping[str, _Raw],
+    default_type: str,
+    files: _FileChecker | None,
 ) -> dict[str, Any]:
     """Keyword arguments for StorageConfig/KVDBConfig; empty if the type is ``""``."""
     raw = dict(sections.get(section, {}))
@@ -521,5 +564,101 @@ def _backend(
         return {}
     if type_ not in _BACKEND_TYPES:
         raise ConfigError(f"unknown type, expected one of {', '.join(_BACKEND_TYPES)}", **where)
-    values = _parse_keys(path, f"{section}.{type_}", section, {section: raw})
+    values, origins = _parse_keys(path, f"{section}.{type_}", section, {section: raw})
+    if files is not None and type_ == "sqlite":
+        files.sqlite_path(values["path"], origins["path"])
     return {"type": type_, "start_nodes": start_nodes, **values}
+
+
+# ----------------------------------------------------------------------------- files named
+
+
+class _KeyIsEncrypted(Exception):
+    pass
+
+
+def _no_passphrase() -> bytes:
+    raise _KeyIsEncrypted  # instead of OpenSSL prompting on the terminal
+
+
+class _FileChecker:
+    """Checks the files a config names, each once per :func:`load`."""
+
+    def __init__(self, path: Path) -> None:
+        self.config_dir = path.parent
+        self.checked: set[tuple[Path, ...]] = set()
+
+    def _error(self, message: str, origin: Mapping[str, Any]) -> ConfigError:
+        if origin["default"]:
+            message += f" ({origin['key']} is not set: this is its default)"
+        return ConfigError(
+            message,
+            path=origin["path"],
+            section=origin["section"],
+            key=origin["key"],
+            value=origin["value"],
+        )
+
+    def _writable(self, file: Path, origin: Mapping[str, Any], what: str) -> None:
+        """``file`` can be created or appended to by a process of ours."""
+        if (file,) in self.checked:
+            return
+        directory = file.parent
+        if not directory.is_dir():
+            reason = "is not a directory" if directory.exists() else "does not exist"
+            raise self._error(f"cannot create {what} {file}: {directory} {reason}", origin)
+        if file.is_dir():
+            raise self._error(f"{what} {file} is a directory", origin)
+        target = file if file.exists() else directory
+        if not os.access(target, os.W_OK):
+            raise self._error(f"cannot write {what} {file}: permission denied", origin)
+        self.checked.add((file,))
+
+    def log_file(self, log_file: str, origin: Mapping[str, Any]) -> None:
+        # kept relative in the config: the processes run in the config file's directory
+        self._writable(self.config_dir / log_file, origin, "the log file")
+
+    def sqlite_path(self, db: Path, origin: Mapping[str, Any]) -> None:
+        self._writable(db, origin, "the database")  # SQLite also creates files next to it
+
+    def tls_pair(self, values: Mapping[str, Any], origins: _Origins) -> None:
+        """The gate's key and certificate load as its TLS listeners will load them."""
+        key, cert = values["rsa_key"], values["rsa_certificate"]
+        if (key, cert) in self.checked:
+            return
+        for name, file in (("rsa_key", key), ("rsa_certificate", cert)):
+            try:
+                with open(file, "rb"):
+                    pass
+            except OSError as exc:
+                raise self._error(
+                    f"encrypt_connection is on, but cannot read {file}: {exc.strerror or exc}",
+                    origins[name],
+                ) from exc
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            ctx.load_verify_locations(cafile=cert)
+        except ssl.SSLError as exc:
+            raise self._error(
+                f"encrypt_connection is on, but {cert} is not a PEM certificate",
+                origins["rsa_certificate"],
+            ) from exc
+        try:
+            ctx.load_cert_chain(cert, key, password=_no_passphrase)
+        except _KeyIsEncrypted:
+            raise self._error(
+                f"encrypt_connection is on, but {key} is protected by a passphrase, "
+                "which the gate cannot use",
+                origins["rsa_key"],
+            ) from None
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                other = origins["rsa_certificate"]
+                message = (
+                    f"encrypt_connection is on, but the key {key} does not match the certificate"
+                    f" {cert} ([{other['section']}] rsa_certificate = {other['value']!r})"
+                )
+            else:
+                message = f"encrypt_connection is on, but {key} is not a PEM private key"
+            raise self._error(message, origins["rsa_key"]) from exc
+        self.checked.add((key, cert))

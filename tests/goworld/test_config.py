@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -215,8 +217,8 @@ def test_sections_beyond_desired_are_ignored_with_a_warning(
     + [(s, False) for s in ("0", "false", "False", "off", "OFF", "no", "f", "n", "N")],
 )
 def test_go_ini_booleans(tmp_path: Path, raw: str, expected: bool) -> None:
-    cfg = load_text(tmp_path, DEPLOYMENT + f"[gate1]\nencrypt_connection = {raw}\n")
-    assert cfg.gates[1].encrypt_connection is expected
+    cfg = load_text(tmp_path, DEPLOYMENT + f"[gate1]\ncompress_connection = {raw}\n")
+    assert cfg.gates[1].compress_connection is expected
 
 
 def test_comments_and_quotes(tmp_path: Path) -> None:
@@ -255,6 +257,7 @@ def test_our_gate_and_dispatcher_keys(tmp_path: Path) -> None:
 
 
 def test_storage_and_kvdb_backends(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
     cfg = load_text(
         tmp_path,
         DEPLOYMENT + "[storage]\ntype = sqlite\npath = data/entities.sqlite\n"
@@ -577,3 +580,156 @@ def test_syntax_errors_name_the_file(tmp_path: Path, text: str) -> None:
 def test_multi_line_values_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="multi-line"):
         load_text(tmp_path, DEPLOYMENT + "[game1]\nboot_entity = Account\n  Avatar\n")
+
+
+# ----------------------------------------------------------------------------- files named
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two key pairs (a.key/a.crt, b.key/b.crt), a passphrase key, a junk file, a directory."""
+    directory = tmp_path_factory.mktemp("keys")
+    for name in ("a", "b"):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=goworld", "-keyout", str(directory / f"{name}.key"),
+             "-out", str(directory / f"{name}.crt")],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    subprocess.run(
+        ["openssl", "genrsa", "-aes128", "-passout", "pass:secret",
+         "-out", str(directory / "secret.key"), "2048"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (directory / "junk").write_text("not PEM\n")
+    (directory / "adir").mkdir()
+    return directory
+
+
+def test_tls_key_pair_is_checked_when_encrypting(keys: Path) -> None:
+    ini = write(
+        keys,
+        DEPLOYMENT + "[gate1]\nencrypt_connection = 1\nrsa_key = a.key\nrsa_certificate = a.crt\n",
+        name="good.ini",
+    )
+    assert load(ini).gates[1].rsa_key == keys / "a.key"
+
+
+TLS = "encrypt_connection = 1\n"
+TLS_ERRORS = [
+    # (id, gate sections, section, key, value, words in the message)
+    ("missing-key", f"[gate1]\n{TLS}rsa_key = nokey.pem\nrsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "nokey.pem", "No such file or directory"),
+    ("missing-cert", f"[gate1]\n{TLS}rsa_key = a.key\nrsa_certificate = sub/no.crt\n",
+     "gate1", "rsa_certificate", "sub/no.crt", "No such file or directory"),
+    ("unreadable-key", f"[gate1]\n{TLS}rsa_key = adir\nrsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "adir", "Is a directory"),
+    ("set-in-common", f"[gate_common]\n{TLS}rsa_key = nokey.pem\n[gate1]\nrsa_certificate = a.crt\n",
+     "gate_common", "rsa_key", "nokey.pem", "No such file or directory"),
+    ("default", f"[gate1]\n{TLS}rsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "rsa.key", "rsa_key is not set: this is its default"),
+    ("cert-not-pem", f"[gate1]\n{TLS}rsa_key = a.key\nrsa_certificate = junk\n",
+     "gate1", "rsa_certificate", "junk", "not a PEM certificate"),
+    ("key-is-a-cert", f"[gate1]\n{TLS}rsa_key = a.crt\nrsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "a.crt", "not a PEM private key"),
+    ("key-not-pem", f"[gate1]\n{TLS}rsa_key = junk\nrsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "junk", "not a PEM private key"),
+    ("mismatch", f"[gate_common]\n{TLS}rsa_certificate = a.crt\n[gate1]\nrsa_key = b.key\n",
+     "gate1", "rsa_key", "b.key", "does not match the certificate"),
+    ("passphrase", f"[gate1]\n{TLS}rsa_key = secret.key\nrsa_certificate = a.crt\n",
+     "gate1", "rsa_key", "secret.key", "passphrase"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "section", "key", "value", "words"),
+    [e[1:] for e in TLS_ERRORS],
+    ids=[e[0] for e in TLS_ERRORS],
+)
+def test_tls_errors_name_file_section_key_value_and_path(
+    keys: Path, text: str, section: str, key: str, value: str, words: str
+) -> None:
+    path = write(keys, DEPLOYMENT + text, "tls.ini")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert (info.value.path, info.value.section, info.value.key, info.value.value) == (
+        str(path),
+        section,
+        key,
+        value,
+    )
+    assert message.startswith(f"{path} [{section}] {key} = {value!r}: "), message
+    assert str(keys / value) in message  # the resolved path
+    assert words in message
+
+
+def test_tls_files_are_not_checked_without_encryption(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, DEPLOYMENT + "[gate1]\nrsa_key = nowhere/k\nencrypt_connection = 0\n")
+    assert cfg.gates[1].rsa_key == tmp_path / "nowhere" / "k"
+
+
+def test_check_files_false_skips_the_file_checks(tmp_path: Path) -> None:
+    text = (
+        DEPLOYMENT + "[gate1]\nencrypt_connection = 1\n[game1]\nlog_file = nologs/game.log\n"
+        "[storage]\npath = nodir/goworld.db\n"
+    )
+    cfg = load(write(tmp_path, text), check_files=False)
+    assert cfg.gates[1].encrypt_connection is True
+    assert cfg.games[1].log_file == "nologs/game.log"
+    with pytest.raises(ConfigError):
+        load(write(tmp_path, text))
+
+
+FILE_ERRORS = [
+    # (id, ini text after [deployment], section, key, value, words in the message)
+    ("log-dir-missing", "[game1]\nlog_file = logs/game1.log\n",
+     "game1", "log_file", "logs/game1.log", "does not exist"),
+    ("log-dir-missing-common", "[dispatcher_common]\nlog_file = logs/d.log\n",
+     "dispatcher_common", "log_file", "logs/d.log", "does not exist"),
+    ("log-file-is-a-directory", "[gate1]\nlog_file = adir\n",
+     "gate1", "log_file", "adir", "is a directory"),
+    ("log-dir-is-a-file", "[gate1]\nlog_file = afile/gate.log\n",
+     "gate1", "log_file", "afile/gate.log", "is not a directory"),
+    ("storage-dir-missing", "[storage]\ntype = sqlite\npath = data/goworld.db\n",
+     "storage", "path", "data/goworld.db", "does not exist"),
+    ("kvdb-dir-missing", "[kvdb]\ntype = sqlite\npath = data/kv.db\n",
+     "kvdb", "path", "data/kv.db", "does not exist"),
+    ("kvdb-is-a-directory", "[kvdb]\ntype = sqlite\npath = adir\n",
+     "kvdb", "path", "adir", "is a directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "section", "key", "value", "words"),
+    [e[1:] for e in FILE_ERRORS],
+    ids=[e[0] for e in FILE_ERRORS],
+)
+def test_unusable_paths_name_file_section_key_value_and_path(
+    tmp_path: Path, text: str, section: str, key: str, value: str, words: str
+) -> None:
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    path = write(tmp_path, DEPLOYMENT + text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert (info.value.path, info.value.section, info.value.key, info.value.value) == (
+        str(path),
+        section,
+        key,
+        value,
+    )
+    assert str(tmp_path / value) in str(info.value)
+    assert words in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_log_directory(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match=r"\[game1\] log_file = 'logs/g\.log'.*permission"):
+            load_text(tmp_path, DEPLOYMENT + "[game1]\nlog_file = logs/g.log\n")
+    finally:
+        logs.chmod(0o700)

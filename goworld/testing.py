@@ -21,8 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from goworld import config as gwconfig
 
 GOWORLD = str(Path(sys.executable).with_name("goworld"))
 
@@ -53,6 +56,7 @@ def write_ini(
     games: int = 2,
     gates: int = 2,
     gate_extra: str = "",
+    gate_extras: Mapping[int, str] | None = None,
     game_extra: str = "",
     storage: str = "type = sqlite\npath = entities.db",
     kvdb: str = "type = sqlite\npath = kv.db",
@@ -62,7 +66,12 @@ def write_ini(
 
     ``storage`` and ``kvdb`` are the bodies of the ``[storage]`` and ``[kvdb]`` sections
     (default: SQLite files in ``directory``), e.g. ``"type = redis\\nurl = redis://…"``.
+    ``gate_extra`` goes into ``[gate_common]``; ``gate_extras`` maps a gate id (1-based) to
+    lines for that gate's own section, e.g. ``{2: "encrypt_connection = 1\\n..."}``.
     """
+    unknown = sorted(set(gate_extras or {}) - set(range(1, gates + 1)))
+    if unknown:
+        raise ValueError(f"gate_extras names gates {unknown}, but there are {gates}")
     ports: dict[str, list[int]] = {"dispatcher": [], "gate_tcp": [], "gate_http": []}
     lines = [
         "[deployment]",
@@ -108,6 +117,8 @@ def write_ini(
             f"http_addr = 127.0.0.1:{http}",
             f"log_file = gate{i}.log",
         ]
+        if gate_extras and gate_extras.get(i):
+            lines.append(gate_extras[i])
     (directory / "goworld.ini").write_text("\n".join(lines) + "\n")
     return ports
 
@@ -141,6 +152,10 @@ class ClusterRunner:
 
     def kill(self) -> None:
         self.cli("kill", timeout=60)
+
+    def config(self) -> gwconfig.ClusterConfig:
+        """The cluster's goworld.ini, as the processes read it."""
+        return gwconfig.load(self.ini)
 
     def gate(self, index: int, transport: str) -> int:
         if transport == "ws":

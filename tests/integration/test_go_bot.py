@@ -95,9 +95,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]
     )
     runner.start()
     try:
-        # WAIT-FOR-SERVICES: `goworld start` returns before test_game's services exist; a bot
-        # started now gets "service ... is not ready" and idles. Remove once start waits.
-        runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=60)
+        # No waiting here: `goworld start` returns once every game serves (all service shards
+        # exist), so the bots start right away, as an operator's would.
+        assert len(runner.grep("created here")) == SERVICE_SHARDS
         yield runner
     finally:
         stop = runner.stop()

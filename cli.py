@@ -578,8 +578,14 @@ def status_command(app: Path | None, ini_path: Path) -> None:
     type=click.FloatRange(min=1.0),
     help="Capacity scenarios: seconds measured per step (default 10).",
 )
+@click.option(
+    "--bot",
+    type=click.Choice(["go", "python"]),
+    help="Capacity scenarios: the load, GoWorld's Go bot (default) or our Python bot.",
+)
 def bench_command(
-    quick: bool, only: str | None, out_dir: Path, steps: str | None, window: float | None
+    quick: bool, only: str | None, out_dir: Path, steps: str | None, window: float | None,
+    bot: str | None,
 ) -> None:
     """Measure the engine (capacity, routing, fan-out, memory, AOI, reload pause, codec) and
     write BENCHMARKS.md."""
@@ -588,7 +594,7 @@ def bench_command(
 
     try:
         names = runner.parse_only(only)
-        options = {"steps": _parse_steps(steps), "window": window}
+        options = {"steps": _parse_steps(steps), "window": window, "bot": bot}
         runner.check_options(names, options)
     except BenchError as exc:
         click.echo(f"goworld: {exc}", err=True)

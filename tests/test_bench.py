@@ -52,6 +52,7 @@ def test_unknown_scenario_is_a_usage_error(tmp_path: Path) -> None:
 def test_capacity_options_are_checked(tmp_path: Path) -> None:
     for args, why in [
         (["--only", "routing", "--steps", "10"], "--steps applies to capacity"),
+        (["--only", "codec", "--bot", "python"], "--bot applies to capacity"),
         (["--only", "capacity", "--steps", "20,10"], "increasing positive bot counts"),
         (["--only", "capacity", "--steps", "a,b"], "increasing positive bot counts"),
     ]:
@@ -74,11 +75,17 @@ def test_capacity_on_2_2_2_records_every_process_and_a_profile(tmp_path: Path) -
     (record,) = [json.loads(line) for line in (tmp_path / "bench-results.jsonl").read_text().splitlines()]
     assert record["scenario"] == "capacity-222"
     figures = record["figures"]
-    assert figures["6.connected"] == 6 and figures["capacity_n"] == 6
+    # The load is GoWorld's own Go bot: all 6 connected, no error line, things counted from
+    # its per-second profile during the window.
+    assert figures["6.connected"] == 6 and figures["capacity_n"] == 6, record["notes"]
+    assert figures["6.errors"] == 0 and figures["no_error_n"] == 6
+    assert figures["6.things"] > 0
+    assert "GoWorld's Go bot (test_client -strict)" in record["title"]
     for proc in ("dispatcher1", "dispatcher2", "game1", "game2", "gate1", "gate2", "bots"):
         assert f"6.{proc}.rss_mb" in figures, sorted(figures)
-    assert record["columns"][5:8] == ["2 dispatchers CPU / RSS MB", "2 games CPU / RSS MB",
-                                      "2 gates CPU / RSS MB"]
+    assert figures["6.bots.rss_mb"] > 0  # the Go bot process was measured
+    assert record["columns"][7:10] == ["2 dispatchers CPU / RSS MB", "2 games CPU / RSS MB",
+                                       "2 gates CPU / RSS MB"]
     assert "--steps 6 --window 2" in record["commands"][0]
     # py-spy sampled the busiest cluster process after the window; at 6 bots it may have
     # been idle for all 5 s, which the report then says instead of listing functions.

@@ -1,13 +1,14 @@
 """Capacity: N strict bots on examples/test_game (1 + 1 + 1 or 2 + 2 + 2), ramped in steps.
 
-GoWorld's Go bot cannot be installed here, so the load is our Python strict bot
-(scripts/test_bot.py, the Go bot's behaviour: logins, a "thing" every 0-6 s, position syncs
-at 10 Hz with probability 0.5), one bot process per step with fresh users. A separate probe
-client (this process) logs in and calls ``TestListField`` every 100 ms, one call in flight;
-its round trip to ``OnTestListField`` is the RTT. CPU% and RSS of every process come from
-/proc over the measuring window (goworld.bench.procstat). After each
-window, while the bots keep going, py-spy samples the busiest cluster process for a few
-seconds (goworld.bench.profile); the report shows the last step's profile.
+The load is GoWorld's own Go bot (``test_client -strict``, built from ../shared/goworld-go by
+goworld.gobot; ``--bot python`` uses our Python bot, scripts/test_bot.py, instead): logins, a
+"thing" every 0-6 s per bot, position syncs at 10 Hz with probability 0.5. One bot process per
+step with fresh users (the Python bot: one process per 500 bots). A separate probe client (this
+process) logs in and calls ``TestListField`` every 100 ms, one call in flight; its round trip
+to ``OnTestListField`` is the RTT. CPU% and RSS of every process come from /proc over the
+measuring window (goworld.bench.procstat), things/s from the bots' own counts in the window.
+After each window, while the bots keep going, py-spy samples the busiest cluster process for a
+few seconds (goworld.bench.profile); the report shows the last step's profile.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from goworld import gobot
 from goworld.bench import procstat, profile
 from goworld.bench.result import BenchError, Result
 from goworld.bench.scenarios import _script
@@ -32,7 +34,7 @@ PROFILE_SECONDS = 5.0
 BOTS_PER_PROCESS = 500
 PROBE_INTERVAL = 0.1
 PROBE_TIMEOUT = 2.0
-SERVICE_SHARDS = 10  # test_game's service entities: the cluster is ready when all exist
+BOTS = ("go", "python")
 FULL = {"steps": [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600], "window": 10.0}
 QUICK = {"steps": [4, 8], "window": 3.0}
 
@@ -98,91 +100,194 @@ def _split(n: int, first: int) -> list[tuple[int, int]]:
     return out
 
 
-def _bot_results(logs: list[Path]) -> tuple[dict[str, Any], list[str], bool]:
-    """Summed RESULT figures of every bot process, the first FATAL lines, whether any."""
-    total: dict[str, Any] = {"connected": 0, "started": 0, "total": 0, "panics": 0, "timeouts": 0}
-    fatal_lines: list[str] = []
-    complete = True
-    for log in logs:
-        text = log.read_text(errors="replace")
-        results = [json.loads(line[7:]) for line in text.splitlines() if line.startswith("RESULT ")]
-        fatal_lines += [line.strip() for line in text.splitlines() if "FATAL" in line][:1]
-        if not results:
-            complete = False
-            continue
-        res = results[-1]
-        for key in ("connected", "started", "total", "panics"):
-            total[key] += res.get(key, 0)
-        total["timeouts"] += sum(res.get("timeouts", {}).values())
-    return (total if complete else {}), fatal_lines, bool(fatal_lines)
+class PythonLoad:
+    """Our Python strict bot (scripts/test_bot.py), one process per BOTS_PER_PROCESS bots."""
+
+    name = "Python strict bots (scripts/test_bot.py)"
+
+    def __init__(self, runner: Any, log_dir: Path) -> None:
+        self.runner = runner
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        self.window_things = 0
+
+    def start(self, n: int, first: int, duration: float) -> dict[str, int]:
+        # All bot processes end at the same moment: one that ended first would disconnect its
+        # bots while the others' DoTestCallAll still wait for their echoes (a false FATAL).
+        until = time.time() + duration
+        self.procs, self.logs = [], []
+        for i, (count, start) in enumerate(_split(n, first)):
+            log = self.log_dir / f"bots-{n}-{i + 1}.log"
+            cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile",
+                   str(self.runner.ini), "-server", "127.0.0.1", "-N", str(count), "-S", str(start),
+                   "--until", f"{until:.3f}", "-strict", "-quiet"]
+            with log.open("w") as out:
+                self.procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
+            self.logs.append(log)
+        return {f"bots{i + 1}": b.pid for i, b in enumerate(self.procs)}
+
+    def window_began(self) -> None:
+        pass
+
+    def window_ended(self, seconds: float) -> None:
+        self.window_things = -1  # the Python bot reports totals only
+
+    async def finish(self, n: int, timeout: float) -> dict[str, Any]:
+        try:
+            rcs = [await asyncio.to_thread(b.wait, timeout) for b in self.procs]
+        finally:
+            self.kill()
+        total: dict[str, Any] = {"connected": 0, "started": 0, "total": 0, "panics": 0,
+                                 "timeouts": 0}
+        reasons: list[str] = []
+        complete = True
+        for log in self.logs:
+            text = log.read_text(errors="replace")
+            results = [json.loads(line[7:]) for line in text.splitlines()
+                       if line.startswith("RESULT ")]
+            reasons += [line.strip() for line in text.splitlines() if "FATAL" in line][:1]
+            if not results:
+                complete = False
+                continue
+            res = results[-1]
+            for key in ("connected", "started", "total", "panics"):
+                total[key] += res.get(key, 0)
+            total["timeouts"] += sum(res.get("timeouts", {}).values())
+        errors = len(reasons) + total["panics"]
+        bad_rc = [rc for rc in rcs if rc != 0]
+        if bad_rc and not reasons:
+            reasons.append(f"bot process exited {bad_rc[0]}")
+        if not complete:
+            reasons.append("a bot process printed no RESULT")
+        elif total["started"] != n:
+            reasons.append(f"{total['started']}/{n} bots started")
+        if total["timeouts"]:
+            reasons.append(f"{total['timeouts']} things timed out")
+        if total["panics"]:
+            reasons.append(f"{total['panics']} panics")
+        return {"rc": bad_rc[0] if bad_rc else 0, "connected": total["connected"],
+                "things": total["total"], "things_per_s": math.nan, "errors": errors,
+                "timeouts": total["timeouts"], "reasons": reasons}
+
+    def kill(self) -> None:
+        for b in self.procs:
+            if b.poll() is None:
+                b.kill()
+                b.wait()
 
 
-async def _step(runner: Any, pids: dict[str, int], probe: Probe, n: int, first: int,
+class GoLoad:
+    """GoWorld's Go bot (test_client -strict), one process per step, every gate in its ini."""
+
+    name = "GoWorld's Go bot (test_client -strict)"
+
+    def __init__(self, runner: Any, log_dir: Path) -> None:
+        try:
+            self.binary = gobot.build_test_client()
+        except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
+            raise BenchError(f"cannot build GoWorld's Go bot: {exc}") from exc
+        self.log_dir = log_dir
+        self.ini = gobot.write_bot_ini(runner.config(), log_dir / "gobot.ini")
+        self.proc: gobot.BotProcess | None = None
+        self._mark = 0
+        self.window_things = 0
+
+    def start(self, n: int, first: int, duration: float) -> dict[str, int]:
+        self.proc = gobot.start_bot(
+            self.binary, self.ini, self.log_dir / f"gobot-{n}", n=n, start=first,
+            duration=math.ceil(duration), name=f"N{n}",
+        )
+        return {"bots": self.proc.pid}
+
+    def _size(self) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def window_began(self) -> None:
+        self._mark = self._size()
+
+    def window_ended(self, seconds: float) -> None:
+        """Things in the profile sections the bot printed during the window (each section is
+        printed at the end of the ~1 s it covers, so the two window edges even out)."""
+        assert self.proc is not None
+        with self.proc.log_path.open("rb") as f:
+            f.seek(self._mark)
+            text = f.read(max(0, self._size() - self._mark)).decode(errors="replace")
+        self.window_things = gobot.parse_output(text).total
+
+    async def finish(self, n: int, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None
+        try:
+            result = await asyncio.to_thread(self.proc.wait, timeout)
+        finally:
+            self.kill()
+        out = result.output
+        reasons: list[str] = []
+        if result.returncode is None:
+            reasons.append("the bot did not exit in time (killed)")
+        elif result.returncode != 0:
+            reasons.append(f"the bot exited {result.returncode} (a strict failure)")
+        if out.errors:
+            reasons.append(f"{len(out.errors)} error/fatal lines, the first: {out.errors[0][:160]}")
+        if out.connected != n:
+            reasons.append(f"{out.connected}/{n} bots connected")
+        timeouts = sum("TIMEOUT" in line for line in out.errors)
+        return {"rc": result.returncode if result.returncode is not None else -9,
+                "connected": out.connected, "things": out.total, "errors": len(out.errors),
+                "timeouts": timeouts, "reasons": reasons}
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+
+
+async def _step(runner: Any, pids: dict[str, int], probe: Probe, load: Any, n: int, first: int,
                 window: float, log_dir: Path) -> dict[str, Any]:
     warmup = 5.0 + n / 100
     profiling = profile.find_pyspy() is not None
     duration = warmup + window + 2.0 + (PROFILE_SECONDS + 1.0 if profiling else 0.0)
-    bots: list[subprocess.Popen[bytes]] = []
-    logs: list[Path] = []
-    # All bot processes end at the same moment: one that ended first would disconnect its
-    # bots while the others' DoTestCallAll still wait for their echoes (a false FATAL).
-    until = time.time() + duration
     try:
-        for i, (count, start) in enumerate(_split(n, first)):
-            log = log_dir / f"bots-{n}-{i + 1}.log"
-            cmd = [sys.executable, str(_script.path("test_bot.py")), "-configfile", str(runner.ini),
-                   "-server", "127.0.0.1", "-N", str(count), "-S", str(start),
-                   "--until", f"{until:.3f}", "-strict", "-quiet"]
-            with log.open("w") as out:
-                bots.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT))
-            logs.append(log)
+        bot_pids = load.start(n, first, duration)
         await asyncio.sleep(warmup)
-        bot_pids = {f"bots{i + 1}": b.pid for i, b in enumerate(bots)}
         procs = {**pids, **bot_pids}
         before = {k: _cpu_rss(pid) for k, pid in procs.items()}
         probe.rtts.clear()
         probe.failures = 0
+        load.window_began()
         t0 = time.monotonic()
         await asyncio.sleep(window)
         elapsed = time.monotonic() - t0
+        load.window_ended(elapsed)
         after = {k: _cpu_rss(pid) for k, pid in procs.items()}
         rtts, probe_failures = list(probe.rtts), probe.failures
         hot = _busiest(pids, before, after)
         prof = await _profile(hot, pids.get(hot or "", 0)) if profiling else None
-        rcs = [await asyncio.to_thread(b.wait, duration + 120) for b in bots]
+        res = await load.finish(n, duration + 120)
     finally:
-        for b in bots:
-            if b.poll() is None:
-                b.kill()
-                b.wait()
-    res, reasons, fatal = _bot_results(logs)
-    bad_rc = [rc for rc in rcs if rc != 0]
-    if bad_rc and not reasons:
-        reasons.append(f"bot process exited {bad_rc[0]}")
-    if res and res["started"] != n:
-        reasons.append(f"{res['started']}/{n} bots started")
-    if res.get("timeouts"):
-        reasons.append(f"{res['timeouts']} things timed out")
+        load.kill()
+    reasons = list(res["reasons"])
     if probe_failures:
         reasons.append(f"{probe_failures} probe failures")
     if not rtts:
         reasons.append("no probe round trip in the window (the probe stopped)")
-    if not res:
-        reasons.append("a bot process printed no RESULT")
-    failed = bool(reasons) or res.get("connected") != n or res.get("panics", 0) > 0
+    failed = bool(reasons) or res["connected"] != n
     usage: dict[str, tuple[float, float]] = {}
     for k in pids:
         usage[k] = _usage(before.get(k), after.get(k), elapsed)
     bot_usage = [_usage(before.get(k), after.get(k), elapsed) for k in bot_pids]
     usage["bots"] = (round(sum(u[0] for u in bot_usage), 1), round(sum(u[1] for u in bot_usage), 1))
+    things_per_s = load.window_things / elapsed if load.window_things >= 0 else math.nan
     return {
-        "n": n, "rc": bad_rc[0] if bad_rc else 0, "reason": "; ".join(reasons)[:300],
-        "connected": res.get("connected", 0), "started": res.get("started", 0),
-        "things": res.get("total", 0), "timeouts": res.get("timeouts", 0),
-        "panics": res.get("panics", 0), "fatal": fatal, "probe_failures": probe_failures,
-        "failed": failed, "bot_processes": len(bots),
-        "p50": _percentile(rtts, 0.5) * 1000, "p99": _percentile(rtts, 0.99) * 1000,
-        "samples": len(rtts), "usage": usage,
+        "n": n, "rc": res["rc"], "reason": "; ".join(reasons)[:300],
+        "connected": res["connected"], "things": res["things"],
+        "things_per_s": round(things_per_s, 1), "errors": res["errors"],
+        "timeouts": res["timeouts"], "probe_failures": probe_failures,
+        "failed": failed, "p50": _percentile(rtts, 0.5) * 1000,
+        "p99": _percentile(rtts, 0.99) * 1000, "samples": len(rtts), "usage": usage,
         "profile": prof,
     }
 
@@ -220,7 +325,7 @@ def _cpu_rss(pid: int) -> tuple[float, int] | None:
 
 
 async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
-                workdir: Path) -> list[dict[str, Any]]:
+                workdir: Path, bot: str) -> list[dict[str, Any]]:
     from goworld.testing import ClusterRunner
 
     app = _script.ROOT / "examples" / "test_game"
@@ -229,8 +334,8 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
     runner = ClusterRunner(workdir, app, dispatchers=d, games=g, gates=t,
                            position_sync_interval_ms=100)
     try:
-        runner.start()
-        runner.wait_for_log("created here", count=SERVICE_SHARDS, timeout=120)
+        runner.start()  # returns once every game serves (all service shards exist)
+        load = GoLoad(runner, workdir) if bot == "go" else PythonLoad(runner, workdir)
         pids = {p.stem: int(p.read_text()) for p in sorted((workdir / ".goworld").glob("*.pid"))}
         probe, stop = Probe(), asyncio.Event()
         probe_task = asyncio.create_task(probe.run(runner.gate(0, "tcp"), stop))
@@ -239,7 +344,7 @@ async def _ramp(layout: tuple[int, int, int], steps: list[int], window: float,
             probe_task.result()  # raises why the probe could not log in
         out, first = [], 1
         for n in steps:
-            step = await _step(runner, pids, probe, n, first, window, workdir)
+            step = await _step(runner, pids, probe, load, n, first, window, workdir)
             first += n
             out.append(step)
             if step["failed"]:
@@ -268,6 +373,8 @@ def _keep_logs(workdir: Path, layout: tuple[int, int, int], n: int) -> str:
     keep.mkdir(parents=True, exist_ok=True)
     for log in workdir.glob("*.log"):
         shutil.copy2(log, keep / log.name)
+    for log in workdir.glob(f"gobot-{n}/*.log"):
+        shutil.copy2(log, keep / f"gobot-{n}-{log.name}")
     return str(keep.relative_to(_script.ROOT))
 
 
@@ -280,7 +387,7 @@ def _verdict(s: dict[str, Any]) -> str:
 def _print_step(s: dict[str, Any]) -> None:
     usage = "  ".join(f"{k} {c}%/{r}MB" for k, (c, r) in s["usage"].items())
     print(f"  N={s['n']:5d} connected {s['connected']} things {s['things']} "
-          f"p50 {s['p50']:.1f} ms p99 {s['p99']:.1f} ms {_verdict(s)}  {usage}",
+          f"({s['things_per_s']:g}/s) errors {s['errors']} p50 {s['p50']:.1f} ms p99 {s['p99']:.1f} ms {_verdict(s)}  {usage}",
           flush=True)
     if s.get("reason"):
         print(f"    why: {s['reason']}", flush=True)
@@ -324,37 +431,40 @@ def _usage_cell(s: dict[str, Any], members: list[str]) -> str:
 class Capacity:
     """The capacity ramp on one cluster layout (dispatchers, games, gates)."""
 
-    OPTIONS = ("steps", "window")
+    OPTIONS = ("steps", "window", "bot")
 
     def __init__(self, name: str, layout: tuple[int, int, int]) -> None:
         self.name = name
         self.layout = layout
         self.plus = " + ".join(str(v) for v in layout)
-        self.TITLE = f"Capacity (examples/test_game on {self.plus}, Python strict bots)"
+        self.TITLE = f"Capacity (examples/test_game on {self.plus}, strict bots)"
 
     def run(self, quick: bool, steps: list[int] | None = None,
-            window: float | None = None) -> Result:
+            window: float | None = None, bot: str | None = None) -> Result:
+        bot = bot or "go"
+        if bot not in BOTS:
+            raise BenchError(f"--bot {bot!r}: choose one of {', '.join(BOTS)}")
         plan = dict(QUICK if quick else FULL)
         if steps:
             plan["steps"] = list(steps)
         if window:
             plan["window"] = window
         with tempfile.TemporaryDirectory(prefix="goworld-bench-") as tmp:
-            done = _run_loop(_ramp(self.layout, plan["steps"], plan["window"], Path(tmp)))
+            done = _run_loop(_ramp(self.layout, plan["steps"], plan["window"], Path(tmp), bot))
         if not done:
             raise BenchError("no capacity step ran")
-        return self._result(done, plan, quick, custom=bool(steps or window))
+        return self._result(done, plan, quick, custom=bool(steps or window), bot=bot)
 
     def _result(self, steps: list[dict[str, Any]], plan: dict[str, Any], quick: bool,
-                custom: bool) -> Result:
+                custom: bool, bot: str = "go") -> Result:
         names = list(steps[0]["usage"])
         cols = _columns(names)
         rows, figures = [], {}
         for s in steps:
-            rows.append([s["n"], s["connected"], s["things"], round(s["p50"], 1),
-                         round(s["p99"], 1), *(_usage_cell(s, m) for m in cols.values()),
-                         _verdict(s)])
-            for key in ("connected", "things", "p50", "p99", "timeouts", "panics"):
+            rows.append([s["n"], s["connected"], s["things"], s["things_per_s"], s["errors"],
+                         round(s["p50"], 1), round(s["p99"], 1),
+                         *(_usage_cell(s, m) for m in cols.values()), _verdict(s)])
+            for key in ("connected", "things", "things_per_s", "errors", "p50", "p99", "timeouts"):
                 figures[f"{s['n']}.{key}"] = float(s[key])
             for k in names:
                 figures[f"{s['n']}.{k}.cpu_pct"] = float(s["usage"][k][0])
@@ -362,24 +472,38 @@ class Capacity:
         good = [s["n"] for s in steps if not s["failed"] and s["p99"] < P99_LIMIT_MS]
         capacity = max(good, default=0)
         figures["capacity_n"] = float(capacity)
-        notes = [
-            "Load: our Python strict bot (scripts/test_bot.py, which mirrors GoWorld's Go bot); "
-            "the Go bot cannot be installed here (the Go module proxy refuses "
-            "github.com/xiaonanln/goworld).",
-            "Bots, cluster and probe share this machine's cores: the figures are a floor.",
-            f"One bot process drives at most {BOTS_PER_PROCESS} bots; above that the bots run in "
-            "several processes and the bots column sums them.",
-            "A step fails when the bot process exits non-zero (a strict FATAL), a bot is not "
-            "connected or not started, a thing times out, the bot logs a panic, or a probe call "
-            "takes > 2 s.",
-        ]
+        no_errors = [s["n"] for s in steps if s["errors"] == 0 and s["rc"] == 0
+                     and s["connected"] == s["n"]]
+        figures["no_error_n"] = float(max(no_errors, default=0))
+        if bot == "go":
+            notes = [
+                "Load: GoWorld's own Go bot (examples/test_client of ../shared/goworld-go, built "
+                "by goworld.gobot), `-strict`, one process per step with fresh users, spread by "
+                "the bot over every gate.",
+                "Things/s: the things the bot's per-second profile reports during the measuring "
+                "window, divided by the window; at full speed N bots do about N/3 per second "
+                "(each waits uniform(0, 6 s) before each thing).",
+                "A step fails when the bot exits non-zero (strict: a thing timed out or an "
+                "entity/method error), prints an error/fatal line, connects fewer than N bots, "
+                "or a probe call takes > 2 s.",
+            ]
+        else:
+            notes = [
+                "Load: our Python strict bot (scripts/test_bot.py, which mirrors GoWorld's Go "
+                f"bot); one bot process drives at most {BOTS_PER_PROCESS} bots, above that the "
+                "bots run in several processes and the bots column sums them.",
+                "A step fails when a bot process exits non-zero (a strict FATAL), a bot is not "
+                "connected or not started, a thing times out, the bot logs a panic, or a probe "
+                "call takes > 2 s. The Python bot reports no per-second counts (things/s: nan).",
+            ]
+        notes.append("Bots, cluster and probe share this machine's cores: the figures are a floor.")
         if any(len(m) > 1 for m in cols.values()):
             notes.append("Where a role has several processes the table sums their CPU and RSS; "
                          "bench-results.jsonl has each process.")
         failed = [s for s in steps if s["failed"]]
         for s in failed:
             notes.append(f"N={s['n']}: {s['reason'] or 'failed'} (exit {s['rc']}, timeouts "
-                         f"{s['timeouts']}, panics {s['panics']}, probe failures "
+                         f"{s['timeouts']}, bot errors {s['errors']}, probe failures "
                          f"{s['probe_failures']}; logs kept in {s.get('logs')}).")
         last = steps[-1]
         if last["n"] == plan["steps"][-1] and not failed and last["p99"] < P99_LIMIT_MS:
@@ -403,25 +527,30 @@ class Capacity:
                   "profile": prof}
         steps_arg = ",".join(str(n) for n in plan["steps"])
         flags = f" --steps {steps_arg} --window {plan['window']:g}" if custom else ""
+        if bot != "go":
+            flags += f" --bot {bot}"
         default = "" if custom else f"  (steps {steps_arg}, {plan['window']:g} s window per step)"
         if self.layout != (1, 1, 1):
             target = "no target for this layout"
         elif quick or custom:
             target = "not the full ramp: no verdict on the target of 1,000"
         else:
-            target = ("target ≥ 1,000 Go bots on this 2-core machine, bots included: "
+            target = (f"target ≥ 1,000 {'Go' if bot == 'go' else 'Python'} bots on this 2-core "
+                      "machine, bots included: "
                       + ("met" if capacity >= 1000 else f"missed by {1000 - capacity}"))
         return Result(
             scenario=self.name,
-            title=self.TITLE,
+            title=f"Capacity (examples/test_game on {self.plus}, "
+                  f"{GoLoad.name if bot == 'go' else PythonLoad.name})",
             commands=[f"goworld bench --only {self.name}{' --quick' if quick else ''}{flags}"
                       f"{default}"],
-            columns=["bots", "connected", "things done", "probe p50 ms", "p99 ms",
+            columns=["bots", "connected", "things done", "things/s in window", "bot errors",
+                     "probe p50 ms", "p99 ms",
                      *(f"{c} CPU / RSS MB" for c in cols), "step"],
             rows=rows,
             figures=figures,
-            summary=(f"Largest N with probe p99 < {P99_LIMIT_MS:g} ms and no bot failure on "
-                     f"{self.plus}: {capacity} ({target})."),
+            summary=(f"Largest N with 0 bot errors on {self.plus}: {max(no_errors, default=0)}; "
+                     f"with also probe p99 < {P99_LIMIT_MS:g} ms: {capacity} ({target})."),
             notes=notes,
             series=series,
         )

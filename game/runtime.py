@@ -80,7 +80,7 @@ class GameRuntime:
         self.deployment_ready = False
         self._sync_dirty: list[Entity] = []
         self._timer_seq = 0
-        self.loop = asyncio.get_event_loop()
+        self.loop = asyncio.get_running_loop()
         self.services: Any = None  # set by game.services.ServiceManager
         self.migration: Any = None  # set by game.migration.Migration
         self.crontab: Any = None  # set by game.crontab.Crontab

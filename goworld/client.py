@@ -93,7 +93,7 @@ class GoWorldClient(asyncio.Protocol):
         self._encoder = SnappyStreamEncoder() if compress else None
         self._transport: Any = None
         self._changed = asyncio.Event()
-        self.closed = asyncio.get_event_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
 
     # ---- connecting ----------------------------------------------------------------------

@@ -48,9 +48,11 @@ _INI_OPTION = click.option(
 )
 
 
-def _load_or_exit(path: Path) -> ClusterConfig:
+def _load_or_exit(path: Path, *, check_files: bool = True) -> ClusterConfig:
+    """``check_files=False`` for commands on a running cluster (stop, kill, status, reload):
+    a key file or log directory that went away since start must not stop an operator."""
     try:
-        return load(path)
+        return load(path, check_files=check_files)
     except ConfigError as exc:
         click.echo(f"goworld: config error: {exc}", err=True)
         sys.exit(2)
@@ -354,7 +356,7 @@ def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
     traffic meanwhile. --in-place re-imports the code inside each running game instead and
     keeps the old code if the new one fails its checks.
     """
-    cluster = Cluster(_load_or_exit(ini_path))
+    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     current = cluster.app()
     if current is None:
         click.echo("goworld reload: no cluster was started here (goworld start first)", err=True)
@@ -498,7 +500,7 @@ def stop_command(app: Path | None, ini_path: Path) -> None:
     """Stop gates, then games (saving every persistent entity), then dispatchers.
 
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path))
+    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "stop")
     if not cluster.running():
         click.echo("goworld stop: nothing is running")
@@ -526,7 +528,7 @@ def kill_command(app: Path | None, ini_path: Path) -> None:
     """Kill every process of the cluster at once (SIGKILL: nothing is saved).
 
     APP (optional, as in GoWorld's `goworld kill APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path))
+    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "kill")
     for proc in cluster.all_procs():
         if cluster.pid(proc) is not None:
@@ -541,7 +543,7 @@ def status_command(app: Path | None, ini_path: Path) -> None:
     """Show which processes of the cluster are running.
 
     APP (optional, as in GoWorld's `goworld status APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path))
+    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "status")
     running = cluster.running()
     d = cluster.cfg.deployment

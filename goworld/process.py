@@ -71,7 +71,9 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
     Exits with status 2 and a one-line reason when the config is invalid or has no such id.
     """
     args = parse_role_args(role, _ID_FLAGS[role], argv)
-    cfg = load_config_or_exit(args.configfile)
+    # Only a gate uses files the config names (its TLS key pair; log files are every role's
+    # own): a game restored by `goworld reload` must not fail on a gate's certificate.
+    cfg = load_config_or_exit(args.configfile, check_files=role == "gate")
     sections = {"dispatcher": cfg.dispatchers, "gate": cfg.gates, "game": cfg.games}[role]
     if args.id not in sections:
         print(f"{role}{args.id} is not in {cfg.path}", file=sys.stderr)
@@ -81,9 +83,9 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
     return args, cfg, section
 
 
-def load_config_or_exit(path: str) -> ClusterConfig:
+def load_config_or_exit(path: str, *, check_files: bool = True) -> ClusterConfig:
     try:
-        return load(Path(path))
+        return load(Path(path), check_files=check_files)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

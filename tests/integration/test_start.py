@@ -140,3 +140,27 @@ def test_start_fails_with_the_log_tail_when_a_service_never_comes(tmp_path: Path
         assert not list((cluster_dir / ".goworld").glob("*.pid"))  # what started was stopped
     finally:
         runner.kill()
+
+
+def test_commands_on_a_running_cluster_do_not_check_the_files_start_checked(tmp_path: Path) -> None:
+    """A TLS key removed after start (rotated, a cleaned-up directory) must not stop an operator
+    from running status, stop or kill: only config and start check the files the ini names."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=goworld", "-keyout", str(tmp_path / "rsa.key"), "-out", str(tmp_path / "rsa.crt")],
+        check=True, capture_output=True,
+    )
+    runner = ClusterRunner(
+        tmp_path, APP, dispatchers=1, games=1, gates=1,
+        gate_extra="encrypt_connection = 1\nrsa_key = rsa.key\nrsa_certificate = rsa.crt",
+    )
+    try:
+        runner.start()
+        (tmp_path / "rsa.key").unlink()
+        assert runner.cli("config").returncode == 2  # the check is still there for config
+        status = runner.cli("status")
+        assert status.returncode == 0 and "1/1 gates running" in status.stdout, status.stderr
+        stopped = runner.stop()
+        assert stopped.returncode == 0 and "stopping gate1" in stopped.stdout, stopped.stderr
+    finally:
+        runner.kill()

@@ -573,7 +573,8 @@ def status_command(app: Path | None, ini_path: Path) -> None:
 @click.option(
     "--steps",
     metavar="N,N,...",
-    help="Capacity scenarios: the bot counts to ramp through (default 100,200,400,600,800,1000).",
+    help="Capacity scenarios: the bot counts to ramp through (default 200,400,800,1200,1600,"
+    "2000,2500,3000 with the Go bot, 100-1600 with the Python bot).",
 )
 @click.option(
     "--window",

@@ -35,7 +35,9 @@ BOTS_PER_PROCESS = 500
 PROBE_INTERVAL = 0.1
 PROBE_TIMEOUT = 2.0
 BOTS = ("go", "python")
-FULL = {"steps": [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600], "window": 10.0}
+#: The default ramps: GoWorld's Go bot is light enough to go further than our Python bot.
+FULL = {"steps": [200, 400, 800, 1200, 1600, 2000, 2500, 3000], "window": 10.0}
+FULL_PYTHON = {"steps": [100, 200, 400, 600, 800, 1000, 1200, 1400, 1600], "window": 10.0}
 QUICK = {"steps": [4, 8], "window": 3.0}
 
 
@@ -444,7 +446,7 @@ class Capacity:
         bot = bot or "go"
         if bot not in BOTS:
             raise BenchError(f"--bot {bot!r}: choose one of {', '.join(BOTS)}")
-        plan = dict(QUICK if quick else FULL)
+        plan = dict(QUICK if quick else FULL if bot == "go" else FULL_PYTHON)
         if steps:
             plan["steps"] = list(steps)
         if window:

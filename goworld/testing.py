@@ -29,7 +29,19 @@ from goworld import config as gwconfig
 
 GOWORLD = str(Path(sys.executable).with_name("goworld"))
 
-__all__ = ["ClusterRunner", "free_port", "write_ini"]
+__all__ = ["ClusterRunner", "free_port", "make_key_pair", "write_ini"]
+
+
+def make_key_pair(directory: Path, name: str = "rsa") -> tuple[Path, Path]:
+    """A self-signed RSA-2048 certificate (CN goworld, 2 days) and its unencrypted key, made
+    by openssl as ``directory/NAME.key`` and ``directory/NAME.crt``; returns (key, crt)."""
+    key, crt = directory / f"{name}.key", directory / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+         "/CN=goworld", "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True,
+    )
+    return key, crt
 
 
 def free_port(udp_too: bool = False) -> int:

@@ -13,6 +13,7 @@ import pytest
 from goworld import config
 from goworld.config import Address, ClusterConfig, load
 from goworld.errors import ConfigError
+from goworld.testing import make_key_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -590,12 +591,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two key pairs (a.key/a.crt, b.key/b.crt), a passphrase key, a junk file, a directory."""
     directory = tmp_path_factory.mktemp("keys")
     for name in ("a", "b"):
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=goworld", "-keyout", str(directory / f"{name}.key"),
-             "-out", str(directory / f"{name}.crt")],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        make_key_pair(directory, name)
     subprocess.run(
         ["openssl", "genrsa", "-aes128", "-passout", "pass:secret",
          "-out", str(directory / "secret.key"), "2048"],

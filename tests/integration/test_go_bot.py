@@ -22,7 +22,6 @@ each run's figures.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from goworld import gobot
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, make_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "test_game"
@@ -74,14 +73,6 @@ def test_client() -> Path:
         return gobot.build_test_client()
     except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
         pytest.fail(f"cannot build GoWorld's Go test bot: {exc}", pytrace=False)
-
-
-def make_key_pair(directory: Path) -> None:
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-         "/CN=goworld", "-keyout", str(directory / "rsa.key"), "-out", str(directory / "rsa.crt")],
-        check=True, capture_output=True,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,28 +3,15 @@ snappy inside wss:// on WebSocket (PROTOCOL.md §3.1, §3.2)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from goworld.client import GoWorldClient
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, make_key_pair
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
-
-
-def make_key_pair(directory: Path) -> None:
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=goworld", "-keyout", str(directory / "rsa.key"),
-            "-out", str(directory / "rsa.crt"),
-        ],
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from goworld.testing import ClusterRunner, login
+from goworld.testing import ClusterRunner, login, make_key_pair
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 SERVICE_SHARDS = 2 + 3  # cluster_app: SpaceService x2, EchoService x3
@@ -145,11 +145,7 @@ def test_start_fails_with_the_log_tail_when_a_service_never_comes(tmp_path: Path
 def test_commands_on_a_running_cluster_do_not_check_the_files_start_checked(tmp_path: Path) -> None:
     """A TLS key removed after start (rotated, a cleaned-up directory) must not stop an operator
     from running status, stop or kill: only config and start check the files the ini names."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-         "/CN=goworld", "-keyout", str(tmp_path / "rsa.key"), "-out", str(tmp_path / "rsa.crt")],
-        check=True, capture_output=True,
-    )
+    make_key_pair(tmp_path)
     runner = ClusterRunner(
         tmp_path, APP, dispatchers=1, games=1, gates=1,
         gate_extra="encrypt_connection = 1\nrsa_key = rsa.key\nrsa_certificate = rsa.crt",

@@ -24,7 +24,7 @@ import pytest
 
 from goworld import config as gwconfig
 from goworld.proto import codec
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, make_key_pair
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "test_game"
@@ -132,11 +132,7 @@ def test_test_game_passes_the_strict_bot_on_every_transport_and_across_reload(tm
 @pytest.mark.slow
 def test_test_game_with_snappy_and_tls_and_the_mail_and_publish_things(tmp_path: Path) -> None:
     """The gates compress and encrypt; the bot also sends and fetches mails and publishes."""
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-         "/CN=goworld", "-keyout", str(tmp_path / "rsa.key"), "-out", str(tmp_path / "rsa.crt")],
-        check=True, capture_output=True,
-    )
+    make_key_pair(tmp_path)
     runner = ClusterRunner(
         tmp_path, APP,
         gate_extra="compress_connection = 1\nencrypt_connection = 1\n"

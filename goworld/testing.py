@@ -46,6 +46,10 @@ def make_key_pair(directory: Path, name: str = "rsa") -> tuple[Path, Path]:
 
 def free_port(udp_too: bool = False) -> int:
     """A port free for TCP (and UDP when asked) on 127.0.0.1."""
+    return _free_port(udp_too)
+
+
+def _free_port(udp_too: bool) -> int:
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
@@ -85,6 +89,18 @@ def write_ini(
     if unknown:
         raise ValueError(f"gate_extras names gates {unknown}, but there are {gates}")
     ports: dict[str, list[int]] = {"dispatcher": [], "gate_tcp": [], "gate_http": []}
+    taken: set[int] = set()
+
+    def unique_port(udp_too: bool = False) -> int:
+        """A free port not given to another key of this ini (the OS may hand out a port it
+        just released twice; `goworld start` refuses an ini that names one address twice)."""
+        for _ in range(100):
+            port = _free_port(udp_too)
+            if port not in taken:
+                taken.add(port)
+                return port
+        raise RuntimeError("no free port")
+
     lines = [
         "[deployment]",
         f"desired_dispatchers = {dispatchers}",
@@ -108,19 +124,19 @@ def write_ini(
         gate_extra,
     ]
     for i in range(1, dispatchers + 1):
-        port = free_port()
+        port = unique_port()
         ports["dispatcher"].append(port)
         lines += [
             f"[dispatcher{i}]",
             f"listen_addr = 127.0.0.1:{port}",
             f"advertise_addr = 127.0.0.1:{port}",
-            f"http_addr = 127.0.0.1:{free_port()}",
+            f"http_addr = 127.0.0.1:{unique_port()}",
             f"log_file = dispatcher{i}.log",
         ]
     for i in range(1, games + 1):
-        lines += [f"[game{i}]", f"http_addr = 127.0.0.1:{free_port()}", f"log_file = game{i}.log"]
+        lines += [f"[game{i}]", f"http_addr = 127.0.0.1:{unique_port()}", f"log_file = game{i}.log"]
     for i in range(1, gates + 1):
-        tcp, http = free_port(udp_too=True), free_port()
+        tcp, http = unique_port(udp_too=True), unique_port()
         ports["gate_tcp"].append(tcp)
         ports["gate_http"].append(http)
         lines += [

@@ -566,7 +566,7 @@ def status_command(app: Path | None, ini_path: Path) -> None:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
+    default=Path("docs/bench"),
     show_default=True,
     help="Where bench-results.jsonl (appended) and BENCHMARKS.md (rewritten) go.",
 )

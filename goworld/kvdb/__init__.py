@@ -13,8 +13,9 @@ queue and are retried with backoff in call order, reads wait up to a deadline (s
 :mod:`goworld.storage.resilient`). The wrapped backend is its ``inner`` attribute.
 
 A missing ``[kvdb]`` section disables KVDB (``ClusterConfig.kvdb is None``): callers check
-that before calling :func:`open_kvdb`. Backends are imported lazily. The contract every
-backend keeps is in :mod:`goworld.kvdb.base`.
+that before calling :func:`open_kvdb`. The table of backends is :data:`BACKENDS`, opened by
+the factory shared with entity storage (:mod:`goworld.storage.factory`); backends are imported
+lazily. The contract every backend keeps is in :mod:`goworld.kvdb.base`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,25 @@ from __future__ import annotations
 from typing import Any
 
 from goworld.config import KVDBConfig
-from goworld.errors import StorageError
 from goworld.kvdb.base import KVDB
+from goworld.storage.factory import Backend, open_backend
 
-__all__ = ["KVDB", "open_kvdb"]
+__all__ = ["BACKENDS", "KVDB", "open_kvdb"]
+
+
+def _mongodb_args(cfg: KVDBConfig) -> tuple[str, str, str]:
+    return cfg.url, cfg.db, cfg.collection
+
+
+#: ``[kvdb] type`` -> how to build it (see :mod:`goworld.storage.factory`).
+BACKENDS: dict[str, Backend] = {
+    "sqlite": Backend("goworld.kvdb.sqlite:SQLiteKVDB", lambda c: (c.path,), needs_path=True),
+    "redis": Backend(
+        "goworld.kvdb.redis:RedisKVDB", lambda c: (c.url, c.redis_db), checks_url=True
+    ),
+    "memory": Backend("goworld.kvdb.memory:MemoryKVDB", resilient=False),
+    "mongodb": Backend("goworld.kvdb.mongodb:MongoDBKVDB", _mongodb_args),
+}
 
 
 def open_kvdb(cfg: KVDBConfig, **resilience: Any) -> KVDB:
@@ -37,33 +53,7 @@ def open_kvdb(cfg: KVDBConfig, **resilience: Any) -> KVDB:
     Raises:
         StorageError: the type is unknown or not available yet, or its settings are unusable.
     """
-    inner: KVDB
-    if cfg.type == "sqlite":
-        if cfg.path is None:
-            raise StorageError("[kvdb] type = sqlite needs a path")
-        from goworld.kvdb.sqlite import SQLiteKVDB
-
-        inner = SQLiteKVDB(cfg.path)
-        describe = f"sqlite kvdb {cfg.path}"
-    elif cfg.type == "redis":
-        from goworld.kvdb.redis import RedisKVDB
-
-        try:
-            redis_kvdb = RedisKVDB(cfg.url, cfg.redis_db)
-        except ValueError as exc:
-            raise StorageError(f"[kvdb] type = redis: url {cfg.url!r}: {exc}") from exc
-        inner, describe = redis_kvdb, redis_kvdb.describe
-    elif cfg.type == "memory":
-        from goworld.kvdb.memory import MemoryKVDB
-
-        return MemoryKVDB()
-    elif cfg.type == "mongodb":
-        from goworld.kvdb.mongodb import MongoDBKVDB
-
-        mongo_kvdb = MongoDBKVDB(cfg.url, cfg.db, cfg.collection)
-        inner, describe = mongo_kvdb, mongo_kvdb.describe
-    else:
-        raise StorageError(f"[kvdb] type = {cfg.type!r}: unknown kvdb type")
-    from goworld.kvdb.resilient import ResilientKVDB
-
-    return ResilientKVDB(inner, describe=describe, **resilience)
+    kvdb: KVDB = open_backend(
+        "kvdb", cfg, BACKENDS, "goworld.kvdb.resilient:ResilientKVDB", **resilience
+    )
+    return kvdb

@@ -13,8 +13,9 @@ loop, saves queue and are retried with backoff in call order, reads wait up to a
 log line marks the start and the end of an outage (see :mod:`goworld.storage.resilient`). The
 wrapped backend is its ``inner`` attribute.
 
-Backends are imported lazily, so ``import goworld.storage`` loads no driver. The contract
-every backend keeps is in :mod:`goworld.storage.base`.
+The table of backends is :data:`BACKENDS`, opened by the factory shared with KVDB
+(:mod:`goworld.storage.factory`). Backends are imported lazily, so ``import goworld.storage``
+loads no driver. The contract every backend keeps is in :mod:`goworld.storage.base`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ from __future__ import annotations
 from typing import Any
 
 from goworld.config import StorageConfig
-from goworld.errors import StorageError
 from goworld.storage.base import EntityData, EntityStorage
+from goworld.storage.factory import Backend, open_backend
 
-__all__ = ["EntityData", "EntityStorage", "open_storage"]
+__all__ = ["BACKENDS", "EntityData", "EntityStorage", "open_storage"]
+
+#: ``[storage] type`` -> how to build it (see :mod:`goworld.storage.factory`).
+BACKENDS: dict[str, Backend] = {
+    "sqlite": Backend(
+        "goworld.storage.sqlite:SQLiteEntityStorage", lambda c: (c.path,), needs_path=True
+    ),
+    "redis": Backend(
+        "goworld.storage.redis:RedisEntityStorage", lambda c: (c.url, c.redis_db), checks_url=True
+    ),
+    "memory": Backend("goworld.storage.memory:MemoryEntityStorage", resilient=False),
+    "mongodb": Backend("goworld.storage.mongodb:MongoDBEntityStorage", lambda c: (c.url, c.db)),
+}
 
 
 def open_storage(cfg: StorageConfig, **resilience: Any) -> EntityStorage:
@@ -37,33 +50,7 @@ def open_storage(cfg: StorageConfig, **resilience: Any) -> EntityStorage:
     Raises:
         StorageError: the type is unknown or not available yet, or its settings are unusable.
     """
-    inner: EntityStorage
-    if cfg.type == "sqlite":
-        if cfg.path is None:
-            raise StorageError("[storage] type = sqlite needs a path")
-        from goworld.storage.sqlite import SQLiteEntityStorage
-
-        inner = SQLiteEntityStorage(cfg.path)
-        describe = f"sqlite storage {cfg.path}"
-    elif cfg.type == "redis":
-        from goworld.storage.redis import RedisEntityStorage
-
-        try:
-            redis_storage = RedisEntityStorage(cfg.url, cfg.redis_db)
-        except ValueError as exc:
-            raise StorageError(f"[storage] type = redis: url {cfg.url!r}: {exc}") from exc
-        inner, describe = redis_storage, redis_storage.describe
-    elif cfg.type == "memory":
-        from goworld.storage.memory import MemoryEntityStorage
-
-        return MemoryEntityStorage()
-    elif cfg.type == "mongodb":
-        from goworld.storage.mongodb import MongoDBEntityStorage
-
-        mongo_storage = MongoDBEntityStorage(cfg.url, cfg.db)
-        inner, describe = mongo_storage, mongo_storage.describe
-    else:
-        raise StorageError(f"[storage] type = {cfg.type!r}: unknown storage type")
-    from goworld.storage.resilient import ResilientEntityStorage
-
-    return ResilientEntityStorage(inner, describe=describe, **resilience)
+    storage: EntityStorage = open_backend(
+        "storage", cfg, BACKENDS, "goworld.storage.resilient:ResilientEntityStorage", **resilience
+    )
+    return storage

@@ -7,10 +7,12 @@ write ``game<id>_freezed.dat`` atomically (temporary file, fsync, rename) and ex
 or the snapshot fails, the freeze is cancelled (CANCEL_FREEZE_GAME) and the game keeps
 running; the reason goes to the log and to ``.goworld/game<id>.freeze-error`` for the CLI.
 
-The snapshot keeps more than GoWorld's: besides type, attributes, position, yaw, space,
-client binding, client syncing and timers (with their wall-clock due times), it keeps each
-entity's own Python fields (anything picklable; references to other entities are stored by
-id and resolved on restore), the local service shards and the deployment-ready flag.
+The snapshot keeps more than GoWorld's: one :class:`~goworld.entity.state.EntityState` per
+entity, the record a migration carries too (type, attributes, position, yaw, space, client
+binding, client syncing, timers with their wall-clock due times, and each entity's own Python
+fields: anything picklable, references to other entities stored by id and resolved on
+restore), the local service shards and the deployment-ready flag. The file is a pickled dict
+with a ``version``; a file of another version (an older layout) is refused with an error.
 
 Restore (``-restore``): rebuild spaces (AOI re-enabled), then entities, with clients detached
 so that no 1002/1003 is sent; enter spaces quietly (AOI neighbours rebuilt); re-attach clients;
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import io
 import logging
 import os
 import pickle
@@ -30,31 +31,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from game.migration import restore_timers
-from goworld.entity.client import GameClient
+from game.migration import apply_states
 from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
-from goworld.entity.space import Space, _on_enter_aoi, _on_leave_aoi
-from goworld.entity.aoi import GridAOI
+from goworld.entity.space import Space
+from goworld.entity.state import EntityState, FieldsError
 from goworld.entity.vector import Vector3
 from goworld.errors import GoWorldError
 
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["FreezeError", "freeze_path", "snapshot", "write_atomically", "restore", "ENGINE_FIELDS"]
+__all__ = ["FORMAT_VERSION", "FreezeError", "freeze_path", "snapshot", "write_atomically", "restore"]
 
 logger = logging.getLogger("goworld.game")
 
-FORMAT_VERSION = 1
-
-#: Instance fields the engine owns; everything else in an entity's __dict__ is user state.
-ENGINE_FIELDS = frozenset(
-    {
-        "_rt", "desc", "id", "space", "position", "yaw", "client", "interested_in",
-        "destroyed", "client_syncing", "_sync", "_timers", "attrs", "_destroying",
-        "aoi", "entities",
-    }
-)
+#: The freeze file's layout. 2: entities as ``EntityState.to_plain()`` records.
+FORMAT_VERSION = 2
 
 
 class FreezeError(GoWorldError):
@@ -65,67 +57,11 @@ def freeze_path(game_id: int, directory: Path | None = None) -> Path:
     return (directory or Path.cwd()) / f"game{game_id}_freezed.dat"
 
 
-class _Pickler(pickle.Pickler):
-    """Pickles user fields; other entities are referenced by id, never copied."""
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, Entity):
-            return ("entity", obj.id)
-        return None
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, entities: dict[str, Entity]) -> None:
-        super().__init__(io.BytesIO(data))
-        self._entities = entities
-
-    def persistent_load(self, pid: Any) -> Any:
-        kind, entity_id = pid
-        if kind != "entity":
-            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-        return self._entities.get(entity_id)
-
-
-def _user_state(entity: Entity) -> bytes:
-    fields = {k: v for k, v in entity.__dict__.items() if k not in ENGINE_FIELDS}
-    buf = io.BytesIO()
-    try:
-        _Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(fields)
-    except Exception as exc:
-        bad = []
-        for key, value in fields.items():
-            try:
-                _Pickler(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-            except Exception:
-                bad.append(key)
-        raise FreezeError(
-            f"{entity!r}: field(s) {', '.join(bad) or '?'} cannot be saved ({exc}); "
-            "convert them in on_freeze or keep them in attributes"
-        ) from exc
-    return buf.getvalue()
-
-
 def _record(entity: Entity) -> dict[str, Any]:
-    client = entity.client
-    p = entity.position
-    record: dict[str, Any] = {
-        "T": entity.desc.name,
-        "I": entity.id,
-        "A": entity.attrs.to_builtin(),
-        "C": [client.client_id, client.gate_id, client.owner_id] if client is not None else None,
-        "P": [p.x, p.y, p.z],
-        "Y": entity.yaw,
-        "S": entity.space.id if entity.space is not None else None,
-        "TD": [
-            [r.method, list(r.args), r.fire_at, r.interval, r.repeat]
-            for r in entity._timers.values()
-        ],
-        "SFC": entity.client_syncing,
-        "U": _user_state(entity),
-    }
-    if isinstance(entity, Space):
-        record["AOI"] = entity.aoi.distance if entity.aoi is not None else 0.0
-    return record
+    try:
+        return EntityState.capture(entity).to_plain()
+    except FieldsError as exc:
+        raise FreezeError(str(exc)) from exc
 
 
 @contextlib.contextmanager
@@ -195,8 +131,13 @@ def load(path: Path) -> dict[str, Any]:
             state = pickle.loads(path.read_bytes())
     except Exception as exc:
         raise FreezeError(f"{path}: not a readable freeze file ({exc})") from exc
-    if not isinstance(state, dict) or state.get("version") != FORMAT_VERSION:
+    if not isinstance(state, dict) or "version" not in state:
         raise FreezeError(f"{path}: unknown freeze format")
+    if state["version"] != FORMAT_VERSION:
+        raise FreezeError(
+            f"{path}: freeze format version {state['version']!r}, this code reads version "
+            f"{FORMAT_VERSION} only (written by another release: restart the game instead)"
+        )
     return state
 
 
@@ -207,53 +148,31 @@ def restore(rt: GameRuntime, state: dict[str, Any]) -> None:
 
 
 def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
+    if state.get("version") != FORMAT_VERSION:
+        raise FreezeError(f"freeze format version {state.get('version')!r}, not {FORMAT_VERSION}")
     if state["game_id"] != rt.game_id:
         raise FreezeError(f"the freeze file is game{state['game_id']}'s, not game{rt.game_id}'s")
-    records = state["entities"]
-    built: dict[str, Entity] = {}
-    clients: dict[Entity, GameClient] = {}
-    for rec in records:  # 1. instances, attributes, plain fields; clients kept aside
-        if rec["T"] == "__space__" and rt.registry.space_desc is None:
-            rt.registry.register_space(Space)
-        entity = rt._instantiate(rec["T"], rec["I"], rec["A"], trusted=True)
-        entity.yaw = float(rec["Y"])
-        entity.client_syncing = bool(rec["SFC"])
-        if rec["C"]:
-            client_id, gate_id, owner_id = rec["C"]
-            clients[entity] = GameClient(client_id, gate_id, owner_id)
-        if isinstance(entity, Space):
-            rt.spaces[entity.id] = entity
-            if entity.is_nil:
-                rt.nil_space = entity
-            if rec.get("AOI"):
-                entity.aoi = GridAOI(rec["AOI"], _on_enter_aoi, _on_leave_aoi)
-        built[entity.id] = entity
-    for rec in records:  # 2. user fields (may refer to any entity)
-        fields = _Unpickler(rec["U"], built).load()
-        built[rec["I"]].__dict__.update(fields)
+    states = [EntityState.from_plain(rec) for rec in state["entities"]]
+    if any(st.type_name == "__space__" for st in states) and rt.registry.space_desc is None:
+        rt.registry.register_space(Space)
+    # 1. instances, attributes, clients (nothing is sent), timers, then the fields
+    entities = apply_states(rt, states, trusted=True)
     members: dict[Space, list[tuple[Entity, Vector3]]] = {}
-    for rec in records:  # 3. spaces: membership and AOI rebuilt in bulk, no client attached yet
-        entity = built[rec["I"]]
-        space = built.get(rec["S"]) if rec["S"] else None
+    for st, entity in zip(states, entities, strict=True):  # 2. spaces: AOI rebuilt in bulk
+        space = rt.entities.get(st.space_id) if st.space_id else None
         if isinstance(space, Space) and not isinstance(entity, Space):
-            members.setdefault(space, []).append((entity, Vector3(*rec["P"])))
-        else:
-            entity.position = Vector3(*rec["P"])
+            members.setdefault(space, []).append((entity, entity.position))
     for space, entered in members.items():
         space._restore_members(entered)
-    for entity, client in clients.items():  # 4. clients back, silently
-        entity.client = client
-    for rec in records:
-        entity = built[rec["I"]]
-        restore_timers(rt, entity, rec["TD"])
+    for entity in entities:
         if entity.space is not None:
             entity._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
     rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
     rt.services.restore_pending(state.get("service_calls", []))
     rt.deployment_ready = bool(state.get("ready"))
-    for rec in records:  # 5. hooks last, with everything in place
-        built[rec["I"]]._safe_hook("on_restored")
-    logger.info("game%d restored %d entities", rt.game_id, len(records))
+    for entity in entities:  # 3. hooks last, with everything in place
+        entity._safe_hook("on_restored")
+    logger.info("game%d restored %d entities", rt.game_id, len(entities))
 
 
 def run_freeze(

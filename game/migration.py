@@ -1,52 +1,94 @@
-"""Moving an entity to a space on another game (PROTOCOL.md §4.9).
+"""Moving an entity to a space on another game (PROTOCOL.md §4.9), and rebuilding entities.
 
 Source game: QUERY_SPACE_GAMEID (to the space's dispatcher) -> MIGRATE_REQUEST (to the
 entity's dispatcher, which blocks calls to it and echoes the request back) -> leave the space
-(the client sees neighbour and space destroys), pack the entity, drop it silently ->
+(the client sees neighbour and space destroys), capture the entity, drop it silently ->
 REAL_MIGRATE (the dispatcher re-routes the entity and releases its queued calls to the target).
 
-Target game: rebuild the entity from the migration data, bind its client silently, enter the
-space (the client sees the space and neighbour creates), ``on_migrate_in``.
+Target game: rebuild the entity (client bound silently), ``on_init`` and ``on_attrs_ready``,
+then its own Python fields from the source (they win over what ``on_init`` set), then
+``on_migrate_in`` and entering the space (the client sees the space and neighbour creates).
+
+The payload is an :class:`~goworld.entity.state.EntityState` in its plain form, packed with
+msgpack like every structured envelope payload; the entity's own fields travel inside it as
+one pickled ``bytes`` value (see :mod:`goworld.entity.state` for the rule on references to
+entities the target does not have, on unpicklable fields, and the :data:`MAX_MIGRATED_FIELDS`
+bound). :func:`apply_states` is the one function that rebuilds entities from such records,
+for a migration and for a restore (:mod:`game.freeze`) alike.
 
 The client's messages from both games travel through the dispatcher of the entity's own id, so
-they arrive in order. The same data (:func:`pack_entity`) is what freeze/restore will use.
+they arrive in order.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from goworld.cluster.envelopes import Envelope, pack, unpack
+from goworld.entity.aoi import GridAOI
 from goworld.entity.client import GameClient
 from goworld.entity.entity import Entity
+from goworld.entity.space import Space, _on_enter_aoi, _on_leave_aoi
+from goworld.entity.state import EntityState
 from goworld.entity.vector import Vector3
 from goworld.proto.msgtypes import MsgType
 
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["Migration", "pack_entity"]
+__all__ = ["MAX_MIGRATED_FIELDS", "Migration", "apply_states", "restore_timers"]
 
 logger = logging.getLogger("goworld.game")
 
+#: Upper bound of a migrating entity's pickled own fields; over it none are carried.
+MAX_MIGRATED_FIELDS = 1 << 20
 
-def pack_entity(entity: Entity, space_id: str, pos: Vector3) -> dict[str, Any]:
-    """Everything needed to rebuild ``entity`` elsewhere (GoWorld's migrateData, §7)."""
-    client = entity.client
-    return {
-        "T": entity.desc.name,
-        "A": entity.attrs.to_builtin(),
-        "C": [client.client_id, client.gate_id] if client is not None else None,
-        "Pos": [pos.x, pos.y, pos.z],
-        "Yaw": entity.yaw,
-        "SP": space_id,
-        "TD": [
-            [r.method, list(r.args), r.fire_at, r.interval, r.repeat]
-            for r in entity._timers.values()
-        ],
-        "SFC": entity.client_syncing,
-    }
+
+def apply_states(
+    rt: GameRuntime,
+    states: Sequence[EntityState],
+    *,
+    trusted: bool,
+    before_fields: Callable[[Entity], None] | None = None,
+) -> list[Entity]:
+    """Rebuild entities from ``states`` on ``rt``, in order, sending nothing to anyone.
+
+    Done here, for a restore and a migration alike: the instance in the entity table with its
+    attributes (``trusted``: our own snapshot, rebuilt without re-checking), yaw, position,
+    client-syncing flag, client (bound silently), timers re-armed at their due times, a
+    space's table entry and AOI; then ``before_fields`` for each entity (a migration runs
+    ``on_init`` and ``on_attrs_ready`` there); then every entity's own fields, once all
+    entities exist so that references among them resolve (:meth:`EntityState.load_fields`).
+
+    Left to the caller: space membership (``state.space_id`` and ``state.position``) and
+    the remaining hooks.
+    """
+    built: list[Entity] = []
+    for st in states:
+        entity = rt._instantiate(st.type_name, st.entity_id, st.attrs, trusted=trusted)
+        entity.yaw = st.yaw
+        entity.position = Vector3(*st.position)
+        entity.client_syncing = st.client_syncing
+        if st.client is not None:
+            client_id, gate_id, owner_id = st.client
+            entity.client = GameClient(client_id, gate_id, owner_id or st.entity_id)
+        if isinstance(entity, Space):
+            rt.spaces[entity.id] = entity
+            if entity.is_nil:
+                rt.nil_space = entity
+            if st.aoi_distance:
+                entity.aoi = GridAOI(st.aoi_distance, _on_enter_aoi, _on_leave_aoi)
+        restore_timers(rt, entity, st.timers)
+        built.append(entity)
+    if before_fields is not None:
+        for entity in built:
+            before_fields(entity)
+    lookup = rt.entities.get
+    for st, entity in zip(states, built, strict=True):
+        st.load_fields(entity, lookup)
+    return built
 
 
 class Migration:
@@ -108,7 +150,9 @@ class Migration:
         entity._safe_hook("on_migrate_out")
         if entity.space is not None:
             entity.space._leave(entity)
-        data = pack_entity(entity, space_id, pos)
+        state = EntityState.capture(
+            entity, space_id=space_id, position=pos, lenient=True, max_fields=MAX_MIGRATED_FIELDS
+        )
         entity.client = None  # dropped silently: the target binds it again
         rt.retire(entity)  # this copy is gone; the entity lives on at the target
         rt.send_to_entity_dispatcher(
@@ -117,33 +161,34 @@ class Migration:
                 msgtype=MsgType.REAL_MIGRATE,
                 entity_id=entity.id,
                 game_id=env.game_id,
-                payload=pack(data),
+                payload=pack(state.to_plain()),
             ),
         )
 
     def on_real_migrate(self, env: Envelope) -> None:
-        data = unpack(env.payload)
         rt = self.rt
         eid = env.entity_id
         if eid in rt.entities:
             logger.error("migration of %s into game%d: already here, ignored", eid, rt.game_id)
             return
-        entity = rt._instantiate(data["T"], eid, data["A"])
-        entity.yaw = float(data.get("Yaw", 0.0))
-        entity.client_syncing = bool(data.get("SFC", False))
-        if data.get("C"):
-            client_id, gate_id = data["C"]
-            entity.client = GameClient(client_id, gate_id, eid)
-        restore_timers(rt, entity, data.get("TD") or ())
-        # GoWorld's order for a migrated entity: OnInit, OnAttrsReady, OnMigrateIn, then enter.
-        entity._safe_hook("on_init")
-        entity._safe_hook("on_attrs_ready")
+        state = EntityState.from_plain(unpack(env.payload))
+        state.entity_id = eid
+        if state.client is not None:
+            state.client = (state.client[0], state.client[1], eid)
+        # GoWorld's order for a migrated entity: OnInit, OnAttrsReady, OnMigrateIn, then enter;
+        # the entity's own fields from the source go in after OnAttrsReady and win.
+        (entity,) = apply_states(rt, [state], trusted=False, before_fields=_init_hooks)
         entity._safe_hook("on_migrate_in")
         if entity.destroyed:
             return
-        space = rt.spaces.get(data["SP"]) or rt.nil_space
+        space = (rt.spaces.get(state.space_id) if state.space_id else None) or rt.nil_space
         if space is not None:
-            space._enter(entity, Vector3(*data["Pos"]))
+            space._enter(entity, Vector3(*state.position))
+
+
+def _init_hooks(entity: Entity) -> None:
+    entity._safe_hook("on_init")
+    entity._safe_hook("on_attrs_ready")
 
 
 def restore_timers(rt: GameRuntime, entity: Entity, timers: Any) -> None:

@@ -52,6 +52,7 @@ class Entity:
     client: GameClient | None
     interested_in: set[Entity]
     destroyed: bool
+    _destroying: bool
     client_syncing: bool
     _rt: Runtime
     _sync: int
@@ -67,6 +68,7 @@ class Entity:
         self.client = None
         self.interested_in = set()
         self.destroyed = False
+        self._destroying = False  # set by the runtime's destroy sequence
         self.client_syncing = False
         self._sync = 0
         self._timers = {}

@@ -41,6 +41,7 @@ from goworld.entity.client import GameClient
 from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
 from goworld.entity.registry import ALL_CLIENTS, CLIENT, PERSISTENT, Registry, rpc
 from goworld.entity.space import Space
+from goworld.entity.state import ENGINE_FIELDS, EntityState, user_fields
 from goworld.entity.vector import Vector3
 from goworld.errors import EntityError, GoWorldError
 from goworld.kvdb.memory import MemoryKVDB
@@ -1272,13 +1273,13 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     assert "on_migrate_out" in events_of(a.id)
     assert not npc.is_interested_in(a)
     assert real.entity_id == a.id and real.game_id == 2
-    data = unpack(real.payload)
-    assert data["T"] == "Avatar"
-    assert data["A"]["name"] == "mig" and data["A"]["level"] == 3 and data["A"]["server"] == "only-here"
-    assert data["C"] == [c.client_id, 3]
-    assert data["Pos"] == [10, 0, 10] and data["SP"] == dst_space.id
-    assert data["Yaw"] == 30 and data["SFC"] is True
-    assert sorted((m, fa, iv, rp, tuple(ar)) for m, ar, fa, iv, rp in data["TD"]) == sorted(
+    data = EntityState.from_plain(unpack(real.payload))  # plain msgpack, one EntityState
+    assert data.type_name == "Avatar"
+    assert data.attrs["name"] == "mig" and data.attrs["level"] == 3 and data.attrs["server"] == "only-here"
+    assert data.client == (c.client_id, 3, a.id)
+    assert data.position == (10, 0, 10) and data.space_id == dst_space.id
+    assert data.yaw == 30 and data.client_syncing is True
+    assert sorted((m, fa, iv, rp, ar) for m, ar, fa, iv, rp in data.timers) == sorted(
         (m, fa, iv, rp, ar) for m, (fa, iv, rp, ar) in due.items()
     )
 
@@ -1347,9 +1348,101 @@ async def test_migrated_entity_is_initialised_like_goworld() -> None:
     assert getattr(b, "inited", False) is True
 
 
+class Memo:
+    """A plain Python object kept in an entity field (as tests/apps/cluster_app's Memo)."""
+
+    def __init__(self, text: str, owner: Entity | None = None) -> None:
+        self.text = text
+        self.owner = owner
+
+
+async def test_migration_carries_the_entitys_own_fields_like_a_reload(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    src, dst = Harness(1), Harness(2)
+    dst_space = dst.space(kind=5)
+    a = src.avatar()
+    stay = src.avatar()  # left on the source game
+    there = dst.avatar(dst_space)  # already on the target game
+    a.score = 42
+    a.memo = Memo("hello", owner=a)  # a plain object referring back to its entity
+    a.links = {"self": a, "stay": stay, "there": there, "shared": a.memo}
+    a.inited = "from the source"  # on_init sets True on the target; the source's value wins
+    saved = pickle.dumps(freeze.snapshot(src.rt))  # the same entity through a reload
+
+    real = await _migrate(src, dst, a, dst_space, (0, 0, 0))
+    with caplog.at_level(logging.WARNING, logger="goworld.game"):
+        dst.handlers.handle(1, real)
+    b = dst.rt.get_entity(a.id)
+    assert isinstance(b, Avatar) and b is not a
+    assert b.score == 42
+    assert isinstance(b.memo, Memo) and b.memo.text == "hello" and b.memo.owner is b
+    assert b.links["self"] is b and b.links["shared"] is b.memo
+    assert b.links["there"] is there  # resolved to the target's entity of that id
+    # the rule: a reference to an entity the target does not have becomes None, with a warning
+    assert b.links["stay"] is None
+    assert any(stay.id in r.getMessage() and "now None" in r.getMessage() for r in caplog.records)
+    assert b.inited == "from the source"
+    assert "on_migrate_in" in events_of(a.id)
+
+    # a migrated entity and a restored one carry the same state of their own
+    h2 = Harness(1, bare=True)
+    freeze.restore(h2.rt, pickle.loads(saved))
+    r = h2.rt.entities[a.id]
+    assert set(user_fields(r)) == set(user_fields(b))
+    assert (r.score, r.memo.text, r.inited) == (b.score, b.memo.text, b.inited)
+    assert r.memo.owner is r and r.links["stay"] is h2.rt.entities[stay.id]
+
+
+async def test_migration_leaves_out_unpicklable_and_oversized_fields(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = Harness(1), Harness(2)
+    dst_space = dst.space(kind=5)
+    a = src.avatar()
+    a.handle = (x for x in ())  # a generator cannot be pickled: left out
+    a.kept = [1, 2]
+    real = await _migrate(src, dst, a, dst_space, (0, 0, 0))
+    dst.handlers.handle(1, real)
+    b = dst.rt.get_entity(a.id)
+    assert b is not None and b.kept == [1, 2] and not hasattr(b, "handle")
+    assert b.inited is True  # what on_init set (the source's value is True as well)
+    assert any("handle" in r.getMessage() and "left out" in r.getMessage() for r in caplog.records)
+
+    # over the bound: no fields travel at all, and the payload stays small
+    monkeypatch.setattr("game.migration.MAX_MIGRATED_FIELDS", 1000)
+    c = src.avatar()
+    c.big = "x" * 5000
+    real = await _migrate(src, dst, c, dst_space, (0, 0, 0))
+    assert len(real.payload) < 1000
+    dst.handlers.handle(1, real)
+    d = dst.rt.get_entity(c.id)
+    assert d is not None and not hasattr(d, "big") and d.inited is True
+
+
+async def test_engine_fields_are_exactly_what_entities_and_spaces_set_up() -> None:
+    # A new engine field must be named in ENGINE_FIELDS (and carried in EntityState or
+    # rebuilt), or a freeze and a migration would save it as one of the entity's own fields.
+    h = Harness()
+    entity = Avatar.__new__(Avatar)
+    entity._setup(h.rt, h.rt.registry.get("Avatar"), new_entity_id())
+    space = MySpace.__new__(MySpace)
+    space._setup(h.rt, h.rt.registry.get("__space__"), new_entity_id())
+    assert set(vars(space)) == set(ENGINE_FIELDS)
+    assert set(vars(entity)) == set(ENGINE_FIELDS) - {"aoi", "entities"}
+    # every place named is a field of the record, and every field of the record is named
+    record_fields = set(EntityState.__dataclass_fields__)
+    places = {v for v in ENGINE_FIELDS.values() if not v.startswith("not kept")}
+    assert places <= record_fields
+    assert record_fields - places == {"fields"}  # the entity's own fields
+    # and a live entity's own fields are exactly what it added
+    live = h.avatar()
+    assert user_fields(live) == {"inited": True}
+
+
 async def test_real_migrate_for_an_entity_already_here_is_ignored(h: Harness) -> None:
     a = h.avatar()
-    data = {"T": "Avatar", "A": {}, "C": None, "Pos": [0, 0, 0], "Yaw": 0, "SP": "", "TD": [], "SFC": False}
+    data = EntityState("Avatar", a.id, {}, (0, 0, 0), 0.0, None, None, False).to_plain()
     h.handlers.handle(1, Envelope(msgtype=MT.REAL_MIGRATE, entity_id=a.id, game_id=1, payload=pack(data)))
     assert h.rt.get_entity(a.id) is a
 
@@ -1717,3 +1810,33 @@ async def test_freeze_snapshot_restores_the_same_world_silently() -> None:
     for old in crowd:
         new = rt2.entities[old.id]
         assert {e.id for e in new.interested_in} == {e.id for e in old.interested_in}
+
+
+async def test_a_freeze_file_of_another_format_version_is_refused(tmp_path: Any) -> None:
+    h = Harness()
+    h.avatar()
+    state = freeze.snapshot(h.rt)
+    good = tmp_path / "game1_freezed.dat"
+    good.write_bytes(freeze.dumps(state))
+    assert freeze.load(good)["version"] == freeze.FORMAT_VERSION == 2
+    old = tmp_path / "old.dat"  # version 1: the layout before EntityState
+    old.write_bytes(freeze.dumps({**state, "version": 1}))
+    with pytest.raises(freeze.FreezeError, match="freeze format version 1, this code reads version 2"):
+        freeze.load(old)
+    with pytest.raises(freeze.FreezeError, match="version 1"):
+        freeze.restore(Harness(bare=True).rt, {**state, "version": 1})
+
+
+async def test_a_freeze_refuses_fields_that_cannot_be_saved() -> None:
+    h = Harness()
+    a = h.avatar()
+    a.gen = (x for x in ())
+    with pytest.raises(freeze.FreezeError, match="field\\(s\\) gen cannot be saved"):
+        freeze.snapshot(h.rt)
+    failed: list[str] = []
+    assert freeze.run_freeze(h.rt, failed.append) is None
+    assert "gen" in failed[0]
+    # the freeze and a migration write the same record
+    del a.gen
+    (rec,) = [r for r in freeze.snapshot(h.rt)["entities"] if r["I"] == a.id]
+    assert EntityState.from_plain(rec) == EntityState.capture(a)

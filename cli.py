@@ -7,6 +7,8 @@ working directory, so log files land there. The CLI keeps its bookkeeping in ``.
 next to the ini: one pid file per process, the running game package, and each process's
 stderr (where a crash before logging starts would show). ``stop`` sends SIGTERM to gates,
 then games (which save every persistent entity), then dispatchers, waiting for each.
+Every file name, flag, signal and tag the CLI and the processes share is defined once, in
+``goworld.runctl``.
 
 The CLI never imports a role package: roles are subprocesses.
 """
@@ -25,18 +27,17 @@ from pathlib import Path
 
 import click
 
-from goworld import ports
+from goworld import ports, runctl
+from goworld.runctl import ProcFile
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError, GoWorldError
 
 __all__ = ["main"]
 
-RUN_DIR = ".goworld"
 START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 30.0}
 #: After the last gate: how long every game may take to report deployment-ready + services.
 SERVE_TIMEOUT = 60.0
 STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}  # games wait for queued saves
-ID_FLAG = {"dispatcher": "-dispid", "game": "-gid", "gate": "-gateid"}
 
 _INI_OPTION = click.option(
     "--ini",
@@ -58,10 +59,6 @@ def _load_or_exit(path: Path, *, check_files: bool = True) -> ClusterConfig:
         sys.exit(2)
 
 
-def _started_tag(role: str) -> str:
-    return f"<!--XSUPERVISOR:BEGIN--> {role.upper()} STARTED <!--XSUPERVISOR:END-->"
-
-
 @dataclass(frozen=True)
 class Proc:
     role: str
@@ -70,7 +67,7 @@ class Proc:
 
     @property
     def name(self) -> str:
-        return f"{self.role}{self.id}"
+        return runctl.proc_name(self.role, self.id)
 
 
 class Cluster:
@@ -79,7 +76,7 @@ class Cluster:
     def __init__(self, cfg: ClusterConfig) -> None:
         self.cfg = cfg
         self.root = cfg.config_dir
-        self.run_dir = self.root / RUN_DIR
+        self.run_dir = runctl.run_dir(self.root)
 
     def procs(self, role: str) -> list[Proc]:
         table = {"dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates}[role]
@@ -88,41 +85,41 @@ class Cluster:
     def all_procs(self) -> list[Proc]:
         return self.procs("dispatcher") + self.procs("game") + self.procs("gate")
 
-    def pid_file(self, proc: Proc) -> Path:
-        return self.run_dir / f"{proc.name}.pid"
+    def file(self, proc: Proc, kind: ProcFile) -> Path:
+        """One of ``proc``'s files in the run directory (its pid, stderr, status files)."""
+        return runctl.status_path(self.run_dir, proc.name, kind)
+
+    def write_pid(self, proc: Proc, pid: int) -> None:
+        runctl.write_pid(self.run_dir, proc.name, pid)
 
     def pid(self, proc: Proc) -> int | None:
         """The pid of ``proc`` if it is running (stale pid files are removed)."""
-        path = self.pid_file(proc)
-        try:
-            pid = int(path.read_text().strip())
-        except (OSError, ValueError):
+        pid = runctl.read_pid(self.run_dir, proc.name)
+        if pid is None:
             return None
         if _alive(pid):
             return pid
-        path.unlink(missing_ok=True)
+        runctl.clear_status(self.run_dir, proc.name, ProcFile.PID)
         return None
 
     def running(self) -> dict[Proc, int]:
         return {p: pid for p in self.all_procs() if (pid := self.pid(p)) is not None}
 
     def app(self) -> str | None:
-        try:
-            return json.loads((self.run_dir / "cluster.json").read_text())["app"]
-        except (OSError, ValueError, KeyError):
-            return None
+        return runctl.read_cluster_app(self.run_dir)
 
     def spawn(self, proc: Proc, app: Path | None, extra: Sequence[str] = (), *, truncate: bool = True) -> int:
         self.run_dir.mkdir(exist_ok=True)
         if truncate and proc.log_file.exists():
             proc.log_file.write_text("")  # GoWorld truncates logs on start
-        cmd = [sys.executable, "-m", proc.role, ID_FLAG[proc.role], str(proc.id),
-               "-configfile", str(self.cfg.path), *extra]
-        if proc.role == "game" and app is not None:
-            cmd += ["-app", str(app)]
+        game_app = app if proc.role == "game" else None
+        static = None
         if proc.role == "gate" and app is not None and (app / "web").is_dir():
-            cmd += ["-static", str(app / "web")]  # the game's browser client, served at /
-        stderr = open(self.run_dir / f"{proc.name}.stderr", "wb")
+            static = app / "web"  # the game's browser client, served at /
+        cmd = [sys.executable, "-m", proc.role,
+               *runctl.role_args(proc.role, proc.id, self.cfg.path, app=game_app, static=static),
+               *extra]
+        stderr = open(self.file(proc, ProcFile.STDERR), "wb")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")) if p
@@ -132,13 +129,13 @@ class Cluster:
             stderr=stderr, start_new_session=True, env=env,
         )
         stderr.close()
-        self.pid_file(proc).write_text(f"{child.pid}\n")
+        self.write_pid(proc, child.pid)
         return child.pid
 
     def wait_started(self, proc: Proc, pid: int, *, seen: int = 0) -> None:
         """Wait for the start tag to appear in the log more than ``seen`` times."""
         deadline = time.monotonic() + START_TIMEOUT[proc.role]
-        tag = _started_tag(proc.role)
+        tag = runctl.started_tag(proc.role)
         while time.monotonic() < deadline:
             if _log_count(proc.log_file, tag) > seen:
                 return
@@ -148,16 +145,13 @@ class Cluster:
         raise GoWorldError(f"{proc.name} did not report started within "
                            f"{START_TIMEOUT[proc.role]:.0f} s\n{self.tail(proc)}")
 
-    def serving_file(self, proc: Proc) -> Path:
-        return self.run_dir / f"{proc.name}.serving"
-
     def wait_serving(self, timeout: float = SERVE_TIMEOUT) -> None:
         """Wait until every game has reported serving: the deployment is ready (every desired
         game and gate joined the dispatchers) and every registered service has all its shards."""
         games = self.procs("game")
         deadline = time.monotonic() + timeout
         while True:
-            waiting = [p for p in games if not self.serving_file(p).exists()]
+            waiting = [p for p in games if not self.file(p, ProcFile.SERVING).exists()]
             if not waiting:
                 return
             for proc in waiting:
@@ -175,7 +169,7 @@ class Cluster:
 
     def tail(self, proc: Proc, lines: int = 15) -> str:
         out = []
-        for path in (proc.log_file, self.run_dir / f"{proc.name}.stderr"):
+        for path in (proc.log_file, self.file(proc, ProcFile.STDERR)):
             try:
                 text = path.read_text(errors="replace").splitlines()[-lines:]
             except OSError:
@@ -195,7 +189,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
-                self.pid_file(proc).unlink(missing_ok=True)
+                runctl.clear_status(self.run_dir, proc.name, ProcFile.PID)
                 return True
             time.sleep(0.05)
         return False
@@ -313,10 +307,9 @@ def start_command(app: Path, ini_path: Path, timeout: float) -> None:
             err=True,
         )
         sys.exit(1)
-    cluster.run_dir.mkdir(exist_ok=True)
-    (cluster.run_dir / "cluster.json").write_text(json.dumps({"app": str(app.resolve())}))
+    runctl.write_cluster_app(cluster.run_dir, app.resolve())
     for proc in cluster.procs("game"):
-        cluster.serving_file(proc).unlink(missing_ok=True)
+        runctl.clear_status(cluster.run_dir, proc.name, ProcFile.SERVING)
     started: list[Proc] = []
     try:
         for proc in cluster.all_procs():
@@ -375,24 +368,24 @@ def _reload_in_place(cluster: Cluster) -> bool:
             click.echo(f"{proc.name}: not running", err=True)
             ok = False
             continue
-        status = cluster.run_dir / f"{proc.name}.reload"
+        status = cluster.file(proc, ProcFile.RELOAD)
         status.unlink(missing_ok=True)
         _progress(f"reloading {proc.name:<11} ")
-        os.kill(pid, signal.SIGUSR1)
+        os.kill(pid, runctl.RELOAD_SIGNAL)
         deadline = time.monotonic() + 60
         while not status.exists() and time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
         try:
-            result = json.loads(status.read_text())
+            result = runctl.ReloadResult.from_json(status.read_text())
         except (OSError, ValueError):
             click.echo("no answer")
             ok = False
             continue
-        if result["ok"]:
-            click.echo(f"ok  {result['message']}")
+        if result.ok:
+            click.echo(f"ok  {result.message}")
         else:
             click.echo("REJECTED (the old code keeps running)")
-            click.echo(f"  {result['message']}", err=True)
+            click.echo(f"  {result.message}", err=True)
             ok = False
     return ok
 
@@ -405,51 +398,17 @@ def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
     freeze plus the restore, not the Python start-up in between.
     """
     for proc in cluster.procs("game"):
-        frozen = cluster.root / f"{proc.name}_freezed.dat"
+        frozen = runctl.freeze_file(cluster.root, proc.id)
         pid = cluster.pid(proc)
-        seen = _log_count(proc.log_file, _started_tag("game"))
+        seen = _log_count(proc.log_file, runctl.started_tag("game"))
         t0 = time.monotonic()
         if pid is not None:
-            marker = cluster.run_dir / f"{proc.name}.standby"
-            marker.unlink(missing_ok=True)
-            standby = cluster.spawn(proc, app, ["-restore", "-after-pid", str(pid)], truncate=False)
-            cluster.pid_file(proc).write_text(f"{pid}\n")  # the old one is still the running one
-            _progress(f"freezing {proc.name:<12} ")
-            deadline = time.monotonic() + START_TIMEOUT["game"]
-            while not marker.exists() and _alive(standby) and time.monotonic() < deadline:
-                time.sleep(0.005)  # let the standby finish its imports before the pause starts
-            if not marker.exists():
-                _kill(standby)
-                click.echo("FAILED")
-                click.echo(f"goworld reload: the standby {proc.name} did not come up\n"
-                           f"{cluster.tail(proc)}", err=True)
+            new_pid = _freeze_with_standby(cluster, proc, pid, app, t0)
+            if new_pid is None:
                 return False
-            error = cluster.run_dir / f"{proc.name}.freeze-error"
-            error.unlink(missing_ok=True)
-            os.kill(pid, signal.SIGHUP)
-            deadline = time.monotonic() + STOP_TIMEOUT["game"]
-            while _alive(pid) and not error.exists() and time.monotonic() < deadline:
-                time.sleep(0.005)
-            failure = None
-            if error.exists():
-                failure = f"FAILED (the game keeps running)\n{proc.name}: {error.read_text()}"
-            elif _alive(pid):
-                failure = (f"FAILED\n{proc.name} did not freeze within "
-                           f"{STOP_TIMEOUT['game']:.0f} s\n{cluster.tail(proc)}")
-            elif not frozen.exists():
-                failure = f"FAILED\n{proc.name} exited without writing {frozen}\n{cluster.tail(proc)}"
-            if failure is not None:
-                _kill(standby)
-                head, _, detail = failure.partition("\n")
-                click.echo(head)
-                click.echo(f"goworld reload: {detail}", err=True)
-                return False
-            click.echo(f"ok  {frozen.stat().st_size} bytes  ({time.monotonic() - t0:.2f} s)")
-            cluster.pid_file(proc).write_text(f"{standby}\n")
-            new_pid = standby
         elif frozen.exists():
             click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
-            new_pid = cluster.spawn(proc, app, ["-restore"], truncate=False)
+            new_pid = cluster.spawn(proc, app, runctl.restore_args(), truncate=False)
         else:
             click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
             return False
@@ -464,6 +423,59 @@ def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
             return False
         click.echo(f"ok  pid {new_pid}  ({time.monotonic() - t0:.2f} s since the freeze began)")
     return True
+
+
+def _freeze_with_standby(
+    cluster: Cluster, proc: Proc, pid: int, app: Path, t0: float
+) -> int | None:
+    """Start the standby restoring process, then freeze the running game ``pid``.
+
+    Returns the standby's pid (now in the pid file) once the freeze file is written; None,
+    with the failure reported and the standby killed, when the freeze did not happen."""
+    standby = cluster.spawn(proc, app, runctl.restore_args(after_pid=pid), truncate=False)
+    cluster.write_pid(proc, pid)  # the old one is still the running one
+    _progress(f"freezing {proc.name:<12} ")
+    failure = _wait_standby(cluster, proc, standby) or _freeze(cluster, proc, pid)
+    if failure is not None:
+        _kill(standby)
+        head, _, detail = failure.partition("\n")
+        click.echo(head)
+        click.echo(f"goworld reload: {detail}", err=True)
+        return None
+    size = runctl.freeze_file(cluster.root, proc.id).stat().st_size
+    click.echo(f"ok  {size} bytes  ({time.monotonic() - t0:.2f} s)")
+    cluster.write_pid(proc, standby)
+    return standby
+
+
+def _wait_standby(cluster: Cluster, proc: Proc, standby: int) -> str | None:
+    """Let the standby finish its imports before the pause starts; the failure, if any."""
+    marker = cluster.file(proc, ProcFile.STANDBY)
+    deadline = time.monotonic() + START_TIMEOUT["game"]
+    while not marker.exists() and _alive(standby) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if marker.exists():
+        return None
+    return f"FAILED\nthe standby {proc.name} did not come up\n{cluster.tail(proc)}"
+
+
+def _freeze(cluster: Cluster, proc: Proc, pid: int) -> str | None:
+    """Signal the game to freeze and wait for it to exit; the failure, if any."""
+    error = cluster.file(proc, ProcFile.FREEZE_ERROR)
+    error.unlink(missing_ok=True)
+    os.kill(pid, runctl.FREEZE_SIGNAL)
+    deadline = time.monotonic() + STOP_TIMEOUT["game"]
+    while _alive(pid) and not error.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    frozen = runctl.freeze_file(cluster.root, proc.id)
+    if error.exists():
+        return f"FAILED (the game keeps running)\n{proc.name}: {error.read_text()}"
+    if _alive(pid):
+        return (f"FAILED\n{proc.name} did not freeze within {STOP_TIMEOUT['game']:.0f} s\n"
+                f"{cluster.tail(proc)}")
+    if not frozen.exists():
+        return f"FAILED\n{proc.name} exited without writing {frozen}\n{cluster.tail(proc)}"
+    return None
 
 
 def _kill(pid: int) -> None:
@@ -511,7 +523,7 @@ def stop_command(app: Path | None, ini_path: Path) -> None:
             if cluster.pid(proc) is None:
                 continue
             _progress(f"stopping {proc.name:<12} ")
-            if cluster.signal_and_wait(proc, signal.SIGTERM, STOP_TIMEOUT[role]):
+            if cluster.signal_and_wait(proc, runctl.STOP_SIGNAL, STOP_TIMEOUT[role]):
                 click.echo("ok")
             else:
                 click.echo("still running")

@@ -1,10 +1,16 @@
 """``python -m game -gid N -app DIR [-configfile goworld.ini]``: the composition root.
 
-Builds, in order: config, the game package's registry, storage and KVDB, the runtime (and
-its migration, services and crontab parts), the nil space, one link per dispatcher. Then it
-announces GAME STARTED and runs the periodic jobs (position sync, load reports, saves) until
-SIGTERM, when it destroys every entity (saving the persistent ones), waits for storage, and
-closes the links. Shutdown runs in reverse order of construction.
+``main`` loads the config and the game package's registry; ``_serve`` then builds, in order:
+the state to restore (``_load_state``: with ``-restore``, the freeze file, after the standby
+handshake when ``-after-pid`` is given), storage and KVDB (``_open_backends``), the runtime
+with its migration, services and crontab parts, the operator's ``GameControl``, the message
+handlers and one link per dispatcher (``_build``), the restored entities or a fresh nil space
+(``_restore_or_create``); it connects every link (``_connect``), announces GAME STARTED and
+runs the periodic jobs (position sync, load reports, saves; ``_start_jobs``) until SIGTERM or a
+completed freeze. Then ``_stop``: after SIGTERM ``_shutdown`` destroys every entity (saving the
+persistent ones), waits for storage and closes the links; after a freeze ``_write_freeze``
+writes the freeze file and closes without destroying. Shutdown runs in reverse order of
+construction. The files, flags and signals shared with the CLI are ``goworld.runctl``'s.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from game import freeze
 from game.crontab import Crontab
@@ -26,20 +34,52 @@ from game.loader import GamePackageError, load_game_package
 from game.migration import Migration
 from game.runtime import GameRuntime
 from game.services import ServiceManager
-from goworld import process
+from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope, pack
 from goworld.cluster.link import DispatcherLink
+from goworld.config import ClusterConfig, GameConfig
 from goworld.entity import runtime as runtime_binding
+from goworld.entity.registry import Registry
 from goworld.entity.space import Space
 from goworld.errors import StorageError
 from goworld.kvdb import open_kvdb
+from goworld.process import RoleArgs
 from goworld.proto.msgtypes import MsgType
+from goworld.runctl import GameState, ProcFile, ReloadResult
 from goworld.storage import open_storage
 
 logger = logging.getLogger("goworld.game")
 
-#: The CLI's bookkeeping directory, relative to the cluster root (the working directory).
-RUN_DIR = ".goworld"
+
+class _StartupFailed(Exception):
+    """Logged as critical by ``_serve``, which then exits with status 2."""
+
+
+@dataclass
+class _Boot:
+    """What ``main`` hands to the event loop: flags, config, this game's section, the code."""
+
+    args: RoleArgs
+    cfg: ClusterConfig
+    gcfg: GameConfig
+    app: str
+    registry: Registry
+
+    @property
+    def game_id(self) -> int:
+        return self.args.id
+
+
+@dataclass
+class _Game:
+    """The parts ``_build`` wires together; shut down in reverse order."""
+
+    rt: GameRuntime
+    control: GameControl
+    links: dict[int, DispatcherLink]
+    storage: object
+    kvdb: object
+    jobs: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,117 +93,171 @@ def main(argv: list[str] | None = None) -> int:
     except GamePackageError as exc:
         logger.critical("game%d: %s", args.id, exc)
         return 2
+    boot = _Boot(args, cfg, gcfg, app, registry)
+    return process.run_loop(lambda stop: _serve(boot, stop))
 
-    async def serve(stop: asyncio.Event) -> int:
-        state = None
-        if args.restore:
-            if args.after_pid:
-                run_dir = Path(RUN_DIR)
-                run_dir.mkdir(exist_ok=True)
-                freeze.write_atomically(run_dir / f"game{args.id}.standby", str(os.getpid()).encode())
-                await _wait_for_freeze(args.after_pid, freeze.freeze_path(args.id))
-            try:
-                state = freeze.load(freeze.freeze_path(args.id))
-            except (OSError, freeze.FreezeError) as exc:
-                logger.critical("game%d cannot restore: %s", args.id, exc)
-                return 2
-        try:
-            storage = open_storage(cfg.storage)
-            kvdb = open_kvdb(cfg.kvdb) if cfg.kvdb is not None else None
-        except StorageError as exc:
-            logger.critical("game%d: %s", args.id, exc)
-            return 2
-        links: dict[int, DispatcherLink] = {}
-        rt = GameRuntime(
-            args.id,
-            registry,
-            num_dispatchers=len(cfg.dispatchers),
-            send=lambda did, env: links[did].send(env),
-            storage=storage,
-            kvdb=kvdb,
-            boot_entity=gcfg.boot_entity,
+
+async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
+    try:
+        state = await _load_state(boot)
+        storage, kvdb = _open_backends(boot)
+        game = _build(boot, state is not None, storage, kvdb, stop)
+        _restore_or_create(game, state)
+    except _StartupFailed:
+        return 2
+    await _connect(game, restored=state is not None)
+    logger.info(
+        "game%d running %s with %d entity types (%s)",
+        boot.game_id, boot.app, len(boot.registry.types), process.pid_info(),
+    )
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(runctl.FREEZE_SIGNAL, game.control.request_freeze)
+    loop.add_signal_handler(runctl.RELOAD_SIGNAL, game.control.request_in_place_reload)
+    process.announce_started("game")
+    _start_jobs(game, boot.gcfg)
+    await stop.wait()
+    await _stop(game)
+    return 0
+
+
+async def _load_state(boot: _Boot) -> dict[str, Any] | None:
+    """With -restore, the freeze file's state (a standby first tells the CLI it is up and
+    waits for the freezing process); else None."""
+    args = boot.args
+    if not args.restore:
+        return None
+    path = runctl.freeze_file(Path.cwd(), args.id)
+    if args.after_pid:
+        name = runctl.proc_name("game", args.id)
+        runctl.write_status(runctl.run_dir(Path.cwd()), name, ProcFile.STANDBY, str(os.getpid()))
+        await _wait_for_freeze(args.after_pid, path)
+    try:
+        return freeze.load(path)
+    except (OSError, freeze.FreezeError) as exc:
+        logger.critical("game%d cannot restore: %s", args.id, exc)
+        raise _StartupFailed from exc
+
+
+def _open_backends(boot: _Boot) -> tuple[object, object]:
+    cfg = boot.cfg
+    try:
+        storage = open_storage(cfg.storage)
+        kvdb = open_kvdb(cfg.kvdb) if cfg.kvdb is not None else None
+    except StorageError as exc:
+        logger.critical("game%d: %s", boot.game_id, exc)
+        raise _StartupFailed from exc
+    return storage, kvdb
+
+
+def _build(
+    boot: _Boot, restoring: bool, storage: object, kvdb: object, stop: asyncio.Event
+) -> _Game:
+    """The runtime and its parts, the operator's control, the handlers, the links (not yet
+    started)."""
+    links: dict[int, DispatcherLink] = {}
+    rt = GameRuntime(
+        boot.game_id,
+        boot.registry,
+        num_dispatchers=len(boot.cfg.dispatchers),
+        send=lambda did, env: links[did].send(env),
+        storage=storage,
+        kvdb=kvdb,
+        boot_entity=boot.gcfg.boot_entity,
+    )
+    control = GameControl(rt, links, stop, boot.app)
+    rt.migration = Migration(rt)
+    rt.services = ServiceManager(rt, on_serving=control.announce_serving)
+    rt.crontab = Crontab(asyncio.get_running_loop())
+    runtime_binding.bind(rt)
+
+    def on_ready() -> None:
+        logger.info("game%d: deployment ready", rt.game_id)
+        nil = rt.nil_space
+        if nil is not None:
+            nil._safe_hook("on_game_ready")
+        rt.services.start()
+
+    handlers = GameHandlers(rt, on_ready, control.freeze_acked)
+    hello = _hello_factory(rt, restoring, boot.gcfg.ban_boot_entity)
+    for did, dcfg in boot.cfg.dispatchers.items():
+        links[did] = DispatcherLink(
+            did,
+            str(dcfg.advertise_addr),
+            hello=lambda did=did: hello(did),
+            on_message=handlers.handle,
+            reconnect=True,
         )
-        rt.migration = Migration(rt)
-        rt.services = ServiceManager(rt, on_serving=lambda: control.announce_serving())
-        rt.crontab = Crontab(asyncio.get_running_loop())
-        runtime_binding.bind(rt)
+    return _Game(rt, control, links, storage, kvdb)
 
-        def on_ready() -> None:
-            logger.info("game%d: deployment ready", args.id)
-            nil = rt.nil_space
-            if nil is not None:
-                nil._safe_hook("on_game_ready")
-            rt.services.start()
 
-        control = GameControl(rt, links, stop, app)
-        handlers = GameHandlers(rt, on_ready, control.freeze_acked)
-        connected_once: set[int] = set()
+def _hello_factory(
+    rt: GameRuntime, restoring: bool, ban_boot: bool
+) -> Callable[[int], Envelope]:
+    """SET_GAME_ID for a (re)connecting link: a first connection after a restore says so,
+    a later one is a reconnect; both list the entities this game has on that shard."""
+    connected_once: set[int] = set()
 
-        def hello_for(did: int) -> Envelope:
-            eids = [eid for eid in rt.entities if rt.shard(eid) == did]
-            info = {
-                "reconnect": did in connected_once,
-                "restore": state is not None and did not in connected_once,
-                "ban_boot": gcfg.ban_boot_entity,
-                "eids": eids,
-            }
-            connected_once.add(did)
-            return Envelope(msgtype=MsgType.SET_GAME_ID, game_id=args.id, payload=pack(info))
+    def hello_for(did: int) -> Envelope:
+        eids = [eid for eid in rt.entities if rt.shard(eid) == did]
+        info = {
+            "reconnect": did in connected_once,
+            "restore": restoring and did not in connected_once,
+            "ban_boot": ban_boot,
+            "eids": eids,
+        }
+        connected_once.add(did)
+        return Envelope(msgtype=MsgType.SET_GAME_ID, game_id=rt.game_id, payload=pack(info))
 
-        for did, dcfg in cfg.dispatchers.items():
-            links[did] = DispatcherLink(
-                did,
-                str(dcfg.advertise_addr),
-                hello=lambda did=did: hello_for(did),
-                on_message=handlers.handle,
-                reconnect=True,
-            )
-        if state is not None:
-            t0 = time.perf_counter()
-            try:
-                freeze.restore(rt, state)
-                logger.info("game%d restore took %.0f ms", args.id, (time.perf_counter() - t0) * 1000)
-            except Exception as exc:
-                logger.critical("game%d cannot restore: %s", args.id, exc, exc_info=True)
-                return 2
-        else:
-            rt.create_nil_space()
-        for link in links.values():
-            link.start()
-        await asyncio.gather(*(link.connected.wait() for link in links.values()))
-        if state is not None:
-            freeze.freeze_path(args.id).replace(freeze.freeze_path(args.id).with_suffix(".restored"))
-            logger.info("game%d back on every dispatcher", args.id)
-        logger.info(
-            "game%d running %s with %d entity types (%s)",
-            args.id,
-            app,
-            len(registry.types),
-            process.pid_info(),
-        )
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, control.request_freeze)
-        loop.add_signal_handler(signal.SIGUSR1, control.request_in_place_reload)
-        process.announce_started("game")
-        jobs = [
-            asyncio.create_task(_every(gcfg.position_sync_interval_ms / 1000, rt.collect_syncs)),
-            asyncio.create_task(_every(1.0, _lbc_reporter(rt))),
-            asyncio.create_task(_every(float(gcfg.save_interval), rt.save_all)),
-        ]
-        await stop.wait()
-        for job in jobs:
-            job.cancel()
-        if control.frozen is not None:
-            await _write_freeze(rt, links, storage, kvdb, control.frozen)
-        else:
-            await _shutdown(rt, links, storage, kvdb)
-        return 0
+    return hello_for
 
-    return process.run_loop(serve)
+
+def _restore_or_create(game: _Game, state: dict[str, Any] | None) -> None:
+    rt = game.rt
+    if state is None:
+        rt.create_nil_space()
+        return
+    t0 = time.perf_counter()
+    try:
+        freeze.restore(rt, state)
+    except Exception as exc:
+        logger.critical("game%d cannot restore: %s", rt.game_id, exc, exc_info=True)
+        raise _StartupFailed from exc
+    logger.info("game%d restore took %.0f ms", rt.game_id, (time.perf_counter() - t0) * 1000)
+
+
+async def _connect(game: _Game, *, restored: bool) -> None:
+    """Start every link and wait until each dispatcher has taken the game; a restored game
+    then sets its freeze file aside."""
+    for link in game.links.values():
+        link.start()
+    await asyncio.gather(*(link.connected.wait() for link in game.links.values()))
+    if restored:
+        gid = game.rt.game_id
+        runctl.freeze_file(Path.cwd(), gid).replace(runctl.restored_file(Path.cwd(), gid))
+        logger.info("game%d back on every dispatcher", gid)
+
+
+async def _stop(game: _Game) -> None:
+    for job in game.jobs:
+        job.cancel()
+    if game.control.frozen is not None:
+        await _write_freeze(game.rt, game.links, game.storage, game.kvdb, game.control.frozen)
+    else:
+        await _shutdown(game.rt, game.links, game.storage, game.kvdb)
+
+
+def _start_jobs(game: _Game, gcfg: GameConfig) -> None:
+    rt = game.rt
+    game.jobs = [
+        asyncio.create_task(_every(gcfg.position_sync_interval_ms / 1000, rt.collect_syncs)),
+        asyncio.create_task(_every(1.0, _lbc_reporter(rt))),
+        asyncio.create_task(_every(float(gcfg.save_interval), rt.save_all)),
+    ]
 
 
 class GameControl:
-    """The operator's signals: SIGHUP freezes the game (reload), SIGUSR1 swaps code in place."""
+    """The operator's signals: FREEZE_SIGNAL (SIGHUP) freezes the game (reload),
+    RELOAD_SIGNAL (SIGUSR1) swaps code in place. Results go to ``.goworld`` status files."""
 
     def __init__(
         self, rt: GameRuntime, links: dict[int, DispatcherLink], stop: asyncio.Event, app: str
@@ -172,10 +266,11 @@ class GameControl:
         self.links = links
         self.stop = stop
         self.app = app
-        self.state = "running"
+        self.state = GameState.RUNNING
         self.acks: set[int] = set()
         self.frozen: bytes | None = None
-        self.run_dir = Path(RUN_DIR)
+        self.run_dir = runctl.run_dir(Path.cwd())
+        self.name = runctl.proc_name("game", rt.game_id)
 
     def announce_serving(self) -> None:
         """Deployment ready and every service shard known: ``goworld start`` waits for this."""
@@ -185,50 +280,36 @@ class GameControl:
             "game%d serving: deployment ready, %d services with %d shards",
             self.rt.game_id, len(services), shards,
         )
-        self._write_status("serving", json.dumps({"services": len(services), "shards": shards}))
-
-    def _status_file(self, kind: str) -> Path:
-        return self.run_dir / f"game{self.rt.game_id}.{kind}"
+        serving = {"services": len(services), "shards": shards}
+        self._write_status(ProcFile.SERVING, json.dumps(serving))
 
     def request_freeze(self) -> None:
-        if self.state != "running":
-            logger.warning("game%d: freeze requested while %s: ignored", self.rt.game_id, self.state)
+        if self.state is not GameState.RUNNING:
+            logger.warning(
+                "game%d: freeze requested while %s: ignored", self.rt.game_id, self.state.value
+            )
             return
         logger.info("game%d: freezing (asking every dispatcher to hold its traffic)", self.rt.game_id)
-        self._status_file("freeze-error").unlink(missing_ok=True)
-        self.state = "freezing"
+        runctl.clear_status(self.run_dir, self.name, ProcFile.FREEZE_ERROR)
+        self.state = GameState.FREEZING
         self.acks = set()
         self.rt.send_to_all_dispatchers(
             Envelope(msgtype=MsgType.START_FREEZE_GAME, game_id=self.rt.game_id)
         )
 
     def freeze_acked(self, dispatcher_id: int) -> None:
-        if self.state != "freezing":
+        if self.state is not GameState.FREEZING:
             return
         self.acks.add(dispatcher_id)
         if len(self.acks) == len(self.links):
-            self.state = "quiescing"
+            self.state = GameState.QUIESCING
             asyncio.get_running_loop().create_task(self._freeze_when_quiet())
 
     async def _freeze_when_quiet(self, timeout: float = 10.0) -> None:
         """Nothing arrives from the dispatchers any more: let posted callbacks and storage/KVDB
         callbacks finish (GoWorld drains posts and async jobs), then snapshot in one step."""
         rt = self.rt
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            rt.drain_posts()
-            if not rt.pending_async:
-                break
-            if loop.time() > deadline:
-                logger.warning(
-                    "game%d: freezing with %d storage/KVDB operations unfinished",
-                    rt.game_id,
-                    len(rt.pending_async),
-                )
-                break
-            await asyncio.wait(list(rt.pending_async), timeout=max(0.0, deadline - loop.time()))
-            await asyncio.sleep(0)
+        await _drain(rt, timeout)
         t0 = time.perf_counter()
         data = freeze.run_freeze(rt, self._freeze_failed)
         if data is not None:
@@ -238,35 +319,53 @@ class GameControl:
             )
             rt.halted = True
             self.frozen = data
-            self.state = "frozen"
+            self.state = GameState.FROZEN
             self.stop.set()
 
     def _freeze_failed(self, reason: str) -> None:
         logger.error("game%d: freeze failed, the game keeps running: %s", self.rt.game_id, reason)
-        self.state = "running"
+        self.state = GameState.RUNNING
         self.rt.send_to_all_dispatchers(
             Envelope(msgtype=MsgType.CANCEL_FREEZE_GAME, game_id=self.rt.game_id)
         )
-        self._write_status("freeze-error", reason)
+        self._write_status(ProcFile.FREEZE_ERROR, reason)
 
     def request_in_place_reload(self) -> None:
         self.rt.post(self._reload_in_place)
 
     def _reload_in_place(self) -> None:
         try:
-            summary = reload_in_place(self.rt, self.app)
-            result = {"ok": True, "message": summary}
+            result = ReloadResult(True, reload_in_place(self.rt, self.app))
         except GamePackageError as exc:
             logger.error("game%d: in-place reload rejected, old code kept: %s", self.rt.game_id, exc)
-            result = {"ok": False, "message": str(exc)}
-        self._write_status("reload", json.dumps(result))
+            result = ReloadResult(False, str(exc))
+        self._write_status(ProcFile.RELOAD, result.to_json())
 
-    def _write_status(self, kind: str, text: str) -> None:
+    def _write_status(self, kind: ProcFile, text: str) -> None:
         try:
-            self.run_dir.mkdir(exist_ok=True)
-            freeze.write_atomically(self._status_file(kind), text.encode("utf-8"))
+            runctl.write_status(self.run_dir, self.name, kind, text)
         except OSError as exc:
-            logger.error("cannot write %s: %s", self._status_file(kind), exc)
+            path = runctl.status_path(self.run_dir, self.name, kind)
+            logger.error("cannot write %s: %s", path, exc)
+
+
+async def _drain(rt: GameRuntime, timeout: float) -> None:
+    """Run posted callbacks until no storage/KVDB operation is pending (or ``timeout``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        rt.drain_posts()
+        if not rt.pending_async:
+            return
+        if loop.time() > deadline:
+            logger.warning(
+                "game%d: freezing with %d storage/KVDB operations unfinished",
+                rt.game_id,
+                len(rt.pending_async),
+            )
+            return
+        await asyncio.wait(list(rt.pending_async), timeout=max(0.0, deadline - loop.time()))
+        await asyncio.sleep(0)
 
 
 async def _write_freeze(
@@ -276,8 +375,8 @@ async def _write_freeze(
     rt.collect_syncs()
     if rt.pending_saves:
         await asyncio.wait(list(rt.pending_saves), timeout=60)
-    path = freeze.freeze_path(rt.game_id)
-    freeze.write_atomically(path, data)
+    path = runctl.freeze_file(Path.cwd(), rt.game_id)
+    runctl.write_atomically(path, data)
     logger.info("game%d frozen: %d entities, %d bytes in %s", rt.game_id, len(rt.entities), len(data), path)
     for backend in (storage, kvdb):
         close = getattr(backend, "close", None)

@@ -3,7 +3,8 @@
 Each role's ``__main__`` is its composition root; this module only removes the boilerplate
 they would otherwise repeat. The command-line flags keep GoWorld's spelling (``-gid 1``,
 ``-dispid 1``, ``-gateid 1``, ``-configfile``, ``-log``, ``-restore``) and also accept the
-double-dash forms.
+double-dash forms. The names the CLI relies on (flags, the start tag) come from
+``goworld.runctl``.
 """
 
 from __future__ import annotations
@@ -21,15 +22,13 @@ from typing import Any
 from goworld import log
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError
+from goworld.runctl import (
+    AFTER_PID_FLAG, APP_FLAG, CONFIG_FLAG, ID_FLAGS, RESTORE_FLAG, STATIC_FLAG, started_tag,
+)
 
 __all__ = ["RoleArgs", "parse_role_args", "start_role", "started_tag", "announce_started", "run_loop"]
 
 logger = logging.getLogger("goworld.process")
-
-
-def started_tag(role: str) -> str:
-    """The line the CLI waits for in a process's log file (GoWorld's supervisor tag)."""
-    return f"<!--XSUPERVISOR:BEGIN--> {role.upper()} STARTED <!--XSUPERVISOR:END-->"
 
 
 class RoleArgs(argparse.Namespace):
@@ -45,24 +44,28 @@ class RoleArgs(argparse.Namespace):
 def parse_role_args(role: str, id_flag: str, argv: list[str] | None = None) -> RoleArgs:
     parser = argparse.ArgumentParser(prog=f"python -m {role}")
     parser.add_argument(f"-{id_flag}", f"--{id_flag}", dest="id", type=int, required=True)
-    parser.add_argument("-configfile", "--configfile", default="goworld.ini")
+    parser.add_argument(
+        f"-{CONFIG_FLAG}", f"--{CONFIG_FLAG}", dest="configfile", default="goworld.ini"
+    )
     parser.add_argument("-log", "--log", default=None, help="override the configured log level")
     if role == "gate":
         parser.add_argument(
-            "-static", "--static", default=None,
+            f"-{STATIC_FLAG}", f"--{STATIC_FLAG}", dest="static", default=None,
             help="a directory of web files the gate serves over HTTP on its http_addr",
         )
     if role == "game":
-        parser.add_argument("-restore", "--restore", action="store_true")
         parser.add_argument(
-            "-after-pid", "--after-pid", dest="after_pid", type=int, default=0,
+            f"-{RESTORE_FLAG}", f"--{RESTORE_FLAG}", dest="restore", action="store_true"
+        )
+        parser.add_argument(
+            f"-{AFTER_PID_FLAG}", f"--{AFTER_PID_FLAG}", dest="after_pid", type=int, default=0,
             help="with -restore: start up now, restore once that (freezing) process has exited",
         )
-        parser.add_argument("-app", "--app", default=None, help="the game package directory")
+        parser.add_argument(
+            f"-{APP_FLAG}", f"--{APP_FLAG}", dest="app", default=None,
+            help="the game package directory",
+        )
     return parser.parse_args(argv, namespace=RoleArgs())
-
-
-_ID_FLAGS = {"dispatcher": "dispid", "gate": "gateid", "game": "gid"}
 
 
 def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, ClusterConfig, Any]:
@@ -70,7 +73,7 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
 
     Exits with status 2 and a one-line reason when the config is invalid or has no such id.
     """
-    args = parse_role_args(role, _ID_FLAGS[role], argv)
+    args = parse_role_args(role, ID_FLAGS[role], argv)
     # Only a gate uses files the config names (its TLS key pair; log files are every role's
     # own): a game restored by `goworld reload` must not fail on a gate's certificate.
     cfg = load_config_or_exit(args.configfile, check_files=role == "gate")

@@ -1,0 +1,134 @@
+"""goworld.runctl: the names and files the CLI and the processes share."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from goworld import process, runctl
+from goworld.runctl import GameState, ProcFile, ReloadResult
+
+
+def test_run_dir_and_status_paths(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert run_dir == tmp_path / ".goworld"
+    name = runctl.proc_name("game", 2)
+    assert name == "game2"
+    expected = {
+        ProcFile.PID: "game2.pid",
+        ProcFile.STDERR: "game2.stderr",
+        ProcFile.STANDBY: "game2.standby",
+        ProcFile.FREEZE_ERROR: "game2.freeze-error",
+        ProcFile.RELOAD: "game2.reload",
+        ProcFile.SERVING: "game2.serving",
+    }
+    for kind, file_name in expected.items():
+        assert runctl.status_path(run_dir, name, kind) == run_dir / file_name
+    # A plain string naming a kind is accepted; an unknown one is not.
+    assert runctl.status_path(run_dir, name, "serving") == run_dir / "game2.serving"  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        runctl.status_path(run_dir, name, "bogus")  # type: ignore[arg-type]
+
+
+def test_write_read_clear_status(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert runctl.read_status(run_dir, "game1", ProcFile.FREEZE_ERROR) is None
+    path = runctl.write_status(run_dir, "game1", ProcFile.FREEZE_ERROR, "on_freeze raised: é")
+    assert path == run_dir / "game1.freeze-error"  # the run directory was created
+    assert runctl.read_status(run_dir, "game1", ProcFile.FREEZE_ERROR) == "on_freeze raised: é"
+    runctl.write_status(run_dir, "game1", ProcFile.FREEZE_ERROR, "second")
+    assert runctl.read_status(run_dir, "game1", ProcFile.FREEZE_ERROR) == "second"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["game1.freeze-error"]  # no temp left
+    runctl.clear_status(run_dir, "game1", ProcFile.FREEZE_ERROR)
+    runctl.clear_status(run_dir, "game1", ProcFile.FREEZE_ERROR)  # already gone: fine
+    assert runctl.read_status(run_dir, "game1", ProcFile.FREEZE_ERROR) is None
+
+
+def test_write_atomically_replaces_whole_file(tmp_path: Path) -> None:
+    path = tmp_path / "f.dat"
+    runctl.write_atomically(path, b"x" * 1000)
+    runctl.write_atomically(path, b"short")
+    assert path.read_bytes() == b"short"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.dat"]
+
+
+def test_pid_files(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert runctl.read_pid(run_dir, "gate1") is None
+    runctl.write_pid(run_dir, "gate1", 4242)
+    assert (run_dir / "gate1.pid").read_text() == "4242\n"
+    assert runctl.read_pid(run_dir, "gate1") == 4242
+    (run_dir / "gate1.pid").write_text("garbage")
+    assert runctl.read_pid(run_dir, "gate1") is None
+
+
+def test_cluster_app(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert runctl.read_cluster_app(run_dir) is None
+    runctl.write_cluster_app(run_dir, tmp_path / "app")
+    assert json.loads((run_dir / "cluster.json").read_text()) == {"app": str(tmp_path / "app")}
+    assert runctl.read_cluster_app(run_dir) == str(tmp_path / "app")
+    for bad in ("not json", "[]", "{}"):
+        (run_dir / runctl.CLUSTER_FILE).write_text(bad)
+        assert runctl.read_cluster_app(run_dir) is None
+
+
+def test_reload_result_round_trip() -> None:
+    for result in (ReloadResult(True, "3 types swapped"), ReloadResult(False, "SyntaxError")):
+        assert ReloadResult.from_json(result.to_json()) == result
+    assert json.loads(ReloadResult(True, "m").to_json()) == {"ok": True, "message": "m"}
+    for bad in ("nope", "[]", '{"message": "m"}', '{"ok": "yes"}'):
+        with pytest.raises(ValueError):
+            ReloadResult.from_json(bad)
+
+
+def test_freeze_files(tmp_path: Path) -> None:
+    assert runctl.freeze_file(tmp_path, 3) == tmp_path / "game3_freezed.dat"
+    assert runctl.restored_file(tmp_path, 3) == tmp_path / "game3_freezed.restored"
+
+
+def test_freeze_file_matches_game_freeze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """game.freeze still names the file itself: the two must agree."""
+    from game import freeze
+
+    assert freeze.freeze_path(4, tmp_path) == runctl.freeze_file(tmp_path, 4)
+    monkeypatch.chdir(tmp_path)
+    assert freeze.freeze_path(4) == runctl.freeze_file(Path.cwd(), 4)
+
+
+def test_role_args_parse_back() -> None:
+    """What the CLI passes is what a role's parser reads."""
+    argv = runctl.role_args("game", 2, Path("/c/goworld.ini"), app=Path("/apps/demo"))
+    argv += runctl.restore_args(after_pid=1234)
+    assert argv == [
+        "-gid", "2", "-configfile", "/c/goworld.ini", "-app", "/apps/demo",
+        "-restore", "-after-pid", "1234",
+    ]
+    args = process.parse_role_args("game", runctl.ID_FLAGS["game"], argv)
+    assert (args.id, args.configfile, args.app, args.restore, args.after_pid) == (
+        2, "/c/goworld.ini", "/apps/demo", True, 1234,
+    )
+    assert runctl.restore_args() == ["-restore"]
+    gate = runctl.role_args("gate", 1, Path("g.ini"), static=Path("/apps/demo/web"))
+    args = process.parse_role_args("gate", runctl.ID_FLAGS["gate"], gate)
+    assert (args.id, args.configfile, args.static) == (1, "g.ini", "/apps/demo/web")
+    args = process.parse_role_args(
+        "dispatcher", runctl.ID_FLAGS["dispatcher"], runctl.role_args("dispatcher", 3, Path("d"))
+    )
+    assert args.id == 3
+
+
+def test_started_tag_is_the_supervisor_tag() -> None:
+    assert runctl.started_tag("game") == "<!--XSUPERVISOR:BEGIN--> GAME STARTED <!--XSUPERVISOR:END-->"
+    assert process.started_tag is runctl.started_tag
+
+
+def test_signals_and_states() -> None:
+    assert runctl.STOP_SIGNAL == signal.SIGTERM
+    assert runctl.FREEZE_SIGNAL == signal.SIGHUP
+    assert runctl.RELOAD_SIGNAL == signal.SIGUSR1
+    assert [s.value for s in GameState] == ["running", "freezing", "quiescing", "frozen"]
+

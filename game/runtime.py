@@ -239,6 +239,37 @@ class GameRuntime:
     def create_nil_space(self) -> Space:
         return self.create_space_locally(0, entity_id=nil_space_id(self.game_id))
 
+    def create_entity_somewhere(
+        self, game_id: int, type_name: str, attrs: dict[str, Any] | None = None
+    ) -> str:
+        """Have the dispatcher create an entity on ``game_id`` (0: the least loaded game);
+        returns its id at once."""
+        entity_id = new_entity_id()
+        self.send_to_entity_dispatcher(
+            entity_id,
+            Envelope(
+                msgtype=MsgType.CREATE_ENTITY_SOMEWHERE,
+                game_id=game_id,
+                entity_id=entity_id,
+                name=type_name,
+                payload=pack(attrs or {}),
+            ),
+        )
+        return entity_id
+
+    def load_entity_somewhere(self, type_name: str, entity_id: str, game_id: int) -> None:
+        """Have the dispatcher load a persistent entity on ``game_id`` (0: any game); a no-op
+        if it already exists anywhere."""
+        self.send_to_entity_dispatcher(
+            entity_id,
+            Envelope(
+                msgtype=MsgType.LOAD_ENTITY_SOMEWHERE,
+                game_id=game_id,
+                entity_id=entity_id,
+                name=type_name,
+            ),
+        )
+
     def load_entity_locally(
         self, type_name: str, entity_id: str, *, space: Space | None = None, pos: Vector3 | None = None
     ) -> None:
@@ -420,6 +451,22 @@ class GameRuntime:
                 payload=codec.encode_args(args),
             ),
         )
+
+    def call_nil_spaces(self, method: str, args: tuple[Any, ...]) -> None:
+        """Call ``method`` on every game's nil space: dispatcher 1 sends it to the other games,
+        this game's own is posted."""
+        self.send_to_dispatcher(
+            1,
+            Envelope(
+                msgtype=MsgType.CALL_NIL_SPACES,
+                game_id=self.game_id,
+                name=method,
+                payload=codec.encode_args(args),
+            ),
+        )
+        if self.nil_space is not None:
+            nil = self.nil_space
+            self.post(lambda: self.invoke(nil, method, list(args), None))
 
     def invoke(
         self, entity: Entity, method_name: str, args: list[Any] | tuple[Any, ...], client_id: str | None

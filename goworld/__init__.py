@@ -27,6 +27,11 @@ The process roles live in the top-level packages ``dispatcher``, ``gate`` and ``
 import ``goworld`` and never each other.
 """
 
+# ``goworld.rpc`` names both the decorator (bound below) and the subpackage of generated gRPC
+# modules, and importing a subpackage sets it as an attribute of its parent. The subpackage
+# (which loads neither gRPC nor protobuf by itself) is therefore imported first and the
+# decorator bound over it; a later ``goworld.rpc.cluster_pb2`` import leaves the decorator be.
+from goworld import rpc as _rpc_subpackage
 from goworld.api import *  # noqa: F403 -- the facade functions are the public API
 from goworld.api import __all__ as _api_all
 from goworld.entity.attrs import ListAttr, MapAttr
@@ -35,6 +40,8 @@ from goworld.entity.entity import Entity
 from goworld.entity.registry import ALL_CLIENTS, CLIENT, PERSISTENT, rpc
 from goworld.entity.space import Space
 from goworld.entity.vector import Vector3
+
+del _rpc_subpackage
 
 __version__ = "0.1.0"
 

@@ -3,6 +3,10 @@
 Registration functions work at import time of the game package (the loader activates a
 :class:`~goworld.entity.registry.Registry` first). Everything else needs the running game's
 runtime, bound by ``python -m game``. Callbacks (KVDB, ``exists``) run on the game loop.
+
+Messages to the cluster are the runtime's to build and send (``create_entity_somewhere``,
+``load_entity_somewhere``, ``call_nil_spaces`` on :class:`~goworld.entity.runtime.Runtime`), so
+``import goworld`` loads neither gRPC nor protobuf.
 """
 
 from __future__ import annotations
@@ -11,15 +15,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from goworld.cluster.envelopes import Envelope, pack
 from goworld.entity import runtime as _runtime
 from goworld.entity.attrs import ListAttr, MapAttr
 from goworld.entity.entity import Entity
 from goworld.entity.registry import SPACE_TYPE_NAME, EntityTypeDesc, Registry
 from goworld.entity.space import Space
 from goworld.errors import EntityError
-from goworld.proto.ids import new_entity_id, nil_space_id
-from goworld.proto.msgtypes import MsgType
+from goworld.proto.ids import nil_space_id
 
 logger = logging.getLogger("goworld.game")
 
@@ -68,19 +70,8 @@ def create_entity_locally(type_name: str, attrs: dict[str, Any] | None = None) -
 
 
 def create_entity_on_game(game_id: int, type_name: str, attrs: dict[str, Any] | None = None) -> str:
-    eid = new_entity_id()
-    rt = _rt()
-    rt.send_to_entity_dispatcher(
-        eid,
-        Envelope(
-            msgtype=MsgType.CREATE_ENTITY_SOMEWHERE,
-            game_id=game_id,
-            entity_id=eid,
-            name=type_name,
-            payload=pack(attrs or {}),
-        ),
-    )
-    return eid
+    """Create an entity on game ``game_id`` (0: the least loaded game); returns its id at once."""
+    return str(_rt().create_entity_somewhere(game_id, type_name, attrs))
 
 
 def create_entity_anywhere(type_name: str, attrs: dict[str, Any] | None = None) -> str:
@@ -109,12 +100,7 @@ def _check_kind(kind: int) -> None:
 
 
 def load_entity_on_game(type_name: str, entity_id: str, game_id: int) -> None:
-    _rt().send_to_entity_dispatcher(
-        entity_id,
-        Envelope(
-            msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=game_id, entity_id=entity_id, name=type_name
-        ),
-    )
+    _rt().load_entity_somewhere(type_name, entity_id, game_id)
 
 
 def load_entity_anywhere(type_name: str, entity_id: str) -> None:
@@ -166,21 +152,7 @@ def call(entity_id: str, method: str, *args: Any) -> None:
 
 def call_nil_spaces(method: str, *args: Any) -> None:
     """Call ``method`` on the nil space of every game, this one included."""
-    rt = _rt()
-    from goworld.proto import codec
-
-    rt.send_to_dispatcher(
-        1,
-        Envelope(
-            msgtype=MsgType.CALL_NIL_SPACES,
-            game_id=rt.game_id,
-            name=method,
-            payload=codec.encode_args(args),
-        ),
-    )
-    if rt.nil_space is not None:
-        nil = rt.nil_space
-        rt.post(lambda: rt.invoke(nil, method, list(args), None))
+    _rt().call_nil_spaces(method, args)
 
 
 # ---- services ------------------------------------------------------------------------------

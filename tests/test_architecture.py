@@ -78,6 +78,35 @@ def test_import_goworld_loads_no_network_driver() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_import_goworld_loads_neither_grpc_nor_protobuf() -> None:
+    """The facade reaches the cluster through the runtime (``game.runtime`` builds the
+    envelopes), so game code and tools importing goworld load neither gRPC nor protobuf."""
+    code = (
+        "import sys, goworld; bad = [m for m in sys.modules if m == 'grpc' "
+        "or m.startswith(('grpc.', 'google.protobuf'))]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_loading_the_generated_grpc_modules_keeps_the_rpc_decorator() -> None:
+    """``goworld.rpc`` is the decorator and a subpackage: the game's runtime imports the
+    subpackage after game code has imported goworld, which must not rebind the name."""
+    code = (
+        "import goworld; from goworld.entity.registry import rpc; import game.runtime; "
+        "import goworld.rpc.cluster_pb2; assert goworld.rpc is rpc, goworld.rpc"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_facade_and_entities_build_no_cluster_envelopes() -> None:
+    paths = [ROOT / "goworld" / "__init__.py", ROOT / "goworld" / "api.py"]
+    for path in [*paths, *(ROOT / "goworld" / "entity").rglob("*.py")]:
+        bad = {m for m in imports_of(path) if m.startswith(("goworld.cluster", "goworld.rpc"))}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}: go through the runtime"
+
+
 def test_public_api_is_pinned() -> None:
     assert sorted(goworld.__all__) == sorted(
         [

@@ -15,6 +15,7 @@ The CLI never imports a role package: roles are subprocesses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,9 +29,9 @@ from pathlib import Path
 import click
 
 from goworld import ports, runctl
-from goworld.runctl import ProcFile
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError, GoWorldError
+from goworld.runctl import ProcFile
 
 __all__ = ["main"]
 
@@ -119,16 +120,15 @@ class Cluster:
         cmd = [sys.executable, "-m", proc.role,
                *runctl.role_args(proc.role, proc.id, self.cfg.path, app=game_app, static=static),
                *extra]
-        stderr = open(self.file(proc, ProcFile.STDERR), "wb")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")) if p
         )
-        child = subprocess.Popen(
-            cmd, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=stderr, start_new_session=True, env=env,
-        )
-        stderr.close()
+        with open(self.file(proc, ProcFile.STDERR), "wb") as stderr:
+            child = subprocess.Popen(
+                cmd, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=stderr, start_new_session=True, env=env,
+            )
         self.write_pid(proc, child.pid)
         return child.pid
 
@@ -182,10 +182,8 @@ class Cluster:
         pid = self.pid(proc)
         if pid is None:
             return True
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
@@ -329,7 +327,7 @@ def start_command(app: Path, ini_path: Path, timeout: float) -> None:
         for proc in reversed(started):
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
         sys.exit(1)
-    gates = [g for g in cluster.cfg.gates.values()]
+    gates = list(cluster.cfg.gates.values())
     web = (app / "web").is_dir()
     for g in gates:
         scheme = "https" if g.encrypt_connection else "http"
@@ -479,10 +477,8 @@ def _freeze(cluster: Cluster, proc: Proc, pid: int) -> str | None:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 _APP_ARGUMENT = click.argument(

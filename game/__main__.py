@@ -28,8 +28,8 @@ from typing import Any
 
 from game import freeze
 from game.crontab import Crontab
-from game.hotswap import reload_in_place
 from game.handlers import GameHandlers
+from game.hotswap import reload_in_place
 from game.loader import GamePackageError, load_game_package
 from game.migration import Migration
 from game.runtime import GameRuntime

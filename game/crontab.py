@@ -46,7 +46,7 @@ class Crontab:
         return [
             fn
             for spec, fn in self._entries
-            if all(_field_matches(s, v) for s, v in zip(spec, values))
+            if all(_field_matches(s, v) for s, v in zip(spec, values, strict=True))
         ]
 
     def _check(self) -> None:

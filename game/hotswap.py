@@ -62,7 +62,7 @@ def check_compatible(rt: GameRuntime, registry: Registry) -> None:
         problem = _incompatibility(rt.registry.types[name], new)
         if problem is not None:
             raise HotSwapError(f"{problem}: this change needs a full `goworld reload`")
-    for name, desc in rt.registry.services.items():
+    for name in rt.registry.services:
         if name not in registry.services:
             raise HotSwapError(f"service {name!r} is no longer registered: needs a full reload")
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             await asyncio.wait_for(
                 asyncio.gather(*(link.connected.wait() for link in links.values())), 30
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.critical("gate%d could not reach every dispatcher within 30 s", args.id)
             return 1
 

@@ -19,6 +19,7 @@ server only learns about a session when the client speaks first).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import struct
 from collections.abc import Callable
@@ -154,10 +155,8 @@ class GoWorldClient(asyncio.Protocol):
     async def aclose(self, timeout: float = 5.0) -> None:
         """Close and wait until the connection is gone."""
         self.close()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
-        except asyncio.TimeoutError:
-            pass
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
 
@@ -365,12 +364,16 @@ class GoWorldClient(asyncio.Protocol):
         self._record(ServerCall(eid, method, args))
 
 
+def _attr_handler(t: MsgType) -> Callable[[GoWorldClient, bytes, int], None]:
+    return lambda self, p, pos: self._attr(p, pos, t)
+
+
 _HANDLERS: dict[int, Callable[[GoWorldClient, bytes, int], None]] = {
     MsgType.CREATE_ENTITY_ON_CLIENT: GoWorldClient._on_create,
     MsgType.DESTROY_ENTITY_ON_CLIENT: GoWorldClient._on_destroy,
     MsgType.CALL_ENTITY_METHOD_ON_CLIENT: GoWorldClient._on_call,
     **{
-        t: (lambda t: lambda self, p, pos: self._attr(p, pos, t))(t)
+        t: _attr_handler(t)
         for t in (
             MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT,
             MsgType.NOTIFY_MAP_ATTR_DEL_ON_CLIENT,

@@ -480,7 +480,7 @@ def _parse_keys(
     values: dict[str, Any] = {}
     origins: _Origins = {}
     for key, (parser, default) in rows.items():
-        origin, text = raw[key] if key in raw else (section, default)
+        origin, text = raw.get(key, (section, default))
         if text is None:
             raise ConfigError("missing required key", path=str(path), section=origin, key=key)
         origins[key] = {

@@ -23,7 +23,13 @@ from goworld import log
 from goworld.config import ClusterConfig, load
 from goworld.errors import ConfigError
 from goworld.runctl import (
-    AFTER_PID_FLAG, APP_FLAG, CONFIG_FLAG, ID_FLAGS, RESTORE_FLAG, STATIC_FLAG, started_tag,
+    AFTER_PID_FLAG,
+    APP_FLAG,
+    CONFIG_FLAG,
+    ID_FLAGS,
+    RESTORE_FLAG,
+    STATIC_FLAG,
+    started_tag,
 )
 
 __all__ = ["RoleArgs", "parse_role_args", "start_role", "started_tag", "announce_started", "run_loop"]

@@ -22,6 +22,7 @@ retried with back-off for up to ``retry_for`` seconds before the job fails with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -302,10 +303,9 @@ class SQLiteWorker:
         for job, outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(job.loop, []).append(outcome)
         for loop, items in by_loop.items():
-            try:
+            # RuntimeError: the loop is closed: nobody is waiting any more
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     def _post_stop(self, stop: _Stop) -> None:
         try:

@@ -81,7 +81,7 @@ def populate(
     aoi = make(counter.on_event, counter.on_event)
     ents = [Ent(i) for i in range(n)]
     pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(n)]
-    for e, (x, z) in zip(ents, pos):
+    for e, (x, z) in zip(ents, pos, strict=True):
         aoi.enter(e, x, z)
     return aoi, counter, ents, pos
 
@@ -239,7 +239,7 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> dict[s
     rec_g, rec_b = Recorder(), Recorder()
     grid: GridAOI[Ent] = GridAOI(D, rec_g.on_enter, rec_g.on_leave)
     brute: BruteForceAOI[Ent] = BruteForceAOI(D, rec_b.on_enter, rec_b.on_leave)
-    for e, (x, z) in zip(ents, pos):
+    for e, (x, z) in zip(ents, pos, strict=True):
         grid.enter(e, x, z)
         brute.enter(e, x, z)
         assert rec_g.take() == rec_b.take()
@@ -365,19 +365,19 @@ def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> list[dict[
     for _, make in variants:
         counter = Counter()
         aoi = make(counter.on_event, counter.on_event)
-        for e, (x, z) in zip(ents, pos):
+        for e, (x, z) in zip(ents, pos, strict=True):
             aoi.enter(e, x, z)
         managers.append(aoi)
     rng = random.Random(seed + 1)
     times: list[list[float]] = [[] for _ in variants]
-    for t in range(ticks):
+    for _ in range(ticks):
         moves = gen_moves(ents, pos, 1000, side, rng, False)
         order = list(range(len(variants)))
         rng.shuffle(order)
         for i in order:
             times[i].append(run_tick(managers[i], moves))
     out = []
-    for (name, _), ts in zip(variants, times):
+    for (name, _), ts in zip(variants, times, strict=True):
         med = statistics.median(ts)
         print(f"  {name:<36} {med * 1e3:6.2f} ms/tick, {med / 1000 * 1e6:.2f} us/move")
         out.append({"variant": name, "ms_per_tick": med * 1e3, "us_per_move": med / 1000 * 1e6})

@@ -92,8 +92,8 @@ def main() -> None:
     messages = []
     for key, (name, msg) in _samples().items():
         payload = encode_payload(msg)
-        enc = _rate(lambda: encode_payload(msg), args.seconds, args.repeat)
-        dec = _rate(lambda: decode_payload(payload), args.seconds, args.repeat)
+        enc = _rate(lambda msg=msg: encode_payload(msg), args.seconds, args.repeat)
+        dec = _rate(lambda payload=payload: decode_payload(payload), args.seconds, args.repeat)
         enc_s = f"{enc[0]:,.0f} ({enc[1]:,.0f}..{enc[2]:,.0f})"
         dec_s = f"{dec[0]:,.0f} ({dec[1]:,.0f}..{dec[2]:,.0f})"
         print(f"{name:30} {len(payload):6d} {enc_s:>22} {dec_s:>22}")

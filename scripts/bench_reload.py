@@ -54,7 +54,7 @@ async def measure(runner: ClusterRunner, client: GoWorldClient) -> tuple[float, 
     stop = True
     await task
     client.on_call = None
-    gaps = [b - a for a, b in zip(replies, replies[1:])]
+    gaps = [b - a for a, b in zip(replies, replies[1:], strict=False)]
     return max(gaps), cli_time
 
 

@@ -121,12 +121,12 @@ async def bench_storage(open_one: Opener, n: int, size: int, rounds: int) -> dic
     kind = f"Avatar{uuid.uuid4().hex[:6]}"  # a type of its own: runs do not see each other
     storage: EntityStorage = open_one()
     try:
-        await asyncio.gather(*(storage.save(kind, e, r) for e, r in zip(ids, records)))
+        await asyncio.gather(*(storage.save(kind, e, r) for e, r in zip(ids, records, strict=True)))
         saves, loads, one_by_one, listing = [], [], [], []
         for _ in range(rounds):
 
             async def save_all() -> None:
-                await asyncio.gather(*(storage.save(kind, e, r) for e, r in zip(ids, records)))
+                await asyncio.gather(*(storage.save(kind, e, r) for e, r in zip(ids, records, strict=True)))
 
             async def load_all() -> None:
                 loaded = await asyncio.gather(*(storage.load(kind, e) for e in ids))
@@ -170,7 +170,7 @@ async def bench_kvdb(open_one: Opener, n: int, rounds: int) -> dict[str, float]:
                 assert got[-1] == value
 
             async def get_or_put_all() -> None:
-                await asyncio.gather(*(kvdb.get_or_put(f"gop{r}${k}", value) for k in keys))
+                await asyncio.gather(*(kvdb.get_or_put(f"gop{r}${k}", value) for k in keys))  # noqa: B023 (awaited in this iteration)
 
             async def range_all() -> None:
                 assert len(await kvdb.get_range(prefix + "$", prefix + "%")) == n

@@ -57,7 +57,7 @@ async def main() -> int:
         print(f"alice received: {got[0].args[0]} says {got[0].args[1]!r}")
         print(f"chat works over {args.transport} on 127.0.0.1:{port}")
         return 0
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print("the chat did not go through", file=sys.stderr)
         return 1
     finally:

@@ -742,7 +742,7 @@ class Bot:
         if len(args) != len(kinds):
             raise BotPanic(f"{method} takes {len(kinds)} arguments, the server sent {len(args)}")
         converted = []
-        for i, (kind, value) in enumerate(zip(kinds, args)):
+        for i, (kind, value) in enumerate(zip(kinds, args, strict=True)):
             v, fits = convert_arg(kind, value)
             if not fits:
                 log.warning("%s: %s argument %d is %r, not a %s: using %r", self, method, i + 1, value, kind, v)
@@ -775,7 +775,7 @@ class Bot:
             raise BotPanic(f"{e}.testListField is {client_list!r}, not a list")
         if len(client_list) != len(server_list):
             raise BotPanic(f"server list has {len(server_list)} items, client list {len(client_list)}")
-        for i, (cv, sv) in enumerate(zip(client_list, server_list)):
+        for i, (cv, sv) in enumerate(zip(client_list, server_list, strict=True)):
             if as_int(cv) != as_int(sv):
                 raise BotPanic(f"testListField[{i}]: server {sv!r}, client {cv!r}")
         self.thing_done(e, "DoTestListField")

@@ -55,7 +55,7 @@ def md_table(result: Result) -> str:
 def text_table(result: Result) -> str:
     cells = [result.columns] + [[_cell(v) for v in row] for row in result.rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(result.columns))]
-    return "\n".join("   " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells)
+    return "\n".join("   " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) for r in cells)
 
 
 def _plot_names(scenario: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ loss through ``on_lost`` and stops (gates quit when a dispatcher goes away, as i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -75,10 +76,8 @@ class DispatcherLink:
                 await asyncio.sleep(0.01)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def _run(self) -> None:
         first = True

@@ -83,9 +83,9 @@ from __future__ import annotations
 
 import math
 import sys
-from fractions import Fraction
 from collections.abc import Callable, Hashable, Iterable, KeysView
 from collections.abc import Set as AbstractSet
+from fractions import Fraction
 from typing import Generic, Protocol, TypeVar
 
 __all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "GridAOI", "within"]

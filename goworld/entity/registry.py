@@ -183,7 +183,7 @@ def _rpc_method(attr_name: str, fn: Callable[..., Any], mark: _RpcMark) -> RpcMe
         hints = get_type_hints(fn)
     except Exception:
         hints = {}
-    params = [p for p in sig.parameters.values()][1:]  # skip self
+    params = list(sig.parameters.values())[1:]  # skip self
     converters = []
     fill = []
     varargs = False

@@ -79,7 +79,7 @@ def _ok(reply: Any) -> None:
 
 def _pairs(reply: list[bytes]) -> list[tuple[str, str]]:
     it = iter(reply)
-    return [(key.decode("utf-8"), value.decode("utf-8")) for key, value in zip(it, it)]
+    return [(key.decode("utf-8"), value.decode("utf-8")) for key, value in zip(it, it, strict=False)]
 
 
 class RedisKVDB:

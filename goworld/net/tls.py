@@ -9,6 +9,7 @@ between a transport and the real protocol: it feeds received bytes through an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from typing import Any
@@ -57,10 +58,8 @@ class TLSProtocol(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         if not self._server_side:  # the client speaks first: send its ClientHello now
-            try:
+            with contextlib.suppress(ssl.SSLWantReadError):
                 self.sslobj.do_handshake()
-            except ssl.SSLWantReadError:
-                pass
             self._flush()
 
     def data_received(self, data: bytes) -> None:

@@ -62,7 +62,7 @@ class Dialect(Enum):
         return _TYPE_TO_WIRE[self]
 
     @classmethod
-    def from_config(cls, value: str | int | None) -> "Dialect":
+    def from_config(cls, value: str | int | None) -> Dialect:
         """Parse goworld.ini's ``legacy_client_protocol`` ("" / 2017 / 2018)."""
         text = "" if value is None else str(value).strip()
         for dialect in cls:

@@ -47,6 +47,7 @@ Durability
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,10 +227,8 @@ class RedisWorker:
         client."""
         client, self._client = self._client, None
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # it is broken: closing is best effort
                 await client.aclose()
-            except Exception:  # it is broken: closing is best effort
-                pass
 
     def _fail(self, op: _Op[Any], exc: BaseException) -> None:
         if op.future.done():

@@ -914,7 +914,7 @@ class _Model:
         self.seq = 0
         self.expected: dict[str, list[int]] = {}
         self.delivered: dict[str, list[int]] = {}
-        self.seen = {g: 0 for g in GAMES}
+        self.seen = dict.fromkeys(GAMES, 0)
         # Calls for an entity the dispatcher does not know yet are held (EARLY_HOLD_SECONDS)
         # and delivered once it is created or loaded; the model's clock never runs out.
         self.early: dict[str, list[int]] = {}

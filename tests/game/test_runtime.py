@@ -236,7 +236,7 @@ def view_item(env: Envelope) -> Any:
     if env.msgtype == MT.SET_CLIENTPROXY_FILTER_PROP:
         return ("filter", env.name, env.payload.decode())
     msg = codec.decode_payload(env.payload)
-    assert msg.MSGTYPE == env.msgtype
+    assert env.msgtype == msg.MSGTYPE
     # the H header inside the payload names the same client and gate as the envelope
     assert (msg.gate_id, msg.client_id) == (env.gate_id, env.client_id)  # type: ignore[attr-defined]
     if isinstance(msg, CreateEntityOnClient):

@@ -19,8 +19,8 @@ import pytest
 from gate.client_proxy import ClientProxy
 from gate.service import GateService
 from goworld.cluster.envelopes import Envelope
-from goworld.proto import codec
 from goworld.entity.client import attr_body
+from goworld.proto import codec
 from goworld.proto.dialect import ATTR_PATH_TYPES, Dialect
 from goworld.proto.framing import MAX_PAYLOAD, Framer, frame
 from goworld.proto.ids import dispatcher_shard
@@ -461,12 +461,12 @@ async def test_filtered_call_reaches_each_matching_client_once(op: FilterOp, val
     props = ["1", "10", "9", "90", "5", "é", "z", ""]
     clients = [h.connect() for _ in props]
     _bare, bare_transport = h.connect()  # has no "lv" prop
-    for (proxy, _), v in zip(clients, props):
+    for (proxy, _), v in zip(clients, props, strict=True):
         h.from_dispatcher(set_prop(proxy, "lv", v))
     env = filtered(op, "lv", value)
     h.from_dispatcher(env)
     await asyncio.sleep(0)
-    for (proxy, transport), v in zip(clients, props):
+    for (_proxy, transport), v in zip(clients, props, strict=True):
         expected = [env.payload] if OP_FUNCS[op](v, value) else []
         assert transport.received() == expected, (op, v, value)
     assert bare_transport.writes == []
@@ -734,7 +734,7 @@ async def test_attribute_paths_on_the_wire(
     # and the gate's own dialect agree, and only the path differs from what the game sent
     for reader in (Dialect.HEAD, dialect):
         msg = codec.decode_payload(payload, reader)
-        assert type(msg).MSGTYPE == msgtype
+        assert msgtype == type(msg).MSGTYPE
         assert msg.path == wire_path  # type: ignore[attr-defined]
         assert type(msg.path) is type(wire_path)  # type: ignore[attr-defined]
         assert dataclasses.replace(msg, path=path) == codec.decode_payload(sent.payload)  # type: ignore[type-var]

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from goworld.testing import ClusterRunner, login
-from tests.goworld import redis_server as redis_fixtures
 from tests.goworld import mongo_server as mongo_fixtures
+from tests.goworld import redis_server as redis_fixtures
 from tests.goworld.mongo_server import fresh_database
 from tests.goworld.redis_server import RedisServer
 

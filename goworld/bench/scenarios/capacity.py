@@ -68,7 +68,7 @@ class Probe:
                 try:
                     await asyncio.wait_for(self._reply, PROBE_TIMEOUT)
                     self.rtts.append(time.perf_counter() - t0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.failures += 1
                 await asyncio.sleep(PROBE_INTERVAL)
         finally:

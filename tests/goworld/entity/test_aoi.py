@@ -8,7 +8,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Union
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
@@ -48,7 +48,7 @@ class Rec:
         return out
 
 
-AnyAOI = Union[GridAOI[Any], BruteForceAOI[Any]]
+AnyAOI = GridAOI[Any] | BruteForceAOI[Any]
 
 
 def make(impl: type[AnyAOI], distance: float = D) -> tuple[AnyAOI, Rec]:
@@ -425,7 +425,7 @@ def relation(pos: dict[int, tuple[float, float]], d: float) -> dict[int, set[int
     }
 
 
-Op = Union[tuple[str, int], tuple[str, int, float, float]]
+Op = tuple[str, int] | tuple[str, int, float, float]
 
 
 BUCKETS = [(1, "0"), (5, "1-4"), (20, "5-19"), (100, "20-99"), (math.inf, "100+")]

@@ -37,10 +37,10 @@ from goworld.kvdb.memory import MemoryKVDB
 from goworld.kvdb.redis import RedisKVDB
 from goworld.kvdb.resilient import ResilientKVDB
 from goworld.kvdb.sqlite import SQLiteKVDB
-from tests.goworld import redis_server as redis_fixtures
-from tests.goworld.redis_server import RedisServer
 from tests.goworld import mongo_server as mongo_fixtures
+from tests.goworld import redis_server as redis_fixtures
 from tests.goworld.mongo_server import fresh_database
+from tests.goworld.redis_server import RedisServer
 
 redis_server = redis_fixtures.redis_server
 mongodb_url = mongo_fixtures.mongodb_url  # a MongoDB-wire server (or GOWORLD_TEST_MONGODB_URL)

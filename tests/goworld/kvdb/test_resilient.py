@@ -68,7 +68,7 @@ async def test_redis_outage_writes_wait_and_land_in_order(
         first = kvdb.get_or_put("lastMailID", "1")  # called during the outage
         second = kvdb.get_or_put("lastMailID", "2")
         seen = kvdb.get("mail$e1$0002")
-        for i in range(30):  # the loop keeps ticking while the writes wait
+        for _ in range(30):  # the loop keeps ticking while the writes wait
             await asyncio.sleep(0.01)
         assert loop.time() - started < 1.5
         assert not first.done() and not seen.done()

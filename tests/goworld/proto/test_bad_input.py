@@ -19,9 +19,9 @@ from goworld.proto import (
     decode_payload,
     encode_payload,
     frame,
+    gwmsgpack,
     peek_msgtype,
 )
-from goworld.proto import gwmsgpack
 from goworld.proto.messages import (
     MESSAGE_CLASSES,
     CallEntityMethodFromClient,

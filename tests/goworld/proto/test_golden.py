@@ -27,11 +27,11 @@ from goworld.proto import (
     encode,
     encode_payload,
     frame,
+    gwmsgpack,
     new_client_id,
     new_entity_id,
     nil_space_id,
 )
-from goworld.proto import gwmsgpack
 from goworld.proto.dialect import ATTR_PATH_TYPES, PATH_OFFSET, root_path_as_array
 from goworld.proto.ids import IdGenerator, is_valid_id
 from goworld.proto.messages import (

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goworld.proto import Dialect, Framer, decode_payload, encode, encode_payload, frame
-from goworld.proto import gwmsgpack
+from goworld.proto import Dialect, Framer, decode_payload, encode, encode_payload, frame, gwmsgpack
 from goworld.proto.messages import (
     MESSAGE_CLASSES,
     CallEntityMethodFromClient,
@@ -160,7 +159,7 @@ def strict_equal(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return math.copysign(1.0, a) == math.copysign(1.0, b) and a == b
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(strict_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(strict_equal(a[k], b[k]) for k in a)
     if hasattr(a, "__dataclass_fields__"):
@@ -181,7 +180,7 @@ def test_every_message_class_has_a_strategy() -> None:
 
 def test_message_classes_table_is_keyed_by_msgtype() -> None:
     for msgtype, cls in MESSAGE_CLASSES.items():
-        assert cls.MSGTYPE == msgtype
+        assert msgtype == cls.MSGTYPE
 
 
 CLASSES = sorted(MESSAGE_CLASSES.values(), key=lambda c: int(c.MSGTYPE))
@@ -214,7 +213,7 @@ def test_encoded_frames_through_framer(
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
     framer = Framer()
     payloads: list[bytes] = []
-    for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, stop in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         payloads += framer.feed(stream[start:stop])
     assert framer.buffered == 0
     assert [decode_payload(p, dialect) for p in payloads] == msgs
@@ -303,7 +302,7 @@ def test_framer_random_chunks(payloads: list[bytes], data: st.DataObject) -> Non
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=20), label="cuts"))
     framer = Framer()
     out: list[bytes] = []
-    for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+    for start, stop in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         chunk = stream[start:stop]
         # bytearray and memoryview are accepted too
         out += framer.feed(data.draw(st.sampled_from([bytes, bytearray, memoryview]))(chunk))

@@ -147,7 +147,7 @@ def test_reference_crc32c_check_value() -> None:
 
 
 def test_identifier_constant() -> None:
-    assert STREAM_IDENTIFIER == bytes.fromhex("ff060000734e61507059")
+    assert bytes.fromhex("ff060000734e61507059") == STREAM_IDENTIFIER
     assert STREAM_IDENTIFIER[4:] == b"sNaPpY"
 
 
@@ -329,7 +329,7 @@ def test_compressible_data_uses_compressed_chunks() -> None:
     pieces = [bytes(cramjam.snappy.decompress_raw(body[4:])) for _, body in chunks[1:]]
     assert [len(p) for p in pieces] == [65536, 65536, 65536, 200_000 - 3 * 65536]
     assert b"".join(pieces) == data
-    for (_, body), piece in zip(chunks[1:], pieces):
+    for (_, body), piece in zip(chunks[1:], pieces, strict=True):
         assert body[:4] == struct.pack("<I", ref_masked(piece))
 
 

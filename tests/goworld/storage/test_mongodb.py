@@ -124,7 +124,7 @@ async def test_odd_keys_round_trip_in_the_tagged_form(
     assert await _round_trip(storage, data) == data
     stored = raw["Avatar"].find_one({"_id": "tmp"})
     assert stored is not None and set(stored["data"]) == {MAP_TAG}  # "top.level" tags the root
-    pairs = dict((repr(k), v) for k, v in stored["data"][MAP_TAG])
+    pairs = {repr(k): v for k, v in stored["data"][MAP_TAG]}
     assert set(pairs) == {"'odd'", "'plain'", "'top.level'"}
     assert set(pairs["'plain'"]) == {"x"}  # a plain dict stays a plain subdocument...
     assert set(pairs["'plain'"]["x"]) == {MAP_TAG}  # ...down to the one that is not

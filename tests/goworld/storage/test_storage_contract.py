@@ -38,10 +38,10 @@ from goworld.storage.memory import MemoryEntityStorage
 from goworld.storage.redis import RedisEntityStorage
 from goworld.storage.resilient import ResilientEntityStorage
 from goworld.storage.sqlite import SQLiteEntityStorage
-from tests.goworld import redis_server as redis_fixtures
-from tests.goworld.redis_server import RedisServer
 from tests.goworld import mongo_server as mongo_fixtures
+from tests.goworld import redis_server as redis_fixtures
 from tests.goworld.mongo_server import fresh_database
+from tests.goworld.redis_server import RedisServer
 
 redis_server = redis_fixtures.redis_server
 mongodb_url = mongo_fixtures.mongodb_url  # a MongoDB-wire server (or GOWORLD_TEST_MONGODB_URL)  # the module-scoped fixture: a real redis-server

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
 from dispatcher.service import DispatcherService
-from goworld.cluster.envelopes import Batch
+from goworld.cluster.envelopes import Batch, Envelope
 from goworld.cluster.streams import BatchWriter
 from goworld.proto.msgtypes import MsgType
 from goworld.rpc import cluster_pb2_grpc
@@ -61,6 +61,7 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         assert task is not None
         writer = BatchWriter(context.write)
         service = self.service
+        handle: Callable[[int, Envelope], None]
         if hello.msgtype == MsgType.SET_GAME_ID:
             peer_id = hello.game_id
             peer = StreamPeer(f"game{peer_id}", writer, task)

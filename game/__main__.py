@@ -16,6 +16,7 @@ construction. The files, flags and signals shared with the CLI are ``goworld.run
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -183,7 +184,7 @@ def _build(
         links[did] = DispatcherLink(
             did,
             str(dcfg.advertise_addr),
-            hello=lambda did=did: hello(did),
+            hello=functools.partial(hello, did),
             on_message=handlers.handle,
             reconnect=True,
         )

@@ -303,7 +303,7 @@ class GameRuntime:
         """GoWorld's destroy sequence (§4.12), without the re-entrant second on_destroy."""
         if entity.destroyed or getattr(entity, "_destroying", False):
             return
-        entity._destroying = True  # type: ignore[attr-defined]
+        entity._destroying = True
         if isinstance(entity, Space):
             entity._safe_hook("on_space_destroy")
             for member in list(entity.entities):
@@ -419,13 +419,13 @@ class GameRuntime:
                 buf += record
             if flags & SYNC_NEIGHBOURS:
                 for other in entity.interested_in:
-                    c = other.client
-                    if c is None:
+                    oc = other.client
+                    if oc is None:
                         continue
-                    buf = per_gate.get(c.gate_id)
+                    buf = per_gate.get(oc.gate_id)
                     if buf is None:
-                        buf = per_gate[c.gate_id] = bytearray()
-                    buf += c.id_bytes
+                        buf = per_gate[oc.gate_id] = bytearray()
+                    buf += oc.id_bytes
                     buf += record
         for gate_id, buf in per_gate.items():
             self._send(

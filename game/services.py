@@ -113,9 +113,9 @@ class ServiceManager:
             if rt.kvreg.get(f"Service/{name}#{shard}") not in (None, me):
                 logger.warning("service %s#%d is owned elsewhere: destroying ours", name, shard)
                 del self.local[(name, shard)]
-                entity = rt.entities.get(eid)
-                if entity is not None:
-                    entity.destroy()
+                stale = rt.entities.get(eid)
+                if stale is not None:
+                    stale.destroy()
 
     def _claim(self, key: str, me: str) -> None:
         self._claiming.discard(key)

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gate.client_proxy import ClientProxy
 from gate.filters import FilterIndex
@@ -258,6 +258,7 @@ class GateService:
         framed = frame(payload)
         if not self.dialect.has_filter_op:  # G2017 clients: no op byte
             framed = frame(payload[:2] + payload[3:])
+        targets: Iterable[ClientProxy]
         if key == "":
             targets = self.clients.values()
         else:

@@ -66,7 +66,8 @@ def _rt() -> Any:
 
 
 def create_entity_locally(type_name: str, attrs: dict[str, Any] | None = None) -> Entity:
-    return _rt().create_entity_locally(type_name, attrs=attrs)
+    entity: Entity = _rt().create_entity_locally(type_name, attrs=attrs)
+    return entity
 
 
 def create_entity_on_game(game_id: int, type_name: str, attrs: dict[str, Any] | None = None) -> str:
@@ -81,7 +82,8 @@ def create_entity_anywhere(type_name: str, attrs: dict[str, Any] | None = None) 
 
 def create_space_locally(kind: int) -> Space:
     _check_kind(kind)
-    return _rt().create_space_locally(kind)
+    space: Space = _rt().create_space_locally(kind)
+    return space
 
 
 def create_space_on_game(game_id: int, kind: int) -> str:
@@ -118,11 +120,13 @@ def exists(type_name: str, entity_id: str, callback: Callable[[bool, Exception |
 
 
 def get_entity(entity_id: str) -> Entity | None:
-    return _rt().entities.get(entity_id)
+    entity: Entity | None = _rt().entities.get(entity_id)
+    return entity
 
 
 def get_space(space_id: str) -> Space | None:
-    return _rt().spaces.get(space_id)
+    space: Space | None = _rt().spaces.get(space_id)
+    return space
 
 
 def entities() -> dict[str, Entity]:
@@ -142,7 +146,8 @@ def get_nil_space_id(game_id: int) -> str:
 
 
 def get_nil_space() -> Space | None:
-    return _rt().nil_space
+    space: Space | None = _rt().nil_space
+    return space
 
 
 def call(entity_id: str, method: str, *args: Any) -> None:
@@ -175,7 +180,8 @@ def call_service_shard_key(name: str, key: str, method: str, *args: Any) -> None
 
 
 def get_service_entity_id(name: str, shard: int) -> str | None:
-    return _rt().services.entity_id(name, shard)
+    entity_id: str | None = _rt().services.entity_id(name, shard)
+    return entity_id
 
 
 def get_service_shard_count(name: str) -> int:

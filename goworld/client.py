@@ -245,7 +245,8 @@ class GoWorldClient(asyncio.Protocol):
             p = self.state.player
             return p if p is not None and (type_name is None or p.type_name == type_name) else None
 
-        return await self.wait_until(check, timeout)
+        player: ClientEntity = await self.wait_until(check, timeout)
+        return player
 
     async def wait_call(self, method: str, timeout: float = 10.0, *, start: int = 0) -> ServerCall:
         """The first call of ``method`` received at index >= ``start`` of :attr:`calls`."""
@@ -255,7 +256,8 @@ class GoWorldClient(asyncio.Protocol):
                     return call
             return None
 
-        return await self.wait_until(check, timeout)
+        found: ServerCall = await self.wait_until(check, timeout)
+        return found
 
     # ---- receiving -----------------------------------------------------------------------
 
@@ -395,6 +397,7 @@ class _WebSocketPump:
         self._text_frames = text_frames
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def open(

@@ -15,12 +15,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 from goworld import log
-from goworld.config import ClusterConfig, load
+from goworld.config import ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
 from goworld.errors import ConfigError
 from goworld.runctl import (
     AFTER_PID_FLAG,
@@ -83,7 +83,10 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
     # Only a gate uses files the config names (its TLS key pair; log files are every role's
     # own): a game restored by `goworld reload` must not fail on a gate's certificate.
     cfg = load_config_or_exit(args.configfile, check_files=role == "gate")
-    sections = {"dispatcher": cfg.dispatchers, "gate": cfg.gates, "game": cfg.games}[role]
+    by_role: dict[str, Mapping[int, DispatcherConfig | GateConfig | GameConfig]] = {
+        "dispatcher": cfg.dispatchers, "gate": cfg.gates, "game": cfg.games,
+    }
+    sections = by_role[role]
     if args.id not in sections:
         print(f"{role}{args.id} is not in {cfg.path}", file=sys.stderr)
         raise SystemExit(2)
@@ -116,10 +119,13 @@ def announce_started(role: str) -> None:
 
 def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
     """Run ``main(stop_event)`` on uvloop (when available); SIGTERM/SIGINT set the event."""
+    run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
+
+        run = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        uvloop = None
+        pass
 
     async def runner() -> int:
         stop = asyncio.Event()
@@ -128,9 +134,7 @@ def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
             loop.add_signal_handler(sig, stop.set)
         return await main(stop)
 
-    if uvloop is not None:
-        return uvloop.run(runner())
-    return asyncio.run(runner())
+    return run(runner())
 
 
 def pid_info() -> str:

@@ -192,9 +192,10 @@ def write_cluster_app(run_dir: Path, app: Path) -> None:
 
 def read_cluster_app(run_dir: Path) -> str | None:
     try:
-        return json.loads((run_dir / CLUSTER_FILE).read_text())["app"]
+        app = json.loads((run_dir / CLUSTER_FILE).read_text())["app"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return app if isinstance(app, str) else None
 
 
 def freeze_file(root: Path, game_id: int) -> Path:

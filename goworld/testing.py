@@ -53,7 +53,7 @@ def _free_port(udp_too: bool) -> int:
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         if not udp_too:
             return port
         try:

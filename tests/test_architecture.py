@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import goworld
@@ -133,3 +134,25 @@ def test_lint_is_clean() -> None:
         [sys.executable, "-m", "ruff", "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_types_are_strict(tmp_path: Path) -> None:
+    """mypy, configured in pyproject.toml: strict on goworld, dispatcher, gate and game."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml", "--cache-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_typing_config_stays_strict() -> None:
+    """The mypy config checks the four packages strictly; only generated code is exempt."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    assert set(config["files"]) == {"goworld", "dispatcher", "gate", "game"}
+    relaxing = {"ignore_errors", "disallow_untyped_defs", "disallow_incomplete_defs", "check_untyped_defs",
+                "disallow_any_generics", "warn_return_any", "strict", "disallow_untyped_calls"}
+    for override in config.get("overrides", []):
+        modules = override["module"] if isinstance(override["module"], list) else [override["module"]]
+        ours = [m for m in modules if top(m) in {"goworld", *ROLES} and not m.startswith("goworld.rpc.cluster_pb2")]
+        assert not (ours and relaxing & set(override)), f"strictness relaxed for {ours}: {override}"

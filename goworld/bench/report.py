@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import platform
@@ -21,9 +22,9 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     try:
-        import uvloop
+        import uvloop  # noqa: F401 - importable, not only installed
 
-        loop = f"uvloop {uvloop.__version__}"
+        loop = f"uvloop {importlib.metadata.version('uvloop')}"
     except ImportError:
         loop = "asyncio (default loop; uvloop not installed)"
     return {

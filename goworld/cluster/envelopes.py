@@ -50,7 +50,8 @@ __all__ = ["Envelope", "Batch", "pack", "unpack"]
 
 def pack(value: Any) -> bytes:
     """Encode an internal structured payload."""
-    return msgpack.packb(value, use_bin_type=True)
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
 
 
 def unpack(data: bytes) -> Any:

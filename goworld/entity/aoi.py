@@ -86,7 +86,7 @@ import sys
 from collections.abc import Callable, Hashable, Iterable, KeysView
 from collections.abc import Set as AbstractSet
 from fractions import Fraction
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 __all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "GridAOI", "within"]
 
@@ -318,7 +318,7 @@ class _Cell(Generic[T]):
         self.ring: tuple[_Cell[T], ...] | None = None
 
 
-_NO_NBRS: dict = {}  # placeholder while GridAOI.enter_many places everybody
+_NO_NBRS: dict[Any, None] = {}  # placeholder while GridAOI.enter_many places everybody
 
 
 class _Entry(Generic[T]):

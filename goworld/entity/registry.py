@@ -27,9 +27,12 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntFlag
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from goworld.errors import EntityError
+
+if TYPE_CHECKING:  # entity.py imports this module
+    from goworld.entity.entity import Entity
 
 __all__ = [
     "AttrFlag",
@@ -218,7 +221,7 @@ class EntityTypeDesc:
     """Everything the runtime needs to know about one registered type."""
 
     name: str
-    cls: type
+    cls: type[Entity]
     persistent: bool = False
     aoi_distance: float = 0.0
     attr_flags: dict[str, AttrFlag] = field(default_factory=dict)
@@ -234,7 +237,7 @@ class EntityTypeDesc:
         return self.aoi_distance > 0
 
 
-def describe(cls: type, name: str, *, is_space: bool = False, service_shards: int = 0) -> EntityTypeDesc:
+def describe(cls: type[Entity], name: str, *, is_space: bool = False, service_shards: int = 0) -> EntityTypeDesc:
     """Build the descriptor of ``cls``; raises :class:`EntityError` on a bad declaration."""
     persistent = bool(getattr(cls, "persistent", False))
     aoi = getattr(cls, "aoi_distance", 0) or 0

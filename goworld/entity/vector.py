@@ -16,7 +16,7 @@ class Vector3(NamedTuple):
     y: float = 0.0
     z: float = 0.0
 
-    def __add__(self, other: object) -> Vector3:  # type: ignore[override]
+    def __add__(self, other: object) -> Vector3:
         if not isinstance(other, Vector3):
             return NotImplemented
         return Vector3(self.x + other.x, self.y + other.y, self.z + other.z)
@@ -24,7 +24,7 @@ class Vector3(NamedTuple):
     def __sub__(self, other: Vector3) -> Vector3:
         return Vector3(self.x - other.x, self.y - other.y, self.z - other.z)
 
-    def __mul__(self, k: object) -> Vector3:  # type: ignore[override]
+    def __mul__(self, k: object) -> Vector3:
         if not isinstance(k, (int, float)):
             return NotImplemented
         return Vector3(self.x * k, self.y * k, self.z * k)

@@ -49,8 +49,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from aiokcp.exceptions import KCPException  # type: ignore[import-untyped]
-from aiokcp.kcp import KCP  # type: ignore[import-untyped]
+from aiokcp.exceptions import KCPException
+from aiokcp.kcp import KCP
 
 from goworld.net.fec import DATA_HEADER, TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
 

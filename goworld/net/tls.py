@@ -19,13 +19,14 @@ __all__ = ["TLSProtocol"]
 logger = logging.getLogger("goworld.net.tls")
 
 
-class _TLSTransport:
+class _TLSTransport(asyncio.Transport):
     """What the inner protocol sees: writes are encrypted onto the outer transport."""
 
     def __init__(self, outer: TLSProtocol) -> None:
+        super().__init__()
         self._outer = outer
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._outer.write_plain(data)
 
     def close(self) -> None:
@@ -53,7 +54,7 @@ class TLSProtocol(asyncio.Protocol):
         self.transport: Any = None
         self.closing = False
         self._handshaken = False
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | bytearray | memoryview] = []
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -93,7 +94,7 @@ class TLSProtocol(asyncio.Protocol):
             logger.warning("TLS error from %s: %s", self._peer(), exc)
             self.close()
 
-    def write_plain(self, data: bytes) -> None:
+    def write_plain(self, data: bytes | bytearray | memoryview) -> None:
         if self.closing:
             return
         if not self._handshaken:

@@ -334,7 +334,7 @@ def peek_msgtype(payload: bytes) -> int:
     return payload[0] | (payload[1] << 8)
 
 
-def decode_payload(payload: bytes, dialect: Dialect = Dialect.HEAD) -> Message:
+def decode_payload(payload: bytes | bytearray | memoryview, dialect: Dialect = Dialect.HEAD) -> Message:
     """Decode one payload into its message dataclass.
 
     Raises:

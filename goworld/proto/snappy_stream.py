@@ -111,7 +111,7 @@ _BACKEND_ERRORS = (cramjam.DecompressionError, ValueError, OverflowError, Buffer
 
 def _masked_crc32c(data: bytes) -> int:
     """Return the CRC-32C of *data* masked as the framing format requires."""
-    crc = google_crc32c.value(data)
+    crc: int = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 

@@ -7,9 +7,24 @@ it to seconds. ``OPTIONS`` (optional) names the command-line options it takes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
+from goworld.bench.result import Result
 from goworld.bench.scenarios import aoi, capacity, codec, fanout, memory, reload, routing
 
-SCENARIOS = {
+
+class Scenario(Protocol):
+    """A scenario module or object (see above)."""
+
+    @property
+    def TITLE(self) -> str: ...
+
+    @property
+    def run(self) -> Callable[..., Result]: ...
+
+
+SCENARIOS: dict[str, Scenario] = {
     "capacity": capacity.CAPACITY,
     "capacity-222": capacity.CAPACITY_222,
     "routing": routing,

@@ -448,7 +448,7 @@ class Capacity:
         bot = bot or "go"
         if bot not in BOTS:
             raise BenchError(f"--bot {bot!r}: choose one of {', '.join(BOTS)}")
-        plan = dict(QUICK if quick else FULL if bot == "go" else FULL_PYTHON)
+        plan: dict[str, Any] = dict(QUICK if quick else FULL if bot == "go" else FULL_PYTHON)
         if steps:
             plan["steps"] = list(steps)
         if window:

@@ -19,8 +19,12 @@ __all__ = ["TLSProtocol"]
 logger = logging.getLogger("goworld.net.tls")
 
 
-class _TLSTransport(asyncio.Transport):
-    """What the inner protocol sees: writes are encrypted onto the outer transport."""
+class _TLSTransport(asyncio.BaseTransport):
+    """What the inner protocol sees: writes are encrypted onto the outer transport.
+
+    A BaseTransport, not a Transport: it has no write-buffer size, which the gate's client
+    proxy looks up with getattr (Transport's would raise NotImplementedError).
+    """
 
     def __init__(self, outer: TLSProtocol) -> None:
         super().__init__()

@@ -81,11 +81,12 @@ def pack_data(data: EntityData) -> bytes:
     if not isinstance(data, dict):
         raise TypeError(f"entity data must be a dict, not {type(data).__name__}")
     try:
-        return msgpack.packb(data, use_bin_type=True)  # type: ignore[no-any-return]
+        packed: bytes = msgpack.packb(data, use_bin_type=True)
     except OverflowError as exc:
         raise ValueError(f"entity data holds an int outside -2**63..2**64-1: {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"entity data cannot be serialised: {exc}") from exc
+    return packed
 
 
 def unpack_data(blob: bytes) -> EntityData:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +40,7 @@ from goworld.errors import GoWorldError
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["FORMAT_VERSION", "FreezeError", "freeze_path", "snapshot", "write_atomically", "restore"]
+__all__ = ["FORMAT_VERSION", "FreezeError", "snapshot", "restore"]
 
 logger = logging.getLogger("goworld.game")
 
@@ -51,10 +50,6 @@ FORMAT_VERSION = 2
 
 class FreezeError(GoWorldError):
     """A freeze could not be completed (a hook raised, or state cannot be saved)."""
-
-
-def freeze_path(game_id: int, directory: Path | None = None) -> Path:
-    return (directory or Path.cwd()) / f"game{game_id}_freezed.dat"
 
 
 def _record(entity: Entity) -> dict[str, Any]:
@@ -110,15 +105,6 @@ def stop_timers(rt: GameRuntime) -> None:
         for record in entity._timers.values():
             if record.handle is not None:
                 record.handle.cancel()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def dumps(state: dict[str, Any]) -> bytes:

@@ -1,8 +1,8 @@
 """Run control: the protocol between the ``goworld`` CLI and the processes it starts.
 
 Both sides import this module (the CLI, ``goworld.process`` and ``game/__main__``); neither
-spells a file name, flag, signal or tag of the handshake itself. (``game.freeze.freeze_path``
-still names the freeze file too; tests/goworld/test_runctl.py keeps the two equal.)
+spells a file name, flag, signal or tag of the handshake itself (the freeze file's name
+included: :func:`freeze_file`).
 
 Files, relative to the cluster root (the ini's directory, every process's working directory):
 

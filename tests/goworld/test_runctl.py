@@ -90,15 +90,6 @@ def test_freeze_files(tmp_path: Path) -> None:
     assert runctl.restored_file(tmp_path, 3) == tmp_path / "game3_freezed.restored"
 
 
-def test_freeze_file_matches_game_freeze(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """game.freeze still names the file itself: the two must agree."""
-    from game import freeze
-
-    assert freeze.freeze_path(4, tmp_path) == runctl.freeze_file(tmp_path, 4)
-    monkeypatch.chdir(tmp_path)
-    assert freeze.freeze_path(4) == runctl.freeze_file(Path.cwd(), 4)
-
-
 def test_role_args_parse_back() -> None:
     """What the CLI passes is what a role's parser reads."""
     argv = runctl.role_args("game", 2, Path("/c/goworld.ini"), app=Path("/apps/demo"))

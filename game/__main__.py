@@ -28,13 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from game import freeze
-from game.crontab import Crontab
 from game.handlers import GameHandlers
 from game.hotswap import reload_in_place
 from game.loader import GamePackageError, load_game_package
-from game.migration import Migration
 from game.runtime import GameRuntime
-from game.services import ServiceManager
 from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope, pack
 from goworld.cluster.link import DispatcherLink
@@ -164,18 +161,16 @@ def _build(
         storage=storage,
         kvdb=kvdb,
         boot_entity=boot.gcfg.boot_entity,
+        on_serving=lambda: control.announce_serving(),
     )
     control = GameControl(rt, links, stop, boot.app)
-    rt.migration = Migration(rt)
-    rt.services = ServiceManager(rt, on_serving=control.announce_serving)
-    rt.crontab = Crontab(asyncio.get_running_loop())
     runtime_binding.bind(rt)
 
     def on_ready() -> None:
         logger.info("game%d: deployment ready", rt.game_id)
         nil = rt.nil_space
         if nil is not None:
-            nil._safe_hook("on_game_ready")
+            nil.run_hook("on_game_ready")
         rt.services.start()
 
     handlers = GameHandlers(rt, on_ready, control.freeze_acked)
@@ -199,7 +194,7 @@ def _hello_factory(
     connected_once: set[int] = set()
 
     def hello_for(did: int) -> Envelope:
-        eids = [eid for eid in rt.entities if rt.shard(eid) == did]
+        eids = [eid for eid in rt.entities if rt.outbox.shard(eid) == did]
         info = {
             "reconnect": did in connected_once,
             "restore": restoring and did not in connected_once,
@@ -294,7 +289,7 @@ class GameControl:
         runctl.clear_status(self.run_dir, self.name, ProcFile.FREEZE_ERROR)
         self.state = GameState.FREEZING
         self.acks = set()
-        self.rt.send_to_all_dispatchers(
+        self.rt.outbox.to_all(
             Envelope(msgtype=MsgType.START_FREEZE_GAME, game_id=self.rt.game_id)
         )
 
@@ -326,7 +321,7 @@ class GameControl:
     def _freeze_failed(self, reason: str) -> None:
         logger.error("game%d: freeze failed, the game keeps running: %s", self.rt.game_id, reason)
         self.state = GameState.RUNNING
-        self.rt.send_to_all_dispatchers(
+        self.rt.outbox.to_all(
             Envelope(msgtype=MsgType.CANCEL_FREEZE_GAME, game_id=self.rt.game_id)
         )
         self._write_status(ProcFile.FREEZE_ERROR, reason)
@@ -425,7 +420,7 @@ def _lbc_reporter(rt: GameRuntime) -> object:
         now, cpu = time.monotonic(), time.process_time()
         percent = 100.0 * (cpu - last[1]) / max(now - last[0], 1e-6)
         last[0], last[1] = now, cpu
-        rt.send_to_all_dispatchers(Envelope(msgtype=MsgType.GAME_LBC_INFO, payload=pack(percent)))
+        rt.outbox.to_all(Envelope(msgtype=MsgType.GAME_LBC_INFO, payload=pack(percent)))
 
     return report
 

@@ -102,9 +102,7 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
 
 def stop_timers(rt: GameRuntime) -> None:
     for entity in rt.entities.values():
-        for record in entity._timers.values():
-            if record.handle is not None:
-                record.handle.cancel()
+        rt.timers.stop_all(entity)
 
 
 def dumps(state: dict[str, Any]) -> bytes:
@@ -149,15 +147,15 @@ def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
         if isinstance(space, Space) and not isinstance(entity, Space):
             members.setdefault(space, []).append((entity, entity.position))
     for space, entered in members.items():
-        space._restore_members(entered)
+        space.restore_members(entered)
     for entity in entities:
         if entity.space is not None:
-            entity._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
+            entity.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
     rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
     rt.services.restore_pending(state.get("service_calls", []))
     rt.deployment_ready = bool(state.get("ready"))
     for entity in entities:  # 3. hooks last, with everything in place
-        entity._safe_hook("on_restored")
+        entity.run_hook("on_restored")
     logger.info("game%d restored %d entities", rt.game_id, len(entities))
 
 

@@ -8,14 +8,13 @@ and never breaks the dispatcher link.
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from goworld.cluster.envelopes import Envelope, unpack
 from goworld.entity.client import GameClient
 from goworld.errors import RemoteProtocolError
-from goworld.proto import codec
+from goworld.proto import codec, positions
 from goworld.proto.msgtypes import MsgType
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["GameHandlers"]
 
 logger = logging.getLogger("goworld.game")
-_FOUR_F32 = struct.Struct("<ffff")
 
 
 class GameHandlers:
@@ -129,7 +127,7 @@ class GameHandlers:
         client = entity.client
         entity.client = None
         self.rt.client_unbound(entity, client)
-        entity._safe_hook("on_client_disconnected")
+        entity.run_hook("on_client_disconnected")
 
     def _gate_disconnected(self, did: int, env: Envelope) -> None:
         for entity in list(self.rt.entities.values()):
@@ -137,18 +135,16 @@ class GameHandlers:
             if client is not None and client.gate_id == env.gate_id:
                 entity.client = None
                 self.rt.client_unbound(entity, client)
-                entity._safe_hook("on_client_disconnected")
+                entity.run_hook("on_client_disconnected")
 
     def _sync_from_client(self, did: int, env: Envelope) -> None:
         if self.rt.halted:  # frozen: the snapshot is taken, the world must not move any more
             return
         entities = self.rt.entities
-        data = env.payload
-        unpack_pos = _FOUR_F32.unpack_from
-        for off in range(0, len(data) - 31, 32):
-            entity = entities.get(data[off : off + 16].decode("latin-1"))
+        for eid, x, y, z, yaw in positions.iter_records(env.payload):
+            entity = entities.get(eid)
             if entity is not None and entity.client_syncing and not entity.destroyed:
-                entity._client_moved(*unpack_pos(data, off + 16))
+                entity.move_from_client(x, y, z, yaw)
 
     # ---- calls ---------------------------------------------------------------------------
 

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from goworld.cluster.envelopes import Envelope, pack, unpack
-from goworld.entity.aoi import GridAOI
 from goworld.entity.client import GameClient
 from goworld.entity.entity import Entity
-from goworld.entity.space import Space, _on_enter_aoi, _on_leave_aoi
+from goworld.entity.space import Space
 from goworld.entity.state import EntityState
 from goworld.entity.vector import Vector3
 from goworld.proto.msgtypes import MsgType
@@ -38,7 +37,7 @@ from goworld.proto.msgtypes import MsgType
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["MAX_MIGRATED_FIELDS", "Migration", "apply_states", "restore_timers"]
+__all__ = ["MAX_MIGRATED_FIELDS", "Migration", "apply_states"]
 
 logger = logging.getLogger("goworld.game")
 
@@ -67,20 +66,16 @@ def apply_states(
     """
     built: list[Entity] = []
     for st in states:
-        entity = rt._instantiate(st.type_name, st.entity_id, st.attrs, trusted=trusted)
+        entity = rt.table.instantiate(rt, st.type_name, st.entity_id, st.attrs, trusted=trusted)
         entity.yaw = st.yaw
         entity.position = Vector3(*st.position)
         entity.client_syncing = st.client_syncing
         if st.client is not None:
             client_id, gate_id, owner_id = st.client
             entity.client = GameClient(client_id, gate_id, owner_id or st.entity_id)
-        if isinstance(entity, Space):
-            rt.spaces[entity.id] = entity
-            if entity.is_nil:
-                rt.nil_space = entity
-            if st.aoi_distance:
-                entity.aoi = GridAOI(st.aoi_distance, _on_enter_aoi, _on_leave_aoi)
-        restore_timers(rt, entity, st.timers)
+        if isinstance(entity, Space) and st.aoi_distance:
+            entity.restore_aoi(st.aoi_distance)
+        rt.timers.restore(entity, st.timers)
         built.append(entity)
     if before_fields is not None:
         for entity in built:
@@ -102,7 +97,7 @@ class Migration:
             logger.warning("%r is already migrating: enter_space(%s) ignored", entity, space_id)
             return
         self.pending[entity.id] = (space_id, pos)
-        self.rt.send_to_entity_dispatcher(
+        self.rt.outbox.to_entity(
             space_id,
             Envelope(
                 msgtype=MsgType.QUERY_SPACE_GAMEID_FOR_MIGRATE, entity_id=space_id, name=entity.id
@@ -127,7 +122,7 @@ class Migration:
             if space is not None:
                 rt.switch_space(entity, space, pos)
             return
-        rt.send_to_entity_dispatcher(
+        rt.outbox.to_entity(
             entity.id,
             Envelope(
                 msgtype=MsgType.MIGRATE_REQUEST,
@@ -142,20 +137,20 @@ class Migration:
         entity = rt.entities.get(env.entity_id)
         target = self.pending.pop(env.entity_id, None)
         if entity is None or target is None or entity.destroyed:
-            rt.send_to_entity_dispatcher(
+            rt.outbox.to_entity(
                 env.entity_id, Envelope(msgtype=MsgType.CANCEL_MIGRATE, entity_id=env.entity_id)
             )
             return
         space_id, pos = target
-        entity._safe_hook("on_migrate_out")
+        entity.run_hook("on_migrate_out")
         if entity.space is not None:
-            entity.space._leave(entity)
+            entity.space.remove_member(entity)
         state = EntityState.capture(
             entity, space_id=space_id, position=pos, lenient=True, max_fields=MAX_MIGRATED_FIELDS
         )
         entity.client = None  # dropped silently: the target binds it again
         rt.retire(entity)  # this copy is gone; the entity lives on at the target
-        rt.send_to_entity_dispatcher(
+        rt.outbox.to_entity(
             entity.id,
             Envelope(
                 msgtype=MsgType.REAL_MIGRATE,
@@ -178,26 +173,14 @@ class Migration:
         # GoWorld's order for a migrated entity: OnInit, OnAttrsReady, OnMigrateIn, then enter;
         # the entity's own fields from the source go in after OnAttrsReady and win.
         (entity,) = apply_states(rt, [state], trusted=False, before_fields=_init_hooks)
-        entity._safe_hook("on_migrate_in")
+        entity.run_hook("on_migrate_in")
         if entity.destroyed:
             return
         space = (rt.spaces.get(state.space_id) if state.space_id else None) or rt.nil_space
         if space is not None:
-            space._enter(entity, Vector3(*state.position))
+            space.add_member(entity, Vector3(*state.position))
 
 
 def _init_hooks(entity: Entity) -> None:
-    entity._safe_hook("on_init")
-    entity._safe_hook("on_attrs_ready")
-
-
-def restore_timers(rt: GameRuntime, entity: Entity, timers: Any) -> None:
-    """Re-arm saved timers at their original due times (a missed one fires at once)."""
-    from game.runtime import TimerRecord
-
-    for method, args, fire_at, interval, repeat in timers:
-        rt._timer_seq += 1
-        record = TimerRecord(method, tuple(args), float(fire_at), float(interval), bool(repeat))
-        entity._timers[rt._timer_seq] = record
-        rt._arm(entity, rt._timer_seq, record)
-
+    entity.run_hook("on_init")
+    entity.run_hook("on_attrs_ready")

@@ -1,56 +1,43 @@
-"""The game process's runtime: entity table, creation and destruction, timers, outgoing traffic.
+"""The game process's runtime: the lifecycle of entities, calls, posted callbacks.
 
-:class:`GameRuntime` implements :class:`goworld.entity.runtime.Runtime` for the entities and
-the facade. It never awaits: everything it sends goes into the dispatcher links' batch queues
-(``send(dispatcher_id, envelope)``), and storage calls return futures whose callbacks run back
-on the loop. Incoming dispatcher traffic is handled in :mod:`game.handlers`, migration in
-:mod:`game.migration`, services in :mod:`game.services`.
+:class:`GameRuntime` implements :class:`goworld.entity.runtime.Runtime`, the whole surface that
+entities and the ``goworld`` facade reach. It is built from parts, in this order, by its
+constructor: the entity table (:mod:`game.entity_table`), the outbox that routes everything the
+game sends (:mod:`game.outbox`), the entity timers (:mod:`game.timers`, clock injected), then
+the parts that use the runtime itself: migration (:mod:`game.migration`), services
+(:mod:`game.services`) and the crontab (:mod:`game.crontab`). It never awaits: storage calls
+return futures whose callbacks run back on the loop. Incoming dispatcher traffic is handled in
+:mod:`game.handlers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
+import random
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from goworld.cluster.envelopes import Envelope, pack
-from goworld.entity.attrs import MapAttr
-from goworld.entity.client import GameClient, header
-from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
+from game.crontab import Crontab
+from game.entity_table import EntityTable
+from game.migration import Migration
+from game.outbox import Outbox
+from game.services import ServiceManager
+from game.timers import EntityTimers, GlobalTimer, run_logged
+from goworld.cluster.envelopes import Envelope
+from goworld.entity.client import GameClient
+from goworld.entity.entity import Entity
 from goworld.entity.registry import SPACE_TYPE_NAME, Registry, RpcMethod
 from goworld.entity.space import Space
 from goworld.entity.vector import Vector3
 from goworld.errors import EntityError
-from goworld.proto import codec
-from goworld.proto.ids import dispatcher_shard, new_entity_id, nil_space_id
-from goworld.proto.messages import CallFilteredClients, FilterOp
-from goworld.proto.msgtypes import MsgType
+from goworld.proto.ids import new_entity_id, nil_space_id
 
-__all__ = ["GameRuntime", "TimerRecord"]
+__all__ = ["GameRuntime"]
 
 logger = logging.getLogger("goworld.game")
-
-_OPS = {"=": FilterOp.EQ, "!=": FilterOp.NE, ">": FilterOp.GT, "<": FilterOp.LT, ">=": FilterOp.GE, "<=": FilterOp.LE}
-_POS = struct.Struct("<ffff")
-MIN_TIMER_INTERVAL = 0.01
-
-
-@dataclass(slots=True)
-class TimerRecord:
-    """An entity timer: fires ``entity.<method>(*args)``; ``fire_at`` is wall-clock time."""
-
-    method: str
-    args: tuple[Any, ...]
-    fire_at: float
-    interval: float
-    repeat: bool
-    handle: asyncio.TimerHandle | None = None
 
 
 class GameRuntime:
@@ -64,94 +51,62 @@ class GameRuntime:
         storage: Any = None,
         kvdb: Any = None,
         boot_entity: str = "Boot",
+        clock: Callable[[], float] = time.time,
+        service_rng: random.Random | None = None,
+        on_serving: Callable[[], None] | None = None,
     ) -> None:
         self.game_id = game_id
         self.registry = registry
-        self.num_dispatchers = num_dispatchers
-        self._send = send
         self.storage = storage
         self.kvdb = kvdb
         self.boot_entity = boot_entity
-        self.entities: dict[str, Entity] = {}
-        self.spaces: dict[str, Space] = {}
-        self.nil_space: Space | None = None
+        self.loop = asyncio.get_running_loop()
         self.online_games: set[int] = {game_id}
         self.kvreg: dict[str, str] = {}
         self.deployment_ready = False
-        self._sync_dirty: list[Entity] = []
-        self._timer_seq = 0
-        self.loop = asyncio.get_running_loop()
-        self.services: Any = None  # set by game.services.ServiceManager
-        self.migration: Any = None  # set by game.migration.Migration
-        self.crontab: Any = None  # set by game.crontab.Crontab
+        self.halted = False  # set once a freeze has taken its snapshot
         self.pending_saves: set[asyncio.Future[Any]] = set()
         #: storage/KVDB operations whose callbacks have not run yet (a freeze waits for them)
         self.pending_async: set[asyncio.Future[Any]] = set()
+        self._sync_dirty: list[Entity] = []
         self._posted: deque[Callable[[], Any]] = deque()
         self._drain_scheduled = False
-        self.halted = False  # set once a freeze has taken its snapshot
+        # the parts, in dependency order
+        self.table = EntityTable(registry)
+        self.entities: Mapping[str, Entity] = self.table.entities
+        self.spaces: Mapping[str, Space] = self.table.spaces
+        self.outbox = Outbox(game_id, num_dispatchers, send)
+        self.timers = EntityTimers(self.loop, clock, halted=lambda: self.halted)
+        self.migration = Migration(self)
+        self.services = ServiceManager(self, service_rng, on_serving=on_serving)
+        self.crontab = Crontab(self.loop, clock)
 
-    # ---- sending ------------------------------------------------------------------------
+    @property
+    def nil_space(self) -> Space | None:
+        return self.table.nil_space
 
-    def shard(self, entity_id: str) -> int:
-        return dispatcher_shard(entity_id, self.num_dispatchers)
+    @property
+    def num_dispatchers(self) -> int:
+        return self.outbox.num_dispatchers
 
-    def send_to_entity_dispatcher(self, entity_id: str, env: Envelope) -> None:
-        self._send(dispatcher_shard(entity_id, self.num_dispatchers), env)
-
-    def send_to_dispatcher(self, dispatcher_id: int, env: Envelope) -> None:
-        self._send(dispatcher_id, env)
-
-    def send_to_all_dispatchers(self, env: Envelope) -> None:
-        for did in range(1, self.num_dispatchers + 1):
-            self._send(did, env)
+    # ---- client messages (the Runtime protocol; the outbox routes them) -------------------
 
     def send_client(self, client: GameClient, msgtype: int, body: bytes) -> None:
-        self._send(
-            dispatcher_shard(client.owner_id, self.num_dispatchers),
-            Envelope(
-                msgtype=msgtype,
-                gate_id=client.gate_id,
-                client_id=client.client_id,
-                payload=header(msgtype, client) + body,
-            ),
-        )
+        self.outbox.send_client(client, msgtype, body)
 
     def send_clients(self, clients: Iterable[GameClient], msgtype: int, body: bytes) -> None:
-        for client in clients:
-            self.send_client(client, msgtype, body)
+        self.outbox.send_clients(clients, msgtype, body)
 
     def set_filter_prop(self, client: GameClient, key: str, value: str) -> None:
-        self._send(
-            dispatcher_shard(client.owner_id, self.num_dispatchers),
-            Envelope(
-                msgtype=MsgType.SET_CLIENTPROXY_FILTER_PROP,
-                gate_id=client.gate_id,
-                client_id=client.client_id,
-                name=key,
-                payload=value.encode("utf-8"),
-            ),
-        )
+        self.outbox.set_filter_prop(client, key, value)
 
     def clear_filter_props(self, client: GameClient) -> None:
-        self._send(
-            dispatcher_shard(client.owner_id, self.num_dispatchers),
-            Envelope(
-                msgtype=MsgType.CLEAR_CLIENTPROXY_FILTER_PROPS,
-                gate_id=client.gate_id,
-                client_id=client.client_id,
-            ),
-        )
+        self.outbox.clear_filter_props(client)
 
     def call_filtered_clients(
         self, key: str, op: str, value: str, method: str, args: tuple[Any, ...]
     ) -> None:
-        code = _OPS.get(op)
-        if code is None:
-            raise EntityError(f"call_filtered_clients: unknown operator {op!r}")
-        payload = codec.encode_payload(CallFilteredClients(code, key, value, method, args))
-        # One dispatcher broadcasts it to every gate: each client gets it exactly once.
-        self._send(1, Envelope(msgtype=MsgType.CALL_FILTERED_CLIENTS, payload=payload))
+        self.outbox.call_filtered_clients(key, op, value, method, args)
 
     def client_bound(self, entity: Entity, client: GameClient) -> None:
         pass
@@ -159,28 +114,10 @@ class GameRuntime:
     def client_unbound(self, entity: Entity, client: GameClient) -> None:
         pass
 
-    # ---- entity table --------------------------------------------------------------------
+    # ---- creating and loading ------------------------------------------------------------
 
     def get_entity(self, entity_id: str) -> Entity | None:
-        return self.entities.get(entity_id)
-
-    def _instantiate(
-        self, type_name: str, entity_id: str, attrs: dict[str, Any] | None, *,
-        trusted: bool = False,
-    ) -> Entity:
-        """A new entity object in the table, no hook run. ``trusted``: ``attrs`` is our own
-        ``to_builtin()`` output (a freeze snapshot) and is rebuilt without re-checking."""
-        desc = self.registry.get(type_name)
-        entity: Entity = desc.cls.__new__(desc.cls)
-        entity._setup(self, desc, entity_id)
-        if trusted:
-            entity.attrs = MapAttr._from_trusted(attrs or {}, entity)
-        else:
-            if attrs:
-                entity.attrs = MapAttr(attrs)
-            entity.attrs.bind(entity)
-        self.entities[entity_id] = entity
-        return entity
+        return self.table.entities.get(entity_id)
 
     def create_entity_locally(
         self,
@@ -196,19 +133,17 @@ class GameRuntime:
             kind = int((attrs or {}).get("_K", 0))
             return self.create_space_locally(kind, entity_id=entity_id, attrs=attrs)
         entity_id = entity_id or new_entity_id()
-        if entity_id in self.entities:
+        if entity_id in self.table:
             raise EntityError(f"entity {entity_id} already exists on game{self.game_id}")
-        entity = self._instantiate(type_name, entity_id, attrs)
-        self.send_to_entity_dispatcher(
-            entity_id, Envelope(msgtype=MsgType.NOTIFY_CREATE_ENTITY, entity_id=entity_id)
-        )
-        entity._safe_hook("on_init")
-        entity._safe_hook("on_attrs_ready")
-        entity._safe_hook("on_created")
+        entity = self.table.instantiate(self, type_name, entity_id, attrs)
+        self.outbox.entity_created(entity_id)
+        entity.run_hook("on_init")
+        entity.run_hook("on_attrs_ready")
+        entity.run_hook("on_created")
         if not entity.destroyed:
             target = space if space is not None and not space.destroyed else self.nil_space
             if target is not None:
-                target._enter(entity, pos or Vector3())
+                target.add_member(entity, pos or Vector3())
         if client is not None and not entity.destroyed:
             entity.set_client(client)
         return entity
@@ -221,19 +156,11 @@ class GameRuntime:
         entity_id = entity_id or new_entity_id()
         attrs = dict(attrs or {})
         attrs["_K"] = int(kind)
-        space = self._instantiate(SPACE_TYPE_NAME, entity_id, attrs)
+        space = self.table.instantiate(self, SPACE_TYPE_NAME, entity_id, attrs)
         assert isinstance(space, Space)
-        self.spaces[entity_id] = space
-        if kind == 0:
-            self.nil_space = space
-        self.send_to_entity_dispatcher(
-            entity_id, Envelope(msgtype=MsgType.NOTIFY_CREATE_ENTITY, entity_id=entity_id)
-        )
-        space._safe_hook("on_init")
-        space._safe_hook("on_attrs_ready")
-        space._safe_hook("on_space_init")
-        space._safe_hook("on_created")
-        space._safe_hook("on_space_created")
+        self.outbox.entity_created(entity_id)
+        for hook in ("on_init", "on_attrs_ready", "on_space_init", "on_created", "on_space_created"):
+            space.run_hook(hook)
         return space
 
     def create_nil_space(self) -> Space:
@@ -244,36 +171,17 @@ class GameRuntime:
     ) -> str:
         """Have the dispatcher create an entity on ``game_id`` (0: the least loaded game);
         returns its id at once."""
-        entity_id = new_entity_id()
-        self.send_to_entity_dispatcher(
-            entity_id,
-            Envelope(
-                msgtype=MsgType.CREATE_ENTITY_SOMEWHERE,
-                game_id=game_id,
-                entity_id=entity_id,
-                name=type_name,
-                payload=pack(attrs or {}),
-            ),
-        )
-        return entity_id
+        return self.outbox.create_somewhere(game_id, type_name, attrs)
 
     def load_entity_somewhere(self, type_name: str, entity_id: str, game_id: int) -> None:
         """Have the dispatcher load a persistent entity on ``game_id`` (0: any game); a no-op
         if it already exists anywhere."""
-        self.send_to_entity_dispatcher(
-            entity_id,
-            Envelope(
-                msgtype=MsgType.LOAD_ENTITY_SOMEWHERE,
-                game_id=game_id,
-                entity_id=entity_id,
-                name=type_name,
-            ),
-        )
+        self.outbox.load_somewhere(type_name, entity_id, game_id)
 
     def load_entity_locally(
         self, type_name: str, entity_id: str, *, space: Space | None = None, pos: Vector3 | None = None
     ) -> None:
-        if entity_id in self.entities:
+        if entity_id in self.table:
             return
         if self.storage is None:
             logger.error("load %s %s: no storage configured", type_name, entity_id)
@@ -286,63 +194,50 @@ class GameRuntime:
             except Exception as exc:
                 logger.error("load %s %s failed: %s", type_name, entity_id, exc)
                 data = None
-            if entity_id in self.entities:
+            if entity_id in self.table:
                 return
             if data is None:
                 logger.error("load %s %s: not found in storage", type_name, entity_id)
-                # Unblock the dispatcher: calls queued for this id are dropped as unknown.
-                self.send_to_entity_dispatcher(
-                    entity_id, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=entity_id)
-                )
+                self.outbox.entity_destroyed(entity_id)  # the dispatcher drops its queued calls
                 return
             self.create_entity_locally(type_name, entity_id=entity_id, space=space, pos=pos, attrs=data)
 
         future.add_done_callback(loaded)
 
+    # ---- endings -------------------------------------------------------------------------
+
     def destroy_entity(self, entity: Entity) -> None:
         """GoWorld's destroy sequence (§4.12), without the re-entrant second on_destroy."""
-        if entity.destroyed or getattr(entity, "_destroying", False):
+        if entity.destroyed or entity.destroying:
             return
-        entity._destroying = True
+        entity.destroying = True
         if isinstance(entity, Space):
-            entity._safe_hook("on_space_destroy")
+            entity.run_hook("on_space_destroy")
             for member in list(entity.entities):
                 self.destroy_entity(member)
         elif entity.space is not None:
-            entity.space._leave(entity)
-        entity._safe_hook("on_destroy")
+            entity.space.remove_member(entity)
+        entity.run_hook("on_destroy")
         if entity.client is not None:
             entity.set_client(None)
         if entity.desc.persistent:
             self._save(entity)
         self.retire(entity)
-        self.send_to_entity_dispatcher(
-            entity.id, Envelope(msgtype=MsgType.NOTIFY_DESTROY_ENTITY, entity_id=entity.id)
-        )
+        self.outbox.entity_destroyed(entity.id)
 
     def discard_entity(self, entity: Entity) -> None:
         """Drop a local copy that another game owns: leave the space (neighbours' clients see
         it go), no hooks, no save (the copy is stale), no NOTIFY_DESTROY (the route is not ours)."""
         if entity.space is not None:
-            entity.space._leave(entity, quiet=True)
+            entity.space.remove_member(entity, quiet=True)
         self.retire(entity)
 
     def retire(self, entity: Entity) -> None:
         """This process is done with ``entity`` (destroyed, migrated away, or not ours)."""
         entity.destroyed = True
-        for record in entity._timers.values():
-            if record.handle is not None:
-                record.handle.cancel()
-        entity._timers.clear()
+        self.timers.cancel_all(entity)
         entity.attrs.unbind()
-        self._forget(entity)
-
-    def _forget(self, entity: Entity) -> None:
-        self.entities.pop(entity.id, None)
-        if isinstance(entity, Space):
-            self.spaces.pop(entity.id, None)
-            if self.nil_space is entity:
-                self.nil_space = None
+        self.table.forget(entity)
 
     # ---- persistence ---------------------------------------------------------------------
 
@@ -373,6 +268,11 @@ class GameRuntime:
                 count += 1
         return count
 
+    def storage_exists(self, type_name: str, entity_id: str) -> asyncio.Future[Any]:
+        if self.storage is None:
+            raise EntityError("no storage configured")
+        return self.track(self.storage.exists(type_name, entity_id))
+
     # ---- spaces and position sync ---------------------------------------------------------
 
     def enter_space(self, entity: Entity, space_id: str, pos: Vector3) -> None:
@@ -390,8 +290,8 @@ class GameRuntime:
             entity.set_position(pos)
             return
         if entity.space is not None:
-            entity.space._leave(entity)
-        space._enter(entity, pos)
+            entity.space.remove_member(entity)
+        space.add_member(entity, pos)
 
     def mark_sync(self, entity: Entity) -> None:
         self._sync_dirty.append(entity)
@@ -399,41 +299,8 @@ class GameRuntime:
     def collect_syncs(self) -> None:
         """Send pending position/yaw changes to the clients that see them (§4.6)."""
         dirty, self._sync_dirty = self._sync_dirty, []
-        if not dirty:
-            return
-        per_gate: dict[int, bytearray] = {}
-        pack_pos = _POS.pack
-        for entity in dirty:
-            flags = entity._sync
-            entity._sync = 0
-            if not flags or entity.destroyed:
-                continue
-            p = entity.position
-            record = entity.id.encode("latin-1") + pack_pos(p.x, p.y, p.z, entity.yaw)
-            if flags & SYNC_OWN and entity.client is not None:
-                c = entity.client
-                buf = per_gate.get(c.gate_id)
-                if buf is None:
-                    buf = per_gate[c.gate_id] = bytearray()
-                buf += c.id_bytes
-                buf += record
-            if flags & SYNC_NEIGHBOURS:
-                for other in entity.interested_in:
-                    oc = other.client
-                    if oc is None:
-                        continue
-                    buf = per_gate.get(oc.gate_id)
-                    if buf is None:
-                        buf = per_gate[oc.gate_id] = bytearray()
-                    buf += oc.id_bytes
-                    buf += record
-        for gate_id, buf in per_gate.items():
-            self._send(
-                (gate_id - 1) % self.num_dispatchers + 1,
-                Envelope(
-                    msgtype=MsgType.SYNC_POSITION_YAW_ON_CLIENTS, gate_id=gate_id, payload=bytes(buf)
-                ),
-            )
+        if dirty:
+            self.outbox.position_syncs(dirty)
 
     # ---- calls ---------------------------------------------------------------------------
 
@@ -441,31 +308,15 @@ class GameRuntime:
         entity = self.entities.get(entity_id)
         if entity is not None:
             self.post(lambda: self.invoke(entity, method, list(args), None))
-            return
-        self.send_to_entity_dispatcher(
-            entity_id,
-            Envelope(
-                msgtype=MsgType.CALL_ENTITY_METHOD,
-                entity_id=entity_id,
-                name=method,
-                payload=codec.encode_args(args),
-            ),
-        )
+        else:
+            self.outbox.call(entity_id, method, args)
 
     def call_nil_spaces(self, method: str, args: tuple[Any, ...]) -> None:
         """Call ``method`` on every game's nil space: dispatcher 1 sends it to the other games,
         this game's own is posted."""
-        self.send_to_dispatcher(
-            1,
-            Envelope(
-                msgtype=MsgType.CALL_NIL_SPACES,
-                game_id=self.game_id,
-                name=method,
-                payload=codec.encode_args(args),
-            ),
-        )
-        if self.nil_space is not None:
-            nil = self.nil_space
+        self.outbox.call_nil_spaces(method, args)
+        nil = self.nil_space
+        if nil is not None:
             self.post(lambda: self.invoke(nil, method, list(args), None))
 
     def invoke(
@@ -496,6 +347,8 @@ class GameRuntime:
         except Exception:
             logger.exception("%r.%s raised", entity, method_name)
 
+    # ---- posted callbacks and asynchronous operations --------------------------------------
+
     def post(self, fn: Callable[[], Any]) -> None:
         """Run ``fn`` after the current callback, in posting order (a freeze drains these)."""
         if self.halted:
@@ -517,7 +370,7 @@ class GameRuntime:
         ran = 0
         posted = self._posted
         while posted and ran < limit and not self.halted:
-            _run_posted(posted.popleft())
+            run_logged(posted.popleft())
             ran += 1
         return ran
 
@@ -527,81 +380,23 @@ class GameRuntime:
         future.add_done_callback(lambda f: self.loop.call_soon(self.pending_async.discard, f))
         return future
 
-    def add_global_timer(self, interval: float, fn: Callable[[], Any]) -> GlobalTimer:
-        return GlobalTimer(self.loop, interval, fn)
-
     # ---- timers --------------------------------------------------------------------------
 
     def add_entity_timer(
         self, entity: Entity, interval: float, method: str, args: tuple[Any, ...], *, repeat: bool
     ) -> int:
-        if not callable(getattr(entity, method, None)):
-            raise EntityError(f"{entity!r} has no method {method!r} for a timer")
-        interval = max(float(interval), MIN_TIMER_INTERVAL if repeat else 0.0)
-        self._timer_seq += 1
-        tid = self._timer_seq
-        record = TimerRecord(method, tuple(args), time.time() + interval, interval, repeat)
-        entity._timers[tid] = record
-        self._arm(entity, tid, record)
-        return tid
-
-    def _arm(self, entity: Entity, tid: int, record: TimerRecord) -> None:
-        delay = max(0.0, record.fire_at - time.time())
-        record.handle = self.loop.call_later(delay, self._fire, entity, tid)
-
-    def _fire(self, entity: Entity, tid: int) -> None:
-        record = entity._timers.get(tid)
-        if record is None or entity.destroyed or self.halted:
-            return
-        if record.repeat:
-            record.fire_at += record.interval
-            now = time.time()
-            if record.fire_at < now:  # fell behind: skip missed periods, keep the phase
-                missed = int((now - record.fire_at) // record.interval) + 1
-                record.fire_at += missed * record.interval
-            self._arm(entity, tid, record)
-        else:
-            del entity._timers[tid]
-        try:
-            getattr(entity, record.method)(*record.args)
-        except Exception:
-            logger.exception("%r timer %s raised", entity, record.method)
+        return self.timers.add(entity, interval, method, args, repeat=repeat)
 
     def cancel_entity_timer(self, entity: Entity, timer_id: int) -> None:
-        record = entity._timers.pop(timer_id, None)
-        if record is not None and record.handle is not None:
-            record.handle.cancel()
+        self.timers.cancel(entity, timer_id)
 
-    # ---- kvreg ---------------------------------------------------------------------------
+    def add_global_timer(self, interval: float, fn: Callable[[], Any]) -> GlobalTimer:
+        return GlobalTimer(self.loop, interval, fn)
 
-    def kvreg_register(self, key: str, value: str, *, force: bool) -> None:
-        did = zlib.crc32(key.encode("utf-8")) % self.num_dispatchers + 1
-        self._send(
-            did, Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=pack([value, force]))
-        )
+    def add_callback(self, delay: float, fn: Callable[[], Any]) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, fn)
 
-
-def _run_posted(fn: Callable[[], Any]) -> None:
-    try:
-        fn()
-    except Exception:
-        logger.exception("posted callback %r raised", fn)
-
-
-class GlobalTimer:
-    """A repeating timer for a plain function (not saved by freeze: use entity timers)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, fn: Callable[[], Any]) -> None:
-        self._loop = loop
-        self._interval = max(interval, MIN_TIMER_INTERVAL)
-        self._fn = fn
-        self._handle: asyncio.TimerHandle | None = loop.call_later(self._interval, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = self._loop.call_later(self._interval, self._fire)
-        _run_posted(self._fn)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+    def register_crontab(
+        self, minute: int, hour: int, day: int, month: int, dow: int, fn: Callable[[], Any]
+    ) -> None:
+        self.crontab.register(minute, hour, day, month, dow, fn)

@@ -107,7 +107,7 @@ class ServiceManager:
                 elif owner == me and (name, shard) not in self.local:
                     entity = rt.create_entity_locally(name)
                     self.local[(name, shard)] = entity.id
-                    rt.kvreg_register(f"{key}/EntityID", entity.id, force=True)
+                    rt.outbox.kvreg_register(f"{key}/EntityID", entity.id, force=True)
                     logger.info("service %s#%d created here: %s", name, shard, entity.id)
         for (name, shard), eid in list(self.local.items()):
             if rt.kvreg.get(f"Service/{name}#{shard}") not in (None, me):
@@ -120,7 +120,7 @@ class ServiceManager:
     def _claim(self, key: str, me: str) -> None:
         self._claiming.discard(key)
         if key not in self.rt.kvreg:
-            self.rt.kvreg_register(key, me, force=False)
+            self.rt.outbox.kvreg_register(key, me, force=False)
 
     # ---- calls ---------------------------------------------------------------------------
 

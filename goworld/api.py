@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goworld.entity import runtime as _runtime
 from goworld.entity.attrs import ListAttr, MapAttr
@@ -22,6 +22,9 @@ from goworld.entity.registry import SPACE_TYPE_NAME, EntityTypeDesc, Registry
 from goworld.entity.space import Space
 from goworld.errors import EntityError
 from goworld.proto.ids import nil_space_id
+
+if TYPE_CHECKING:
+    from goworld.entity.runtime import KeyValueStore, Runtime
 
 logger = logging.getLogger("goworld.game")
 
@@ -61,18 +64,17 @@ def register_service(cls: type, shards: int, name: str | None = None) -> EntityT
 # ---- entities and spaces -------------------------------------------------------------------
 
 
-def _rt() -> Any:
+def _rt() -> Runtime:
     return _runtime.current()
 
 
 def create_entity_locally(type_name: str, attrs: dict[str, Any] | None = None) -> Entity:
-    entity: Entity = _rt().create_entity_locally(type_name, attrs=attrs)
-    return entity
+    return _rt().create_entity_locally(type_name, attrs=attrs)
 
 
 def create_entity_on_game(game_id: int, type_name: str, attrs: dict[str, Any] | None = None) -> str:
     """Create an entity on game ``game_id`` (0: the least loaded game); returns its id at once."""
-    return str(_rt().create_entity_somewhere(game_id, type_name, attrs))
+    return _rt().create_entity_somewhere(game_id, type_name, attrs)
 
 
 def create_entity_anywhere(type_name: str, attrs: dict[str, Any] | None = None) -> str:
@@ -82,8 +84,7 @@ def create_entity_anywhere(type_name: str, attrs: dict[str, Any] | None = None) 
 
 def create_space_locally(kind: int) -> Space:
     _check_kind(kind)
-    space: Space = _rt().create_space_locally(kind)
-    return space
+    return _rt().create_space_locally(kind)
 
 
 def create_space_on_game(game_id: int, kind: int) -> str:
@@ -116,17 +117,15 @@ def load_entity_locally(type_name: str, entity_id: str) -> None:
 
 def exists(type_name: str, entity_id: str, callback: Callable[[bool, Exception | None], Any]) -> None:
     """Ask storage whether the entity was ever saved; ``callback(found, error)``."""
-    _with_callback(_rt().storage.exists(type_name, entity_id), callback)
+    _with_callback(_rt().storage_exists(type_name, entity_id), callback)
 
 
 def get_entity(entity_id: str) -> Entity | None:
-    entity: Entity | None = _rt().entities.get(entity_id)
-    return entity
+    return _rt().entities.get(entity_id)
 
 
 def get_space(space_id: str) -> Space | None:
-    space: Space | None = _rt().spaces.get(space_id)
-    return space
+    return _rt().spaces.get(space_id)
 
 
 def entities() -> dict[str, Entity]:
@@ -134,7 +133,7 @@ def entities() -> dict[str, Entity]:
 
 
 def get_game_id() -> int:
-    return int(_rt().game_id)
+    return _rt().game_id
 
 
 def get_online_games() -> set[int]:
@@ -146,8 +145,7 @@ def get_nil_space_id(game_id: int) -> str:
 
 
 def get_nil_space() -> Space | None:
-    space: Space | None = _rt().nil_space
-    return space
+    return _rt().nil_space
 
 
 def call(entity_id: str, method: str, *args: Any) -> None:
@@ -180,16 +178,15 @@ def call_service_shard_key(name: str, key: str, method: str, *args: Any) -> None
 
 
 def get_service_entity_id(name: str, shard: int) -> str | None:
-    entity_id: str | None = _rt().services.entity_id(name, shard)
-    return entity_id
+    return _rt().services.entity_id(name, shard)
 
 
 def get_service_shard_count(name: str) -> int:
-    return int(_rt().services.shard_count(name))
+    return _rt().services.shard_count(name)
 
 
 def check_service_entities_ready(name: str) -> bool:
-    return bool(_rt().services.ready(name))
+    return _rt().services.ready(name)
 
 
 # ---- KVDB ----------------------------------------------------------------------------------
@@ -198,12 +195,11 @@ def check_service_entities_ready(name: str) -> bool:
 def _with_callback(future: Any, callback: Callable[..., Any] | None) -> None:
     if callback is None:
         return
-    track = getattr(_runtime.current(), "track", None)
-    if track is not None:
-        track(future)
+    rt = _rt()
+    rt.track(future)
 
     def done(fut: Any) -> None:
-        if getattr(_runtime.current(), "halted", False):
+        if rt.halted:
             return  # the game froze: this process no longer runs game logic
         try:
             result, error = fut.result(), None
@@ -217,7 +213,7 @@ def _with_callback(future: Any, callback: Callable[..., Any] | None) -> None:
     future.add_done_callback(done)
 
 
-def _kvdb() -> Any:
+def _kvdb() -> KeyValueStore:
     kvdb = _rt().kvdb
     if kvdb is None:
         raise EntityError("KVDB is disabled: configure [kvdb] in goworld.ini")
@@ -257,7 +253,7 @@ def post(fn: Callable[[], Any]) -> None:
 
 def add_callback(delay: float, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` once after ``delay`` seconds (not frozen by reload: use entity timers)."""
-    return _rt().loop.call_later(delay, fn)
+    return _rt().add_callback(delay, fn)
 
 
 def add_timer(interval: float, fn: Callable[[], Any]) -> Any:
@@ -269,7 +265,7 @@ def register_crontab(
     minute: int, hour: int, day: int, month: int, dow: int, fn: Callable[[], Any]
 ) -> None:
     """Run ``fn`` when the wall clock matches (a negative value ``-n`` means "every n")."""
-    _rt().crontab.register(minute, hour, day, month, dow, fn)
+    _rt().register_crontab(minute, hour, day, month, dow, fn)
 
 
 def map_attr() -> MapAttr:

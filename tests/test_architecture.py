@@ -156,3 +156,73 @@ def test_typing_config_stays_strict() -> None:
         modules = override["module"] if isinstance(override["module"], list) else [override["module"]]
         ours = [m for m in modules if top(m) in {"goworld", *ROLES} and not m.startswith("goworld.rpc.cluster_pb2")]
         assert not (ours and relaxing & set(override)), f"strictness relaxed for {ours}: {override}"
+
+
+def _python_files() -> list[Path]:
+    files = [p for d in ("goworld", *ROLES) for p in (ROOT / d).rglob("*.py")]
+    return [p for p in files if "_pb2" not in p.name]
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _private_names_defined(tree: ast.AST) -> set[str]:
+    """Private attributes a module gives its objects: ``self._x = ...``, methods and class
+    attributes named ``_x``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and _is_private(item.name):
+                    names.add(item.name)
+                targets = item.targets if isinstance(item, ast.Assign) else (
+                    [item.target] if isinstance(item, ast.AnnAssign) else []
+                )
+                names.update(t.id for t in targets if isinstance(t, ast.Name) and _is_private(t.id))
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("self", "cls")
+            and _is_private(node.attr)
+        ):
+            names.add(node.attr)
+    return names
+
+
+def test_no_private_member_is_reached_across_packages() -> None:
+    """A package's private members (``_x`` on its objects) are used inside that package only:
+    what another package needs is public API (DESIGN.md, import rules). A name that the
+    reaching package also defines privately is not flagged (the AST cannot tell whose it is)."""
+    trees = {path: ast.parse(path.read_text(), str(path)) for path in _python_files()}
+    defined: dict[Path, set[str]] = {}
+    for path, tree in trees.items():
+        defined.setdefault(path.parent, set()).update(_private_names_defined(tree))
+    violations = []
+    for path, tree in trees.items():
+        own = defined[path.parent]
+        foreign = set().union(*(names for pkg, names in defined.items() if pkg != path.parent))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if node.attr in foreign and node.attr not in own:
+                violations.append(f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}")
+    assert not violations, "private members reached from another package:\n" + "\n".join(violations)
+
+
+def test_game_tier_functions_are_short() -> None:
+    """No function in game/ or dispatcher/ over 60 lines: split by step, as ``game/__main__``."""
+    long = []
+    for d in ("game", "dispatcher"):
+        for path in (ROOT / d).rglob("*.py"):
+            if "_pb2" in path.name:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > 60:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, "\n".join(long)

@@ -282,7 +282,7 @@ class MapAttr(_Attr):
         return cls(data)
 
     @classmethod
-    def _from_trusted(
+    def from_trusted(
         cls, data: dict[str, Any], listener: AttrListener | None = None,
         parent: MapAttr | ListAttr | None = None, pkey: str | int | None = None,
     ) -> MapAttr:
@@ -298,9 +298,9 @@ class MapAttr(_Attr):
         for k, v in data.items():
             t = type(v)
             if t is dict:
-                v = MapAttr._from_trusted(v, listener, m, k)
+                v = MapAttr.from_trusted(v, listener, m, k)
             elif t is list:
-                v = ListAttr._from_trusted(v, listener, m, k)
+                v = ListAttr.from_trusted(v, listener, m, k)
             store[k] = v
         return m
 
@@ -545,11 +545,11 @@ class ListAttr(_Attr):
                 raise
 
     @classmethod
-    def _from_trusted(
+    def from_trusted(
         cls, items: list[Any], listener: AttrListener | None = None,
         parent: MapAttr | ListAttr | None = None, pkey: str | int | None = None,
     ) -> ListAttr:
-        """See :meth:`MapAttr._from_trusted`."""
+        """See :meth:`MapAttr.from_trusted`."""
         a = cls.__new__(cls)
         a._parent = parent
         a._pkey = pkey
@@ -559,9 +559,9 @@ class ListAttr(_Attr):
         for i, v in enumerate(items):
             t = type(v)
             if t is dict:
-                v = MapAttr._from_trusted(v, listener, a, i)
+                v = MapAttr.from_trusted(v, listener, a, i)
             elif t is list:
-                v = ListAttr._from_trusted(v, listener, a, i)
+                v = ListAttr.from_trusted(v, listener, a, i)
             store.append(v)
         return a
 

@@ -52,13 +52,13 @@ class Entity:
     client: GameClient | None
     interested_in: set[Entity]
     destroyed: bool
-    _destroying: bool
+    destroying: bool
     client_syncing: bool
     _rt: Runtime
     _sync: int
-    _timers: dict[int, Any]
+    timer_records: dict[int, Any]
 
-    def _setup(self, rt: Runtime, desc: EntityTypeDesc, entity_id: str) -> None:
+    def bind_runtime(self, rt: Runtime, desc: EntityTypeDesc, entity_id: str) -> None:
         self._rt = rt
         self.desc = desc
         self.id = entity_id
@@ -68,10 +68,10 @@ class Entity:
         self.client = None
         self.interested_in = set()
         self.destroyed = False
-        self._destroying = False  # set by the runtime's destroy sequence
+        self.destroying = False  # set by the runtime's destroy sequence
         self.client_syncing = False
         self._sync = 0
-        self._timers = {}
+        self.timer_records = {}
         self.attrs = MapAttr()
 
     def __repr__(self) -> str:
@@ -185,11 +185,11 @@ class Entity:
             space.aoi.moved(self, pos.x, pos.z)
         else:
             self.position = pos
-        self._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
+        self.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
 
     def set_yaw(self, yaw: float) -> None:
         self.yaw = float(yaw)
-        self._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
+        self.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
 
     def face_to(self, other: Entity) -> None:
         self.face_to_pos(other.position)
@@ -209,13 +209,23 @@ class Entity:
         """Accept position/yaw updates from the own client (SYNC messages)."""
         self.client_syncing = bool(syncing)
 
-    def _mark_sync(self, flags: int) -> None:
+    def mark_sync_flags(self, flags: int) -> None:
         if self.space is not None and not self.destroyed:
             if not self._sync:
                 self._rt.mark_sync(self)
             self._sync |= flags
 
-    def _client_moved(self, x: float, y: float, z: float, yaw: float) -> None:
+    @property
+    def sync_flags(self) -> int:
+        """The position/yaw changes waiting for the next sync (SYNC_OWN | SYNC_NEIGHBOURS)."""
+        return self._sync
+
+    def take_sync_flags(self) -> int:
+        """The waiting position/yaw changes, cleared (the runtime's sync sends them)."""
+        flags, self._sync = self._sync, 0
+        return flags
+
+    def move_from_client(self, x: float, y: float, z: float, yaw: float) -> None:
         """A SYNC from the own client: move without echoing back to it."""
         pos = Vector3(x, y, z)
         space = self.space
@@ -223,7 +233,7 @@ class Entity:
         self.yaw = yaw
         if space is not None and space.aoi is not None and self.desc.use_aoi:
             space.aoi.moved(self, x, z)
-        self._mark_sync(SYNC_NEIGHBOURS)
+        self.mark_sync_flags(SYNC_NEIGHBOURS)
 
     # ---- spaces --------------------------------------------------------------------------
 
@@ -251,13 +261,13 @@ class Entity:
             self.client = None
             self._rt.client_unbound(self, old)
             if client is None:  # removed, not replaced (a second login taking over)
-                self._safe_hook("on_client_disconnected")
+                self.run_hook("on_client_disconnected")
         if client is not None:
             client.owner_id = self.id
             self.client = client
             self._rt.client_bound(self, client)
             self._send_initial_view(client)
-            self._safe_hook("on_client_connected")
+            self.run_hook("on_client_connected")
 
     def _send_initial_view(self, client: GameClient) -> None:
         rt = self._rt
@@ -347,7 +357,7 @@ class Entity:
     def is_destroyed(self) -> bool:
         return self.destroyed
 
-    def _safe_hook(self, name: str, *args: Any) -> None:
+    def run_hook(self, name: str, *args: Any) -> None:
         try:
             getattr(self, name)(*args)
         except Exception:

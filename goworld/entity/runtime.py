@@ -1,13 +1,14 @@
-"""What entities need from the process that hosts them, and the one deliberate global.
+"""What entities and game code get from the process that hosts them, and the one global.
 
-:class:`Runtime` is implemented by the game process (``game.runtime.GameRuntime``). Entities
-reach it through ``self._rt``; the ``goworld`` facade functions (``goworld.call`` ...) reach it
-through :func:`current`, which ``python -m game`` binds once at start-up. Tests bind their own.
+:class:`Runtime` is the whole surface: it is implemented by the game process
+(``game.runtime.GameRuntime``, checked by mypy where ``python -m game`` binds it), entities reach
+it through ``self._rt`` and the ``goworld`` facade functions (``goworld.call`` ...) through
+:func:`current`, which ``python -m game`` binds once at start-up. Tests bind their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from goworld.errors import GoWorldError
@@ -19,12 +20,60 @@ if TYPE_CHECKING:
     from goworld.entity.space import Space
     from goworld.entity.vector import Vector3
 
-__all__ = ["Runtime", "bind", "current", "unbind"]
+__all__ = ["Cancellable", "Completion", "KeyValueStore", "Runtime", "ServiceCalls", "bind", "current", "unbind"]
+
+
+class Completion(Protocol):
+    """An operation that completes later (an ``asyncio.Future`` in a game process)."""
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+    def result(self) -> Any: ...
+
+
+class KeyValueStore(Protocol):
+    """The KVDB as game code sees it (``goworld.kvdb.base.KVDB`` implements it)."""
+
+    def get(self, key: str) -> Completion: ...
+    def put(self, key: str, value: str) -> Completion: ...
+    def get_or_put(self, key: str, value: str) -> Completion: ...
+    def get_range(self, begin: str, end: str | None) -> Completion: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class ServiceCalls(Protocol):
+    """Calls to service entities (``game.services.ServiceManager``)."""
+
+    def call_any(self, name: str, method: str, args: tuple[Any, ...]) -> None: ...
+    def call_all(self, name: str, method: str, args: tuple[Any, ...]) -> None: ...
+    def call_shard(self, name: str, shard: int, method: str, args: tuple[Any, ...]) -> None: ...
+    def call_shard_key(self, name: str, key: str, method: str, args: tuple[Any, ...]) -> None: ...
+    def entity_id(self, name: str, shard: int) -> str | None: ...
+    def shard_count(self, name: str) -> int: ...
+    def ready(self, name: str) -> bool: ...
 
 
 class Runtime(Protocol):
     game_id: int
     registry: Registry
+    #: true once a freeze took its snapshot: no game logic may run any more
+    halted: bool
+
+    # read-only parts (game code gets views; the game process owns them)
+    @property
+    def entities(self) -> Mapping[str, Entity]: ...
+    @property
+    def spaces(self) -> Mapping[str, Space]: ...
+    @property
+    def nil_space(self) -> Space | None: ...
+    @property
+    def online_games(self) -> set[int]: ...
+    @property
+    def kvdb(self) -> KeyValueStore | None: ...
+    @property
+    def services(self) -> ServiceCalls: ...
 
     # client messages (routed through the owner's dispatcher)
     def send_client(self, client: GameClient, msgtype: int, body: bytes) -> None: ...
@@ -56,8 +105,12 @@ class Runtime(Protocol):
         self, game_id: int, type_name: str, attrs: dict[str, Any] | None = None
     ) -> str: ...
     def load_entity_somewhere(self, type_name: str, entity_id: str, game_id: int) -> None: ...
+    def create_space_locally(
+        self, kind: int, *, entity_id: str | None = None, attrs: dict[str, Any] | None = None
+    ) -> Space: ...
     def destroy_entity(self, entity: Entity) -> None: ...
     def save_entity(self, entity: Entity) -> None: ...
+    def storage_exists(self, type_name: str, entity_id: str) -> Completion: ...
     def enter_space(self, entity: Entity, space_id: str, pos: Vector3) -> None: ...
     def mark_sync(self, entity: Entity) -> None: ...
 
@@ -69,6 +122,14 @@ class Runtime(Protocol):
         self, entity: Entity, interval: float, method: str, args: tuple[Any, ...], *, repeat: bool
     ) -> int: ...
     def cancel_entity_timer(self, entity: Entity, timer_id: int) -> None: ...
+    def add_global_timer(self, interval: float, fn: Callable[[], Any]) -> Cancellable: ...
+    def add_callback(self, delay: float, fn: Callable[[], Any]) -> Cancellable: ...
+    def register_crontab(
+        self, minute: int, hour: int, day: int, month: int, dow: int, fn: Callable[[], Any]
+    ) -> None: ...
+    def track(self, future: Any) -> Completion:
+        """Remember an asynchronous operation until its callbacks have run (a freeze waits)."""
+        ...
 
 
 _current: Runtime | None = None
@@ -85,7 +146,7 @@ def unbind() -> None:
     _current = None
 
 
-def current() -> Any:
+def current() -> Runtime:
     """The bound runtime; raises when called outside a game process."""
     if _current is None:
         raise GoWorldError("no game runtime: this call only works inside a running game")

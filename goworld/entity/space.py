@@ -34,8 +34,8 @@ class Space(Entity):
     aoi: GridAOI[Entity] | None
     entities: dict[Entity, None]
 
-    def _setup(self, rt: Any, desc: Any, entity_id: str) -> None:
-        super()._setup(rt, desc, entity_id)
+    def bind_runtime(self, rt: Any, desc: Any, entity_id: str) -> None:
+        super().bind_runtime(rt, desc, entity_id)
         self.aoi = None
         self.entities = {}
 
@@ -95,6 +95,11 @@ class Space(Entity):
         self.aoi = GridAOI(distance, _on_enter_aoi, _on_leave_aoi)
         self.attrs["_EnableAOI"] = float(distance)
 
+    def restore_aoi(self, distance: float) -> None:
+        """Give a rebuilt space (migration, restore) its AOI back, before members return;
+        ``_EnableAOI`` is already among its attributes."""
+        self.aoi = GridAOI(distance, _on_enter_aoi, _on_leave_aoi)
+
     # ---- creating entities in this space --------------------------------------------------
 
     def create_entity(self, type_name: str, pos: Vector3 | tuple[float, float, float] = ORIGIN) -> Entity:
@@ -105,7 +110,7 @@ class Space(Entity):
 
     # ---- enter / leave (called by the runtime) ---------------------------------------------
 
-    def _enter(self, entity: Entity, pos: Vector3, *, quiet: bool = False) -> None:
+    def add_member(self, entity: Entity, pos: Vector3, *, quiet: bool = False) -> None:
         """Add ``entity`` at ``pos``. ``quiet`` (restore, migration-in) skips the hooks."""
         entity.space = self
         entity.position = pos
@@ -118,12 +123,12 @@ class Space(Entity):
         if aoi is not None and entity.desc.use_aoi:
             aoi.enter(entity, pos.x, pos.z)
             entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
-        entity._mark_sync(SYNC_OWN | SYNC_NEIGHBOURS)
+        entity.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
         if not quiet:
-            entity._safe_hook("on_enter_space")
-            self._safe_hook("on_entity_enter_space", entity)
+            entity.run_hook("on_enter_space")
+            self.run_hook("on_entity_enter_space", entity)
 
-    def _restore_members(self, members: list[tuple[Entity, Vector3]]) -> None:
+    def restore_members(self, members: list[tuple[Entity, Vector3]]) -> None:
         """Put restored entities back, in order, with no hook, event or client message.
 
         Their clients are not attached yet, so entering one by one would only run AOI
@@ -143,7 +148,7 @@ class Space(Entity):
             for entity, _, _ in in_aoi:
                 entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
 
-    def _leave(self, entity: Entity, *, quiet: bool = False) -> None:
+    def remove_member(self, entity: Entity, *, quiet: bool = False) -> None:
         """Remove ``entity``: neighbours' destroys first, then the space's destroy."""
         aoi = self.aoi
         if aoi is not None and entity in aoi:
@@ -155,8 +160,8 @@ class Space(Entity):
         self.entities.pop(entity, None)
         entity.space = None
         if not quiet:
-            entity._safe_hook("on_leave_space", self)
-            self._safe_hook("on_entity_leave_space", entity)
+            entity.run_hook("on_leave_space", self)
+            self.run_hook("on_entity_leave_space", entity)
 
 
 def _on_enter_aoi(a: Entity, b: Entity) -> None:

@@ -48,7 +48,7 @@ logger = logging.getLogger("goworld.game")
 #: (method, args, fire_at wall-clock time, interval, repeat)
 TimerState = tuple[str, tuple[Any, ...], float, float, bool]
 
-#: Every instance field ``Entity._setup`` / ``Space._setup`` create, and where its value goes
+#: Every instance field ``Entity.bind_runtime`` / ``Space.bind_runtime`` create, and where its value goes
 #: in an :class:`EntityState` (a field name of the record) or why it needs no place there.
 #: Everything else in an entity's ``__dict__`` is the entity's own state (``fields``).
 #: A test compares this with a fresh entity and a fresh space: a new engine field must be
@@ -63,11 +63,11 @@ ENGINE_FIELDS: Mapping[str, str] = {
     "yaw": "yaw",
     "client": "client",
     "client_syncing": "client_syncing",
-    "_timers": "timers",
+    "timer_records": "timers",
     "interested_in": "not kept: rebuilt by the AOI when the entity enters its space",
     "_sync": "not kept: a rebuilt entity in a space is marked for a full position sync",
     "destroyed": "not kept: only live entities are captured",
-    "_destroying": "not kept: only live entities are captured",
+    "destroying": "not kept: only live entities are captured",
     "aoi": "aoi_distance",
     "entities": "not kept: a space's members are rebuilt from their own space_id",
 }
@@ -137,7 +137,7 @@ class EntityState:
             client=(client.client_id, client.gate_id, client.owner_id) if client is not None else None,
             client_syncing=entity.client_syncing,
             timers=[
-                (r.method, r.args, r.fire_at, r.interval, r.repeat) for r in entity._timers.values()
+                (r.method, r.args, r.fire_at, r.interval, r.repeat) for r in entity.timer_records.values()
             ],
             fields=fields,
             aoi_distance=aoi,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from goworld.errors import LocalProtocolError, RemoteProtocolError
-from goworld.proto import gwmsgpack
+from goworld.proto import gwmsgpack, positions
 from goworld.proto.dialect import Dialect
 from goworld.proto.framing import frame
 from goworld.proto.ids import ID_LENGTH
@@ -52,8 +52,8 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 #: One 1502 record after its EntityID, and the 12-message record: ``x, y, z, yaw`` float32.
-POSITION_RECORD = struct.Struct("<ffff")
-_RECORD = struct.Struct("<16sffff")
+POSITION_RECORD = positions.POSITION
+_RECORD = positions.RECORD
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
 Writer = Callable[[bytearray, Any], None]

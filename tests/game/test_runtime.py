@@ -32,9 +32,8 @@ import goworld
 from game import freeze
 from game.crontab import Crontab
 from game.handlers import GameHandlers
-from game.migration import Migration
 from game.runtime import GameRuntime
-from game.services import ServiceManager, shard_of_key
+from game.services import shard_of_key
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.entity import runtime as runtime_binding
 from goworld.entity.client import GameClient
@@ -284,9 +283,8 @@ class Harness:
             storage=storage,
             kvdb=kvdb,
             boot_entity="Account",
+            service_rng=FixedRandom(),
         )
-        self.rt.migration = Migration(self.rt)
-        self.rt.services = ServiceManager(self.rt, rng=FixedRandom())
         self.ready_calls = 0
         self.handlers = GameHandlers(self.rt, self._on_ready)
         # bare: no nil space yet (a runtime about to restore a freeze snapshot)
@@ -705,7 +703,7 @@ async def test_position_sync_batches_per_gate_to_the_gates_dispatcher() -> None:
 
     a.set_position((20, 0, 30))
     a.set_yaw(90)
-    assert a._sync == SYNC_OWN | SYNC_NEIGHBOURS
+    assert a.sync_flags == SYNC_OWN | SYNC_NEIGHBOURS
     assert h.rt._sync_dirty.count(a) == 1  # marked once
     h.rt.collect_syncs()
     syncs = h.of_type(MT.SYNC_POSITION_YAW_ON_CLIENTS)
@@ -714,7 +712,7 @@ async def test_position_sync_batches_per_gate_to_the_gates_dispatcher() -> None:
     # dispatcher (gate_id - 1) % D + 1
     assert by_gate[2] == (2, [(ca.client_id, a.id, (20, 0, 30, 90))])
     assert by_gate[3] == (3, [(cb.client_id, a.id, (20, 0, 30, 90))])
-    assert a._sync == 0
+    assert a.sync_flags == 0
     h.take()
     h.rt.collect_syncs()
     assert h.sent == []
@@ -792,7 +790,7 @@ async def test_sync_for_an_entity_without_client_syncing_is_ignored(h: Harness) 
     payload += b"\x01\x02\x03"  # a truncated trailing record
     h.handlers.handle(1, Envelope(msgtype=MT.SYNC_POSITION_YAW_FROM_CLIENT, payload=payload))
     assert a.position == Vector3(1, 2, 3) and a.yaw == 0
-    assert a._sync == 0
+    assert a.sync_flags == 0
     h.rt.collect_syncs()
     assert h.sent == []
 
@@ -933,7 +931,7 @@ async def test_add_timer_fires_repeatedly_by_method_name_until_cancelled(h: Harn
     seen = count(a, "tick")
     await asyncio.sleep(INTERVAL * 5)
     assert count(a, "tick") == seen
-    assert a._timers == {}
+    assert a.timer_records == {}
     a.cancel_timer(tid)  # cancelling twice is harmless
 
 
@@ -943,7 +941,7 @@ async def test_add_callback_fires_once(h: Harness) -> None:
     await _wait_for(lambda: count(a, "once") == 1)
     await asyncio.sleep(INTERVAL * 4)
     assert count(a, "once") == 1
-    assert a._timers == {}
+    assert a.timer_records == {}
 
 
 async def test_timers_stop_on_destroy(h: Harness) -> None:
@@ -1257,7 +1255,7 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     a.set_client_syncing(True)
     a.add_timer(60, "tick", "r")
     a.add_callback(30, "once")
-    due = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in a._timers.values()}
+    due = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in a.timer_records.values()}
     EVENTS.clear()
 
     real = await _migrate(src, dst, a, dst_space, (10, 0, 10))
@@ -1304,9 +1302,9 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     assert "on_migrate_in" in events_of(a.id)
     assert "on_created" not in events_of(a.id)
     # timers keep their due times
-    got = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in b._timers.values()}
+    got = {rec.method: (rec.fire_at, rec.interval, rec.repeat, rec.args) for rec in b.timer_records.values()}
     assert got == due
-    assert all(rec.handle is not None for rec in b._timers.values())
+    assert all(rec.handle is not None for rec in b.timer_records.values())
     # attributes changed on the target reach the client through the owner's dispatcher
     dst.take()
     b.attrs["level"] = 4
@@ -1425,9 +1423,9 @@ async def test_engine_fields_are_exactly_what_entities_and_spaces_set_up() -> No
     # rebuilt), or a freeze and a migration would save it as one of the entity's own fields.
     h = Harness()
     entity = Avatar.__new__(Avatar)
-    entity._setup(h.rt, h.rt.registry.get("Avatar"), new_entity_id())
+    entity.bind_runtime(h.rt, h.rt.registry.get("Avatar"), new_entity_id())
     space = MySpace.__new__(MySpace)
-    space._setup(h.rt, h.rt.registry.get("__space__"), new_entity_id())
+    space.bind_runtime(h.rt, h.rt.registry.get("__space__"), new_entity_id())
     assert set(vars(space)) == set(ENGINE_FIELDS)
     assert set(vars(entity)) == set(ENGINE_FIELDS) - {"aoi", "entities"}
     # every place named is a field of the record, and every field of the record is named

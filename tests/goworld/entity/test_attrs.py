@@ -730,7 +730,7 @@ def test_trusted_rebuild_equals_a_checked_build(data: st.DataObject) -> None:
     checked_rec, trusted_rec = Recorder(), Recorder()
     checked = MapAttr(value)
     checked.bind(checked_rec)
-    trusted = MapAttr._from_trusted(checked.to_builtin(), trusted_rec)
+    trusted = MapAttr.from_trusted(checked.to_builtin(), trusted_rec)
     assert strict_eq(trusted.to_builtin(), checked.to_builtin())
     assert [s[:3] + s[4:] for s in _shape(trusted)] == [s[:3] + s[4:] for s in _shape(checked)]
     assert all(s[3] is trusted_rec for s in _shape(trusted))

@@ -11,7 +11,19 @@
     ├── StorageError         a storage or KVDB backend failed (retried and reported)
     └── EntityError          misuse of the entity API
         ├── EntityNotFound
-        └── RPCNotExposed    a client called a method that is not declared for clients
+        ├── RPCNotExposed    a client called a method that is not declared for clients
+        └── RPCArgumentError     arguments that do not fit an RPC's signature (registry)
+
+Defined beside the code that raises them, in the same tree:
+
+    GoWorldError
+    ├── FieldsError          an entity's own fields cannot be captured (goworld.entity.state)
+    ├── FreezeError          a reload snapshot cannot be taken or read (game.freeze)
+    ├── GamePackageError     the game package does not load (game.loader)
+    │   └── HotSwapError     an in-place reload refused the new code (game.hotswap)
+    ├── GoToolchainMissing   no Go to build GoWorld's bot (goworld.gobot)
+    ├── BuildError           building GoWorld's programs failed (goworld.gobot)
+    └── BenchError           a benchmark scenario could not measure (goworld.bench)
 
 Decoders in :mod:`goworld.proto` raise only :class:`RemoteProtocolError` (or its subclass
 :class:`PacketTooLarge`) on malformed input; nothing else escapes them.

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goworld.config import ClusterConfig
+from goworld.errors import GoWorldError
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -87,11 +88,11 @@ _GO_FALLBACK = Path("/usr/local/go/bin/go")
 _INSTALL_HINT = "install Debian's golang-go (apt-get install -y golang-go; scripts/install-test-deps does)"
 
 
-class GoToolchainMissing(RuntimeError):
+class GoToolchainMissing(GoWorldError):
     """No ``go`` on PATH nor in /usr/local/go/bin."""
 
 
-class BuildError(RuntimeError):
+class BuildError(GoWorldError):
     """build-goworld failed (its output is in the message)."""
 
 

@@ -226,3 +226,29 @@ def test_game_tier_functions_are_short() -> None:
                     if lines > 60:
                         long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
     assert not long, "\n".join(long)
+
+
+def test_every_error_is_in_the_one_tree_and_documented() -> None:
+    """Each public exception class of the project descends from GoWorldError (directly or
+    through another of ours) and appears in goworld.errors' docstring tree."""
+    import goworld.errors
+
+    doc = goworld.errors.__doc__ or ""
+    ours = {"GoWorldError", *goworld.errors.__all__}
+    found: dict[str, list[str]] = {}
+    for path in _python_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                if any(b.endswith(("Error", "Exception")) or b in ours for b in bases):
+                    found[node.name] = bases
+    for name in found:
+        ours.add(name)
+    bad = [
+        f"{name}({', '.join(bases)})"
+        for name, bases in found.items()
+        if name != "GoWorldError" and not any(b in ours for b in bases)
+    ]
+    assert not bad, f"exceptions outside the GoWorldError tree: {bad}"
+    undocumented = sorted(name for name in found if f" {name} " not in doc and f" {name}\n" not in doc)
+    assert not undocumented, f"not in goworld/errors.py's tree: {undocumented}"

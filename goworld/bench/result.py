@@ -6,8 +6,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from goworld.errors import GoWorldError
 
-class BenchError(Exception):
+
+class BenchError(GoWorldError):
     """A scenario could not measure (a script failed, a cluster did not start...)."""
 
 

@@ -21,10 +21,62 @@ aiokcp's compiled ikcp core does the ARQ; this module moves its datagrams (PROTO
   Reed-Solomon parity shards compatible with klauspost/reedsolomon follow each group of 10, and
   received parity rebuilds lost data shards. ``fec=False`` speaks plain KCP (a kcp-go peer with
   0/0 shards). Unlike kcp-go we do not auto-detect the other framing: it is dropped and counted.
-* **Sessions** are created only by a server, only from a valid first segment of a data shard
-  (conv at offset 8), and at most ``max_sessions`` (10k) at once. A datagram with another conv
-  from a known address replaces that address's session when its ``sn`` is 0, as kcp-go does (a
-  client reconnecting from the same port); otherwise it is a stale straggler and is dropped.
+
+**Sessions exist only for addresses that proved they receive** (the return-routability check).
+UDP source addresses can be forged, and a KCP server that opened a session on any first datagram
+(as kcp-go does, and as this module did) sends a forged address the game's boot entity and
+retransmits it for 20 s: a reflection attack worth ~60x the bytes the attacker sent. So:
+
+1. A datagram from an address without a session (or with another conv, see below) opens
+   nothing. The server answers it with one **cookie**: a single KCP PUSH segment with
+   ``len = 0``, ``una = 0``, ``sn = 0xC0000000 | m1`` and ``ts = T + 2**30 + m2`` (32 bytes with
+   the FEC header, 24 without: never more than the smallest datagram that can trigger it, so the
+   reply to any datagram is at most as long as that datagram: an address that never proves
+   itself gets back at most 1x the bytes it sent, counted in UDP payload bytes). ``m1`` (30 bits)
+   and ``m2`` (29 bits) come from a keyed BLAKE2s MAC, under a random 128-bit key drawn when the
+   socket opens, of the source address, the client's conv and the epoch ``T // P`` (``T`` is our
+   millisecond clock at the start of the epoch, ``P`` is ``handshake_timeout``).
+2. An unmodified KCP client (kcp-go, or ikcp) treats it as a duplicate of data it already has:
+   its ``sn`` lies just before the client's ``rcv_nxt`` (0: the server has sent it nothing yet)
+   in 32-bit sequence arithmetic, yet inside ``rcv_nxt + rcv_wnd``, so the client drops the
+   (empty) payload and **acknowledges it, echoing** ``sn`` **and** ``ts`` **in an ACK segment**
+   (ikcp_input: ``ack_push(sn, ts)`` comes before the "already received" test). Nothing reaches
+   the client's application. The FEC data shard of the cookie uses seqid ``_COOKIE_SEQID``, far
+   behind the seqids of the real session's shards in kcp-go's sequence arithmetic and at a
+   data-shard position, so kcp-go's FEC decoder (and its shard-size auto-tuning in v5.6) never
+   mixes it into a real group.
+3. The session is created, and only then is the gate's protocol built and ``connection_made``
+   called, when a datagram from that address and conv carries an ACK echoing the cookie of the
+   current or the previous epoch (so a cookie is good for ``P`` to ``2P`` seconds).
+
+*Why a blind spoofer cannot pass*: the cookie is sent only to the address it names. Someone who
+forges that address does not receive it and must guess 59 bits of a MAC under a key they never
+see (one guess per datagram, 2**-59 each, within at most ``2P`` s); a cookie learned at the
+attacker's own address is bound to that address and conv and useless for any other, and it
+expires with its epoch. The cookie needs no server state, so a flood of first datagrams cannot
+exhaust anything: honest clients still get theirs.
+
+The cookie ACK is then fed to ikcp with the rest of its datagram, harmlessly: its ``sn`` is far
+outside the server's send window (ignored), and its ``ts`` lies 2**30 ms (12 days) in the
+future of our clock, so ikcp takes no RTT sample from it (``ikcp_input`` only measures
+``current - ts >= 0``). Late duplicate cookie ACKs do nothing either.
+
+**Unverified state**: a client may send data before the round trip completes (GoWorld's bot
+sends a 2001 heartbeat, or TLS its ClientHello). The server keeps a small *pending* record per
+address (its conv, when it began, and at most ``unverified_buffer`` bytes of distinct PUSH
+segments, fed to ikcp when the session opens) for ``handshake_timeout`` seconds, at most
+``max_unverified`` of them and ``max_unverified_per_address`` per IP. Over those caps the cookie
+is still sent but nothing is kept: the client's data is resent by KCP after verification (one
+retransmission timeout later). Verified sessions are capped at ``max_sessions`` in total and
+``max_sessions_per_address`` per IP (host, any port); a datagram from an address over a cap is
+dropped silently (no cookie either). Drops, expiries and bad cookies are counted in
+:class:`KCPStatistics` and summarised in one WARNING per ``log_interval`` seconds at most.
+
+* **Sessions** are created only by a server, only through the cookie round trip above. A
+  datagram with another conv from an address that has a session starts a handshake only when its
+  first segment has ``sn`` 0 (a client reconnecting from the same port, as kcp-go allows);
+  otherwise it is a stale straggler and is dropped. The old session is replaced only once the
+  new conv is verified, so a spoofer cannot reset an honest session either.
 * **Lifetime**: KCP (and kcp-go) has no close handshake: ``close()`` only stops us, after
   pending data is acknowledged (at most ``linger`` s); the peer notices by its own timeouts. We
   drop a session after ``dead_timeout`` (20 s) without any datagram while our data waits for an
@@ -40,6 +92,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import socket
@@ -71,9 +124,18 @@ Clock = Callable[[], int]  # milliseconds, any int: we mask it to uint32
 
 IKCP_OVERHEAD = 24
 _U32 = struct.Struct("<I")
-_CMD_PUSH, _CMD_WINS = 81, 84
+_SEGMENT = struct.Struct("<IBBHIIII")  # conv, cmd, frg, wnd, ts, sn, una, len
+_MAC = struct.Struct("<II")
+_COOKIE_INPUT = struct.Struct("<QI")  # epoch, conv
+_CMD_PUSH, _CMD_ACK, _CMD_WINS = 81, 82, 84
 _SN_OFFSET = 12
 _HOUSEKEEPING = 1.0  # longest time between timeout checks (the tick period when none is busy)
+#: Cookie segments: sn in [0xC0000000, 2**32), ts 2**30 ms ahead of the epoch's start (module doc).
+_COOKIE_SN = 0xC0000000
+_COOKIE_AHEAD = 1 << 30
+#: FEC seqid of cookie datagrams: a multiple of 13 (a data-shard slot for kcp-go's 10+3 groups),
+#: below kcp-go's seqid wrap (0xFFFFFFFF // 13 * 13) and 13,000 behind seqid 0 in 32-bit order.
+_COOKIE_SEQID = 0xFFFFFFFF // 13 * 13 - 13 * 1000
 
 _OPEN, _CLOSING, _CLOSED = range(3)
 
@@ -96,7 +158,13 @@ class KCPConfig:
     idle_timeout: float | None = 600.0  # s without any datagram from the peer (None: never)
     dead_timeout: float | None = 20.0  # s without any datagram while our data awaits an ACK
     linger: float = 5.0  # s that close() waits for queued data to be acknowledged
-    max_sessions: int = 10_000  # per server socket; further new addresses are dropped
+    max_sessions: int = 10_000  # verified sessions per server socket
+    max_sessions_per_address: int = 64  # verified sessions per source IP
+    max_unverified: int = 1_000  # pending handshakes kept (over it: cookie sent, nothing kept)
+    max_unverified_per_address: int = 16  # pending handshakes kept per source IP
+    handshake_timeout: float = 5.0  # s a pending handshake is kept; a cookie is good P..2P s
+    unverified_buffer: int = 4096  # bytes of PUSH segments kept per pending handshake
+    log_interval: float = 10.0  # s between two summaries of drops (one WARNING at most)
     socket_buffer: int = 1 << 20  # SO_RCVBUF / SO_SNDBUF asked for (the kernel may cap it)
     write_high_water: int = 1 << 20  # bytes queued in KCP before protocol.pause_writing()
 
@@ -111,7 +179,16 @@ class KCPStatistics:
     dropped_bad_flag: int = 0  # FEC flag neither 0xf1 nor 0xf2
     dropped_malformed: int = 0  # bad size field, bad first segment, or ikcp refused it
     dropped_unknown: int = 0  # no session for it (stray parity, foreign conv, client mode)
-    dropped_session_cap: int = 0
+    dropped_session_cap: int = 0  # from a new address while max_sessions are open
+    dropped_address_cap: int = 0  # from a new address whose IP has max_sessions_per_address
+    bytes_received: int = 0  # UDP payload bytes
+    bytes_sent: int = 0
+    cookies_sent: int = 0
+    bad_cookies: int = 0  # ACKs shaped like a cookie's that did not match
+    handshakes_verified: int = 0
+    unverified_kept: int = 0  # pending handshakes recorded
+    unverified_not_kept: int = 0  # over max_unverified(_per_address): cookie only
+    unverified_expired: int = 0  # pending handshakes never verified
     parity_received: int = 0
     fec_recovered: int = 0
     sessions_opened: int = 0
@@ -332,6 +409,42 @@ class KCPTransport(asyncio.Transport):
         return f"<KCPTransport {self.get_extra_info('peername')} conv={self.conv} {state}>"
 
 
+def _ip(addr: Address) -> Any:
+    """The part of a source address that per-address caps count (the host, any port)."""
+    return addr[0] if isinstance(addr, tuple) else addr
+
+
+def _walk(segment: bytes) -> list[tuple[int, int, int, int, int]] | None:
+    """``(cmd, ts, sn, start, end)`` of each KCP segment of a datagram, as ikcp_input reads
+    them (a tail shorter than a header is ignored); None if one is malformed or has another
+    conv than the first."""
+    out: list[tuple[int, int, int, int, int]] = []
+    size = len(segment)
+    first_conv = -1
+    offset = 0
+    while size - offset >= IKCP_OVERHEAD:
+        conv, cmd, _frg, _wnd, ts, sn, _una, length = _SEGMENT.unpack_from(segment, offset)
+        end = offset + IKCP_OVERHEAD + length
+        if end > size or not _CMD_PUSH <= cmd <= _CMD_WINS or first_conv not in (-1, conv):
+            return None
+        first_conv = conv
+        out.append((cmd, ts, sn, offset, end))
+        offset = end
+    return out
+
+
+class _Pending:
+    """An address that has been sent a cookie and has not answered yet (module doc)."""
+
+    __slots__ = ("conv", "since", "pushes", "buffered")
+
+    def __init__(self, conv: int, since: float) -> None:
+        self.conv = conv
+        self.since = since
+        self.pushes: dict[int, bytes] = {}  # sn -> the PUSH segment's bytes
+        self.buffered = 0
+
+
 class _Endpoint(asyncio.DatagramProtocol):
     """The DatagramProtocol of one UDP socket: demultiplexes, ticks and flushes its sessions."""
 
@@ -351,14 +464,25 @@ class _Endpoint(asyncio.DatagramProtocol):
         self._clock = clock or _ms_clock
         self._sessions: dict[tuple[Address, int], KCPTransport] = {}
         self._by_addr: dict[Address, KCPTransport] = {}
+        self._per_ip: dict[Any, int] = {}  # verified sessions per source IP
+        self._pending: dict[Address, _Pending] = {}  # in creation order
+        self._pending_per_ip: dict[Any, int] = {}
+        self._secret = secrets.token_bytes(16)
+        self._cookie_period = max(1, round(config.handshake_timeout * 1000))
+        self._cookie_size = IKCP_OVERHEAD + (8 if fec else 0)
         self._dirty: set[KCPTransport] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_fast = False
-        timeouts = [t / 4 for t in (config.idle_timeout, config.dead_timeout) if t]
+        timeouts = [
+            t / 4 for t in (config.idle_timeout, config.dead_timeout, config.handshake_timeout) if t
+        ]
         self._housekeeping = min([_HOUSEKEEPING, *timeouts])
         self._next_housekeeping = 0.0
+        self._noted: dict[str, int] = {}  # drops since the last summary, by kind
+        self._next_summary = 0.0
         self._transport: asyncio.DatagramTransport | None = None
+        self._sockname: Any = None
         self._closing = False
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
@@ -379,6 +503,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.sendto(data, addr)
             self.stats.datagrams_sent += 1
+            self.stats.bytes_sent += len(data)
 
     def mark_dirty(self, session: KCPTransport) -> None:
         self._dirty.add(session)
@@ -412,8 +537,25 @@ class _Endpoint(asyncio.DatagramProtocol):
             self._next_housekeeping = now + self._housekeeping
             for session in list(self._sessions.values()):
                 session._check_timeouts(now, self.config)
+            self._expire_pending(now)
+            if self._noted and now >= self._next_summary:
+                self._summarise(now)
         if self._transport is not None:
             self._schedule_tick()
+
+    def _note(self, kind: str) -> None:
+        self._noted[kind] = self._noted.get(kind, 0) + 1
+
+    def _summarise(self, now: float) -> None:
+        """One WARNING for every drop since the last one (at most one per ``log_interval``)."""
+        noted, self._noted = self._noted, {}
+        self._next_summary = now + self.config.log_interval
+        logger.warning(
+            "! KCP %s: %s (within %.0f s; totals in KCPServer.statistics())",
+            self._sockname,
+            ", ".join(f"{count} {kind}" for kind, count in noted.items()),
+            self.config.log_interval,
+        )
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -425,6 +567,9 @@ class _Endpoint(asyncio.DatagramProtocol):
     def _register(self, session: KCPTransport, protocol: asyncio.Protocol | None) -> KCPTransport:
         self._sessions[session._addr, session.conv] = session
         self._by_addr[session._addr] = session
+        if self._factory is not None:
+            ip = _ip(session._addr)
+            self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         self.stats.sessions_opened += 1
         if protocol is not None:
             session.set_protocol(protocol)
@@ -436,6 +581,13 @@ class _Endpoint(asyncio.DatagramProtocol):
         if self._sessions.get(key) is session:
             del self._sessions[key]
             self.stats.sessions_closed += 1
+            if self._factory is not None:
+                ip = _ip(session._addr)
+                left = self._per_ip.get(ip, 1) - 1
+                if left > 0:
+                    self._per_ip[ip] = left
+                else:
+                    self._per_ip.pop(ip, None)
         if self._by_addr.get(session._addr) is session:
             del self._by_addr[session._addr]
         self.busy.discard(session)
@@ -448,8 +600,14 @@ class _Endpoint(asyncio.DatagramProtocol):
     def sessions(self) -> tuple[KCPTransport, ...]:
         return tuple(self._sessions.values())
 
+    @property
+    def unverified(self) -> int:
+        return len(self._pending)
+
     def close(self) -> None:
         self._closing = True
+        self._pending.clear()
+        self._pending_per_ip.clear()
         if not self._sessions and self._transport is not None:
             self._transport.close()
         for session in list(self._sessions.values()):
@@ -459,6 +617,7 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._sockname = transport.get_extra_info("sockname")
         sock = transport.get_extra_info("socket")
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             with contextlib.suppress(OSError, AttributeError):
@@ -472,6 +631,8 @@ class _Endpoint(asyncio.DatagramProtocol):
             self._tick_handle.cancel()
         for session in list(self._sessions.values()):
             session._finish(exc or ConnectionAbortedError("KCP socket closed"))
+        if self._noted:
+            self._summarise(self.loop.time())
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -484,6 +645,7 @@ class _Endpoint(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         self.stats.datagrams_received += 1
+        self.stats.bytes_received += len(data)
         try:
             self._receive(data, None if self._factory is None else addr)
         except Exception:
@@ -531,41 +693,172 @@ class _Endpoint(asyncio.DatagramProtocol):
             return
         (conv,) = _U32.unpack_from(segment)
         session = self._by_addr.get(addr)
-        if session is not None and session.conv != conv:
-            if self._factory is None or self._closing or _U32.unpack_from(segment, _SN_OFFSET)[0]:
-                stats.dropped_unknown += 1
-                return
-            session._finish(ConnectionResetError("replaced by a new KCP conversation"))
-            session = None
-        if session is None:
-            session = self._accept(segment, addr, conv)
+        if session is not None and session.conv == conv:
+            session._input(segment, self.now_ms())
+        elif self._factory is None or self._closing:
+            stats.dropped_unknown += 1
+            return
+        else:
+            session = self._handshake(segment, addr, conv, len(data), session)
             if session is None:
                 return
-        else:
-            session._input(segment, self.now_ms())
         if session._decoder is not None and session._state != _CLOSED:
             self._recover(session, data, seqid, flag)
 
-    def _accept(self, segment: bytes, addr: Address, conv: int) -> KCPTransport | None:
+    # -- the return-routability check (module doc) -------------------------------------------
+
+    def _cookie(self, addr: Address, conv: int, epoch: int) -> tuple[int, int]:
+        """``(ts, sn)`` of the cookie for ``addr`` and ``conv`` in ``epoch``."""
+        mac = hashlib.blake2s(
+            _COOKIE_INPUT.pack(epoch & 0xFFFFFFFFFFFFFFFF, conv) + repr(addr).encode(),
+            key=self._secret,
+            digest_size=8,
+        ).digest()
+        high, low = _MAC.unpack(mac)
+        ts = (epoch * self._cookie_period + _COOKIE_AHEAD + (high & 0x1FFFFFFF)) & 0xFFFFFFFF
+        return ts, _COOKIE_SN | (low & 0x3FFFFFFF)
+
+    def _verified(
+        self, addr: Address, conv: int, segments: list[tuple[int, int, int, int, int]]
+    ) -> bool:
+        """Whether one of ``segments`` is an ACK echoing this or the last epoch's cookie."""
+        echoes = {
+            (ts, sn) for cmd, ts, sn, _, _ in segments if cmd == _CMD_ACK and sn >= _COOKIE_SN
+        }
+        if not echoes:
+            return False
+        epoch = self._clock() // self._cookie_period
+        if any(self._cookie(addr, conv, e) in echoes for e in (epoch, epoch - 1)):
+            return True
+        self.stats.bad_cookies += 1
+        self._note("bad cookies")
+        return False
+
+    def _over_cap(self, addr: Address, replacing: bool) -> bool:
+        """Whether a new session for ``addr`` would exceed max_sessions(_per_address)."""
+        config = self.config
+        if len(self._sessions) - replacing >= config.max_sessions:
+            self.stats.dropped_session_cap += 1
+            self._note(f"datagrams dropped: {config.max_sessions} sessions open")
+            return True
+        if self._per_ip.get(_ip(addr), 0) - replacing >= config.max_sessions_per_address:
+            self.stats.dropped_address_cap += 1
+            self._note(f"datagrams dropped: {config.max_sessions_per_address} sessions from one IP")
+            return True
+        return False
+
+    def _handshake(
+        self, segment: bytes, addr: Address, conv: int, size: int, existing: KCPTransport | None
+    ) -> KCPTransport | None:
+        """A datagram from an address without a session for ``conv``: open the session if it
+        echoes our cookie, else keep (a little of) it and answer with a cookie."""
         stats = self.stats
-        if self._factory is None or self._closing:
-            stats.dropped_unknown += 1
-            return None
-        if len(self._sessions) >= self.config.max_sessions:
-            stats.dropped_session_cap += 1
-            return None
-        if not _CMD_PUSH <= segment[4] <= _CMD_WINS:
+        segments = _walk(segment)
+        if not segments:
             stats.dropped_malformed += 1
             return None
+        if self._verified(addr, conv, segments):
+            if self._over_cap(addr, existing is not None):
+                return None
+            return self._open(segment, addr, conv, existing)
+        if existing is not None and segments[0][2] != 0:
+            stats.dropped_unknown += 1  # a straggler of an older conversation from this port
+            return None
+        if self._over_cap(addr, existing is not None):
+            return None
+        pending = self._pending.get(addr)
+        if pending is None or pending.conv != conv:
+            pending = self._keep(addr, conv, pending)
+        if pending is not None:
+            budget = self.config.unverified_buffer
+            for cmd, _ts, sn, start, end in segments:
+                if (
+                    cmd == _CMD_PUSH
+                    and sn not in pending.pushes
+                    and pending.buffered + end - start <= budget
+                ):
+                    pending.pushes[sn] = segment[start:end]
+                    pending.buffered += end - start
+        if size >= self._cookie_size:  # always true for a datagram that got here
+            self._send_cookie(addr, conv)
+        return None
+
+    def _keep(self, addr: Address, conv: int, old: _Pending | None) -> _Pending | None:
+        """A new pending record for ``addr`` (replacing ``old``), or None over the caps."""
+        ip = _ip(addr)
+        if old is not None:
+            self._drop_pending(addr)
+        config = self.config
+        if (
+            len(self._pending) >= config.max_unverified
+            or self._pending_per_ip.get(ip, 0) >= config.max_unverified_per_address
+        ):
+            self.stats.unverified_not_kept += 1
+            self._note("handshakes over the unverified caps (cookie sent, data not kept)")
+            return None
+        pending = self._pending[addr] = _Pending(conv, self.loop.time())
+        self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
+        self.stats.unverified_kept += 1
+        return pending
+
+    def _drop_pending(self, addr: Address) -> _Pending | None:
+        pending = self._pending.pop(addr, None)
+        if pending is not None:
+            ip = _ip(addr)
+            left = self._pending_per_ip.get(ip, 1) - 1
+            if left > 0:
+                self._pending_per_ip[ip] = left
+            else:
+                self._pending_per_ip.pop(ip, None)
+        return pending
+
+    def _expire_pending(self, now: float) -> None:
+        deadline = now - self.config.handshake_timeout
+        expired = 0
+        for addr, pending in list(self._pending.items()):
+            if pending.since > deadline:
+                break  # the dict is in creation order
+            self._drop_pending(addr)
+            expired += 1
+        if expired:
+            self.stats.unverified_expired += expired
+            self._noted["handshakes never verified"] = (
+                self._noted.get("handshakes never verified", 0) + expired
+            )
+
+    def _send_cookie(self, addr: Address, conv: int) -> None:
+        ts, sn = self._cookie(addr, conv, self._clock() // self._cookie_period)
+        wnd = min(self.config.receive_window, 0xFFFF)
+        cookie = _SEGMENT.pack(conv, _CMD_PUSH, 0, wnd, ts, sn, 0, 0)
+        if self.fec:
+            cookie = DATA_HEADER.pack(_COOKIE_SEQID, TYPE_DATA, len(cookie) + 2) + cookie
+        self.sendto(cookie, addr)
+        self.stats.cookies_sent += 1
+
+    def _open(
+        self, segment: bytes, addr: Address, conv: int, existing: KCPTransport | None
+    ) -> KCPTransport | None:
+        """The verified session: ikcp gets the kept PUSH segments, then this datagram."""
+        stats = self.stats
+        pending = self._drop_pending(addr)
         session = KCPTransport(self, addr, conv)
-        try:  # a session exists only once ikcp accepted its first datagram
-            session._kcp.update(self.now_ms())
-            session._kcp.receive(segment)
+        kcp = session._kcp
+        kcp.update(self.now_ms())
+        kept = (
+            sorted(pending.pushes.items()) if pending is not None and pending.conv == conv else []
+        )
+        for _sn, push in kept:
+            with contextlib.suppress(KCPException):
+                kcp.receive(push)
+        try:
+            kcp.receive(segment)
         except KCPException:
             stats.dropped_malformed += 1
-            return None
+        if existing is not None:
+            existing._finish(ConnectionResetError("replaced by a new KCP conversation"))
+        stats.handshakes_verified += 1
         try:
-            self._register(session, self._factory())
+            self._register(session, self._factory() if self._factory is not None else None)
         except Exception:
             logger.exception("! KCP protocol factory failed for %s", addr)
             session._finish(None)
@@ -590,7 +883,13 @@ class KCPServer:
 
     @property
     def sessions(self) -> tuple[KCPTransport, ...]:
+        """The verified sessions."""
         return self._endpoint.sessions
+
+    @property
+    def unverified(self) -> int:
+        """Pending handshakes kept (addresses sent a cookie that have not echoed it yet)."""
+        return self._endpoint.unverified
 
     def statistics(self) -> KCPStatistics:
         return replace(self._endpoint.stats)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -19,6 +20,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -203,6 +205,60 @@ def kcp_segment(conv: int, sn: int = 0, payload: bytes = b"hi", cmd: int = 81) -
 
 def data_shard(segment: bytes, seqid: int = 0) -> bytes:
     return DATA_HEADER.pack(seqid, TYPE_DATA, len(segment) + 2) + segment
+
+
+def ack_segment(conv: int, ts: int, sn: int) -> bytes:
+    """A KCP ACK echoing ``ts`` and ``sn``, as a KCP client acknowledges a segment."""
+    return struct.pack("<IBBHIIII", conv, 82, 0, 128, ts, sn, 0, 0)
+
+
+def udp_socket(host: str = "127.0.0.1") -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    s.bind((host, 0))
+    return s
+
+
+def drain(sock: socket.socket) -> list[bytes]:
+    """Every datagram waiting on a non-blocking socket."""
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(65536))
+        except BlockingIOError:
+            return out
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``condition`` (the timeout only stops a hung test; nothing is timed)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def receive_cookie(sock: socket.socket, fec: bool = True) -> tuple[int, int]:
+    """The ``(ts, sn)`` of the next cookie the server sends back (other datagrams, such as an
+    older session's retransmissions, are skipped)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        datagram = await asyncio.wait_for(loop.sock_recv(sock, 2048), 10)
+        segment = datagram[8:] if fec else datagram
+        if len(segment) != 24:
+            continue
+        _conv, cmd, _frg, _wnd, ts, sn, una, length = struct.unpack("<IBBHIIII", segment)
+        if cmd == 81 and sn >= 0xC0000000:
+            assert (una, length) == (0, 0)
+            return ts, sn
+
+
+async def handshake(
+    sock: socket.socket, address: tuple[str, int], conv: int, payload: bytes = b"hi"
+) -> bool:
+    """Send a first segment, echo the cookie back: the return-routability round trip."""
+    sock.sendto(data_shard(kcp_segment(conv, payload=payload)), address)
+    ts, sn = await receive_cookie(sock)
+    sock.sendto(data_shard(ack_segment(conv, ts, sn)), address)
+    return True
 
 
 # -- FEC -----------------------------------------------------------------------------------------
@@ -448,21 +504,31 @@ async def test_garbage_never_crashes_nor_creates_sessions() -> None:
     assert stats.dropped_short >= 9 and stats.dropped_bad_flag > 400
     assert stats.parity_received >= 50 and stats.dropped_malformed >= 3
 
-    # the session cap holds against a flood of valid first segments from new addresses
-    flood = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(20)]
-    for n, s in enumerate(flood):
+    # the session cap holds against valid handshakes from new addresses; over it, no cookie
+    flood = [udp_socket() for _ in range(20)]
+    for n, s in enumerate(flood[:5]):
+        assert await handshake(s, server.address, 1000 + n)
+    await wait_until(lambda: len(server.sessions) == 5)
+    for n, s in enumerate(flood[5:], 5):
         s.sendto(data_shard(kcp_segment(1000 + n)), server.address)
-    await asyncio.sleep(0.2)
-    assert len(server.sessions) == 5
-    assert server.statistics().dropped_session_cap == 15
+    await wait_until(lambda: server.statistics().dropped_session_cap == 15)
+    assert all(drain(s) == [] for s in flood[5:])
+    for s in flood[:5]:
+        drain(s)  # the sessions' ACKs and echoes
+    assert len(server.sessions) == 5 and server.unverified == 0
 
-    # a new conv from a known address replaces its session (sn 0), a straggler (sn > 0) does not
+    # a new conv from a known address replaces its session (sn 0), a straggler (sn > 0) does
+    # not, and the old session lives until the new conv has echoed its cookie
     first = Echo.instances[0]
+    before = server.statistics().dropped_unknown
     flood[0].sendto(data_shard(kcp_segment(77, sn=5)), server.address)
-    await asyncio.sleep(0.05)
-    assert not first.lost.done()
+    await wait_until(lambda: server.statistics().dropped_unknown == before + 1)
     flood[0].sendto(data_shard(kcp_segment(77)), server.address)
+    cookie = await receive_cookie(flood[0])
+    assert not first.lost.done()
+    flood[0].sendto(data_shard(ack_segment(77, *cookie)), server.address)
     assert isinstance(await asyncio.wait_for(first.lost, 2), ConnectionResetError)
+    await wait_until(lambda: 77 in {t.conv for t in server.sessions})
     assert sorted(t.conv for t in server.sessions) == [77, 1001, 1002, 1003, 1004]
 
     for s in [sock, *flood]:
@@ -595,3 +661,242 @@ async def test_python_client_to_kcp_go_server(fec: bool) -> None:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+# -- return routability: no session, and no more bytes back, before an address proves it
+# receives (issue 14) --------------------------------------------------------------------------
+
+
+class Greeter(asyncio.Protocol):
+    """Like the gate: on connection_made, sends a few KB at once (GoWorld's boot entity)."""
+
+    made: list[Greeter]
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        Greeter.made.append(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(bytes(3000))
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+
+async def greeter_server(**config: object) -> KCPServer:
+    Greeter.made = []
+    settings: dict[str, object] = {"linger": 0.2, "log_interval": 3600.0, **config}
+    return await start_kcp_server(Greeter, "127.0.0.1", 0, config=KCPConfig(**settings))  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_spoofed_flood_gets_back_at_most_what_it_sent_and_opens_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """1,000 one-datagram handshakes (each also "retransmitted" once, and a 600-byte first
+    flight on some) from 250 sockets on 50 addresses that never read: nothing reaches the
+    protocol, each address gets back at most the bytes it sent, the pending state stays under
+    its caps and expires, drops are summarised in at most two log lines, and an honest client
+    connects in the middle of it all."""
+    caplog.set_level(logging.WARNING, logger="goworld.net.kcp")
+    server = await greeter_server(
+        handshake_timeout=1.0, max_unverified=100, max_unverified_per_address=4
+    )
+    endpoint = server._endpoint  # type: ignore[attr-defined]
+    flood_seen = [0]  # datagrams the server has read from the flood's addresses
+    real_datagram_received = endpoint.datagram_received
+
+    def counting(data: bytes, addr: tuple[str, int]) -> None:
+        flood_seen[0] += addr[0] != "127.0.0.1"
+        real_datagram_received(data, addr)
+
+    endpoint.datagram_received = counting
+    hosts = [f"127.0.0.{i}" for i in range(2, 52)]
+    socks = [udp_socket(host) for host in hosts for _ in range(5)]
+    sent: dict[tuple[str, int], int] = {}
+    count = 0
+    worst_pending_per_ip = 0
+    try:
+        for round_ in range(4):
+            for n, s in enumerate(socks):
+                conv = 1 + round_ * 1000 + n
+                payload = b"\x02\x00\x00\x00\xd1\x07" if n % 3 else bytes(600)
+                datagram = data_shard(kcp_segment(conv, payload=payload))
+                for _ in range(2):  # the first flight and one retransmission
+                    s.sendto(datagram, server.address)
+                    sent[s.getsockname()] = sent.get(s.getsockname(), 0) + len(datagram)
+                    count += 1
+                if n % 10 == 9:  # let the server read before the socket buffer overflows
+                    await wait_until(lambda: flood_seen[0] == count)  # noqa: B023
+                    assert server.unverified <= 100
+                    per_ip = endpoint._pending_per_ip.values()
+                    worst_pending_per_ip = max(worst_pending_per_ip, *per_ip, 0)
+            if round_ == 1:  # an honest client, in the middle of the flood
+                transport, client = await connect(server)
+                transport.write(b"ping")
+                await client.wait_for_size(3000)
+                await wait_until(lambda: bytes(Greeter.made[0].received) == b"ping")
+                transport.abort()
+        await wait_until(lambda: flood_seen[0] == count)
+        stats = server.statistics()
+        assert stats.unverified_not_kept > 0 and stats.unverified_kept > 0
+        assert worst_pending_per_ip <= 4
+        await wait_until(lambda: server.unverified == 0)  # they expire (handshake_timeout)
+
+        # only the honest client's session ever reached a protocol
+        assert len(Greeter.made) == 1
+        stats = server.statistics()
+        assert stats.handshakes_verified == 1 and stats.sessions_opened == 1
+        assert stats.cookies_sent >= count + 1  # every flood datagram, and the honest one
+        back: dict[tuple[str, int], int] = {}
+        for s in socks:
+            back[s.getsockname()] = sum(map(len, drain(s)))
+        for address, received in sent.items():
+            assert back[address] <= received, address
+        for host in hosts:
+            host_back = sum(v for (h, _), v in back.items() if h == host)
+            assert 0 < host_back <= sum(v for (h, _), v in sent.items() if h == host)
+        assert sum(back.values()) == 32 * count  # one 32-byte cookie per datagram, no more
+    finally:
+        for s in socks:
+            s.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+    summaries = [r for r in caplog.records if r.name == "goworld.net.kcp" and r.levelno >= logging.WARNING]
+    assert 1 <= len(summaries) <= 2, [r.getMessage() for r in summaries]
+    assert "over the unverified caps" in " ".join(r.getMessage() for r in summaries)
+
+
+@pytest.mark.asyncio
+async def test_cookies_are_bound_to_address_conv_and_epoch() -> None:
+    """Wrong guesses, another address's cookie, another conv's cookie and a cookie two epochs
+    old open nothing; the previous epoch's cookie still does."""
+    now = [10_000_000]
+    server = await start_kcp_server(
+        Greeter, "127.0.0.1", 0, clock=lambda: now[0], config=KCPConfig(linger=0.2)
+    )
+    Greeter.made = []
+    a, b = udp_socket(), udp_socket("127.0.0.2")
+    try:
+        a.sendto(data_shard(kcp_segment(5)), server.address)
+        ts, sn = await receive_cookie(a)
+        assert 2**30 - 5000 <= (ts - now[0]) % 2**32 <= 2**30 + 2**29  # ahead: no RTT sample
+        rng = random.Random(9)
+        for _ in range(200):  # blind guesses
+            guess = (rng.getrandbits(32), 0xC0000000 | rng.getrandbits(30))
+            a.sendto(data_shard(ack_segment(5, *guess)), server.address)
+        b.sendto(data_shard(ack_segment(5, ts, sn)), server.address)  # replayed elsewhere
+        a.sendto(data_shard(ack_segment(6, ts, sn)), server.address)  # for another conv
+        await wait_until(lambda: server.statistics().datagrams_received == 203)
+        assert server.statistics().bad_cookies == 202
+        drain(b)  # (a bad echo is answered like any first datagram: with a cookie)
+        assert Greeter.made == [] and server.sessions == ()
+
+        now[0] += 5000  # the next epoch: the cookie is still good
+        a.sendto(data_shard(ack_segment(5, ts, sn)), server.address)
+        await wait_until(lambda: len(Greeter.made) == 1)
+        assert server.sessions[0].get_extra_info("peername") == a.getsockname()
+
+        b.sendto(data_shard(kcp_segment(7)), server.address)
+        old = await receive_cookie(b)
+        now[0] += 10_000  # two epochs later: too old
+        b.sendto(data_shard(ack_segment(7, *old)), server.address)
+        await wait_until(lambda: server.statistics().bad_cookies == 203)
+        assert len(Greeter.made) == 1
+    finally:
+        a.close()
+        b.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+
+
+@pytest.mark.asyncio
+async def test_data_sent_before_the_cookie_round_trip_is_kept_within_bounds() -> None:
+    server = await greeter_server(max_unverified=1, unverified_buffer=100)
+    a, b = udp_socket(), udp_socket("127.0.0.2")
+    try:
+        # kept: the session's protocol gets it with no retransmission
+        a.sendto(data_shard(kcp_segment(1, payload=b"hello")), server.address)
+        a.sendto(data_shard(kcp_segment(1, sn=1, payload=bytes(90))), server.address)  # over budget
+        ts, sn = await receive_cookie(a)
+        assert server.unverified == 1
+        b.sendto(data_shard(kcp_segment(2, payload=b"lost")), server.address)  # over max_unverified
+        cookie_b = await receive_cookie(b)
+        assert server.statistics().unverified_not_kept == 1
+        a.sendto(data_shard(ack_segment(1, ts, sn)), server.address)
+        await wait_until(lambda: len(Greeter.made) == 1)
+        assert bytes(Greeter.made[0].received) == b"hello"
+        assert server.unverified == 0
+
+        # not kept: the session opens empty and KCP's retransmission brings the data
+        b.sendto(data_shard(ack_segment(2, *cookie_b)), server.address)
+        await wait_until(lambda: len(Greeter.made) == 2)
+        assert Greeter.made[1].received == b""
+        b.sendto(data_shard(kcp_segment(2, payload=b"lost")), server.address)
+        await wait_until(lambda: bytes(Greeter.made[1].received) == b"lost")
+    finally:
+        a.close()
+        b.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+
+
+@pytest.mark.asyncio
+async def test_sessions_are_capped_per_address() -> None:
+    server = await greeter_server(max_sessions_per_address=3)
+    socks = [udp_socket() for _ in range(5)]
+    other = udp_socket("127.0.0.2")
+    try:
+        for conv, s in enumerate(socks[:3], 1):
+            await handshake(s, server.address, conv)
+        await wait_until(lambda: len(server.sessions) == 3)
+        for conv, s in enumerate(socks[3:], 4):
+            s.sendto(data_shard(kcp_segment(conv)), server.address)
+        await wait_until(lambda: server.statistics().dropped_address_cap == 2)
+        assert [drain(s) for s in socks[3:]] == [[], []]  # dropped silently: not even a cookie
+        await handshake(other, server.address, 9)  # another address is not affected
+        await wait_until(lambda: len(server.sessions) == 4)
+        Greeter.made[0].transport.abort()  # a slot frees up
+        socks[3].sendto(data_shard(kcp_segment(4)), server.address)
+        await receive_cookie(socks[3])
+    finally:
+        for s in [*socks, other]:
+            s.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)
+
+
+@pytest.mark.asyncio
+async def test_kcp_go_client_connects_during_a_spoofed_flood() -> None:
+    """The unverified caps are full of spoofed handshakes: kcp-go's client still gets its
+    cookie, echoes it unmodified, and its session works."""
+    peer = require_kcp_peer()
+    server = await echo_server(
+        config=KCPConfig(linger=0.5, max_unverified=10, max_unverified_per_address=2)
+    )
+    socks = [udp_socket(f"127.0.0.{2 + i // 4}") for i in range(40)]
+    for n, s in enumerate(socks):
+        s.sendto(data_shard(kcp_segment(100 + n)), server.address)
+    await wait_until(lambda: server.statistics().datagrams_received == 40)
+    assert server.unverified == 10
+    host, port = server.address
+    proc = await asyncio.create_subprocess_exec(
+        str(peer), "client", "-addr", f"{host}:{port}", "-n", "100", "-size", "2000",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 25)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for s in socks:
+            s.close()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().startswith("OK ")
+    stats = server.statistics()
+    assert stats.handshakes_verified == 1 and len(Echo.instances) == 1
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 10)

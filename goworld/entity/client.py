@@ -15,8 +15,10 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from goworld.proto import codec
+from goworld.proto.codec import encode_body, encode_routing_header
 from goworld.proto.msgtypes import MsgType
+
+_MT = MsgType
 
 __all__ = [
     "GameClient",
@@ -24,10 +26,8 @@ __all__ = [
     "destroy_body",
     "call_body",
     "header",
-    "FOUR_F32",
 ]
 
-FOUR_F32 = struct.Struct("<ffff")
 _U16 = struct.Struct("<H")
 
 
@@ -42,7 +42,7 @@ class GameClient:
         self.owner_id = owner_id
         #: the id as wire bytes, and ``u16 gateid + ClientID``: built once, used per message
         self.id_bytes = client_id.encode("latin-1")
-        self._route = _U16.pack(gate_id) + self.id_bytes
+        self._route = encode_routing_header(gate_id, client_id)
 
     def __repr__(self) -> str:
         return f"<GameClient {self.client_id} gate{self.gate_id} owner {self.owner_id}>"
@@ -73,45 +73,17 @@ def create_body(
     yaw: float,
     client_data: dict[str, Any],
 ) -> bytes:
-    out = bytearray(b"\x01" if is_player else b"\x00")
-    codec.write_entity_id(out, entity_id)
-    codec.write_varstr(out, type_name)
-    out += FOUR_F32.pack(x, y, z, yaw)
-    codec.write_data(out, client_data)
-    return bytes(out)
+    return encode_body(_MT.CREATE_ENTITY_ON_CLIENT, is_player, entity_id, type_name, x, y, z, yaw, client_data)
 
 
 def destroy_body(type_name: str, entity_id: str) -> bytes:
-    out = bytearray()
-    codec.write_varstr(out, type_name)
-    codec.write_entity_id(out, entity_id)
-    return bytes(out)
+    return encode_body(_MT.DESTROY_ENTITY_ON_CLIENT, type_name, entity_id)
 
 
 def call_body(entity_id: str, method: str, args: tuple[Any, ...] | list[Any]) -> bytes:
-    out = bytearray()
-    codec.write_entity_id(out, entity_id)
-    codec.write_varstr(out, method)
-    codec.write_args(out, args)
-    return bytes(out)
+    return encode_body(_MT.CALL_ENTITY_METHOD_ON_CLIENT, entity_id, method, args)
 
 
 def attr_body(msgtype: int, entity_id: str, path: Any, *rest: Any) -> bytes:
-    """Body of 1004–1008 and 1012: ``EntityID + Data path`` then the type's own fields."""
-    out = bytearray()
-    codec.write_entity_id(out, entity_id)
-    codec.write_data(out, list(path) if path is not None else None)
-    if msgtype in (MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT, MsgType.NOTIFY_MAP_ATTR_DEL_ON_CLIENT):
-        codec.write_varstr(out, rest[0])
-        if msgtype == MsgType.NOTIFY_MAP_ATTR_CHANGE_ON_CLIENT:
-            codec.write_data(out, rest[1])
-    elif msgtype == MsgType.NOTIFY_LIST_ATTR_CHANGE_ON_CLIENT:
-        out += struct.pack("<I", rest[0])
-        codec.write_data(out, rest[1])
-    elif msgtype == MsgType.NOTIFY_LIST_ATTR_APPEND_ON_CLIENT:
-        codec.write_data(out, rest[0])
-    return bytes(out)
-
-
-def u16(value: int) -> bytes:
-    return _U16.pack(value)
+    """Body of 1004-1008 and 1012: ``EntityID + Data path`` then the type's own fields."""
+    return encode_body(msgtype, entity_id, list(path) if path is not None else None, *rest)

@@ -24,7 +24,9 @@ from goworld.proto.framing import frame
 from goworld.proto.ids import ID_LENGTH
 from goworld.proto.messages import (
     MESSAGE_CLASSES,
+    ROUTING_HEADER,
     CallFilteredClients,
+    Layout,
     Message,
     PositionRecord,
 )
@@ -45,6 +47,8 @@ __all__ = [
     "read_entity_id",
     "write_entity_id",
     "POSITION_RECORD",
+    "encode_body",
+    "encode_routing_header",
 ]
 
 _U8 = struct.Struct("<B")
@@ -320,6 +324,69 @@ def encode_payload(msg: Message, dialect: Dialect = Dialect.HEAD) -> bytes:
     for name, write in writers:
         write(out, getattr(msg, name))
     return bytes(out)
+
+
+#: fixed-width kinds as struct codes: a run of them is packed by one Struct
+_FIXED_CODES = {"u8": "B", "bool": "?", "u16": "H", "u32": "I", "f32": "f"}
+# One step of a compiled layout: (struct pack, first value, end) for a run of fixed-width
+# values, or (writer, index, 0) for one value.
+_Step = tuple[Callable[..., Any], int, int]
+
+
+def _compile(layout: Layout) -> tuple[_Step, ...]:
+    """A layout as steps, consecutive fixed-width fields merged into one ``struct`` pack."""
+    steps: list[_Step] = []
+    run, start = "", 0
+    for index, (_, kind) in enumerate(layout):
+        if kind in _FIXED_CODES:
+            if not run:
+                start = index
+            run += _FIXED_CODES[kind]
+            continue
+        if run:
+            steps.append((struct.Struct("<" + run).pack, start, index))
+            run = ""
+        steps.append((_WRITERS[kind], index, 0))
+    if run:
+        steps.append((struct.Struct("<" + run).pack, start, len(layout)))
+    return tuple(steps)
+
+
+#: client-bound types -> their compiled body after the routing header (HEAD layouts)
+_BODY_STEPS: dict[int, tuple[tuple[_Step, ...], int]] = {
+    msgtype: (_compile(cls.LAYOUT[len(ROUTING_HEADER) :]), len(cls.LAYOUT) - len(ROUTING_HEADER))
+    for msgtype, cls in MESSAGE_CLASSES.items()
+    if cls.LAYOUT[: len(ROUTING_HEADER)] == ROUTING_HEADER
+}
+_HEADER_STEPS = (_compile(ROUTING_HEADER), len(ROUTING_HEADER))
+
+
+def _write_values(compiled: tuple[tuple[_Step, ...], int], values: tuple[Any, ...], what: object) -> bytes:
+    steps, count = compiled
+    if len(values) != count:
+        raise LocalProtocolError(f"{what}: {len(values)} values for {count} fields")
+    out = bytearray()
+    try:
+        for fn, first, end in steps:
+            if end:
+                out += fn(*values[first:end])
+            else:
+                fn(out, values[first])
+    except (struct.error, OverflowError) as exc:
+        raise LocalProtocolError(f"{what}: {exc}") from exc
+    return bytes(out)
+
+
+def encode_routing_header(gate_id: int, client_id: str) -> bytes:
+    """``u16 gateid + ClientID``: what a game puts before each client-bound body."""
+    return _write_values(_HEADER_STEPS, (gate_id, client_id), "routing header")
+
+
+def encode_body(msgtype: int, *values: Any) -> bytes:
+    """The body of a client-bound message after its routing header, field by field as its
+    class's ``LAYOUT`` says (HEAD dialect: the gate adapts it for older clients). A game
+    encodes a body once and sends it to many clients, each with its own header."""
+    return _write_values(_BODY_STEPS[msgtype], values, msgtype)
 
 
 def encode(msg: Message, dialect: Dialect = Dialect.HEAD) -> bytes:

@@ -47,10 +47,13 @@ __all__ = [
     "SyncPositionYawOnClients",
     "PositionRecord",
     "MESSAGE_CLASSES",
+    "ROUTING_HEADER",
 ]
 
 Layout = tuple[tuple[str, str], ...]
-_H: Layout = (("gate_id", "u16"), ("client_id", "eid"))
+#: The "H" routing header of every client-bound message (1002-1012): the gate reads it.
+ROUTING_HEADER: Layout = (("gate_id", "u16"), ("client_id", "eid"))
+_H = ROUTING_HEADER
 
 
 class FilterOp(IntEnum):

@@ -5,7 +5,11 @@ gate of ``goworld.ini``, one at a time, each confirmed by the start tag in its l
 processes run detached (``python -m dispatcher|game|gate``) with the ini's directory as their
 working directory, so log files land there. The CLI keeps its bookkeeping in ``.goworld/``
 next to the ini: one pid file per process, the running game package, and each process's
-stderr (where a crash before logging starts would show). ``stop`` sends SIGTERM to gates,
+stderr. A process started here writes its log records to its log file only (the CLI tells it
+its stderr is captured: ``runctl.stderr_is_captured``), so its stderr holds what is not a log
+record: a crash's traceback, Python warnings. ``start`` first rotates every log file and stderr
+capture of the previous run (``game1.log`` -> ``game1.log.1`` ..., ``log_backups``
+generations) instead of erasing them. ``stop`` sends SIGTERM to gates,
 then games (which save every persistent entity), then dispatchers, waiting for each.
 Every file name, flag, signal and tag the CLI and the processes share is defined once, in
 ``goworld.runctl``.
@@ -65,6 +69,7 @@ class Proc:
     role: str
     id: int
     log_file: Path
+    backups: int = 0  # log_backups: generations of its log and stderr kept by start
 
     @property
     def name(self) -> str:
@@ -81,7 +86,7 @@ class Cluster:
 
     def procs(self, role: str) -> list[Proc]:
         table = {"dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates}[role]
-        return [Proc(role, pid, self.root / c.log_file) for pid, c in table.items()]
+        return [Proc(role, pid, self.root / c.log_file, c.log_backups) for pid, c in table.items()]
 
     def all_procs(self) -> list[Proc]:
         return self.procs("dispatcher") + self.procs("game") + self.procs("gate")
@@ -109,10 +114,22 @@ class Cluster:
     def app(self) -> str | None:
         return runctl.read_cluster_app(self.run_dir)
 
-    def spawn(self, proc: Proc, app: Path | None, extra: Sequence[str] = (), *, truncate: bool = True) -> int:
+    def rotate_logs(self) -> None:
+        """Keep the previous run's log files and stderr captures as ``.1``, ``.2``... (each
+        process's ``log_backups``; GoWorld truncates them). Before anything starts: processes
+        may share a log file."""
         self.run_dir.mkdir(exist_ok=True)
-        if truncate and proc.log_file.exists():
-            proc.log_file.write_text("")  # GoWorld truncates logs on start
+        backups: dict[Path, int] = {}
+        for proc in self.all_procs():
+            backups[proc.log_file] = max(backups.get(proc.log_file, 0), proc.backups)
+            backups[self.file(proc, ProcFile.STDERR)] = proc.backups
+        for path, n in backups.items():
+            runctl.rotate(path, n)
+
+    def spawn(self, proc: Proc, app: Path | None, extra: Sequence[str] = ()) -> int:
+        """Start ``proc`` detached; its stderr is appended to ``.goworld/<name>.stderr`` (a
+        reload's standby shares it with the game it replaces)."""
+        self.run_dir.mkdir(exist_ok=True)
         game_app = app if proc.role == "game" else None
         static = None
         if proc.role == "gate" and app is not None and (app / "web").is_dir():
@@ -124,7 +141,8 @@ class Cluster:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")) if p
         )
-        with open(self.file(proc, ProcFile.STDERR), "wb") as stderr:
+        with open(self.file(proc, ProcFile.STDERR), "ab") as stderr:
+            env.update(runctl.stderr_capture_env(stderr.fileno()))
             child = subprocess.Popen(
                 cmd, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=stderr, start_new_session=True, env=env,
@@ -132,12 +150,15 @@ class Cluster:
         self.write_pid(proc, child.pid)
         return child.pid
 
-    def wait_started(self, proc: Proc, pid: int, *, seen: int = 0) -> None:
-        """Wait for the start tag to appear in the log more than ``seen`` times."""
+    def watch_started(self, proc: Proc) -> _TagWatch:
+        """Call before spawning ``proc``: watches its log for the start tag from now on."""
+        return _TagWatch(proc.log_file, runctl.started_tag(proc.role))
+
+    def wait_started(self, proc: Proc, pid: int, watch: _TagWatch) -> None:
+        """Wait for the start tag to be appended to the log (``watch``, made before the spawn)."""
         deadline = time.monotonic() + START_TIMEOUT[proc.role]
-        tag = runctl.started_tag(proc.role)
         while time.monotonic() < deadline:
-            if _log_count(proc.log_file, tag) > seen:
+            if watch.found():
                 return
             if not _alive(pid):
                 raise GoWorldError(f"{proc.name} exited during start-up\n{self.tail(proc)}")
@@ -171,7 +192,7 @@ class Cluster:
         out = []
         for path in (proc.log_file, self.file(proc, ProcFile.STDERR)):
             try:
-                text = path.read_text(errors="replace").splitlines()[-lines:]
+                text = _last_lines(path, lines)
             except OSError:
                 continue
             if text:
@@ -207,12 +228,63 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _log_count(path: Path, tag: str) -> int:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read().count(tag)
-    except OSError:
-        return 0
+def _last_lines(path: Path, lines: int, window: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of ``path``, reading at most its last ``window`` bytes."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - window))
+        return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+class _TagWatch:
+    """Looks for ``tag`` in what gets appended to a log file after this object is made.
+
+    Reads only the new bytes on each call (a log may be hundreds of MB). Follows a rotation
+    (size rotation in the process: the file it was reading is now ``path.1``; a new file)
+    and a truncation."""
+
+    def __init__(self, path: Path, tag: str) -> None:
+        self.path = path
+        self.tag = tag.encode()
+        self.carry = b""  # the end of the bytes seen, in case the tag straddles two reads
+        try:
+            st = path.stat()
+            self.ino: int | None = st.st_ino
+            self.pos = st.st_size
+        except OSError:
+            self.ino, self.pos = None, 0
+
+    def found(self) -> bool:
+        data = b""
+        try:
+            with open(self.path, "rb") as f:
+                ino = os.fstat(f.fileno()).st_ino
+                if ino != self.ino:
+                    data += self._rest_of_rotated()
+                    self.ino, self.pos = ino, 0
+                if f.seek(0, os.SEEK_END) < self.pos:
+                    self.pos = 0  # truncated
+                f.seek(self.pos)
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        self.pos += len(chunk)
+        seen = self.carry + data + chunk
+        if self.tag in seen:
+            return True
+        self.carry = seen[-len(self.tag):]
+        return False
+
+    def _rest_of_rotated(self) -> bytes:
+        rotated = self.path.with_name(self.path.name + ".1")
+        try:
+            with open(rotated, "rb") as f:
+                if self.ino is None or os.fstat(f.fileno()).st_ino != self.ino:
+                    return b""
+                f.seek(self.pos)
+                return f.read()
+        except OSError:
+            return b""
 
 
 def _progress(msg: str) -> None:
@@ -308,14 +380,16 @@ def start_command(app: Path, ini_path: Path, timeout: float) -> None:
     runctl.write_cluster_app(cluster.run_dir, app.resolve())
     for proc in cluster.procs("game"):
         runctl.clear_status(cluster.run_dir, proc.name, ProcFile.SERVING)
+    cluster.rotate_logs()
     started: list[Proc] = []
     try:
         for proc in cluster.all_procs():
             t0 = time.monotonic()
             _progress(f"starting {proc.name:<12} ")
+            watch = cluster.watch_started(proc)
             pid = cluster.spawn(proc, app.resolve())
             started.append(proc)
-            cluster.wait_started(proc, pid)
+            cluster.wait_started(proc, pid, watch)
             click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
         t0 = time.monotonic()
         _progress(f"{'waiting for services':<21} ")
@@ -398,7 +472,7 @@ def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
     for proc in cluster.procs("game"):
         frozen = runctl.freeze_file(cluster.root, proc.id)
         pid = cluster.pid(proc)
-        seen = _log_count(proc.log_file, runctl.started_tag("game"))
+        watch = cluster.watch_started(proc)
         t0 = time.monotonic()
         if pid is not None:
             new_pid = _freeze_with_standby(cluster, proc, pid, app, t0)
@@ -406,13 +480,13 @@ def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
                 return False
         elif frozen.exists():
             click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
-            new_pid = cluster.spawn(proc, app, runctl.restore_args(), truncate=False)
+            new_pid = cluster.spawn(proc, app, runctl.restore_args())
         else:
             click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
             return False
         _progress(f"restoring {proc.name:<11} ")
         try:
-            cluster.wait_started(proc, new_pid, seen=seen)
+            cluster.wait_started(proc, new_pid, watch)
         except GoWorldError as exc:
             click.echo("FAILED")
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
@@ -430,7 +504,7 @@ def _freeze_with_standby(
 
     Returns the standby's pid (now in the pid file) once the freeze file is written; None,
     with the failure reported and the standby killed, when the freeze did not happen."""
-    standby = cluster.spawn(proc, app, runctl.restore_args(after_pid=pid), truncate=False)
+    standby = cluster.spawn(proc, app, runctl.restore_args(after_pid=pid))
     cluster.write_pid(proc, pid)  # the old one is still the running one
     _progress(f"freezing {proc.name:<12} ")
     failure = _wait_standby(cluster, proc, standby) or _freeze(cluster, proc, pid)

@@ -49,6 +49,11 @@ Our additions (documented in the shipped ``goworld.ini``)
     * Gate ``legacy_client_protocol`` = ``""`` (HEAD, default) | ``2017`` | ``2018``.
     * Dispatcher ``frozen_queue_max_bytes`` (default 256 MiB): the most bytes queued for
       one frozen game during a hot reload.
+    * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
+      template per ``log_repeat_interval`` seconds (default 10), then one summary line
+      (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
+      the log file and of the captured stderr that ``goworld start`` keeps (0: truncate, as
+      GoWorld); ``log_max_bytes`` (default 0 = never) rotates the log file while running.
 
 The key schema is the one table :data:`_SCHEMA`: adding a key is one row there plus one
 field on the matching dataclass (a test checks they agree).
@@ -62,7 +67,7 @@ import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -116,6 +121,11 @@ class DispatcherConfig:
     log_stderr: bool
     log_level: str
     frozen_queue_max_bytes: int
+    # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
+    log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
+    log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
+    log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
+    log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,11 @@ class GameConfig:
     gomaxprocs: int  # accepted for compatibility; 0 = default
     position_sync_interval_ms: int
     ban_boot_entity: bool
+    # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
+    log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
+    log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
+    log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
+    log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +161,11 @@ class GateConfig:
     rsa_key: Path
     rsa_certificate: Path
     heartbeat_check_interval: int  # seconds; 0 = never check
+    # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
+    log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
+    log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
+    log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
+    log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
     position_sync_interval_ms: int
     legacy_client_protocol: int | None  # None = HEAD, else 2017 or 2018
 
@@ -306,6 +326,10 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "log_file", _text, "dispatcher.log"),
     ("dispatcher", "log_stderr", _bool, "true"),
     ("dispatcher", "log_level", _log_level, "debug"),
+    ("dispatcher", "log_repeat_limit", _int(0), "10"),  # ours
+    ("dispatcher", "log_repeat_interval", _int(1), "10"),  # ours
+    ("dispatcher", "log_backups", _int(0, 100), "5"),  # ours
+    ("dispatcher", "log_max_bytes", _int(0), "0"),  # ours
     ("dispatcher", "frozen_queue_max_bytes", _int(1), str(256 * 1024 * 1024)),  # ours
     ("game", "boot_entity", _text, "Boot"),
     ("game", "save_interval", _int(1), "300"),
@@ -313,6 +337,10 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "log_stderr", _bool, "true"),
     ("game", "http_addr", _LISTEN, "127.0.0.1:25000"),
     ("game", "log_level", _log_level, "debug"),
+    ("game", "log_repeat_limit", _int(0), "10"),  # ours
+    ("game", "log_repeat_interval", _int(1), "10"),  # ours
+    ("game", "log_backups", _int(0, 100), "5"),  # ours
+    ("game", "log_max_bytes", _int(0), "0"),  # ours
     ("game", "gomaxprocs", _int(0), "0"),
     ("game", "position_sync_interval_ms", _SYNC_MS, "100"),
     ("game", "ban_boot_entity", _bool, "false"),
@@ -321,6 +349,10 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "log_file", _text, "gate.log"),
     ("gate", "log_stderr", _bool, "true"),
     ("gate", "log_level", _log_level, "debug"),
+    ("gate", "log_repeat_limit", _int(0), "10"),  # ours
+    ("gate", "log_repeat_interval", _int(1), "10"),  # ours
+    ("gate", "log_backups", _int(0, 100), "5"),  # ours
+    ("gate", "log_max_bytes", _int(0), "0"),  # ours
     ("gate", "gomaxprocs", _int(0), "0"),
     ("gate", "compress_connection", _bool, "false"),
     ("gate", "encrypt_connection", _bool, "false"),

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from goworld import log
+from goworld import log, runctl
 from goworld.config import ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
 from goworld.errors import ConfigError
 from goworld.runctl import (
@@ -91,7 +91,7 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
         print(f"{role}{args.id} is not in {cfg.path}", file=sys.stderr)
         raise SystemExit(2)
     section = sections[args.id]
-    setup_logging(args.log or section.log_level, section.log_file, section.log_stderr)
+    setup_logging(args.log or section.log_level, section.log_file, section.log_stderr, section)
     return args, cfg, section
 
 
@@ -103,8 +103,30 @@ def load_config_or_exit(path: str, *, check_files: bool = True) -> ClusterConfig
         raise SystemExit(2) from exc
 
 
-def setup_logging(level: str, log_file: str, stderr: bool) -> None:
-    log.configure(level=level, log_file=log_file or None, stderr=stderr)
+def setup_logging(
+    level: str,
+    log_file: str,
+    stderr: bool,
+    section: DispatcherConfig | GateConfig | GameConfig | None = None,
+) -> None:
+    """Configure ``goworld.log`` for this process.
+
+    ``stderr`` is the ini's ``log_stderr`` (GoWorld's meaning when a process is run by hand:
+    log records go to the log file and to stderr). When the ``goworld`` CLI captures our
+    stderr into ``.goworld/<name>.stderr`` (``runctl.stderr_is_captured``), records go to the
+    log file only: each line is stored once, and the capture keeps what is not a log record.
+    """
+    if log_file and runctl.stderr_is_captured():
+        stderr = False
+    options: dict[str, Any] = {}
+    if section is not None:
+        options = {
+            "repeat_limit": section.log_repeat_limit,
+            "repeat_interval": float(section.log_repeat_interval),
+            "max_bytes": section.log_max_bytes,
+            "backups": section.log_backups,
+        }
+    log.configure(level=level, log_file=log_file or None, stderr=stderr, **options)
 
 
 def announce_started(role: str) -> None:
@@ -132,9 +154,26 @@ def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await main(stop)
+        flusher = loop.create_task(_flush_log_summaries())
+        try:
+            return await main(stop)
+        finally:
+            flusher.cancel()
+            log.flush_repeats(final=True)
 
     return run(runner())
+
+
+#: How often the loop writes the summaries of suppressed log records whose interval is over.
+LOG_FLUSH_INTERVAL = 1.0
+
+
+async def _flush_log_summaries() -> None:
+    """Summaries of repeated warnings are due when an interval ends, even if nothing is logged
+    afterwards (``goworld.log.RepeatFilter`` only notices the end on its next record)."""
+    while True:
+        await asyncio.sleep(LOG_FLUSH_INTERVAL)
+        log.flush_repeats()
 
 
 def pid_info() -> str:

@@ -16,8 +16,17 @@ Files, relative to the cluster root (the ini's directory, every process's workin
   ``freeze-error`` (a freeze was cancelled; contents: the reason), ``reload`` (the result of an
   in-place reload, :class:`ReloadResult` as JSON), ``serving`` (deployment ready and every
   service shard known; JSON ``{"services": n, "shards": n}``).
+- ``.goworld/<role><id>.stderr.N`` and ``<log_file>.N``: the generations :func:`rotate` keeps
+  (``goworld start`` rotates each process's files before it starts anything).
 - ``game<id>_freezed.dat`` (:func:`freeze_file`): a frozen game (GoWorld's name), renamed to
   ``game<id>_freezed.restored`` once the restoring game is back on every dispatcher.
+
+Environment: ``GOWORLD_STDERR`` (:data:`STDERR_ENV`) is set by the CLI to the ``device:inode``
+of the file it captures a process's stderr into (:func:`stderr_capture_env`). A process whose
+fd 2 is that file (:func:`stderr_is_captured`) writes its log records to its log file only, so
+that each line is stored once; its stderr then holds only what is not a log record (a crash's
+traceback, Python warnings). The inode check keeps a grandchild with another stderr, which
+inherits the variable, logging to its stderr as configured.
 
 Signals: SIGTERM stops a process (a game saves every persistent entity first),
 :data:`FREEZE_SIGNAL` freezes a game to its freeze file and exits, :data:`RELOAD_SIGNAL`
@@ -30,6 +39,7 @@ import enum
 import json
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +74,10 @@ __all__ = [
     "restore_args",
     "started_tag",
     "write_atomically",
+    "STDERR_ENV",
+    "stderr_capture_env",
+    "stderr_is_captured",
+    "rotate",
 ]
 
 #: The CLI's bookkeeping directory, relative to the cluster root.
@@ -83,6 +97,9 @@ STATIC_FLAG = "static"
 RESTORE_FLAG = "restore"
 #: With -restore: start up now, restore once that (freezing) process has exited.
 AFTER_PID_FLAG = "after-pid"
+
+#: Set by the CLI for the processes whose stderr it captures: ``device:inode`` of that file.
+STDERR_ENV = "GOWORLD_STDERR"
 
 STOP_SIGNAL = signal.SIGTERM
 FREEZE_SIGNAL = signal.SIGHUP
@@ -237,3 +254,43 @@ def restore_args(after_pid: int | None = None) -> list[str]:
 def started_tag(role: str) -> str:
     """The line the CLI waits for in a process's log file (GoWorld's supervisor tag)."""
     return f"<!--XSUPERVISOR:BEGIN--> {role.upper()} STARTED <!--XSUPERVISOR:END-->"
+
+
+def _identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def stderr_capture_env(fd: int) -> dict[str, str]:
+    """The environment entry telling a child that its stderr (``fd``, a file) is captured."""
+    return {STDERR_ENV: _identity(os.fstat(fd))}
+
+
+def stderr_is_captured(environ: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """True when the CLI captures this process's stderr (``fd``) into a file it keeps."""
+    expected = (os.environ if environ is None else environ).get(STDERR_ENV)
+    if not expected:
+        return False
+    try:
+        return _identity(os.fstat(fd)) == expected
+    except OSError:
+        return False
+
+
+def rotate(path: Path, backups: int) -> None:
+    """Keep ``path`` as ``path.1`` (``path.1`` as ``path.2``... up to ``backups``, the oldest
+    dropped) so the next run starts a fresh file; ``backups=0`` truncates it instead. A missing
+    or empty ``path`` is left alone (the generations before it are kept)."""
+    try:
+        if path.stat().st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    if backups <= 0:
+        with open(path, "wb"):
+            return
+    path.with_name(f"{path.name}.{backups}").unlink(missing_ok=True)
+    for n in range(backups - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{n}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,62 @@ def test_start_refuses_a_config_error_before_starting_anything(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     assert not (tmp_path / ".goworld").exists()  # no process was spawned
     assert sorted(p.name for p in tmp_path.iterdir()) == ["goworld.ini"]  # no log, no database
+
+
+# ---- the start-tag watch (cli._TagWatch): only what is appended after the spawn counts ----------
+
+TAG = "<!--XSUPERVISOR:BEGIN--> GAME STARTED <!--XSUPERVISOR:END-->"
+
+
+def test_tag_watch_ignores_the_tags_already_in_the_log(tmp_path: Path) -> None:
+    import cli
+
+    log = tmp_path / "game1.log"
+    log.write_text(f"x {TAG}\n")  # the game a reload replaces started earlier
+    watch = cli._TagWatch(log, TAG)
+    assert not watch.found()
+    with open(log, "a") as f:
+        f.write("restoring...\n")
+    assert not watch.found()
+    with open(log, "a") as f:
+        f.write(f"y {TAG}\n")
+    assert watch.found()
+
+
+def test_tag_watch_sees_a_tag_written_across_two_reads_and_a_file_created_later(tmp_path: Path) -> None:
+    import cli
+
+    log = tmp_path / "gate1.log"
+    watch = cli._TagWatch(log, TAG)  # start rotated the old log away: no file yet
+    assert not watch.found()
+    with open(log, "a") as f:
+        f.write("start " + TAG[:10])
+    assert not watch.found()
+    with open(log, "a") as f:
+        f.write(TAG[10:] + "\n")
+    assert watch.found()
+
+
+def test_tag_watch_follows_a_size_rotation(tmp_path: Path) -> None:
+    import cli
+
+    log = tmp_path / "game1.log"
+    log.write_text("old lines\n")
+    watch = cli._TagWatch(log, TAG)
+    with open(log, "a") as f:
+        f.write(f"z {TAG}\n")  # written, then the process rotated its log before we looked
+    os.replace(log, tmp_path / "game1.log.1")
+    log.write_text("after the rotation\n")
+    assert watch.found()
+    again = cli._TagWatch(log, TAG)
+    os.replace(log, tmp_path / "game1.log.1")
+    log.write_text("nothing\n")
+    assert not again.found()
+
+
+def test_last_lines_reads_only_the_end_of_a_big_log(tmp_path: Path) -> None:
+    import cli
+
+    log = tmp_path / "game1.log"
+    log.write_text("".join(f"line {i}\n" for i in range(200_000)))
+    assert cli._last_lines(log, 3) == ["line 199997", "line 199998", "line 199999"]

@@ -1,0 +1,149 @@
+"""Logs cannot be flooded (issue 14), on real processes started by the CLI: a client's flood of
+refused calls writes a bounded number of lines and one summary; every log line is stored once
+(log file, not also the stderr capture); `goworld start` keeps the previous run's logs."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from goworld import runctl
+from goworld.testing import ClusterRunner, write_ini
+
+FLOOD = 300
+APP_STDERR_LINE = "app import: a stderr line that is not a log record"
+APP = textwrap.dedent(f'''
+    import sys
+
+    import goworld
+
+    print({APP_STDERR_LINE!r}, file=sys.stderr, flush=True)
+
+
+    class Account(goworld.Entity):
+        @goworld.rpc(client=True, name="Echo")
+        def echo(self, seq: int) -> None:
+            self.call_client("OnEcho", seq)
+
+        @goworld.rpc(name="ServerOnly")
+        def server_only(self) -> None:
+            pass
+
+
+    goworld.register_entity(Account)
+''')
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) goworld")
+
+
+def read(path: Path) -> str:
+    return path.read_text(errors="replace")
+
+
+async def flood_refused_calls(runner: ClusterRunner) -> None:
+    """FLOOD calls of a server-only method, then an allowed call: its answer means the game
+    has handled (and refused) every call before it."""
+    from goworld.client import GoWorldClient
+
+    client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+    try:
+        account = await client.wait_player("Account")
+        for _ in range(FLOOD):
+            client.call(account.id, "ServerOnly")
+        client.call(account.id, "Echo", 1)
+        await client.wait_call("OnEcho", timeout=60)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_flood_is_summarised_every_line_is_stored_once_and_start_keeps_the_last_run(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "flood_app"
+    app.mkdir()
+    (app / "__init__.py").write_text(APP)
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    # One interval for the whole run: the summary is written when the game stops.
+    runner = ClusterRunner(cluster, app, dispatchers=1, games=1, gates=1,
+                           game_extra="log_repeat_interval = 3600")
+    run_dir = cluster / runctl.RUN_DIR
+    names = ["dispatcher1", "game1", "gate1"]
+    try:
+        runner.start()
+        # Stored once: each process's records are in its log file and not in its stderr capture,
+        # which keeps what is not a log record.
+        for name in names:
+            log_lines = read(cluster / f"{name}.log").splitlines()
+            captured = read(run_dir / f"{name}.stderr").splitlines()
+            assert any(runctl.started_tag(name.rstrip("1")) in line for line in log_lines), name
+            assert [line for line in captured if LOG_RECORD.match(line)] == [], (name, captured)
+            assert not set(captured) & set(log_lines), name
+        assert read(run_dir / "game1.stderr").splitlines() == [APP_STDERR_LINE]
+
+        await flood_refused_calls(runner)
+        stopped = runner.stop()
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+        game_log = read(cluster / "game1.log").splitlines()
+        refused = [line for line in game_log if "ServerOnly" in line]
+        summaries = [line for line in game_log if "more like this suppressed" in line]
+        assert len(refused) == 10, refused[:20]  # log_repeat_limit's default
+        assert len(summaries) == 1, summaries
+        suppressed = int(re.search(r"WARNING goworld\.game: (\d+) more like this", summaries[0])[1])  # type: ignore[index]
+        assert suppressed + len(refused) == FLOOD, summaries
+        assert summaries[0].endswith("suppressed in the last 3600 s: client %s may not call %r.%s: dropped")
+        assert "ServerOnly" not in read(run_dir / "game1.stderr")
+
+        # The next start keeps this run's files as .1 (log_backups = 5 by default).
+        runner.start()
+        for name in names:
+            assert runctl.started_tag(name.rstrip("1")) in read(cluster / f"{name}.log.1"), name
+        assert read(cluster / "game1.log.1").splitlines() == game_log
+        assert "ServerOnly" not in read(cluster / "game1.log")
+        assert read(run_dir / "game1.stderr.1").splitlines() == [APP_STDERR_LINE]
+        assert read(run_dir / "game1.stderr").splitlines() == [APP_STDERR_LINE]
+        assert not (cluster / "game1.log.2").exists()
+    finally:
+        runner.stop()
+        runner.kill()
+
+
+def test_a_process_run_by_hand_logs_to_stderr_as_log_stderr_says(tmp_path: Path) -> None:
+    """`log_stderr = true` (the default) keeps GoWorld's meaning outside the CLI: records go to
+    the log file and to stderr; only a stderr the CLI captured (its file's identity in
+    GOWORLD_STDERR, fd 2 that very file) gets none."""
+    ports = write_ini(tmp_path, dispatchers=1, games=1, gates=1)
+    ini = tmp_path / "goworld.ini"
+    needle = "dispatcher1 cannot listen on [dispatcher1]"
+    cmd = [sys.executable, "-m", "dispatcher", "-dispid", "1", "-configfile", str(ini)]
+    with socket.socket() as busy:  # the dispatcher fails at once, logging why
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", ports["dispatcher"][0]))
+        busy.listen()
+
+        def run(stderr_file: Path, env: dict[str, str]) -> str:
+            (tmp_path / "dispatcher1.log").unlink(missing_ok=True)
+            with open(stderr_file, "ab") as err:
+                proc = subprocess.run(cmd, cwd=tmp_path, stderr=err, stdout=subprocess.DEVNULL,
+                                      env=env, timeout=60)
+            assert proc.returncode == 1
+            assert needle in read(tmp_path / "dispatcher1.log")
+            return read(stderr_file)
+
+        plain = {k: v for k, v in os.environ.items() if k != runctl.STDERR_ENV}
+        assert needle in run(tmp_path / "by_hand.stderr", plain)
+        captured = tmp_path / "captured.stderr"
+        captured.touch()
+        with open(captured, "ab") as f:
+            env = {**plain, **runctl.stderr_capture_env(f.fileno())}
+        assert needle not in run(captured, env)
+        # The variable alone (inherited by a process with another stderr) changes nothing.
+        assert needle in run(tmp_path / "other.stderr", env)

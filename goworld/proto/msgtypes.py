@@ -47,6 +47,13 @@ class MsgType(IntEnum):
     #: Ours (internal, never sent to clients): a game whose freeze failed asks the
     #: dispatchers to stop queueing its traffic and resume delivery.
     CANCEL_FREEZE_GAME = 26
+    #: Ours: a game asks the client's gate to close it (``name``: the reason, logged once);
+    #: routed by the dispatcher to ``gate_id``, like client-bound messages.
+    KICK_CLIENT = 27
+    #: Ours, dispatcher -> gate back-pressure: stop / start reading these clients (payload:
+    #: their ClientIDs, 16 bytes each) while the game their traffic goes to is behind.
+    PAUSE_CLIENTS = 28
+    RESUME_CLIENTS = 29
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001

@@ -93,6 +93,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import secrets
 import socket
@@ -410,8 +411,18 @@ class KCPTransport(asyncio.Transport):
 
 
 def _ip(addr: Address) -> Any:
-    """The part of a source address that per-address caps count (the host, any port)."""
-    return addr[0] if isinstance(addr, tuple) else addr
+    """What per-address caps count: the host (any port); for IPv6 its /64 (one subscriber's
+    prefix), except IPv4-mapped addresses, which count as their IPv4 host."""
+    if not isinstance(addr, tuple):
+        return addr
+    host = addr[0]
+    if ":" not in host:
+        return host
+    try:
+        ip = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped else ip.packed[:8]
 
 
 def _walk(segment: bytes) -> list[tuple[int, int, int, int, int]] | None:
@@ -815,16 +826,17 @@ class _Endpoint(asyncio.DatagramProtocol):
     def _expire_pending(self, now: float) -> None:
         deadline = now - self.config.handshake_timeout
         expired = 0
-        for addr, pending in list(self._pending.items()):
-            if pending.since > deadline:
-                break  # the dict is in creation order
+        pending = self._pending
+        while pending:
+            addr, oldest = next(iter(pending.items()))  # the dict is in creation order
+            if oldest.since > deadline:
+                break
             self._drop_pending(addr)
             expired += 1
         if expired:
             self.stats.unverified_expired += expired
-            self._noted["handshakes never verified"] = (
-                self._noted.get("handshakes never verified", 0) + expired
-            )
+            kind = "handshakes never verified"
+            self._noted[kind] = self._noted.get(kind, 0) + expired
 
     def _send_cookie(self, addr: Address, conv: int) -> None:
         ts, sn = self._cookie(addr, conv, self._clock() // self._cookie_period)

@@ -35,7 +35,7 @@ from goworld.net.fec import (
     coding_matrix,
     encode_parity,
 )
-from goworld.net.kcp import KCPConfig, KCPServer, open_kcp_connection, start_kcp_server
+from goworld.net.kcp import KCPConfig, KCPServer, _ip, open_kcp_connection, start_kcp_server
 
 KCP_PEER_DIR = Path(__file__).parent / "kcp_peer"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "goworld-test"
@@ -900,3 +900,17 @@ async def test_kcp_go_client_connects_during_a_spoofed_flood() -> None:
     assert stats.handshakes_verified == 1 and len(Echo.instances) == 1
     server.close()
     await asyncio.wait_for(server.wait_closed(), 10)
+
+
+@pytest.mark.parametrize(
+    ("addr", "key"),
+    [
+        (("10.1.2.3", 5), "10.1.2.3"),
+        (("::ffff:10.1.2.3", 5, 0, 0), "10.1.2.3"),  # a dual-stack socket's IPv4 client
+        (("2001:db8:1:2:aaaa::1", 5, 0, 0), bytes.fromhex("20010db800010002")),
+        (("2001:db8:1:2:bbbb::9", 7, 0, 0), bytes.fromhex("20010db800010002")),  # same /64
+        (("fe80::1%lo", 5, 0, 1), bytes.fromhex("fe80000000000000")),
+    ],
+)
+def test_per_address_caps_count_hosts_and_ipv6_prefixes(addr: tuple[object, ...], key: object) -> None:
+    assert _ip(addr) == key

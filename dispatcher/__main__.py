@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
             desired_games=cfg.deployment.desired_games,
             desired_gates=cfg.deployment.desired_gates,
             frozen_queue_max_bytes=dcfg.frozen_queue_max_bytes,
+            peer_max_backlog_bytes=dcfg.peer_max_backlog_bytes,
+            pause_backlog_bytes=dcfg.pause_backlog_bytes,
             clock=time.monotonic,
         )
         # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share
@@ -47,13 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("dispatcher%d listening on %s (%s)", args.id, addr, process.pid_info())
         process.announce_started("dispatcher")
         ticker = asyncio.create_task(_tick(service))
+        reliever = asyncio.create_task(_relieve(service))
         await stop.wait()
         logger.info("dispatcher%d stopping", args.id)
         ticker.cancel()
+        reliever.cancel()
         await server.stop(0)
         return 0
 
     return process.run_loop(serve)
+
+
+async def _relieve(service: DispatcherService, interval: float = 0.05) -> None:
+    """Resume paused clients soon after their game has caught up."""
+    while True:
+        await asyncio.sleep(interval)
+        service.relieve()
 
 
 async def _tick(service: DispatcherService, stats_interval: float = 5.0) -> None:
@@ -68,10 +79,13 @@ async def _tick(service: DispatcherService, stats_interval: float = 5.0) -> None
             routed = service.stats["routed"]
             if routed != last_routed:
                 logger.info(
-                    "stats: routed %d messages (%.0f/s), dropped %d, %d entities, %d games, %d gates",
+                    "stats: routed %d messages (%.0f/s), dropped %d, paused %d clients, "
+                    "dropped %d syncs, %d entities, %d games, %d gates",
                     routed,
                     (routed - last_routed) / (now - last_time),
                     service.stats["dropped"],
+                    service.stats["paused"],
+                    service.stats["dropped_syncs"],
                     len(service.entities),
                     sum(1 for g in service.games.values() if g.alive),
                     len(service.gates),

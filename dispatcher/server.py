@@ -38,6 +38,10 @@ class StreamPeer:
         self.writer.close()
         self._task.cancel()
 
+    @property
+    def backlog_bytes(self) -> int:
+        return self.writer.backlog_bytes
+
     def __repr__(self) -> str:
         return f"<StreamPeer {self.name}>"
 

@@ -14,6 +14,14 @@ State:
 * ``gates``: gate id -> peer; ``kvreg``: the first-writer-wins registry services use;
 * the deployment-ready latch (§8.5) and the round-robin boot game counter (§8.3).
 
+Bounds and back-pressure (none of them in GoWorld): every peer's outgoing queue is bounded
+(``peer_max_backlog_bytes``; past it a message is dropped, counted and logged); a client whose
+call goes to a game already ``pause_backlog_bytes`` behind is paused at its gate (PAUSE_CLIENTS)
+until that game has caught up (RESUME_CLIENTS from :meth:`DispatcherService.relieve`), so only
+the clients of a slow game wait, and position syncs for it are dropped meanwhile; a new client
+gets its boot entity on a game that is not behind when there is one; calls held for unknown or
+blocked entities are bounded in bytes as well as in count.
+
 Differences from GoWorld, on purpose: a client that connects before any boot game exists is
 held until one connects instead of being lost; a filtered call (1501) is broadcast by the one
 dispatcher the game sends it to, so each client gets it exactly once; a frozen game keeps its
@@ -30,6 +38,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from goworld.cluster.envelopes import Envelope, pack, unpack
+from goworld.cluster.streams import ENVELOPE_OVERHEAD, envelope_size
+from goworld.proto import positions
 from goworld.proto.msgtypes import MsgType
 
 __all__ = ["Peer", "DispatcherService", "EntityRoute", "GameInfo", "ENTITY_BLOCK_SECONDS"]
@@ -38,16 +48,19 @@ logger = logging.getLogger("goworld.dispatcher")
 
 #: How long an entity stays blocked while it loads or migrates (GoWorld: 60 s).
 ENTITY_BLOCK_SECONDS = 60.0
-#: Messages queued per blocked entity before new ones are dropped (GoWorld: 1000).
+#: Messages queued per blocked entity before new ones are dropped (GoWorld: 1000), and bytes.
 ENTITY_QUEUE_LIMIT = 1000
-#: Fixed per-envelope overhead counted against a frozen game's queue bound.
-ENVELOPE_OVERHEAD = 64
+ENTITY_QUEUE_MAX_BYTES = 8 * 1024 * 1024
+#: Defaults of the per-peer bounds ([dispatcher] peer_max_backlog_bytes, pause_backlog_bytes).
+PEER_MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+PAUSE_BACKLOG_BYTES = 1024 * 1024
 #: A call can overtake the creation notice of its target: the creating game's NOTIFY_CREATE
 #: travels on one stream while a reply chain through another game can be faster. Calls for an
 #: unknown entity are therefore held this long (GoWorld drops them at once).
 EARLY_HOLD_SECONDS = 5.0
 EARLY_QUEUE_LIMIT = 100
 EARLY_IDS_LIMIT = 10_000
+EARLY_MAX_BYTES = 16 * 1024 * 1024
 
 
 class Peer(Protocol):
@@ -59,12 +72,17 @@ class Peer(Protocol):
     def close(self) -> None:
         """Drop the connection."""
 
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes queued for this peer and not yet written (how far behind it is)."""
+
 
 @dataclass(slots=True)
 class EntityRoute:
     game_id: int
     blocked_until: float = 0.0
     pending: deque[Envelope] | None = None
+    pending_bytes: int = 0
 
 
 @dataclass(slots=True)
@@ -77,6 +95,8 @@ class GameInfo:
     pending_bytes: int = 0
     cpu: float = 0.0
     reported_cpu: float = 0.0
+    #: gate id -> clients paused at that gate because their calls wait for this game
+    paused: dict[int, set[str]] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -96,6 +116,8 @@ class DispatcherService:
         desired_games: int,
         desired_gates: int,
         frozen_queue_max_bytes: int = 256 * 1024 * 1024,
+        peer_max_backlog_bytes: int = PEER_MAX_BACKLOG_BYTES,
+        pause_backlog_bytes: int = PAUSE_BACKLOG_BYTES,
         clock: Callable[[], float],
         rng: random.Random | None = None,
     ) -> None:
@@ -103,6 +125,9 @@ class DispatcherService:
         self.desired_games = desired_games
         self.desired_gates = desired_gates
         self.frozen_queue_max_bytes = frozen_queue_max_bytes
+        self.peer_max_backlog_bytes = peer_max_backlog_bytes
+        self.pause_backlog_bytes = pause_backlog_bytes
+        self.resume_backlog_bytes = pause_backlog_bytes // 4
         self.clock = clock
         self.rng = rng or random.Random()
         self.entities: dict[str, EntityRoute] = {}
@@ -113,7 +138,8 @@ class DispatcherService:
         self._boot_rr = 0
         self._waiting_boot: list[Envelope] = []
         self._early: dict[str, tuple[float, list[Envelope]]] = {}
-        self.stats = {"routed": 0, "dropped": 0}
+        self._early_bytes = 0
+        self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
         self._game_handlers: dict[int, Callable[[int, Envelope], None]] = {
             MsgType.NOTIFY_CREATE_ENTITY: self._on_notify_create,
             MsgType.NOTIFY_DESTROY_ENTITY: self._on_notify_destroy,
@@ -131,6 +157,7 @@ class DispatcherService:
             MsgType.CANCEL_FREEZE_GAME: self._on_cancel_freeze,
             MsgType.CALL_FILTERED_CLIENTS: self._on_filtered_call,
             MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
+            MsgType.KICK_CLIENT: self._to_gate,
         }
         self._gate_handlers: dict[int, Callable[[int, Envelope], None]] = {
             MsgType.NOTIFY_CLIENT_CONNECTED: self._on_client_connected,
@@ -227,6 +254,7 @@ class DispatcherService:
         game.frozen = False
         game.pending.clear()
         game.pending_bytes = 0
+        self._resume_clients(game)
         lost = [eid for eid, route in self.entities.items() if route.game_id == game_id]
         for eid in lost:
             del self.entities[eid]
@@ -281,8 +309,9 @@ class DispatcherService:
             route = self.entities.get(eid)
             if route is not None and not route.blocked_until:
                 game = self.games.get(route.game_id)
-                if game is not None and game.peer is not None and not game.frozen:
-                    game.peer.send(env)
+                peer = game.peer if game is not None and not game.frozen else None
+                if peer is not None and peer.backlog_bytes < self.peer_max_backlog_bytes:
+                    peer.send(env)
                     self.stats["routed"] += 1
                     return
             self._send_to_entity(eid, env)
@@ -320,6 +349,9 @@ class DispatcherService:
 
     def _send_to_game_info(self, game: GameInfo, env: Envelope) -> None:
         if game.peer is not None and not game.frozen:
+            if game.peer.backlog_bytes >= self.peer_max_backlog_bytes:
+                self._drop_behind(f"game{game.game_id}", game.peer, env)
+                return
             game.peer.send(env)
             self.stats["routed"] += 1
         elif game.frozen:
@@ -339,6 +371,13 @@ class DispatcherService:
             game.pending_bytes += size
         else:
             self.stats["dropped"] += 1
+
+    def _drop_behind(self, name: str, peer: Peer, env: Envelope) -> None:
+        self.stats["dropped"] += 1
+        logger.error(
+            "%s is %d bytes behind (peer_max_backlog_bytes = %d): dropped message type %d",
+            name, peer.backlog_bytes, self.peer_max_backlog_bytes, env.msgtype,
+        )
 
     def _send_to_game(self, game_id: int, env: Envelope) -> None:
         game = self.games.get(game_id)
@@ -364,11 +403,16 @@ class DispatcherService:
                 queue = route.pending
                 if queue is None:
                     queue = route.pending = deque()
-                if len(queue) >= ENTITY_QUEUE_LIMIT:
-                    logger.error("entity %s: queue full, dropping message type %d", eid, env.msgtype)
+                size = envelope_size(env)
+                if len(queue) >= ENTITY_QUEUE_LIMIT or route.pending_bytes + size > ENTITY_QUEUE_MAX_BYTES:
+                    logger.error(
+                        "entity %s: queue full (%d messages, %d bytes), dropping message type %d",
+                        eid, len(queue), route.pending_bytes, env.msgtype,
+                    )
                     self.stats["dropped"] += 1
                 else:
                     queue.append(env)
+                    route.pending_bytes += size
                 return
             self._unblock(eid, route)
         self._send_to_game(route.game_id, env)
@@ -381,21 +425,31 @@ class DispatcherService:
                 self.stats["dropped"] += 1
                 return
             held = self._early[eid] = (self.clock() + EARLY_HOLD_SECONDS, [])
-        if len(held[1]) >= EARLY_QUEUE_LIMIT:
+        size = envelope_size(env)
+        if len(held[1]) >= EARLY_QUEUE_LIMIT or self._early_bytes + size > EARLY_MAX_BYTES:
+            logger.warning(
+                "unknown entity %r: %d bytes already held for unknown entities (max %d): "
+                "dropping message type %d", eid, self._early_bytes, EARLY_MAX_BYTES, env.msgtype,
+            )
             self.stats["dropped"] += 1
+            if not held[1]:
+                del self._early[eid]
             return
         held[1].append(env)
+        self._early_bytes += size
 
     def _release_early(self, eid: str) -> None:
         """The entity is known now: deliver what arrived for it before its creation notice."""
         held = self._early.pop(eid, None)
         if held is not None:
+            self._early_bytes -= sum(envelope_size(e) for e in held[1])
             for env in held[1]:
                 self._send_to_entity(eid, env)
 
     def _expire_early(self, now: float) -> None:
         for eid in [e for e, (deadline, _) in self._early.items() if deadline <= now]:
             _, envs = self._early.pop(eid)
+            self._early_bytes -= sum(envelope_size(e) for e in envs)
             self.stats["dropped"] += len(envs)
             logger.warning(
                 "unknown entity %r: dropped %d message(s) (types %s) after %.0f s",
@@ -408,6 +462,7 @@ class DispatcherService:
     def _unblock(self, eid: str, route: EntityRoute) -> None:
         route.blocked_until = 0.0
         pending, route.pending = route.pending, None
+        route.pending_bytes = 0
         if pending:
             for env in pending:
                 self._send_to_game(route.game_id, env)
@@ -541,14 +596,19 @@ class DispatcherService:
         self._release_game_queue(game)
 
     def _on_filtered_call(self, game_id: int, env: Envelope) -> None:
-        for gate in self.gates.values():
-            gate.send(env)
-        self.stats["routed"] += 1
+        for gate_id, gate in self.gates.items():
+            self._send_to_gate(gate_id, gate, env)
 
     def _to_gate(self, game_id: int, env: Envelope) -> None:
         gate = self.gates.get(env.gate_id)
         if gate is None:
             self.stats["dropped"] += 1
+            return
+        self._send_to_gate(env.gate_id, gate, env)
+
+    def _send_to_gate(self, gate_id: int, gate: Peer, env: Envelope) -> None:
+        if gate.backlog_bytes >= self.peer_max_backlog_bytes:
+            self._drop_behind(f"gate{gate_id}", gate, env)
             return
         gate.send(env)
         self.stats["routed"] += 1
@@ -560,6 +620,8 @@ class DispatcherService:
         boot_games = [
             g.game_id for g in self.games.values() if g.alive and not g.ban_boot
         ]
+        keeping_up = [gid for gid in boot_games if not self._behind(self.games[gid])]
+        boot_games = keeping_up or boot_games
         if not boot_games:
             logger.warning("no boot game yet: client %s waits", env.client_id)
             self._waiting_boot.append(env)
@@ -579,23 +641,78 @@ class DispatcherService:
     def _on_call_from_client(self, gate_id: int, env: Envelope) -> None:
         env.gate_id = gate_id
         self._send_to_entity(env.entity_id, env)
+        route = self.entities.get(env.entity_id)
+        game = self.games.get(route.game_id) if route is not None else None
+        if game is not None and self._behind(game):
+            self._pause_client(game, gate_id, env.client_id)
 
     def _on_sync_from_client(self, gate_id: int, env: Envelope) -> None:
-        """Regroup position records per game; records of unknown or blocked entities are dropped."""
-        data = env.payload
+        """Regroup position records per game; records of unknown or blocked entities, and
+        those for a game that is behind (the next sync supersedes them), are dropped."""
         per_game: dict[int, bytearray] = {}
         entities = self.entities
-        for off in range(0, len(data) - 31, 32):
-            route = entities.get(data[off : off + 16].decode("latin-1"))
+        for eid, record in positions.split_records(env.payload):
+            route = entities.get(eid)
             if route is None or route.blocked_until:
                 continue
             buf = per_game.get(route.game_id)
             if buf is None:
                 buf = per_game[route.game_id] = bytearray()
-            buf += data[off : off + 32]
+            buf += record
         for game_id, buf in per_game.items():
             game = self.games.get(game_id)
-            if game is not None and game.peer is not None and not game.frozen:
-                game.peer.send(
-                    Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=bytes(buf))
+            if game is None or game.peer is None or game.frozen:
+                continue
+            if self._behind(game):
+                self.stats["dropped_syncs"] += 1
+                continue
+            game.peer.send(Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=bytes(buf)))
+
+    # ---- back-pressure -------------------------------------------------------------------
+
+    def _behind(self, game: GameInfo) -> bool:
+        peer = game.peer
+        return peer is not None and peer.backlog_bytes >= self.pause_backlog_bytes
+
+    def _pause_client(self, game: GameInfo, gate_id: int, client_id: str) -> None:
+        clients = game.paused.setdefault(gate_id, set())
+        if client_id in clients:
+            return
+        gate = self.gates.get(gate_id)
+        if gate is None:
+            return
+        clients.add(client_id)
+        self.stats["paused"] += 1
+        if len(clients) == 1 and len(game.paused) == 1:
+            logger.warning(
+                "game%d is %d bytes behind: pausing the clients whose calls wait for it",
+                game.game_id, game.peer.backlog_bytes if game.peer is not None else 0,
+            )
+        gate.send(Envelope(msgtype=MsgType.PAUSE_CLIENTS, gate_id=gate_id, payload=client_id.encode("latin-1")))
+
+    def _resume_clients(self, game: GameInfo) -> None:
+        paused, game.paused = game.paused, {}
+        for gate_id, clients in paused.items():
+            gate = self.gates.get(gate_id)
+            if gate is not None and clients:
+                gate.send(
+                    Envelope(
+                        msgtype=MsgType.RESUME_CLIENTS,
+                        gate_id=gate_id,
+                        payload=b"".join(c.encode("latin-1") for c in clients),
+                    )
                 )
+        if paused:
+            logger.info(
+                "game%d caught up: resuming %d paused clients",
+                game.game_id, sum(len(c) for c in paused.values()),
+            )
+
+    def relieve(self) -> None:
+        """Resume the clients paused for a game that has caught up (or gone); called often
+        (every 50 ms) by the server."""
+        for game in self.games.values():
+            if game.paused and (
+                game.peer is None or game.peer.backlog_bytes < self.resume_backlog_bytes
+            ):
+                self._resume_clients(game)

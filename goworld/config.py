@@ -52,6 +52,10 @@ Our additions (documented in the shipped ``goworld.ini``)
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
       template per ``log_repeat_interval`` seconds (default 10), then one summary line
       (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
+    * Dispatcher ``peer_max_backlog_bytes`` (default 64 MiB): the most bytes queued for one
+      game or gate that is behind (then messages for it are dropped and logged), and
+      ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose
+      calls wait for it paused at their gates (:mod:`dispatcher.service`).
       the log file and of the captured stderr that ``goworld start`` keeps (0: truncate, as
       GoWorld); ``log_max_bytes`` (default 0 = never) rotates the log file while running.
 
@@ -124,6 +128,8 @@ class DispatcherConfig:
     # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
     log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
+    peer_max_backlog_bytes: int
+    pause_backlog_bytes: int
     log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
 
@@ -346,6 +352,8 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "ban_boot_entity", _bool, "false"),
     ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
     ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),
+    ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours
+    ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("gate", "log_file", _text, "gate.log"),
     ("gate", "log_stderr", _bool, "true"),
     ("gate", "log_level", _log_level, "debug"),

@@ -7,6 +7,11 @@ envelopes one batch per loop iteration and hands every received envelope to ``on
 Envelopes sent while the link is down are kept and written, in order, after the next hello.
 On loss the link either reconnects every ``retry_interval`` seconds (games) or reports the
 loss through ``on_lost`` and stops (gates quit when a dispatcher goes away, as in GoWorld).
+
+What waits for the dispatcher (while it is down or slow) is bounded: past ``max_backlog_bytes``
+an envelope is dropped and counted in :attr:`DispatcherLink.dropped`, with an ERROR (repeats are
+summarised by the log filter). Owners read :attr:`DispatcherLink.backlog_bytes` to push back
+before that (a gate stops reading its clients).
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ from collections.abc import Callable
 import grpc
 
 from goworld.cluster.envelopes import Envelope
-from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter
+from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter, envelope_size
 from goworld.rpc import cluster_pb2_grpc
 
-__all__ = ["DispatcherLink"]
+__all__ = ["DEFAULT_MAX_BACKLOG_BYTES", "DispatcherLink"]
+
+#: Bytes a link holds for its dispatcher (down or behind) before it drops envelopes.
+DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
 
 logger = logging.getLogger("goworld.cluster")
 
@@ -39,6 +47,7 @@ class DispatcherLink:
         on_lost: Callable[[int], None] | None = None,
         reconnect: bool = True,
         retry_interval: float = 1.0,
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
     ) -> None:
         self.dispatcher_id = dispatcher_id
         self.address = address
@@ -49,18 +58,36 @@ class DispatcherLink:
         self._reconnect = reconnect
         self._retry = retry_interval
         self._pending: list[Envelope] = []
+        self._pending_bytes = 0
+        self.max_backlog_bytes = max_backlog_bytes
+        self.dropped = 0
         self._writer: BatchWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
 
-    def send(self, env: Envelope) -> None:
-        """Queue ``env`` for the dispatcher (kept across a reconnect)."""
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes waiting for the dispatcher: queued, in flight, or held while it is down."""
         writer = self._writer
-        if writer is not None:
+        return self._pending_bytes + (writer.backlog_bytes if writer is not None else 0)
+
+    def send(self, env: Envelope) -> None:
+        """Queue ``env`` for the dispatcher (kept across a reconnect, within the bound)."""
+        writer = self._writer
+        if writer is not None and writer.backlog_bytes < self.max_backlog_bytes:
             writer.send(env)
-        else:
+        elif writer is None and self._pending_bytes < self.max_backlog_bytes:
             self._pending.append(env)
+            self._pending_bytes += envelope_size(env)
+        else:
+            self.dropped += 1
+            logger.error(
+                "dispatcher%d is %s and %d bytes are waiting for it (max %d): dropped message "
+                "type %d",
+                self.dispatcher_id, "behind" if writer is not None else "unreachable",
+                self.backlog_bytes, self.max_backlog_bytes, env.msgtype,
+            )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"link-dispatcher{self.dispatcher_id}")
@@ -96,7 +123,9 @@ class DispatcherLink:
                     )
             first = False
             if self._writer is not None:
-                self._pending[:0] = self._writer.take()
+                taken = self._writer.take()
+                self._pending[:0] = taken
+                self._pending_bytes += sum(envelope_size(e) for e in taken)
                 self._writer = None
             self.connected.clear()
             if self._closing:
@@ -117,6 +146,7 @@ class DispatcherLink:
             for env in self._pending:
                 writer.send(env)
             self._pending = []
+            self._pending_bytes = 0
             self._writer = writer
             writer_task = asyncio.create_task(writer.run())
             self.connected.set()

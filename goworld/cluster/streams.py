@@ -4,6 +4,11 @@
 loop iteration: ``send`` only appends and wakes the writer task, which swaps the queue out and
 awaits the write. While a write is in flight new envelopes accumulate, so under load batches
 grow by themselves and the per-item gRPC cost (~75 µs) is paid once per batch, not per message.
+
+The writer counts the bytes it holds (queued and in flight, each envelope as its payload plus
+:data:`ENVELOPE_OVERHEAD`): :attr:`BatchWriter.backlog_bytes` is how far behind the peer is.
+It does not refuse anything itself; its owners bound it (the dispatcher per peer, a link per
+dispatcher) and decide what to hold back or drop.
 """
 
 from __future__ import annotations
@@ -13,7 +18,15 @@ from collections.abc import Awaitable, Callable
 
 from goworld.cluster.envelopes import Batch, Envelope
 
-__all__ = ["BatchWriter", "GRPC_OPTIONS"]
+__all__ = ["BatchWriter", "ENVELOPE_OVERHEAD", "GRPC_OPTIONS", "envelope_size"]
+
+#: What an envelope costs beyond its payload, as counted against queue bounds.
+ENVELOPE_OVERHEAD = 64
+
+
+def envelope_size(env: Envelope) -> int:
+    """An envelope's weight in queue bounds (cheap: no serialisation)."""
+    return len(env.payload) + ENVELOPE_OVERHEAD
 
 #: Channel/server options: large batches are fine (client packets go up to 32 MiB).
 GRPC_OPTIONS = [
@@ -25,7 +38,10 @@ GRPC_OPTIONS = [
 class BatchWriter:
     """Collects envelopes for one stream and writes them in batches from one task."""
 
-    __slots__ = ("_queue", "_wakeup", "_closed", "_write", "batches_sent", "messages_sent")
+    __slots__ = (
+        "_queue", "_wakeup", "_closed", "_write", "batches_sent", "messages_sent", "backlog_bytes",
+        "_queued_bytes",
+    )
 
     def __init__(self, write: Callable[[Batch], Awaitable[object]]) -> None:
         self._queue: list[Envelope] = []
@@ -34,9 +50,15 @@ class BatchWriter:
         self._write = write
         self.batches_sent = 0
         self.messages_sent = 0
+        #: bytes queued or being written (see :func:`envelope_size`)
+        self.backlog_bytes = 0
+        self._queued_bytes = 0  # the part still in the queue
 
     def send(self, env: Envelope) -> None:
         """Queue ``env``; it goes out with the next batch, in order."""
+        size = len(env.payload) + ENVELOPE_OVERHEAD
+        self.backlog_bytes += size
+        self._queued_bytes += size
         self._queue.append(env)
         if len(self._queue) == 1:
             self._wakeup.set()
@@ -48,6 +70,8 @@ class BatchWriter:
     def take(self) -> list[Envelope]:
         """Remove and return everything not yet written (used when a stream breaks)."""
         queue, self._queue = self._queue, []
+        self.backlog_bytes -= self._queued_bytes
+        self._queued_bytes = 0
         return queue
 
     def close(self) -> None:
@@ -62,7 +86,9 @@ class BatchWriter:
             self._wakeup.clear()
             if self._queue:
                 messages, self._queue = self._queue, []
+                in_flight, self._queued_bytes = self._queued_bytes, 0
                 await self._write(Batch(messages=messages))
+                self.backlog_bytes -= in_flight
                 self.batches_sent += 1
                 self.messages_sent += len(messages)
                 if self._queue:

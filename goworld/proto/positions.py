@@ -27,6 +27,7 @@ __all__ = [
     "iter_records",
     "record_entity_id",
     "by_client",
+    "split_records",
 ]
 
 #: ``x, y, z, yaw`` after the EntityID.
@@ -54,6 +55,13 @@ def iter_records(batch: bytes) -> Iterator[tuple[str, float, float, float, float
 def record_entity_id(record: bytes) -> str:
     """The EntityID a record (or a client's SYNC body after its msgtype) names."""
     return record[:16].decode("latin-1")
+
+
+def split_records(batch: bytes) -> Iterator[tuple[str, bytes]]:
+    """``(entity id, the record's 32 bytes)`` for each whole record of a batch."""
+    for off in range(0, len(batch) - RECORD_SIZE + 1, RECORD_SIZE):
+        record = batch[off : off + RECORD_SIZE]
+        yield record[:16].decode("latin-1"), record
 
 
 def by_client(batch: bytes) -> dict[str, list[bytes]]:

@@ -53,6 +53,8 @@ class FakePeer:
         self.name = name
         self.sent: list[Envelope] = []
         self.closed = False
+        #: set by a test to play a peer that is behind
+        self.backlog_bytes = 0
 
     def send(self, env: Envelope) -> None:
         assert not self.closed, f"{self.name}: send after close"
@@ -1081,3 +1083,124 @@ def test_calls_to_a_frozen_game_queue_even_while_its_stream_is_still_open() -> N
     h.svc.game_disconnected(1, h.games[1])
     g1b = h.connect_game(1, eids=[E1], restore=True)
     assert g1b.calls() == [(E1, "held")]
+
+
+# ---- bounds and back-pressure (issue 14) ---------------------------------------------------
+
+
+def _client_call(entity_id: str, client: int, payload: bytes = b"\x00\x00") -> Envelope:
+    return Envelope(
+        msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT,
+        entity_id=entity_id,
+        name="Chat",
+        payload=payload,
+        client_id=cid(client),
+        gate_id=1,
+    )
+
+
+def test_clients_of_a_game_that_is_behind_are_paused_and_resumed_when_it_catches_up() -> None:
+    h = cluster(2, pause_backlog_bytes=1000)
+    h.game(1, notify_create(E1))
+    h.game(2, notify_create(E2))
+    h.games[1].backlog_bytes = 5000  # game1 is stalled
+    for _ in range(3):
+        h.gate(1, _client_call(E1, 1))
+    h.gate(1, _client_call(E2, 2))  # game2 keeps up: its client is never paused
+    pauses = h.gates[1].of_type(MsgType.PAUSE_CLIENTS)
+    assert [p.payload for p in pauses] == [cid(1).encode()]  # once, however many calls
+    assert len(h.games[1].of_type(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)) == 3  # none lost
+    h.svc.relieve()
+    assert h.gates[1].of_type(MsgType.RESUME_CLIENTS) == []  # still behind
+    h.games[1].backlog_bytes = 100
+    h.svc.relieve()
+    resumes = h.gates[1].of_type(MsgType.RESUME_CLIENTS)
+    assert [r.payload for r in resumes] == [cid(1).encode()]
+    h.svc.relieve()
+    assert len(h.gates[1].of_type(MsgType.RESUME_CLIENTS)) == 1
+
+
+def test_clients_paused_for_a_game_that_dies_are_resumed() -> None:
+    h = cluster(1, pause_backlog_bytes=1000)
+    h.game(1, notify_create(E1))
+    h.games[1].backlog_bytes = 5000
+    h.gate(1, _client_call(E1, 7))
+    assert h.gates[1].of_type(MsgType.PAUSE_CLIENTS)
+    h.svc.game_disconnected(1, h.games[1])
+    assert [r.payload for r in h.gates[1].of_type(MsgType.RESUME_CLIENTS)] == [cid(7).encode()]
+
+
+def test_a_peer_past_its_bound_gets_nothing_more_and_the_drop_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = cluster(1, peer_max_backlog_bytes=10_000)
+    h.game(1, notify_create(E1))
+    h.games[1].backlog_bytes = 10_000
+    h.game(1, call(E1, "Hit"))  # the inlined hot path
+    h.gate(1, _client_call(E1, 1))
+    assert h.games[1].of_type(MsgType.CALL_ENTITY_METHOD) == []
+    assert h.games[1].of_type(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT) == []
+    assert h.svc.stats["dropped"] == 2
+    assert "game1 is 10000 bytes behind" in caplog.text
+    h.gates[1].backlog_bytes = 10_000
+    h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, client_id=cid(1)))
+    h.game(1, Envelope(msgtype=MsgType.CALL_FILTERED_CLIENTS, payload=b"x"))
+    assert h.gates[1].sent == []
+    assert h.svc.stats["dropped"] == 4
+
+
+def test_position_syncs_for_a_game_that_is_behind_are_dropped() -> None:
+    h = cluster(2, pause_backlog_bytes=1000)
+    h.game(1, notify_create(E1))
+    h.game(2, notify_create(E2))
+    h.games[1].backlog_bytes = 1000
+    payload = _record(E1, 1) + _record(E2, 2)
+    h.gate(1, Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=payload, gate_id=1))
+    assert h.games[1].of_type(MsgType.SYNC_POSITION_YAW_FROM_CLIENT) == []
+    assert [e.payload for e in h.games[2].of_type(MsgType.SYNC_POSITION_YAW_FROM_CLIENT)] == [_record(E2, 2)]
+    assert h.svc.stats["dropped_syncs"] == 1
+
+
+def test_new_clients_get_their_boot_entity_on_a_game_that_keeps_up() -> None:
+    h = cluster(2, pause_backlog_bytes=1000)
+    h.games[1].backlog_bytes = 5000
+    for n in range(4):
+        h.gate(1, _client_connected(n, eid(100 + n)))
+    assert len(h.games[2].of_type(MsgType.NOTIFY_CLIENT_CONNECTED)) == 4
+    assert h.games[1].of_type(MsgType.NOTIFY_CLIENT_CONNECTED) == []
+    h.games[2].backlog_bytes = 5000  # everyone behind: round robin as before
+    for n in range(4, 8):
+        h.gate(1, _client_connected(n, eid(100 + n)))
+    assert len(h.games[1].of_type(MsgType.NOTIFY_CLIENT_CONNECTED)) == 2
+
+
+def test_calls_held_for_unknown_entities_are_bounded_in_bytes() -> None:
+    h = cluster(1)
+    big = b"\x00" * (1024 * 1024)
+    for n in range(40):  # 40 MiB for 40 ids that do not exist
+        h.game(1, call(eid(500 + n), "Hit", big))
+    held = sum(len(e.payload) for _, envs in h.svc._early.values() for e in envs)
+    assert held <= 16 * 1024 * 1024
+    assert h.svc.stats["dropped"] >= 24
+    h.clock.advance(10)
+    h.svc.tick()
+    assert h.svc._early == {} and h.svc._early_bytes == 0
+
+
+def test_a_blocked_entity_queue_is_bounded_in_bytes(caplog: pytest.LogCaptureFixture) -> None:
+    h = cluster(2)
+    h.game(1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E1, name="A"))
+    big = b"\x00" * (1024 * 1024)
+    for _ in range(20):
+        h.game(1, call(E1, "Hit", big))
+    h.game(2, notify_create(E1))
+    delivered = h.games[2].of_type(MsgType.CALL_ENTITY_METHOD)
+    assert 0 < len(delivered) <= 8
+    assert "queue full" in caplog.text
+
+
+def test_kick_client_goes_to_the_named_gate() -> None:
+    h = cluster(1, n_gates=2)
+    h.game(1, Envelope(msgtype=MsgType.KICK_CLIENT, gate_id=2, client_id=cid(3), name="flood"))
+    assert [(e.client_id, e.name) for e in h.gates[2].of_type(MsgType.KICK_CLIENT)] == [(cid(3), "flood")]
+    assert h.gates[1].sent == []

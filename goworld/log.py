@@ -184,6 +184,7 @@ class RepeatFilter(logging.Filter):
 
 _installed: RepeatFilter | None = None
 _atexit_registered = False
+_root_handlers: list[logging.Handler] = []  # what configure added to the root logger
 
 
 def get_logger(component: str) -> logging.Logger:
@@ -200,16 +201,22 @@ def configure(
     repeat_interval: float = REPEAT_INTERVAL,
     max_bytes: int = 0,
     backups: int = 0,
+    other_loggers: bool = True,
     clock: Callable[[], float] = time.monotonic,
 ) -> RepeatFilter | None:
     """Install handlers on the ``goworld`` logger (file and/or stderr) at ``level``.
+
+    With ``other_loggers``, the same handlers are added to the root logger too: what other
+    libraries log (asyncio, uvloop, grpc, at the root's level, WARNING unless set) is then a
+    log record like ours, in the log file and bounded by the same filter, instead of going to
+    stderr through :data:`logging.lastResort`. The root's other handlers are left alone.
 
     ``repeat_limit`` WARNING records per message template per ``repeat_interval`` seconds
     are written, then summarised (:class:`RepeatFilter`); ``repeat_limit=0`` writes every one.
     ``max_bytes > 0`` rotates the log file once it is larger, keeping ``backups`` older
     generations (``game1.log.1`` ...; at least one). Returns the filter installed, if any.
     """
-    global _installed, _atexit_registered
+    global _installed, _atexit_registered, _root_handlers
     if not _atexit_registered:  # runs before logging's own shutdown (registered earlier)
         atexit.register(flush_repeats, final=True)
         _atexit_registered = True
@@ -220,6 +227,9 @@ def configure(
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
+    for handler in _root_handlers:
+        logging.getLogger().removeHandler(handler)
+    _root_handlers = []
     formatter = logging.Formatter(_FORMAT)
     handlers: list[logging.Handler] = []
     if log_file is not None:
@@ -243,6 +253,9 @@ def configure(
         if _installed is not None:
             handler.addFilter(_installed)
         root.addHandler(handler)
+        if other_loggers:
+            logging.getLogger().addHandler(handler)
+            _root_handlers.append(handler)
     root.propagate = False
     return _installed
 

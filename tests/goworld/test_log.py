@@ -60,6 +60,7 @@ def goworld_logger() -> Iterator[None]:
     """Put the `goworld` logger back as it was after a test that calls log.configure."""
     root = logging.getLogger("goworld")
     saved = (list(root.handlers), root.level, root.propagate, log._installed)
+    top = list(logging.getLogger().handlers)
     try:
         yield
     finally:
@@ -69,6 +70,8 @@ def goworld_logger() -> Iterator[None]:
         handlers, root.level, root.propagate, log._installed = saved
         for handler in handlers:
             root.addHandler(handler)
+        logging.getLogger().handlers[:] = top
+        log._root_handlers = []
 
 
 def test_a_flood_of_one_warning_writes_the_limit_then_one_summary(
@@ -296,3 +299,23 @@ def test_the_docstring_names_every_logger_the_code_uses_and_no_other() -> None:
     assert log.__doc__ is not None
     listed = log.__doc__.split("Loggers in use")[1].split("Library modules")[0]
     assert set(re.findall(r"``(goworld(?:\.\w+)+)``", listed)) == used
+
+
+def test_other_libraries_records_go_to_the_log_file_bounded_too(
+    tmp_path: Path, clock: Clock, goworld_logger: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """asyncio's 'socket.send() raised exception.' once per write to a dead peer, say: a log
+    record, so it belongs in the log file, counted like ours, and not on the captured stderr."""
+    log_file = tmp_path / "gate1.log"
+    log.configure(log_file=log_file, stderr=False, repeat_limit=2, clock=clock)
+    for _ in range(20):
+        logging.getLogger("asyncio").warning("socket.send() raised exception.")
+    logging.getLogger("asyncio").info("below the root's level: not written")
+    log.configure(log_file=tmp_path / "again.log", stderr=False)  # configure again: no duplicate
+    logging.getLogger("grpc").error("once")
+    lines = [line.split(" ", 2)[2] for line in log_file.read_text().splitlines()]
+    assert lines == ["WARNING asyncio: socket.send() raised exception."] * 2 + [
+        "WARNING asyncio: 18 more like this suppressed in the last 10 s: socket.send() raised exception."
+    ]
+    assert (tmp_path / "again.log").read_text().count("ERROR grpc: once") == 1
+    assert capsys.readouterr().err == ""

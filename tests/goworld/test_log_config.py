@@ -56,6 +56,7 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
 def goworld_logger() -> Iterator[None]:
     root = logging.getLogger("goworld")
     saved = (list(root.handlers), root.level, root.propagate, log._installed)
+    top = list(logging.getLogger().handlers)
     try:
         yield
     finally:
@@ -65,6 +66,8 @@ def goworld_logger() -> Iterator[None]:
         handlers, root.level, root.propagate, log._installed = saved
         for handler in handlers:
             root.addHandler(handler)
+        logging.getLogger().handlers[:] = top
+        log._root_handlers = []
 
 
 def test_setup_logging_applies_the_section(tmp_path: Path, goworld_logger: None,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from game import freeze
+from game.call_limits import CallPolicy
 from game.handlers import GameHandlers
 from game.hotswap import reload_in_place
 from game.loader import GamePackageError, load_game_package
@@ -162,6 +163,7 @@ def _build(
         kvdb=kvdb,
         boot_entity=boot.gcfg.boot_entity,
         on_serving=lambda: control.announce_serving(),
+        call_policy=CallPolicy.from_config(boot.gcfg),
     )
     control = GameControl(rt, links, stop, boot.app)
     runtime_binding.bind(rt)

@@ -121,6 +121,7 @@ class GameHandlers:
         rt.create_entity_locally(rt.boot_entity, entity_id=env.entity_id, client=client)
 
     def _client_disconnected(self, did: int, env: Envelope) -> None:
+        self.rt.client_calls.forget(env.client_id)
         entity = self.rt.entities.get(env.entity_id)
         if entity is None or entity.client is None or entity.client.client_id != env.client_id:
             return
@@ -130,6 +131,7 @@ class GameHandlers:
         entity.run_hook("on_client_disconnected")
 
     def _gate_disconnected(self, did: int, env: Envelope) -> None:
+        self.rt.client_calls.forget_gate(env.gate_id)
         for entity in list(self.rt.entities.values()):
             client = entity.client
             if client is not None and client.gate_id == env.gate_id:
@@ -166,18 +168,29 @@ class GameHandlers:
             self.rt.invoke(entity, env.name, args, None)
 
     def _call_from_client(self, did: int, env: Envelope) -> None:
-        entity = self.rt.entities.get(env.entity_id)
+        """Checked before the arguments are decoded: the target, its exposure, the size of the
+        arguments and the method's rate (:mod:`game.call_limits`); every refusal is a strike
+        against the client, none is logged on its own."""
+        rt = self.rt
+        limiter = rt.client_calls
+        entity = rt.entities.get(env.entity_id)
         if entity is None:
-            logger.warning(
-                "client %s calls %s on %s, which is not here: dropped",
-                env.client_id,
-                env.name,
-                env.entity_id,
-            )
+            limiter.refuse(env.client_id, env.gate_id, env.name, f"no entity {env.entity_id} here")
             return
-        args = self._decode_args(env)
-        if args is not None:
-            self.rt.invoke(entity, env.name, args, env.client_id)
+        method = rt.client_rpc(entity, env.name, env.client_id)
+        if isinstance(method, str):
+            limiter.refuse(env.client_id, env.gate_id, env.name, method)
+            return
+        if not limiter.admit(env.client_id, env.gate_id, method, len(env.payload)):
+            return
+        try:
+            args, _end = codec.decode_args(env.payload)
+        except RemoteProtocolError as exc:
+            limiter.refuse(env.client_id, env.gate_id, env.name, f"bad arguments ({exc})")
+            return
+        refused = rt.run_rpc(entity, method, args, env.client_id)
+        if refused is not None:
+            limiter.refuse(env.client_id, env.gate_id, env.name, refused)
 
     def _call_nil_spaces(self, did: int, env: Envelope) -> None:
         space = self.rt.nil_space

@@ -8,7 +8,8 @@ dispatcher link's batch queue. Routing rules (DESIGN.md):
   messages of both games during a migration or a handover arrive in order;
 - a filtered-client call and a nil-space call go to dispatcher 1 only, which broadcasts them
   (every client or game gets it exactly once);
-- position syncs for the clients of gate ``g`` go to dispatcher ``(g - 1) % D + 1``;
+- position syncs for the clients of gate ``g``, and a request to close one of them
+  (KICK_CLIENT), go to dispatcher ``(g - 1) % D + 1``;
 - a kvreg key goes to the dispatcher of its CRC32.
 
 Client-visible bytes come from :mod:`goworld.entity.client` (message bodies) and
@@ -153,6 +154,14 @@ class Outbox:
                 gate_id=client.gate_id,
                 client_id=client.client_id,
             ),
+        )
+
+    def kick_client(self, client_id: str, gate_id: int, reason: str) -> None:
+        """Ask gate ``gate_id`` to close a client (``reason`` is logged there), through the
+        dispatcher that carries that gate's position syncs."""
+        self._send(
+            (gate_id - 1) % self.num_dispatchers + 1,
+            Envelope(msgtype=MsgType.KICK_CLIENT, gate_id=gate_id, client_id=client_id, name=reason),
         )
 
     def call_filtered_clients(

@@ -3,7 +3,8 @@
 :class:`GameRuntime` implements :class:`goworld.entity.runtime.Runtime`, the whole surface that
 entities and the ``goworld`` facade reach. It is built from parts, in this order, by its
 constructor: the entity table (:mod:`game.entity_table`), the outbox that routes everything the
-game sends (:mod:`game.outbox`), the entity timers (:mod:`game.timers`, clock injected), then
+game sends (:mod:`game.outbox`), the limits on calls from clients (:mod:`game.call_limits`,
+``client_calls``), the entity timers (:mod:`game.timers`, clock injected), then
 the parts that use the runtime itself: migration (:mod:`game.migration`), services
 (:mod:`game.services`) and the crontab (:mod:`game.crontab`). It never awaits: storage calls
 return futures whose callbacks run back on the loop. Incoming dispatcher traffic is handled in
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from game.call_limits import CallPolicy, ClientCallLimiter
 from game.crontab import Crontab
 from game.entity_table import EntityTable
 from game.migration import Migration
@@ -54,6 +56,8 @@ class GameRuntime:
         clock: Callable[[], float] = time.time,
         service_rng: random.Random | None = None,
         on_serving: Callable[[], None] | None = None,
+        call_policy: CallPolicy | None = None,
+        call_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.game_id = game_id
         self.registry = registry
@@ -76,6 +80,12 @@ class GameRuntime:
         self.entities: Mapping[str, Entity] = self.table.entities
         self.spaces: Mapping[str, Space] = self.table.spaces
         self.outbox = Outbox(game_id, num_dispatchers, send)
+        self.client_calls = ClientCallLimiter(
+            call_policy or CallPolicy(),
+            kick=self.outbox.kick_client,
+            schedule=self.loop.call_later,
+            clock=call_clock,
+        )
         self.timers = EntityTimers(self.loop, clock, halted=lambda: self.halted)
         self.migration = Migration(self)
         self.services = ServiceManager(self, service_rng, on_serving=on_serving)
@@ -321,31 +331,58 @@ class GameRuntime:
 
     def invoke(
         self, entity: Entity, method_name: str, args: list[Any] | tuple[Any, ...], client_id: str | None
-    ) -> None:
-        """Run an RPC on a local entity. ``client_id`` is set for calls from clients."""
+    ) -> str | None:
+        """Run an RPC on a local entity; ``client_id`` is set for calls from clients. Returns
+        None if the method ran (a method that raises is logged), else why the call was refused:
+        logged for calls between servers, not for calls from clients (the caller counts those,
+        :mod:`game.call_limits`)."""
+        if client_id is not None:
+            found = self.client_rpc(entity, method_name, client_id)
+            if isinstance(found, str):
+                return found
+            return self.run_rpc(entity, found, args, client_id)
         if entity.destroyed:
             logger.warning("call %s on destroyed %r: dropped", method_name, entity)
-            return
+            return "the entity is destroyed"
         method: RpcMethod | None = entity.desc.rpcs.get(method_name)
         if method is None:
             logger.warning("%r has no RPC %r: call dropped", entity, method_name)
-            return
-        if client_id is not None:
-            own = entity.client is not None and entity.client.client_id == client_id
-            if not (method.all_clients or (own and method.client)):
-                logger.warning(
-                    "client %s may not call %r.%s: dropped", client_id, entity, method_name
-                )
-                return
+            return "no such RPC"
+        return self.run_rpc(entity, method, args, None)
+
+    def client_rpc(self, entity: Entity, method_name: str, client_id: str) -> RpcMethod | str:
+        """The RPC ``client_id`` may call on ``entity`` (its own entity's ``client=True``
+        methods, any entity's ``all_clients=True`` ones), or why it may not."""
+        if entity.destroyed:
+            return f"{entity!r} is destroyed"
+        method = entity.desc.rpcs.get(method_name)
+        if method is None:
+            return f"{entity!r} has no RPC {method_name!r}"
+        if method.all_clients:
+            return method
+        if not method.client:
+            return f"{entity!r}.{method_name} is not client-callable"
+        client = entity.client
+        if client is None or client.client_id != client_id:
+            return f"{entity!r} is not the client's own entity"
+        return method
+
+    def run_rpc(
+        self, entity: Entity, method: RpcMethod, args: list[Any] | tuple[Any, ...], client_id: str | None
+    ) -> str | None:
+        """Bind ``args`` and run the method: None, or why the arguments do not fit (logged
+        for calls between servers only)."""
         try:
             bound = method.bind_args(args)
         except EntityError as exc:
-            logger.warning("call %r.%s dropped: %s", entity, method_name, exc)
-            return
+            if client_id is None:
+                logger.warning("call %r.%s dropped: %s", entity, method.wire_name, exc)
+            return f"bad arguments: {exc}"
         try:
             getattr(entity, method.attr_name)(*bound)
         except Exception:
-            logger.exception("%r.%s raised", entity, method_name)
+            logger.exception("%r.%s raised", entity, method.wire_name)
+        return None
 
     # ---- posted callbacks and asynchronous operations --------------------------------------
 

@@ -49,6 +49,12 @@ Our additions (documented in the shipped ``goworld.ini``)
     * Gate ``legacy_client_protocol`` = ``""`` (HEAD, default) | ``2017`` | ``2018``.
     * Dispatcher ``frozen_queue_max_bytes`` (default 256 MiB): the most bytes queued for
       one frozen game during a hot reload.
+    * Game limits on calls from clients (:mod:`game.call_limits`; 0 turns one off): the
+      defaults of ``@rpc(client=True)`` methods ``client_rpc_rate`` (calls/s per client and
+      method, 50), ``client_rpc_burst`` (100), ``client_rpc_max_arg_bytes`` (65536); a
+      client with more than ``client_rpc_max_strikes`` (20) refused calls within
+      ``client_rpc_strike_window`` seconds (10) is closed; ``client_rpc_max_clients``
+      (50000) clients tracked at once.
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
       template per ``log_repeat_interval`` seconds (default 10), then one summary line
       (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
@@ -151,6 +157,13 @@ class GameConfig:
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
     log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
+    # ours: limits on calls from clients (game.call_limits; 0 turns a limit off)
+    client_rpc_rate: int = field(default=50, kw_only=True)  # calls/s per client and method
+    client_rpc_burst: int = field(default=100, kw_only=True)  # calls at once
+    client_rpc_max_arg_bytes: int = field(default=64 * 1024, kw_only=True)  # encoded arguments
+    client_rpc_max_strikes: int = field(default=20, kw_only=True)  # refused calls per window, then kick
+    client_rpc_strike_window: int = field(default=10, kw_only=True)  # seconds
+    client_rpc_max_clients: int = field(default=50_000, kw_only=True)  # clients tracked at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +363,12 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "gomaxprocs", _int(0), "0"),
     ("game", "position_sync_interval_ms", _SYNC_MS, "100"),
     ("game", "ban_boot_entity", _bool, "false"),
+    ("game", "client_rpc_rate", _int(0), "50"),  # ours, and below
+    ("game", "client_rpc_burst", _int(1), "100"),
+    ("game", "client_rpc_max_arg_bytes", _int(0), str(64 * 1024)),
+    ("game", "client_rpc_max_strikes", _int(0), "20"),
+    ("game", "client_rpc_strike_window", _int(1), "10"),
+    ("game", "client_rpc_max_clients", _int(1), "50000"),
     ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
     ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),
     ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours

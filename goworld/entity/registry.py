@@ -19,11 +19,25 @@ Arguments are checked against the method's annotations (int, float, str, bool, b
 dict, Any) the way GoWorld's typed decoding does: an int fits a float parameter, a float never
 fits an int one; missing trailing arguments get their default, or the zero value of their
 annotated type; extra arguments are an error. A failed check is :class:`RPCArgumentError`.
+
+Client-callable methods also carry limits, enforced per client by the game (``game.call_limits``)
+before the arguments are decoded::
+
+    @goworld.rpc(client=True, rate=2, burst=5, max_arg_bytes=512)
+    def Login(self, username: str, password: str) -> None: ...
+
+``rate`` is calls per second per client (a token bucket holding ``burst`` calls; ``burst``
+defaults to ``max(1, rate)``), ``max_arg_bytes`` the size of the encoded arguments. A limit left
+out takes the game's default (``client_rpc_rate``, ``client_rpc_burst``,
+``client_rpc_max_arg_bytes`` in ``[game_common]``); ``0`` or ``None`` means unlimited. Limits
+apply to calls from clients only, never to calls between servers, and may only be declared on
+client-callable methods.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntFlag
@@ -45,6 +59,7 @@ __all__ = [
     "EntityTypeDesc",
     "Registry",
     "SPACE_TYPE_NAME",
+    "DEFAULT",
 ]
 
 SPACE_TYPE_NAME = "__space__"
@@ -74,23 +89,83 @@ _ZERO: dict[Any, Any] = {int: 0, float: 0.0, str: "", bool: False, bytes: b""}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Default:
+    """The value of a limit left out of ``@rpc``: the game's default applies."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: A limit of ``@rpc`` left to the game's configured default (the value of an omitted argument).
+DEFAULT: Any = _Default()
+
+
 @dataclass(frozen=True, slots=True)
 class _RpcMark:
     name: str | None
     client: bool
     all_clients: bool
+    rate: float | None = None  # None: the game's default; 0.0: unlimited
+    burst: float | None = None  # None: the game's default
+    max_arg_bytes: int | None = None  # None: the game's default; 0: unlimited
 
 
 def rpc(
-    fn: F | None = None, *, client: bool = False, all_clients: bool = False, name: str | None = None
+    fn: F | None = None,
+    *,
+    client: bool = False,
+    all_clients: bool = False,
+    name: str | None = None,
+    rate: float | None = DEFAULT,
+    burst: float | None = DEFAULT,
+    max_arg_bytes: int | None = DEFAULT,
 ) -> Any:
-    """Expose a method as an RPC. ``name`` is the wire name (default: the method's name)."""
+    """Expose a method as an RPC. ``name`` is the wire name (default: the method's name).
+
+    ``rate`` (calls/s per client), ``burst`` and ``max_arg_bytes`` limit calls from clients
+    (module docstring); raises :class:`EntityError` for a bad limit, or a limit on a method
+    clients cannot call."""
+    exposed = client or all_clients
+    limits = _limits(rate, burst, max_arg_bytes)
+    if not exposed and any(v is not DEFAULT for v in (rate, burst, max_arg_bytes)):
+        raise EntityError(
+            "@rpc: rate, burst and max_arg_bytes limit calls from clients; "
+            "declare them with client=True or all_clients=True"
+        )
 
     def mark(f: F) -> F:
-        f.__goworld_rpc__ = _RpcMark(name, client or all_clients, all_clients)  # type: ignore[attr-defined]
+        f.__goworld_rpc__ = _RpcMark(name, exposed, all_clients, *limits)  # type: ignore[attr-defined]
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def _number(what: str, value: Any, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
+        raise EntityError(f"@rpc: {what} must be a number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def _limits(rate: Any, burst: Any, max_arg_bytes: Any) -> tuple[float | None, float | None, int | None]:
+    """The declared limits as stored on :class:`RpcMethod` (None: the game's default)."""
+    r = None if rate is DEFAULT else 0.0 if rate is None else _number("rate", rate, 0)
+    if burst is DEFAULT or burst is None:
+        b = max(1.0, r) if r else None
+    elif r == 0.0:
+        raise EntityError("@rpc: burst needs a rate (rate=0 or None means unlimited)")
+    else:
+        b = _number("burst", burst, 1)
+    if max_arg_bytes is DEFAULT:
+        m = None
+    elif max_arg_bytes is None:
+        m = 0
+    elif isinstance(max_arg_bytes, bool) or not isinstance(max_arg_bytes, int) or max_arg_bytes < 0:
+        raise EntityError(f"@rpc: max_arg_bytes must be an int >= 0, got {max_arg_bytes!r}")
+    else:
+        m = max_arg_bytes
+    return r, b, m
 
 
 def _converter(annotation: Any, pname: str) -> Callable[[Any], Any] | None:
@@ -138,7 +213,8 @@ def _converter(annotation: Any, pname: str) -> Callable[[Any], Any] | None:
 
 @dataclass(slots=True)
 class RpcMethod:
-    """One exposed method: its wire name, who may call it, and its argument checks."""
+    """One exposed method: its wire name, who may call it, its argument checks, and the limits
+    on calls from clients (None: the game's default; 0: unlimited)."""
 
     wire_name: str
     attr_name: str
@@ -147,6 +223,9 @@ class RpcMethod:
     converters: tuple[Callable[[Any], Any] | None, ...]
     fill: tuple[Any, ...]  # value for each missing trailing parameter; _REQUIRED if none
     varargs: bool
+    rate: float | None = None  # calls per second per client
+    burst: float | None = None  # calls a client may make at once (the bucket's size)
+    max_arg_bytes: int | None = None  # encoded argument bytes
 
     def bind_args(self, args: tuple[Any, ...] | list[Any]) -> list[Any]:
         """Check and convert ``args``; raises :class:`RPCArgumentError`."""
@@ -213,6 +292,9 @@ def _rpc_method(attr_name: str, fn: Callable[..., Any], mark: _RpcMark) -> RpcMe
         tuple(converters),
         tuple(fill),
         varargs,
+        mark.rate,
+        mark.burst,
+        mark.max_arg_bytes,
     )
 
 

@@ -22,7 +22,7 @@ import pickle
 import random
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ import pytest_asyncio
 
 import goworld
 from game import freeze
+from game.call_limits import CallPolicy
 from game.crontab import Crontab
 from game.handlers import GameHandlers
 from game.runtime import GameRuntime
@@ -272,6 +273,8 @@ class Harness:
         storage: Any = None,
         kvdb: Any = None,
         bare: bool = False,
+        call_policy: CallPolicy | None = None,
+        call_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sent: list[tuple[int, Envelope]] = []
         self.num_dispatchers = num_dispatchers
@@ -284,6 +287,8 @@ class Harness:
             kvdb=kvdb,
             boot_entity="Account",
             service_rng=FixedRandom(),
+            call_policy=call_policy,
+            call_clock=call_clock,
         )
         self.ready_calls = 0
         self.handlers = GameHandlers(self.rt, self._on_ready)
@@ -1044,7 +1049,9 @@ async def test_client_calls_are_checked_for_exposure_and_arguments(
         ("Boom", ()),
         ("Own", (0,)),
     ]
-    assert "may not call" in caplog.text and "has no RPC" in caplog.text
+    # refusals are strikes, counted and summarised, never logged one by one
+    assert h.rt.client_calls.refused_total == 7
+    assert [r.message for r in caplog.records if r.levelno == logging.WARNING] == []
     assert "raised" in caplog.text
 
 
@@ -1083,12 +1090,18 @@ async def test_call_nil_spaces(h: Harness) -> None:
 async def test_handlers_tolerate_malformed_payloads(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
     a = h.avatar(client=new_client())
     garbage = b"\xff\xfe\x00garbage\xc1"
+    assert a.client is not None
     with caplog.at_level(logging.WARNING, "goworld.game"):
         for msgtype in (MT.CALL_ENTITY_METHOD, MT.CALL_ENTITY_METHOD_FROM_CLIENT):
-            h.handlers.handle(1, Envelope(msgtype=msgtype, entity_id=a.id, name="Own", payload=garbage))
-            h.handlers.handle(1, Envelope(msgtype=msgtype, entity_id=a.id, name="Own", payload=b""))
-    assert "bad arguments" in caplog.text
-    assert [r.levelname for r in caplog.records if "bad arguments" in r.getMessage()] == ["WARNING"] * 4
+            for payload in (garbage, b""):
+                h.handlers.handle(
+                    1,
+                    Envelope(msgtype=msgtype, entity_id=a.id, name="Own", payload=payload,
+                             client_id=a.client.client_id, gate_id=a.client.gate_id),
+                )
+    # from a server: logged; from a client: two strikes, not logged one by one
+    assert [r.levelname for r in caplog.records if "bad arguments" in r.getMessage()] == ["WARNING"] * 2
+    assert h.rt.client_calls.refused_total == 2
     assert "Own" not in events_of(a.id)
     # everything else: logged, never raised, and the runtime keeps working
     for msgtype in (
@@ -1117,7 +1130,139 @@ async def test_calls_to_unknown_entities_are_dropped(h: Harness, caplog: pytest.
             Envelope(msgtype=MT.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=new_entity_id(), name="X",
                      payload=codec.encode_args(()), client_id=new_client_id()),
         )
-    assert caplog.text.count("dropped") == 2
+    assert caplog.text.count("dropped") == 1  # the server's call; the client's is a strike
+    assert h.rt.client_calls.refused_total == 1
+
+
+# ---- limits on calls from clients (game.call_limits) ------------------------------------------------
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(clock: StepClock, **policy: Any) -> Harness:
+    defaults: dict[str, Any] = {"rate": 10, "burst": 20, "max_arg_bytes": 1000, "max_strikes": 5}
+    return Harness(call_policy=CallPolicy(**(defaults | policy)), call_clock=clock)
+
+
+def _disconnected(h: Harness, entity: Entity, client: GameClient) -> None:
+    h.handlers.handle(
+        1,
+        Envelope(msgtype=MT.NOTIFY_CLIENT_DISCONNECTED, entity_id=entity.id, client_id=client.client_id,
+                 gate_id=client.gate_id),
+    )
+
+
+async def test_a_flood_over_the_rate_is_refused_and_kicked_once_while_an_honest_client_is_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = StepClock()
+    h = limited(clock)
+    flooder, honest = new_client(3), new_client(4)
+    a, b = h.avatar(client=flooder), h.avatar(client=honest)
+    h.take()
+    EVENTS.clear()
+    with caplog.at_level(logging.WARNING, "goworld.game"):
+        for step in range(100):  # 10 s: the flooder sends 1,000 calls/s, the honest client 10
+            for _ in range(100):
+                _from_client(h, a, flooder, "Own", 1)
+            _from_client(h, b, honest, "Own", step)
+            clock.now += 0.1
+    assert [args for eid, w, args in EVENTS if eid == b.id and w == "Own"] == [(i,) for i in range(100)]
+    # the burst, then nothing: refused calls are strikes, past 5 the client is kicked, once
+    assert [w for eid, w, _ in EVENTS if eid == a.id and w == "Own"] == ["Own"] * 20
+    [(did, kick)] = h.of_type(MT.KICK_CLIENT)
+    assert did == (3 - 1) % h.num_dispatchers + 1  # the dispatcher of gate 3's syncs
+    assert (kick.gate_id, kick.client_id) == (3, flooder.client_id)
+    assert kick.name.startswith("6 refused calls in 10 s (last: Own: over 10 calls/s)")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kicking client {flooder.client_id} of gate3: {kick.name}"
+    ]
+
+
+async def test_every_refusal_from_a_client_is_a_strike() -> None:
+    clock = StepClock()
+    h = limited(clock, max_strikes=5)
+    ca, cb = new_client(1), new_client(2)
+    a = h.avatar(client=ca)
+    h.avatar(client=cb)
+    h.take()
+    _from_client(h, a, cb, "Own", 1)  # not its own entity
+    _from_client(h, a, ca, "ServerOnly")  # not client-callable
+    _from_client(h, a, ca, "Nope")  # no such RPC
+    _from_client(h, a, ca, "Own", "x")  # arguments that do not fit
+    h.handlers.handle(1, Envelope(msgtype=MT.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=a.id, name="Own",
+                                  payload=b"\x01", client_id=ca.client_id, gate_id=1))  # undecodable
+    h.handlers.handle(1, Envelope(msgtype=MT.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=new_entity_id(),
+                                  name="Own", payload=codec.encode_args(()), client_id=ca.client_id,
+                                  gate_id=1))  # no such entity here
+    _from_client(h, a, ca, "Own", "x" * 2000)  # too large
+    assert h.rt.client_calls.refused_total == 7
+    assert [e.client_id for _, e in h.of_type(MT.KICK_CLIENT)] == [ca.client_id]  # 6 strikes of ca: past 5
+    assert "Own" not in events_of(a.id)
+
+
+async def test_too_large_arguments_are_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = limited(StepClock())
+    client = new_client()
+    a = h.avatar(client=client)
+    decoded: list[int] = []
+    decode = codec.decode_args
+
+    def counting(buf: bytes, pos: int = 0) -> tuple[tuple[Any, ...], int]:
+        decoded.append(len(buf))
+        return decode(buf, pos)
+
+    monkeypatch.setattr(codec, "decode_args", counting)
+    fits, over = "x" * 991, "x" * 992
+    assert (len(codec.encode_args((fits,))), len(codec.encode_args((over,)))) == (1000, 1001)
+    _from_client(h, a, client, "Everyone", fits)
+    _from_client(h, a, client, "Everyone", over)
+    assert decoded == [1000]
+    assert [args for _, w, args in EVENTS if w == "Everyone"] == [(fits,)]
+    assert h.rt.client_calls.refused_total == 1
+
+
+async def test_calls_between_servers_are_never_limited() -> None:
+    h = limited(StepClock(), max_arg_bytes=10)
+    a = h.avatar(client=new_client())
+    for i in range(500):  # one instant, far over every limit
+        h.handlers.handle(1, Envelope(msgtype=MT.CALL_ENTITY_METHOD, entity_id=a.id, name="Hello",
+                                      payload=codec.encode_args(("x" * 100, i))))
+    assert len([w for _, w, _ in EVENTS if w == "Hello"]) == 500
+    assert h.rt.client_calls.refused_total == 0 and len(h.rt.client_calls) == 0
+
+
+async def test_a_clients_state_goes_with_it() -> None:
+    h = limited(StepClock())
+    ca, cb, cc = new_client(1), new_client(1), new_client(2)
+    a, b, c = h.avatar(client=ca), h.avatar(client=cb), h.avatar(client=cc)
+    for entity, client in ((a, ca), (b, cb), (c, cc)):
+        _from_client(h, entity, client, "Own", 1)
+    limits = h.rt.client_calls
+    assert len(limits) == 3
+    _disconnected(h, a, ca)
+    assert ca.client_id not in limits and len(limits) == 2
+    h.handlers.handle(2, Envelope(msgtype=MT.NOTIFY_GATE_DISCONNECTED, gate_id=1))
+    assert cb.client_id not in limits and cc.client_id in limits
+    # a disconnection this game hears of for an entity that moved on still drops the state
+    _from_client(h, c, cc, "Everyone", "x")
+    _disconnected(h, h.avatar(), cc)
+    assert len(limits) == 0
+
+
+async def test_the_client_table_is_bounded() -> None:
+    h = limited(StepClock(), max_clients=10)
+    target = h.avatar(client=new_client())
+    for _ in range(200):  # clients whose owners live on other games: no disconnection here
+        _from_client(h, target, new_client(), "Everyone", "hi")
+    assert len(h.rt.client_calls) == 10
+    assert len([w for _, w, _ in EVENTS if w == "Everyone"]) == 200
 
 
 # ---- cluster state handlers ----------------------------------------------------------------------------

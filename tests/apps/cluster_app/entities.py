@@ -65,7 +65,9 @@ class Avatar(goworld.Entity):
     def on_client_connected(self) -> None:
         self.set_client_filter_prop("team", self.attrs.get_str("team_name", "blue"))
 
-    @goworld.rpc(client=True, name="Echo")
+    # unlimited rate, 1 MiB of arguments: tests pump it every few ms through reloads
+    # (test_reload) and with 100 kB strings (test_secure_transports)
+    @goworld.rpc(client=True, name="Echo", rate=0, max_arg_bytes=1 << 20)
     def echo(self, seq: int, payload: str = "") -> None:
         self.call_client("OnEcho", seq, payload)
 

@@ -443,3 +443,99 @@ def test_error_message_names_the_parameter(typed: dict[str, RpcMethod]) -> None:
         typed["i"].bind_args([1.0])
     with pytest.raises(RPCArgumentError, match="missing argument 2"):
         typed["required_any"].bind_args([1])
+
+
+# ---- limits on calls from clients ------------------------------------------------------------
+
+
+class Limited(Entity):
+    @rpc(client=True)
+    def plain(self) -> None: ...
+
+    @rpc(client=True, rate=2)
+    def rated(self) -> None: ...
+
+    @rpc(client=True, rate=0.5, burst=4, max_arg_bytes=128)
+    def everything(self) -> None: ...
+
+    @rpc(all_clients=True, rate=0, max_arg_bytes=0)
+    def unlimited(self) -> None: ...
+
+    @rpc(client=True, rate=None, max_arg_bytes=None)
+    def unlimited_none(self) -> None: ...
+
+    @rpc(client=True, burst=7)
+    def default_rate(self) -> None: ...
+
+    @rpc(client=True, rate=10, burst=None)
+    def default_burst(self) -> None: ...
+
+    @rpc
+    def server(self) -> None: ...
+
+
+def _limits(name: str) -> tuple[float | None, float | None, int | None]:
+    method = Registry().register_entity(Limited).rpcs[name]
+    return method.rate, method.burst, method.max_arg_bytes
+
+
+def test_rpc_limits_left_out_are_the_games_defaults() -> None:
+    assert _limits("plain") == (None, None, None)  # None: the game's client_rpc_* defaults
+    assert _limits("server") == (None, None, None)  # never applied: servers are not limited
+
+
+def test_rpc_limits_as_declared() -> None:
+    assert _limits("rated") == (2.0, 2.0, None)  # burst defaults to max(1, rate)
+    assert _limits("everything") == (0.5, 4.0, 128)
+    assert _limits("default_rate") == (None, 7.0, None)  # the game's rate, this burst
+    assert _limits("default_burst") == (10.0, 10.0, None)
+
+
+def test_rpc_limits_zero_or_none_mean_unlimited() -> None:
+    assert _limits("unlimited") == (0.0, None, 0)
+    assert _limits("unlimited_none") == (0.0, None, 0)
+
+
+def test_a_slow_rate_still_allows_one_call_at_once() -> None:
+    @rpc(client=True, rate=0.1)
+    def slow(self: Entity) -> None: ...
+
+    assert slow.__goworld_rpc__.burst == 1.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rate": -1}, "rate must be a number >= 0"),
+        ({"rate": "fast"}, "rate must be a number"),
+        ({"rate": True}, "rate must be a number"),
+        ({"rate": float("inf")}, "rate must be a number"),
+        ({"rate": float("nan")}, "rate must be a number"),
+        ({"rate": 5, "burst": 0.5}, "burst must be a number >= 1"),
+        ({"rate": 0, "burst": 3}, "burst needs a rate"),
+        ({"max_arg_bytes": -1}, "max_arg_bytes must be an int >= 0"),
+        ({"max_arg_bytes": 1.5}, "max_arg_bytes must be an int"),
+        ({"max_arg_bytes": False}, "max_arg_bytes must be an int"),
+    ],
+)
+def test_bad_rpc_limits_are_declaration_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(EntityError, match=message):
+        rpc(client=True, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"rate": 1}, {"burst": 2}, {"max_arg_bytes": 10}, {"rate": None}])
+def test_limits_on_a_method_clients_cannot_call_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(EntityError, match="limit calls from clients"):
+        rpc(**kwargs)
+    rpc(all_clients=True, **kwargs)  # fine there
+
+
+def test_goworld_rpc_takes_the_limits() -> None:
+    import goworld
+
+    class Chat(Entity):
+        @goworld.rpc(client=True, name="Say", rate=3, burst=6, max_arg_bytes=1000)
+        def say(self, text: str) -> None: ...
+
+    method = Registry().register_entity(Chat).rpcs["Say"]
+    assert (method.attr_name, method.rate, method.burst, method.max_arg_bytes) == ("say", 3.0, 6.0, 1000)

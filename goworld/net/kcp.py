@@ -169,6 +169,19 @@ class KCPConfig:
     socket_buffer: int = 1 << 20  # SO_RCVBUF / SO_SNDBUF asked for (the kernel may cap it)
     write_high_water: int = 1 << 20  # bytes queued in KCP before protocol.pause_writing()
 
+    def __post_init__(self) -> None:
+        if not self.handshake_timeout > 0:
+            raise ValueError("KCPConfig.handshake_timeout must be > 0 (it is the cookie epoch)")
+        for name in (
+            "max_sessions",
+            "max_sessions_per_address",
+            "max_unverified",
+            "max_unverified_per_address",
+            "unverified_buffer",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"KCPConfig.{name} must be >= 0")
+
 
 @dataclass(slots=True)
 class KCPStatistics:

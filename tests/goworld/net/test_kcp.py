@@ -788,7 +788,7 @@ async def test_cookies_are_bound_to_address_conv_and_epoch() -> None:
             guess = (rng.getrandbits(32), 0xC0000000 | rng.getrandbits(30))
             a.sendto(data_shard(ack_segment(5, *guess)), server.address)
         b.sendto(data_shard(ack_segment(5, ts, sn)), server.address)  # replayed elsewhere
-        a.sendto(data_shard(ack_segment(6, ts, sn)), server.address)  # for another conv
+        b.sendto(data_shard(ack_segment(6, ts, sn)), server.address)  # for another conv
         await wait_until(lambda: server.statistics().datagrams_received == 203)
         assert server.statistics().bad_cookies == 202
         drain(b)  # (a bad echo is answered like any first datagram: with a cookie)
@@ -798,6 +798,14 @@ async def test_cookies_are_bound_to_address_conv_and_epoch() -> None:
         a.sendto(data_shard(ack_segment(5, ts, sn)), server.address)
         await wait_until(lambda: len(Greeter.made) == 1)
         assert server.sessions[0].get_extra_info("peername") == a.getsockname()
+        before = server.statistics()
+        for _ in range(3):  # late duplicates of the echo go to the session, which ignores them
+            a.sendto(data_shard(ack_segment(5, ts, sn)), server.address)
+        a.sendto(data_shard(kcp_segment(5, sn=1, payload=b"after")), server.address)
+        await wait_until(lambda: bytes(Greeter.made[0].received) == b"hiafter")
+        after = server.statistics()
+        assert after.datagrams_received == before.datagrams_received + 4
+        assert after.cookies_sent == before.cookies_sent and len(server.sessions) == 1
 
         b.sendto(data_shard(kcp_segment(7)), server.address)
         old = await receive_cookie(b)
@@ -914,3 +922,10 @@ async def test_kcp_go_client_connects_during_a_spoofed_flood() -> None:
 )
 def test_per_address_caps_count_hosts_and_ipv6_prefixes(addr: tuple[object, ...], key: object) -> None:
     assert _ip(addr) == key
+
+
+def test_config_refuses_a_useless_handshake_timeout_and_negative_caps() -> None:
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        KCPConfig(handshake_timeout=0)
+    with pytest.raises(ValueError, match="max_sessions_per_address"):
+        KCPConfig(max_sessions_per_address=-1)

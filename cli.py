@@ -239,52 +239,48 @@ def _last_lines(path: Path, lines: int, window: int = 64 * 1024) -> list[str]:
 class _TagWatch:
     """Looks for ``tag`` in what gets appended to a log file after this object is made.
 
-    Reads only the new bytes on each call (a log may be hundreds of MB). Follows a rotation
-    (size rotation in the process: the file it was reading is now ``path.1``; a new file)
-    and a truncation."""
+    Reads only the new bytes on each call (a log may be hundreds of MB). Follows rotations
+    (a process rotating its log by size, possibly two: a reload's standby writes the same file):
+    every generation ``path``, ``path.1``... is remembered by inode with the size it had, and
+    whatever an inode gains, or a new inode holds, is searched."""
 
     def __init__(self, path: Path, tag: str) -> None:
         self.path = path
         self.tag = tag.encode()
-        self.carry = b""  # the end of the bytes seen, in case the tag straddles two reads
-        try:
-            st = path.stat()
-            self.ino: int | None = st.st_ino
-            self.pos = st.st_size
-        except OSError:
-            self.ino, self.pos = None, 0
+        self.pos: dict[int, int] = {}  # inode -> bytes already looked at
+        self.carry: dict[int, bytes] = {}  # inode -> its last bytes, should a tag straddle reads
+        for file in self._generations():
+            with contextlib.suppress(OSError):
+                st = file.stat()
+                self.pos[st.st_ino] = st.st_size
+
+    def _generations(self) -> list[Path]:
+        rotated = [p for p in self.path.parent.glob(self.path.name + ".*")
+                   if p.name[len(self.path.name) + 1:].isdigit()]
+        return [self.path, *rotated]
 
     def found(self) -> bool:
-        data = b""
-        try:
-            with open(self.path, "rb") as f:
-                ino = os.fstat(f.fileno()).st_ino
-                if ino != self.ino:
-                    data += self._rest_of_rotated()
-                    self.ino, self.pos = ino, 0
-                if f.seek(0, os.SEEK_END) < self.pos:
-                    self.pos = 0  # truncated
-                f.seek(self.pos)
-                chunk = f.read()
-        except OSError:
-            chunk = b""
-        self.pos += len(chunk)
-        seen = self.carry + data + chunk
-        if self.tag in seen:
-            return True
-        self.carry = seen[-len(self.tag):]
+        for file in self._generations():
+            try:
+                st = file.stat()
+                pos = self.pos.get(st.st_ino, 0)
+                if st.st_size < pos:
+                    pos = 0  # truncated
+                if st.st_size == pos:
+                    continue
+                with open(file, "rb") as f:
+                    if os.fstat(f.fileno()).st_ino != st.st_ino:
+                        continue  # rotated meanwhile: seen on the next call
+                    f.seek(pos)
+                    chunk = f.read()
+            except OSError:
+                continue
+            self.pos[st.st_ino] = pos + len(chunk)
+            seen = self.carry.get(st.st_ino, b"") + chunk
+            if self.tag in seen:
+                return True
+            self.carry[st.st_ino] = seen[-len(self.tag):]
         return False
-
-    def _rest_of_rotated(self) -> bytes:
-        rotated = self.path.with_name(self.path.name + ".1")
-        try:
-            with open(rotated, "rb") as f:
-                if self.ino is None or os.fstat(f.fileno()).st_ino != self.ino:
-                    return b""
-                f.seek(self.pos)
-                return f.read()
-        except OSError:
-            return b""
 
 
 def _progress(msg: str) -> None:

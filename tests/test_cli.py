@@ -128,3 +128,34 @@ def test_last_lines_reads_only_the_end_of_a_big_log(tmp_path: Path) -> None:
     log = tmp_path / "game1.log"
     log.write_text("".join(f"line {i}\n" for i in range(200_000)))
     assert cli._last_lines(log, 3) == ["line 199997", "line 199998", "line 199999"]
+
+
+def test_tag_watch_finds_a_tag_rotated_twice_before_it_looked(tmp_path: Path) -> None:
+    """A reload's standby and the game it replaces both rotate game1.log by size: the tag may be
+    written to a file that two rotations carry to game1.log.2 before the CLI looks again."""
+    import cli
+
+    log = tmp_path / "game1.log"
+    log.write_text("the running game\n")
+    (tmp_path / "game1.log.1").write_text(f"an older run {TAG}\n")
+    watch = cli._TagWatch(log, TAG)
+
+    def rotate() -> None:
+        for n in (2, 1):
+            if (tmp_path / f"game1.log.{n}").exists():
+                os.replace(tmp_path / f"game1.log.{n}", tmp_path / f"game1.log.{n + 1}")
+        os.replace(log, tmp_path / "game1.log.1")
+        log.write_text("")
+
+    rotate()
+    with open(log, "a") as f:
+        f.write(f"standby {TAG}\n")
+    rotate()
+    with open(log, "a") as f:
+        f.write("more lines\n")
+    assert "standby" in (tmp_path / "game1.log.1").read_text()
+    assert watch.found()
+    again = cli._TagWatch(log, TAG)
+    rotate()
+    rotate()
+    assert not again.found()  # only the older run's tag, which was there before

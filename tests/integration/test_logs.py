@@ -147,3 +147,25 @@ def test_a_process_run_by_hand_logs_to_stderr_as_log_stderr_says(tmp_path: Path)
         assert needle not in run(captured, env)
         # The variable alone (inherited by a process with another stderr) changes nothing.
         assert needle in run(tmp_path / "other.stderr", env)
+
+
+def test_start_and_reload_find_the_start_tag_in_logs_rotated_by_size(tmp_path: Path) -> None:
+    """log_max_bytes rotates a game's log several times during start-up and during a reload
+    (where the standby and the frozen game write the same file): the CLI still sees each tag."""
+    runner = ClusterRunner(tmp_path, Path(__file__).resolve().parents[1] / "apps" / "cluster_app",
+                           dispatchers=1, games=1, gates=1,
+                           game_extra="log_max_bytes = 300\nlog_backups = 50")
+    try:
+        runner.start()
+        assert (tmp_path / "game1.log.2").exists()  # rotated more than once while starting
+        generations = len(list(tmp_path.glob("game1.log*")))
+        reload = runner.cli("reload")
+        assert reload.returncode == 0, reload.stdout + reload.stderr
+        assert "restoring game1       ok" in reload.stdout
+        assert len(list(tmp_path.glob("game1.log*"))) > generations
+        tags = sum(read(p).count(runctl.started_tag("game")) for p in tmp_path.glob("game1.log*"))
+        assert tags == 2
+        assert all(p.stat().st_size <= 300 for p in tmp_path.glob("game1.log*"))
+    finally:
+        runner.stop()
+        runner.kill()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import resource
 import sys
 from pathlib import Path
 
+from gate.limits import GateLimits
 from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
 from gate.service import GateService
 from goworld import process
@@ -19,6 +22,7 @@ logger = logging.getLogger("goworld.gate")
 
 
 def main(argv: list[str] | None = None) -> int:
+    _keep_big_buffers_out_of_the_heap()
     args, cfg, gcfg = process.start_role("gate", argv)
     dialect = Dialect.from_config(gcfg.legacy_client_protocol)
 
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             send=send,
             dialect=dialect,
             compress=gcfg.compress_connection,
+            limits=_fit_descriptors(GateLimits.from_config(gcfg)),
         )
 
         def lost(dispatcher_id: int) -> None:
@@ -92,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             process.pid_info(),
         )
         process.announce_started("gate")
-        jobs = [asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000))]
-        if gcfg.heartbeat_check_interval > 0:
-            jobs.append(asyncio.create_task(_check_heartbeats(gate, gcfg.heartbeat_check_interval)))
+        jobs = [
+            asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000)),
+            asyncio.create_task(_sweep(gate)),
+        ]
         await stop.wait()
         logger.info("gate%d stopping: closing %d clients", args.id, len(gate.clients))
         for job in jobs:
@@ -117,11 +123,61 @@ async def _flush_syncs(gate: GateService, interval: float) -> None:
         gate.flush_syncs()
 
 
-async def _check_heartbeats(gate: GateService, max_idle: float) -> None:
-    """Off by default, as in GoWorld (which never enforces it): only when the ini sets it."""
+async def _sweep(gate: GateService) -> None:
+    """The time bounds (handshake, partial packet, idle) and the log summaries, every second."""
     while True:
-        await asyncio.sleep(max(max_idle / 4, 0.5))
-        gate.close_idle(max_idle)
+        await asyncio.sleep(_SWEEP_INTERVAL)
+        gate.sweep()
+
+
+def _keep_big_buffers_out_of_the_heap() -> None:
+    """glibc: blocks of 1 MiB and more always come from mmap and go back to the OS when freed.
+
+    Without it glibc raises its mmap threshold after the first big free (up to 32 MiB), and the
+    partial packets of an attack (up to ``partial_frame_budget``) then stay in the gate's heap,
+    in its RSS, after they are gone.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3
+_SWEEP_INTERVAL = 1.0
+#: Descriptors kept for everything but clients (dispatcher links, logs, listeners, pipes).
+_SPARE_DESCRIPTORS = 256
+
+
+def _fit_descriptors(limits: GateLimits) -> GateLimits:
+    """Raise the soft RLIMIT_NOFILE toward ``max_clients``; lower ``max_clients`` (with a
+    warning) if even the hard limit cannot hold that many clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if not limits.max_clients:
+        return limits
+    want = limits.max_clients + _SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError) as exc:
+            logger.warning("cannot raise the open-file limit to %d: %s", new, exc)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        fitted = max(soft - _SPARE_DESCRIPTORS, 1)
+        logger.warning(
+            "max_clients = %d does not fit the open-file limit (%d): using %d",
+            limits.max_clients,
+            soft,
+            fitted,
+        )
+        return dataclasses.replace(limits, max_clients=fitted)
+    return limits
 
 
 if __name__ == "__main__":

@@ -1,20 +1,35 @@
 """One client connection at the gate: an ``asyncio.Protocol`` over any byte transport.
 
 TCP and KCP hand their transport to :class:`ClientProxy` directly; WebSocket goes through a
-small adapter that offers the same ``write``/``close`` calls. Inbound bytes pass through the
-optional snappy stream decoder and the framer, and each payload goes to
+small adapter that offers the same ``write``/``close``/``pause_reading`` calls. Inbound bytes pass
+through the optional snappy stream decoder and the framer, and each payload goes to
 :meth:`GateService.handle_client_packet`. Outbound packets are framed into a list and written
 once per loop iteration (the service calls :meth:`flush`), through the snappy encoder when the
 gate compresses.
 
-Any protocol error closes this client only, with one log line.
+Inbound bounds (:class:`gate.limits.GateLimits`), checked once per ``data_received``:
+
+* two token buckets, packets/s and bytes/s (decoded bytes). A bucket may go into debt by what
+  one read brought; then the gate stops reading this connection (``pause_reading`` on
+  :attr:`reader`: TCP back-pressure, a closed KCP window, a WebSocket handler that stops
+  receiving) until the debt is repaid, at most ``over_limit_close_after`` s at a time. A
+  client still over the limit ``over_limit_close_after`` s after it first went over is closed.
+* the bytes of a partial packet count against the gate-wide ``partial_frame_budget``; the
+  client whose partial packet takes the gate over it is closed. The time a partial packet
+  waits without completing, and the time to the first complete packet, are checked by
+  :meth:`GateService.sweep`.
+
+Any protocol error or exceeded bound closes this client only, with one log line (summarised
+per kind and interval by the gate's :class:`~gate.limits.Summary`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from goworld.errors import PacketTooLarge, ProtocolError
@@ -32,22 +47,37 @@ logger = logging.getLogger("goworld.gate")
 #: stops reading must not make the gate buffer without bound).
 MAX_PENDING_OUTPUT = 32 * 1024 * 1024
 
+_monotonic = time.monotonic
+
 
 class ClientProxy(asyncio.Protocol):
     __slots__ = (
         "gate",
         "transport",
+        "reader",
+        "on_gone",
         "client_id",
         "boot_eid",
         "owner_eid",
+        "owner_bytes",
         "heartbeat",
+        "connected_at",
+        "got_packet",
         "kind",
         "peer",
+        "partial_since",
+        "refused_syncs",
         "_framer",
         "_decoder",
         "_encoder",
         "_out",
         "_closed",
+        "_tp",
+        "_tb",
+        "_fill",
+        "_over_since",
+        "_paused",
+        "_partial",
     )
 
     def __init__(
@@ -55,22 +85,42 @@ class ClientProxy(asyncio.Protocol):
     ) -> None:
         self.gate = gate
         self.transport: Any = None
+        #: What ``pause_reading``/``resume_reading`` go to (the transport unless a listener set
+        #: another, e.g. the KCP session under TLS).
+        self.reader: Any = None
+        #: Called once when the connection is gone (a listener's address-book release).
+        self.on_gone: Callable[[], None] | None = None
         self.client_id = client_id
         self.boot_eid = boot_eid
         self.owner_eid = boot_eid
-        self.heartbeat = time.monotonic()
+        self.owner_bytes = boot_eid.encode("latin-1")
+        now = _monotonic()
+        self.heartbeat = now
+        self.connected_at = now
+        self.got_packet = False
         self.kind = kind
         self.peer = "?"
+        self.partial_since = 0.0  # when the partial packet in the framer last made no progress
+        self.refused_syncs = 0
         self._framer = Framer()
         self._decoder = SnappyStreamDecoder() if compress else None
         self._encoder = SnappyStreamEncoder() if compress else None
         self._out: list[bytes] = []
         self._closed = False
+        limits = gate.limits
+        self._tp = float(limits.packets_burst)
+        self._tb = float(limits.bytes_burst)
+        self._fill = now
+        self._over_since = 0.0
+        self._paused = False
+        self._partial = 0  # this client's bytes in gate.partial_bytes
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if self.reader is None:
+            self.reader = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.gate.client_connected(self)
@@ -86,9 +136,52 @@ class ClientProxy(asyncio.Protocol):
             except PacketTooLarge as exc:
                 self._handle(exc.payloads)
                 raise
-            self._handle(payloads)
         except ProtocolError as exc:
-            self.abort(f"protocol error: {exc}")
+            self.abort(f"protocol error: {exc}", kind="protocol error")
+            return
+        now = _monotonic()
+        gate = self.gate
+        # Token buckets: refill for the time since the last read, then take this read.
+        elapsed = now - self._fill
+        self._fill = now
+        limits = gate.limits
+        over = False
+        if limits.max_bytes_per_sec:
+            tb = self._tb + elapsed * limits.max_bytes_per_sec
+            if tb > limits.bytes_burst:
+                tb = limits.bytes_burst
+            self._tb = tb = tb - len(data)
+            over = tb < 0
+        if limits.max_packets_per_sec and payloads:
+            tp = self._tp + elapsed * limits.max_packets_per_sec
+            if tp > limits.packets_burst:
+                tp = limits.packets_burst
+            self._tp = tp = tp - len(payloads)
+            over = over or tp < 0
+        # The partial packet left in the framer: the gate-wide budget and its age.
+        buffered = self._framer.buffered
+        if buffered != self._partial:
+            gate.partial_bytes += buffered - self._partial
+            self._partial = buffered
+            if buffered and gate.partial_bytes > limits.partial_frame_budget:
+                self._handle(payloads)
+                self.abort(
+                    f"a partial packet of {buffered} bytes takes the gate's partial packets over "
+                    f"partial_frame_budget ({limits.partial_frame_budget} bytes)",
+                    kind="partial packet budget",
+                )
+                return
+        if payloads:
+            self.got_packet = True
+            self.heartbeat = now
+            self.partial_since = now if buffered else 0.0
+            self._handle(payloads)
+        elif buffered and not self.partial_since:
+            self.partial_since = now
+        if over:
+            self._over_limit(now)
+        elif self._over_since:
+            self._over_since = 0.0
 
     def _handle(self, payloads: list[bytes]) -> None:
         handle = self.gate.handle_client_packet
@@ -97,13 +190,69 @@ class ClientProxy(asyncio.Protocol):
                 return
             handle(self, payload)
 
+    def _over_limit(self, now: float) -> None:
+        """A bucket is in debt: stop reading until it is repaid, or close a persistent client."""
+        if self._closed:
+            return
+        limits = self.gate.limits
+        if not self._over_since:
+            self._over_since = now
+        elif now - self._over_since > limits.over_limit_close_after:
+            self.abort(
+                f"over the rate limit for {now - self._over_since:.1f} s "
+                f"(client_max_packets_per_sec {limits.max_packets_per_sec}, "
+                f"client_max_bytes_per_sec {limits.max_bytes_per_sec})",
+                kind="rate limit",
+            )
+            return
+        if self._paused:
+            return
+        delay = 0.0
+        if limits.max_bytes_per_sec and self._tb < 0:
+            delay = -self._tb / limits.max_bytes_per_sec
+        if limits.max_packets_per_sec and self._tp < 0:
+            delay = max(delay, -self._tp / limits.max_packets_per_sec)
+        delay = min(max(delay, 0.001), limits.over_limit_close_after + 0.1)
+        pause = getattr(self.reader, "pause_reading", None)
+        if pause is None:
+            return
+        try:
+            pause()
+        except RuntimeError:  # a transport that is closing
+            return
+        self._paused = True
+        asyncio.get_running_loop().call_later(delay, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self._closed:
+            return
+        resume = getattr(self.reader, "resume_reading", None)
+        if resume is not None:
+            with contextlib.suppress(RuntimeError):
+                resume()
+
+    @property
+    def paused(self) -> bool:
+        """Whether the gate stopped reading this client (over a rate limit)."""
+        return self._paused
+
     def eof_received(self) -> bool | None:
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._closed:
             self._closed = True
+        self._release()
         self.gate.client_disconnected(self)
+
+    def _release(self) -> None:
+        if self._partial:
+            self.gate.partial_bytes -= self._partial
+            self._partial = 0
+        on_gone, self.on_gone = self.on_gone, None
+        if on_gone is not None:
+            on_gone()
 
     # ---- output --------------------------------------------------------------------------
 
@@ -136,18 +285,18 @@ class ClientProxy(asyncio.Protocol):
         transport.write(data)
         pending = getattr(transport, "get_write_buffer_size", None)
         if pending is not None and pending() > MAX_PENDING_OUTPUT:
-            self.abort(f"not reading: {pending()} bytes waiting to be sent")
+            self.abort(f"not reading: {pending()} bytes waiting to be sent", kind="not reading")
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def abort(self, reason: str) -> None:
-        """Close this client after a protocol violation (one log line)."""
+    def abort(self, reason: str, *, kind: str = "client closed") -> None:
+        """Close this client after a violation: one log line, summarised per ``kind``."""
         if self._closed:
             return
-        logger.warning(
-            "client %s (%s %s) closed: %s", self.client_id, self.kind, self.peer, reason
+        self.gate.summary.event(
+            kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {reason}", self.peer
         )
         self.close()
 
@@ -156,5 +305,8 @@ class ClientProxy(asyncio.Protocol):
             return
         self._closed = True
         self._out.clear()
+        if self._partial:
+            self.gate.partial_bytes -= self._partial
+            self._partial = 0
         if self.transport is not None:
             self.transport.close()

@@ -6,13 +6,19 @@ spread over binary or text messages whose boundaries mean nothing (PROTOCOL.md Â
 message's payload is taken as raw bytes, with no UTF-8 check, so the handler feeds every message's
 bytes to the proxy and a :class:`_WebSocketTransport` writes
 each flush as one binary message.
+
+Bounds (:mod:`gate.limits`): TCP and WebSocket connections are accepted by
+:class:`gate.acceptor.Acceptor` (address book, accept back-off, TLS handshake timeout). A
+WebSocket message is at most ``ws_max_message_size`` bytes (1009 close above it), the library
+queues at most :data:`_WS_QUEUE` received messages before it stops reading the socket, and the
+WebSocket opening handshake must finish within ``handshake_timeout``. Under TLS, a KCP session
+must finish its TLS handshake within ``handshake_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections import deque
 from http import HTTPStatus
@@ -23,16 +29,21 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
 
+from gate.acceptor import Acceptor, Slot, bind_tcp
+from gate.client_proxy import ClientProxy
 from gate.service import GateService
 from goworld.net.kcp import KCPServer, start_kcp_server
-from goworld.proto.framing import MAX_PAYLOAD
+from goworld.net.tls import TLSProtocol
 
 __all__ = ["start_tcp", "start_websocket", "start_kcp", "tls_context"]
 
 logger = logging.getLogger("goworld.gate")
 
 _SOCKET_BUFFER = 1024 * 1024
+#: Received WebSocket messages the library may hold before it stops reading the socket.
+_WS_QUEUE = 4
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -48,22 +59,27 @@ async def start_tcp(
     *,
     tls: ssl.SSLContext | None = None,
     start_serving: bool = True,
-) -> asyncio.Server:
+) -> Acceptor:
     """Listen for TCP clients; ``start_serving=False`` binds now and accepts after
     ``await server.start_serving()``."""
-    loop = asyncio.get_running_loop()
 
-    def factory() -> asyncio.Protocol:
-        return gate.new_proxy("tcp")
+    def factory(slot: Slot) -> asyncio.Protocol:
+        proxy = gate.new_proxy("tcp")
+        proxy.on_gone = slot.release
+        return proxy
 
-    server = await loop.create_server(
-        factory, host or None, port, ssl=tls, reuse_address=True, backlog=1024,
-        start_serving=start_serving,
+    acceptor = Acceptor(
+        bind_tcp(host, port, buffer=_SOCKET_BUFFER),
+        factory,
+        book=gate.addresses,
+        summary=gate.summary,
+        what="tcp" if tls is None else "tcp+tls",
+        tls=tls,
+        handshake_timeout=gate.limits.handshake_timeout,
     )
-    for sock in server.sockets:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
-    return server
+    if start_serving:
+        await acceptor.start_serving()
+    return acceptor
 
 
 class _WebSocketTransport:
@@ -75,6 +91,9 @@ class _WebSocketTransport:
         self._queued = 0
         self._wakeup = asyncio.Event()
         self._closing = False
+        self.reading = True
+        self.resumed = asyncio.Event()
+        self.resumed.set()
         self._sender = asyncio.create_task(self._send_loop())
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
@@ -94,10 +113,20 @@ class _WebSocketTransport:
     def is_closing(self) -> bool:
         return self._closing
 
+    def pause_reading(self) -> None:
+        """The handler stops taking messages; the library's queue fills, then it stops reading."""
+        self.reading = False
+        self.resumed.clear()
+
+    def resume_reading(self) -> None:
+        self.reading = True
+        self.resumed.set()
+
     def close(self) -> None:
         if not self._closing:
             self._closing = True
             self._wakeup.set()
+            self.resumed.set()
 
     async def _send_loop(self) -> None:
         conn = self._conn
@@ -155,17 +184,26 @@ async def start_websocket(
     static_dir: Path | None = None,
     start_serving: bool = True,
 ) -> Server:
+    limits = gate.limits
+    ws_logger = logging.getLogger("goworld.gate.ws")
+
     async def handler(conn: ServerConnection) -> None:
         transport = _WebSocketTransport(conn)
         proxy = gate.new_proxy("ws")
+        if isinstance(conn, _GateWSConnection) and conn.slot is not None:
+            proxy.on_gone = conn.slot.release
         proxy.connection_made(transport)
         try:
             while not proxy.closed:
+                if not transport.reading:
+                    await transport.resumed.wait()
+                    continue
                 # decode=False: text frames are taken as bytes, never checked as UTF-8 (GoWorld's
                 # Go bot sends binary packets in text frames, and GoWorld's gate accepts them).
                 proxy.data_received(await conn.recv(decode=False))
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
+                proxy.abort(f"WebSocket: {exc.sent.reason or 'message too big'}")
         finally:
             transport.close()
             proxy.connection_lost(None)
@@ -177,18 +215,100 @@ async def start_websocket(
             return _static_response(static_dir, request.path)
         return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")
 
-    return await serve(
+    server = serve(
         handler,
         host or None,
         port,
         ssl=tls,
         process_request=process_request,
         compression=None,
-        max_size=MAX_PAYLOAD + 4,
+        max_size=limits.ws_max_message_size or None,
+        max_queue=_WS_QUEUE,
         ping_interval=None,
-        logger=logging.getLogger("goworld.gate.ws"),
-        start_serving=start_serving,
+        open_timeout=limits.handshake_timeout or None,
+        logger=ws_logger,
     )
+
+    def factory(slot: Slot) -> asyncio.Protocol:
+        # What websockets' serve() builds per connection, with the address slot attached.
+        conn = _GateWSConnection(
+            ServerProtocol(max_size=limits.ws_max_message_size or None, logger=ws_logger),
+            server,
+            ping_interval=None,
+            max_queue=_WS_QUEUE,
+        )
+        conn.slot = slot
+        return conn
+
+    acceptor = Acceptor(
+        bind_tcp(host, port),
+        factory,
+        book=gate.addresses,
+        summary=gate.summary,
+        what="ws" if tls is None else "wss",
+        tls=tls,
+        handshake_timeout=limits.handshake_timeout,
+    )
+
+    async def listen() -> Any:
+        if start_serving:
+            await acceptor.start_serving()
+        return acceptor
+
+    # The server accepts through our Acceptor instead of loop.create_server (serve() has not
+    # listened yet: it does when awaited, by calling this attribute).
+    server.create_server = listen
+    return await server
+
+
+class _GateWSConnection(ServerConnection):
+    """A websockets connection that gives its address slot back when the socket is gone."""
+
+    slot: Slot | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+
+
+class _KCPTLS(TLSProtocol):
+    """TLS over a KCP session for one client: the proxy pauses the KCP session itself, and a
+    session that has not finished its TLS handshake within ``handshake_timeout`` is closed."""
+
+    def __init__(self, gate: GateService, proxy: ClientProxy, context: ssl.SSLContext) -> None:
+        super().__init__(proxy, context, server_side=True)
+        self._gate = gate
+        self._proxy = proxy
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._proxy.reader = transport
+        super().connection_made(transport)
+        timeout = self._gate.limits.handshake_timeout
+        if timeout:
+            self._timer = asyncio.get_running_loop().call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._proxy.transport is None and not self.closing:
+            peer = self._peer()
+            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            self._gate.summary.event(
+                "handshake timeout",
+                f"kcp+tls session from {peer}: no TLS handshake within "
+                f"{self._gate.limits.handshake_timeout:.0f} s (handshake_timeout)",
+                ip,
+            )
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
 
 
 async def start_kcp(
@@ -196,10 +316,9 @@ async def start_kcp(
 ) -> KCPServer:
     """KCP sessions compatible with kcp-go's FEC 10+3 on the UDP port of listen_addr."""
     if tls is not None:
-        from goworld.net.tls import TLSProtocol
 
         def factory() -> asyncio.Protocol:
-            return TLSProtocol(gate.new_proxy("kcp"), tls, server_side=True)
+            return _KCPTLS(gate, gate.new_proxy("kcp"), tls)
 
     else:
 

@@ -5,7 +5,10 @@ Client → cluster:
 * CALL (11): validated in full, then forwarded as CALL_ENTITY_METHOD_FROM_CLIENT to the
   dispatcher of the target entity, with this client's id;
 * SYNC (12): the record is batched per dispatcher and flushed every
-  ``position_sync_interval_ms`` as one envelope;
+  ``position_sync_interval_ms`` as one envelope; a record naming another entity than the
+  client's owner (the boot entity, then the player of the last 1002 with ``isPlayer``) is
+  dropped, logged once per interval (not closed: during a ``give_client_to`` the client may
+  still send a record for its previous player);
 * HEARTBEAT (2001): refreshes the connection's timestamp (every packet does);
 * anything else, or a malformed packet, closes that client only (one log line).
 
@@ -20,6 +23,13 @@ Cluster → client:
 * 1502 records are split per client into one 1502 packet each.
 
 Every client's output is written once per loop iteration (:meth:`flush_dirty`).
+
+Bounds (:mod:`gate.limits`): the listeners count connections per source address and in total
+in :attr:`GateService.addresses` (a KCP session is counted when its proxy connects);
+:meth:`sweep`, every second, closes clients that did not send a first packet within
+``handshake_timeout``, whose partial packet made no progress for ``frame_timeout``, or that sent
+nothing for ``heartbeat_check_interval``; refusals and closes are logged through
+:attr:`GateService.summary` (one line, then a count per interval and kind).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from collections.abc import Callable, Iterable
 
 from gate.client_proxy import ClientProxy
 from gate.filters import FilterIndex
+from gate.limits import AddressBook, GateLimits, Summary
 from goworld.cluster.envelopes import Envelope
 from goworld.errors import RemoteProtocolError
 from goworld.proto import codec
@@ -61,8 +72,13 @@ class GateService:
         send: Callable[[int, Envelope], None],
         dialect: Dialect = Dialect.HEAD,
         compress: bool = False,
+        limits: GateLimits | None = None,
     ) -> None:
         self.gate_id = gate_id
+        self.limits = limits = limits if limits is not None else GateLimits()
+        self.addresses = AddressBook(limits.max_clients, limits.max_connections_per_ip)
+        self.summary = Summary(logger)
+        self.partial_bytes = 0  # bytes of partial packets held by every client's framer
         self.num_dispatchers = num_dispatchers
         self._send = send
         self.dialect = dialect
@@ -94,6 +110,18 @@ class GateService:
         if not self.accepting:
             proxy.close()
             return
+        if proxy.on_gone is None:  # not counted by a listener (KCP): count it now
+            ip = proxy.peer.rpartition(":")[0]
+            refused = self.addresses.admit(ip)
+            if refused is not None:
+                self.summary.event(
+                    "connection refused",
+                    f"{proxy.kind} connection from {proxy.peer} refused: {refused}",
+                    ip,
+                )
+                proxy.close()
+                return
+            proxy.on_gone = lambda: self.addresses.release(ip)
         self.clients[proxy.client_id] = proxy
         logger.info("client %s connected over %s from %s", proxy.client_id, proxy.kind, proxy.peer)
         self._send(
@@ -129,8 +157,31 @@ class GateService:
         now = time.monotonic() if now is None else now
         idle = [p for p in self.clients.values() if now - p.heartbeat > max_idle]
         for proxy in idle:
-            proxy.abort(f"no packet for {now - proxy.heartbeat:.0f} s (heartbeat_check_interval)")
+            proxy.abort(
+                f"no packet for {now - proxy.heartbeat:.0f} s (heartbeat_check_interval)",
+                kind="idle timeout",
+            )
         return len(idle)
+
+    def sweep(self, now: float | None = None) -> int:
+        """The time bounds, checked every second; returns how many clients were closed."""
+        now = time.monotonic() if now is None else now
+        limits = self.limits
+        first = limits.handshake_timeout
+        partial = limits.frame_timeout
+        idle = limits.idle_timeout
+        late: list[tuple[ClientProxy, str, str]] = []
+        for proxy in self.clients.values():
+            if first and not proxy.got_packet and now - proxy.connected_at > first:
+                late.append((proxy, "handshake timeout", f"no complete packet within {first:.0f} s (handshake_timeout)"))
+            elif partial and proxy.partial_since and now - proxy.partial_since > partial:
+                late.append((proxy, "partial packet timeout", f"a partial packet made no progress for {now - proxy.partial_since:.0f} s (frame_timeout)"))
+            elif idle and now - proxy.heartbeat > idle:
+                late.append((proxy, "idle timeout", f"no packet for {now - proxy.heartbeat:.0f} s (heartbeat_check_interval)"))
+        for proxy, kind, reason in late:
+            proxy.abort(reason, kind=kind)
+        self.summary.flush()
+        return len(late)
 
     def close_all(self) -> None:
         self.accepting = False
@@ -152,8 +203,6 @@ class GateService:
             pass
         else:
             proxy.abort(f"unknown message type {msgtype}")
-            return
-        proxy.heartbeat = time.monotonic()
 
     def _on_call(self, proxy: ClientProxy, payload: bytes) -> None:
         try:
@@ -186,6 +235,16 @@ class GateService:
             proxy.abort(f"position sync of {len(payload)} bytes is too short")
             return
         record = payload[2 : 2 + _SYNC_RECORD]
+        if record[:16] != proxy.owner_bytes:
+            proxy.refused_syncs += 1
+            self.summary.event(
+                "position sync refused",
+                f"client {proxy.client_id} ({proxy.peer}): position sync refused for entity "
+                f"{record[:16].decode('latin-1')!r}, which it does not own "
+                f"({proxy.owner_eid}): dropped ({proxy.refused_syncs} from this client)",
+                proxy.client_id,
+            )
+            return
         did = ((record[14] << 8) + record[15]) % self.num_dispatchers + 1
         buf = self._sync_out.get(did)
         if buf is None:
@@ -235,6 +294,7 @@ class GateService:
                 self._notify_disconnected(owner, env.client_id)
                 return
             proxy.owner_eid = owner
+            proxy.owner_bytes = payload[21:37]
         if proxy is not None:
             proxy.send_payload(payload)
 

@@ -12,8 +12,12 @@ clients do (paths walked leaf-first), and records every server call::
         print(avatar.attrs["name"])
 
 ``on_call`` and ``on_attr_change`` callbacks can be set to react instead of waiting. The
-client sends a heartbeat right after connecting (the server never requires it, but a KCP
-server only learns about a session when the client speaks first).
+client sends a heartbeat right after connecting (a KCP server only learns about a session when
+the client speaks first), then every ``heartbeat_interval`` seconds (10 by default; ``None``:
+never): our gates close clients silent for ``heartbeat_check_interval`` (120 s by default).
+Over WebSocket, writes are split into messages of at most :data:`WS_MESSAGE_MAX` bytes (the
+gate refuses messages above its ``ws_max_message_size``; the packet stream ignores message
+boundaries).
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from goworld.proto.messages import (
 from goworld.proto.msgtypes import MsgType
 from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 
-__all__ = ["GoWorldClient", "ClientEntity", "ServerCall"]
+__all__ = ["GoWorldClient", "ClientEntity", "ServerCall", "HEARTBEAT_INTERVAL", "WS_MESSAGE_MAX"]
+
+#: Seconds between two heartbeats (GoWorld's Go clients send one every 10 s as well).
+HEARTBEAT_INTERVAL = 10.0
+#: The largest WebSocket message the client sends.
+WS_MESSAGE_MAX = 256 * 1024
 
 _POS = struct.Struct("<ffff")
 SPACE_TYPE = "__space__"
@@ -96,6 +105,7 @@ class GoWorldClient(asyncio.Protocol):
         self._changed = asyncio.Event()
         self.closed = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
 
     # ---- connecting ----------------------------------------------------------------------
 
@@ -111,12 +121,16 @@ class GoWorldClient(asyncio.Protocol):
         dialect: Dialect = Dialect.HEAD,
         record: bool = True,
         ws_text_frames: bool = False,
+        heartbeat_interval: float | None = HEARTBEAT_INTERVAL,
+        local_addr: tuple[str, int] | None = None,
     ) -> GoWorldClient:
         """Connect over ``transport`` ("tcp", "ws" or "kcp"); ``port`` is the gate's port for it.
 
         With ``record=False`` the client keeps no history (``calls``, ``log``): use ``on_call``.
         ``ws_text_frames=True`` sends the binary packet stream in WebSocket *text* frames, as
         GoWorld's Go clients do (golang.org/x/net/websocket's default frame type).
+        ``heartbeat_interval``: seconds between heartbeats (None: none after the first);
+        ``local_addr``: the (host, port) to connect from, over TCP and WebSocket.
         """
         client = cls(dialect=dialect, compress=compress, record=record)
         ctx = None
@@ -126,9 +140,11 @@ class GoWorldClient(asyncio.Protocol):
             ctx.verify_mode = ssl.CERT_NONE
         loop = asyncio.get_running_loop()
         if transport == "tcp":
-            await loop.create_connection(lambda: client, host, port, ssl=ctx)
+            await loop.create_connection(lambda: client, host, port, ssl=ctx, local_addr=local_addr)
         elif transport == "ws":
-            await _WebSocketPump.open(client, host, port, ctx, text_frames=ws_text_frames)
+            await _WebSocketPump.open(
+                client, host, port, ctx, text_frames=ws_text_frames, local_addr=local_addr
+            )
         elif transport == "kcp":
             from goworld.net.kcp import open_kcp_connection
 
@@ -144,7 +160,22 @@ class GoWorldClient(asyncio.Protocol):
         else:
             raise ValueError(f"unknown transport {transport!r}")
         client.send(HeartbeatFromClient())
+        if heartbeat_interval:
+            client.start_heartbeats(heartbeat_interval)
         return client
+
+    def start_heartbeats(self, interval: float = HEARTBEAT_INTERVAL) -> None:
+        """Send a heartbeat every ``interval`` seconds until the connection is gone (for
+        subclasses that open their connection themselves; :meth:`connect` calls it)."""
+        if self._heartbeats is None and not self.closed.done():
+            self._heartbeats = asyncio.create_task(self._send_heartbeats(interval))
+
+    async def _send_heartbeats(self, interval: float) -> None:
+        while not self.closed.done():
+            await asyncio.sleep(interval)
+            if self._transport is None or self._transport.is_closing():
+                return
+            self.send(HeartbeatFromClient())
 
     async def __aenter__(self) -> GoWorldClient:
         return self
@@ -178,6 +209,9 @@ class GoWorldClient(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(exc)
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            self._heartbeats = None
         self._changed.set()
 
     def close(self) -> None:
@@ -408,6 +442,7 @@ class _WebSocketPump:
         ctx: ssl.SSLContext | None,
         *,
         text_frames: bool = False,
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         from websockets.asyncio.client import connect
 
@@ -419,13 +454,18 @@ class _WebSocketPump:
             max_size=None,
             ping_interval=None,
             origin=f"http://{host}:{port}/",  # type: ignore[arg-type]
+            local_addr=local_addr,
         )
         pump = cls(conn, client, text_frames)
         client.connection_made(pump)
         pump._tasks = [asyncio.create_task(pump._reader()), asyncio.create_task(pump._writer())]
 
     def write(self, data: bytes) -> None:
-        self._queue.put_nowait(data)
+        if len(data) <= WS_MESSAGE_MAX:
+            self._queue.put_nowait(data)
+        else:
+            for start in range(0, len(data), WS_MESSAGE_MAX):
+                self._queue.put_nowait(data[start : start + WS_MESSAGE_MAX])
 
     def is_closing(self) -> bool:
         return self._closing

@@ -47,6 +47,9 @@ Our additions (documented in the shipped ``goworld.ini``)
     * ``start_nodes_<anything>`` keys are accepted in both sections for compatibility and
       kept in ``start_nodes``, but unused: ``type = redis_cluster`` is not supported.
     * Gate ``legacy_client_protocol`` = ``""`` (HEAD, default) | ``2017`` | ``2018``.
+    * Gate bounds on one client or address (``client_max_packets_per_sec`` to
+      ``ws_max_message_size``; README's config table, :mod:`gate.limits`), and
+      ``heartbeat_check_interval`` defaults to 120 s, where GoWorld never checks.
     * Dispatcher ``frozen_queue_max_bytes`` (default 256 MiB): the most bytes queued for
       one frozen game during a hot reload.
     * Game limits on calls from clients (:mod:`game.call_limits`; 0 turns one off): the
@@ -179,7 +182,7 @@ class GateConfig:
     encrypt_connection: bool
     rsa_key: Path
     rsa_certificate: Path
-    heartbeat_check_interval: int  # seconds; 0 = never check
+    heartbeat_check_interval: int  # seconds; 0 = never check (GoWorld's default)
     # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
     log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
@@ -187,6 +190,18 @@ class GateConfig:
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
     position_sync_interval_ms: int
     legacy_client_protocol: int | None  # None = HEAD, else 2017 or 2018
+    # ours: bounds on one client / one address (gate.limits; 0 turns a bound off)
+    client_max_packets_per_sec: int = field(default=500, kw_only=True)
+    client_packets_burst: int = field(default=1000, kw_only=True)
+    client_max_bytes_per_sec: int = field(default=1024 * 1024, kw_only=True)
+    client_bytes_burst: int = field(default=33 * 1024 * 1024, kw_only=True)
+    client_over_limit_close_after: int = field(default=5, kw_only=True)  # seconds, then closed
+    max_clients: int = field(default=10_000, kw_only=True)
+    max_connections_per_ip: int = field(default=4096, kw_only=True)
+    handshake_timeout: int = field(default=10, kw_only=True)  # s from accept to a first packet
+    frame_timeout: int = field(default=60, kw_only=True)  # s a partial packet may take
+    partial_frame_budget: int = field(default=64 * 1024 * 1024, kw_only=True)  # bytes, per gate
+    ws_max_message_size: int = field(default=1024 * 1024, kw_only=True)  # bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,9 +400,20 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "encrypt_connection", _bool, "false"),
     ("gate", "rsa_key", _path, "rsa.key"),
     ("gate", "rsa_certificate", _path, "rsa.crt"),
-    ("gate", "heartbeat_check_interval", _SECONDS, "0"),
+    ("gate", "heartbeat_check_interval", _SECONDS, "120"),  # GoWorld: 0 (never)
     ("gate", "position_sync_interval_ms", _SYNC_MS, "100"),
     ("gate", "legacy_client_protocol", _legacy_protocol, ""),  # ours
+    ("gate", "client_max_packets_per_sec", _int(0), "500"),  # ours, and below
+    ("gate", "client_packets_burst", _int(1), "1000"),
+    ("gate", "client_max_bytes_per_sec", _int(0), str(1024 * 1024)),
+    ("gate", "client_bytes_burst", _int(1), str(33 * 1024 * 1024)),
+    ("gate", "client_over_limit_close_after", _int(1), "5"),
+    ("gate", "max_clients", _int(0), "10000"),
+    ("gate", "max_connections_per_ip", _int(0), "4096"),
+    ("gate", "handshake_timeout", _SECONDS, "10"),
+    ("gate", "frame_timeout", _SECONDS, "60"),
+    ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
+    ("gate", "ws_max_message_size", _int(0), str(1024 * 1024)),
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
     ("storage.mongodb", "db", _text, "goworld"),

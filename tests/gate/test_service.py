@@ -247,8 +247,11 @@ async def test_syncs_are_batched_per_dispatcher_until_flushed() -> None:
     e1, e2, e3 = "SyncEntity000000", "SyncEntity000001", "SyncEntity000003"
     shards = {e: dispatcher_shard(e, NUM_DISPATCHERS) for e in (e1, e2, e3)}
     assert shards[e1] == shards[e3] != shards[e2]
+    h.from_dispatcher(create_on_client(a, e1, is_player=True))
+    h.from_dispatcher(create_on_client(b, e2, is_player=True))
     a.data_received(codec.encode(SyncPositionYawFromClient(e1, 1.0, 2.0, 3.0, 90.0)))
     b.data_received(codec.encode(SyncPositionYawFromClient(e2, 5.0, 2.0, 3.0, 90.0)))
+    h.from_dispatcher(create_on_client(a, e3, is_player=True))  # a's owner is now e3
     # Bytes after the one record are ignored.
     extra = codec.encode_payload(SyncPositionYawFromClient(e3, 7.0, 2.0, 3.0, 90.0)) + b"junk"
     a.data_received(frame(extra))
@@ -653,6 +656,7 @@ async def test_uncompressed_input_to_a_compressing_gate_closes_the_client(
 async def test_legacy_2018_dialect_numbers(caplog: pytest.LogCaptureFixture) -> None:
     h = Harness(dialect=Dialect.G2018)
     proxy, transport = h.connect()
+    h.from_dispatcher(create_on_client(proxy, TARGET, is_player=True))
     h.sent.clear()
     call = call_frame(dialect=Dialect.G2018)
     assert call[4:6] == b"\x0c\x00"  # 12 on the wire

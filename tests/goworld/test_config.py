@@ -67,7 +67,7 @@ def test_shipped_goworld_ini() -> None:
     assert gate.encrypt_connection is False
     assert gate.rsa_key == REPO_ROOT / "rsa.key"
     assert gate.rsa_certificate == REPO_ROOT / "rsa.crt"
-    assert gate.heartbeat_check_interval == 0
+    assert gate.heartbeat_check_interval == 120
     assert gate.legacy_client_protocol is None
     assert gate.log_file == "gate1.log"
 
@@ -142,7 +142,7 @@ def test_defaults_without_any_role_section(tmp_path: Path) -> None:
         encrypt_connection=False,
         rsa_key=tmp_path / "rsa.key",
         rsa_certificate=tmp_path / "rsa.crt",
-        heartbeat_check_interval=0,
+        heartbeat_check_interval=120,  # ours; GoWorld never checks (0)
         position_sync_interval_ms=100,
         legacy_client_protocol=None,
     )

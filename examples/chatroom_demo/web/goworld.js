@@ -9,10 +9,15 @@
 //   client.onCall = (entity, method, args) => {...};  // server -> client calls (1009, 1501)
 //   client.onAttrChange = (entity, rootKey) => {...};
 //   client.call(entityId, "Login", "alice", "secret");
+//
+// It sends a heartbeat (2001) every HEARTBEAT_MS: our gates close clients that send nothing for
+// heartbeat_check_interval (120 s by default).
 "use strict";
 
+const HEARTBEAT_MS = 10000;
+
 const MT = {
-  CALL_FROM_CLIENT: 11, CREATE: 1002, DESTROY: 1003, MAP_CHANGE: 1004, MAP_DEL: 1005,
+  HEARTBEAT: 2001, CALL_FROM_CLIENT: 11, CREATE: 1002, DESTROY: 1003, MAP_CHANGE: 1004, MAP_DEL: 1005,
   LIST_CHANGE: 1006, LIST_POP: 1007, LIST_APPEND: 1008, CALL_ON_CLIENT: 1009,
   MAP_CLEAR: 1012, FILTERED_CALL: 1501, SYNC_ON_CLIENTS: 1502,
 };
@@ -137,8 +142,16 @@ class GoWorldClient {
     this.buffer = new Uint8Array(0);
     this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
-    this.ws.onopen = () => this.onOpen();
-    this.ws.onclose = () => this.onClose();
+    this.heartbeat = null;
+    this.ws.onopen = () => {
+      this.heartbeat = setInterval(() => this.sendHeartbeat(), HEARTBEAT_MS);
+      this.onOpen();
+    };
+    this.ws.onclose = () => {
+      clearInterval(this.heartbeat);
+      this.heartbeat = null;
+      this.onClose();
+    };
     this.ws.onmessage = (ev) => this.receive(new Uint8Array(ev.data));
   }
 
@@ -152,6 +165,11 @@ class GoWorldClient {
     for (const a of args) { const d = []; packInto(d, a); pushU32(out, d.length); for (const x of d) out.push(x); }
     const frame = []; pushU32(frame, out.length);
     this.ws.send(new Uint8Array(frame.concat(out)));
+  }
+
+  sendHeartbeat() {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(new Uint8Array([2, 0, 0, 0, MT.HEARTBEAT & 0xff, MT.HEARTBEAT >> 8]));
   }
 
   callPlayer(method, ...args) { if (this.player) this.call(this.player.id, method, ...args); }

@@ -929,3 +929,38 @@ def test_config_refuses_a_useless_handshake_timeout_and_negative_caps() -> None:
         KCPConfig(handshake_timeout=0)
     with pytest.raises(ValueError, match="max_sessions_per_address"):
         KCPConfig(max_sessions_per_address=-1)
+
+
+@pytest.mark.asyncio
+async def test_the_cookie_echo_gives_ikcp_no_rtt_sample() -> None:
+    """ikcp takes an RTT sample from any ACK whose ts is not in the future: the cookie's ts is
+    2**30 ms ahead, so the echo leaves the retransmission timer at its 200 ms start (were it
+    in the past, the sample would push the timeout to ikcp's 60 s maximum). Our clock, not
+    the wall clock, decides: a retransmission must follow a 1 s step of it."""
+    now = [10_000_000]
+    server = await start_kcp_server(
+        Greeter, "127.0.0.1", 0, clock=lambda: now[0], config=KCPConfig(linger=0.2)
+    )
+    Greeter.made = []
+    s = udp_socket()
+    loop = asyncio.get_running_loop()
+
+    async def next_push_of_sn_0() -> None:
+        while True:
+            segment = (await asyncio.wait_for(loop.sock_recv(s, 2048), 10))[8:]
+            _conv, cmd, _frg, _wnd, _ts, sn, _una, _len = struct.unpack_from("<IBBHIIII", segment)
+            if cmd == 81 and sn == 0:
+                return
+
+    try:
+        s.sendto(data_shard(kcp_segment(5)), server.address)
+        ts, sn = await receive_cookie(s)
+        now[0] += 4000  # an echo from late in the epoch: a past ts would sample a 4 s RTT
+        s.sendto(data_shard(ack_segment(5, ts, sn)), server.address)
+        await next_push_of_sn_0()  # the greeting, never acknowledged
+        now[0] += 1000
+        await next_push_of_sn_0()  # its retransmission
+    finally:
+        s.close()
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 10)

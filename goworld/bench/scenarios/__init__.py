@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from goworld.bench.result import Result
-from goworld.bench.scenarios import aoi, capacity, codec, fanout, memory, reload, routing
+from goworld.bench.scenarios import aoi, capacity, codec, fanout, hostile, memory, reload, routing
 
 
 class Scenario(Protocol):
@@ -33,6 +33,7 @@ SCENARIOS: dict[str, Scenario] = {
     "aoi": aoi,
     "reload": reload,
     "codec": codec,
+    "hostile": hostile,
 }
 #: In the issue, not measured yet (listed in the report).
 NOT_YET: dict[str, str] = {}

@@ -101,6 +101,7 @@ class AttackClient(GoWorldClient):
         self.closed_at: float | None = None
         self.bytes_in = 0
         self.counts: dict[str, int] = {}
+        self.beats: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, target: Target, *, heartbeat_interval: float | None = 10.0) -> AttackClient:
@@ -110,8 +111,15 @@ class AttackClient(GoWorldClient):
                                      local_addr=(target.source, 0))
         client.send(HeartbeatFromClient())
         if heartbeat_interval:
-            client._heartbeats = asyncio.create_task(client._send_heartbeats(heartbeat_interval))
+            client.beats = asyncio.create_task(client.beat(heartbeat_interval))
         return client
+
+    async def beat(self, interval: float) -> None:
+        """A heartbeat every ``interval`` s while connected (the gate closes silent clients)."""
+        while not self.is_closed:
+            await asyncio.sleep(interval)
+            if not self.is_closed:
+                self.send(HeartbeatFromClient())
 
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -127,6 +135,8 @@ class AttackClient(GoWorldClient):
         if self.closed_at is None:
             self.closed_at = time.monotonic()
         self.writable.set()  # wake a writer waiting for room
+        if self.beats is not None:
+            self.beats.cancel()
         super().connection_lost(exc)
 
     def count_calls(self) -> None:

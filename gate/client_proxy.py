@@ -77,6 +77,7 @@ class ClientProxy(asyncio.Protocol):
         "_fill",
         "_over_since",
         "_paused",
+        "_held",
         "_partial",
     )
 
@@ -112,7 +113,8 @@ class ClientProxy(asyncio.Protocol):
         self._tb = float(limits.bytes_burst)
         self._fill = now
         self._over_since = 0.0
-        self._paused = False
+        self._paused = False  # by a rate limit, until a timer
+        self._held = False  # by the dispatcher (PAUSE_CLIENTS), until RESUME_CLIENTS
         self._partial = 0  # this client's bytes in gate.partial_bytes
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
@@ -213,20 +215,40 @@ class ClientProxy(asyncio.Protocol):
         if limits.max_packets_per_sec and self._tp < 0:
             delay = max(delay, -self._tp / limits.max_packets_per_sec)
         delay = min(max(delay, 0.001), limits.over_limit_close_after + 0.1)
-        pause = getattr(self.reader, "pause_reading", None)
-        if pause is None:
-            return
-        try:
-            pause()
-        except RuntimeError:  # a transport that is closing
+        if not self._held and not self._pause_reader():
             return
         self._paused = True
         asyncio.get_running_loop().call_later(delay, self._resume)
 
     def _resume(self) -> None:
         self._paused = False
-        if self._closed:
+        if not self._closed and not self._held:
+            self._resume_reader()
+
+    def hold(self, held: bool) -> None:
+        """Stop (``True``) or start again reading this client for the cluster's back-pressure
+        (the dispatcher's PAUSE_CLIENTS / RESUME_CLIENTS); independent of the rate limits."""
+        if self._closed or held == self._held:
             return
+        self._held = held
+        if self._paused:
+            return  # the rate limit's timer resumes it (if no longer held)
+        if held:
+            self._pause_reader()
+        else:
+            self._resume_reader()
+
+    def _pause_reader(self) -> bool:
+        pause = getattr(self.reader, "pause_reading", None)
+        if pause is None:
+            return False
+        try:
+            pause()
+        except RuntimeError:  # a transport that is closing
+            return False
+        return True
+
+    def _resume_reader(self) -> None:
         resume = getattr(self.reader, "resume_reading", None)
         if resume is not None:
             with contextlib.suppress(RuntimeError):
@@ -234,8 +256,8 @@ class ClientProxy(asyncio.Protocol):
 
     @property
     def paused(self) -> bool:
-        """Whether the gate stopped reading this client (over a rate limit)."""
-        return self._paused
+        """Whether the gate stopped reading this client (over a rate limit, or held)."""
+        return self._paused or self._held
 
     def eof_received(self) -> bool | None:
         return None  # close the transport

@@ -20,7 +20,10 @@ Cluster → client:
   ``isPlayer`` makes that entity the connection's owner; 1010/1011 update the filter index
   and are not forwarded;
 * 1501 goes to every client the filter selects, framed once;
-* 1502 records are split per client into one 1502 packet each.
+* 1502 records are split per client into one 1502 packet each;
+* KICK_CLIENT (ours) closes the client (the game's reason logged); PAUSE_CLIENTS /
+  RESUME_CLIENTS (ours) stop and start reading the listed clients (the dispatcher's
+  back-pressure while the game their calls go to is behind), independently of the rate limits.
 
 Every client's output is written once per loop iteration (:meth:`flush_dirty`).
 
@@ -271,6 +274,12 @@ class GateService:
             self._filtered_call(env.payload)
         elif msgtype == MsgType.SYNC_POSITION_YAW_ON_CLIENTS:
             self._position_syncs(env.payload)
+        elif msgtype == MsgType.PAUSE_CLIENTS or msgtype == MsgType.RESUME_CLIENTS:
+            self._hold(env.payload, msgtype == MsgType.PAUSE_CLIENTS)
+        elif msgtype == MsgType.KICK_CLIENT:
+            proxy = self.clients.get(env.client_id)
+            if proxy is not None:
+                proxy.abort(f"kicked by the game: {env.name}", kind="kicked by the game")
         else:
             logger.error(
                 "dispatcher%d sent unexpected message type %d: dropped", dispatcher_id, msgtype
@@ -306,6 +315,14 @@ class GateService:
                 proxy.send_payload(root_path_as_array(env.payload))
         else:
             self._to_client(env)
+
+    def _hold(self, client_ids: bytes, held: bool) -> None:
+        """PAUSE_CLIENTS / RESUME_CLIENTS: 16-byte client ids, one after the other."""
+        clients = self.clients
+        for off in range(0, len(client_ids) - 15, 16):
+            proxy = clients.get(client_ids[off : off + 16].decode("latin-1"))
+            if proxy is not None:
+                proxy.hold(held)
 
     def _filtered_call(self, payload: bytes) -> None:
         try:

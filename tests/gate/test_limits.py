@@ -375,3 +375,51 @@ def test_summary_writes_the_first_event_then_one_count_per_interval(
     assert "9999 more" in lines[2] and "7 source(s)" in lines[2]
     summary.event("connection refused", "again")  # a new interval: logged at once
     assert len(caplog.records) == 4
+
+
+# ---- the cluster's requests: back-pressure and kicks ------------------------------------------
+
+
+def _ids(*proxies: ClientProxy) -> bytes:
+    return b"".join(p.client_id.encode("latin-1") for p in proxies)
+
+
+@pytest.mark.asyncio
+async def test_pause_and_resume_clients_from_the_dispatcher(clock: Clock) -> None:
+    g = Gate(max_packets_per_sec=1000, packets_burst=5)
+    a, ta = g.connect()
+    b, tb = g.connect()
+    c, tc = g.connect()
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.PAUSE_CLIENTS, payload=_ids(a, b)))
+    assert not ta.reading and not tb.reading and tc.reading
+    # a rate-limit pause that ends while the client is held leaves it paused
+    a.data_received(HEARTBEAT * 20)
+    await asyncio.sleep(0.2)
+    assert not ta.reading and a.paused
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.RESUME_CLIENTS, payload=_ids(a, b)))
+    assert ta.reading and tb.reading and not a.paused
+    # held during a rate-limit pause: the resume waits for the timer
+    b.data_received(HEARTBEAT * 100)  # 95 over: 95 ms
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.PAUSE_CLIENTS, payload=_ids(b)))
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.RESUME_CLIENTS, payload=_ids(b)))
+    assert not tb.reading
+    await asyncio.sleep(0.3)
+    assert tb.reading
+    assert not (ta.closed or tb.closed or tc.closed)
+
+
+@pytest.mark.asyncio
+async def test_kick_client_closes_that_client_with_the_games_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    g = Gate()
+    a, ta = g.connect()
+    b, tb = g.connect()
+    caplog.set_level(logging.WARNING, "goworld.gate")
+    kick = Envelope(msgtype=MsgType.KICK_CLIENT, client_id=a.client_id, name="refused calls")
+    g.gate.handle_dispatcher_message(1, kick)
+    assert ta.closed and not tb.closed
+    assert any("kicked by the game: refused calls" in m for m in warnings(caplog))
+    await asyncio.sleep(0)
+    g.gate.handle_dispatcher_message(1, kick)  # already gone: nothing
+    assert [e.msgtype for e in g.sent].count(MsgType.NOTIFY_CLIENT_DISCONNECTED) == 1

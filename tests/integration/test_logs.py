@@ -1,5 +1,5 @@
 """Logs cannot be flooded (issue 14), on real processes started by the CLI: a client's flood of
-refused calls writes a bounded number of lines and one summary; every log line is stored once
+calls that each make the game warn writes a bounded number of lines and one summary; every log line is stored once
 (log file, not also the stderr capture); `goworld start` keeps the previous run's logs."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -20,21 +21,23 @@ from goworld.testing import ClusterRunner, write_ini
 FLOOD = 300
 APP_STDERR_LINE = "app import: a stderr line that is not a log record"
 APP = textwrap.dedent(f'''
+    import logging
     import sys
 
     import goworld
 
     print({APP_STDERR_LINE!r}, file=sys.stderr, flush=True)
+    logger = logging.getLogger("goworld.game")
 
 
     class Account(goworld.Entity):
-        @goworld.rpc(client=True, name="Echo")
+        @goworld.rpc(client=True, name="Echo", rate=None)
         def echo(self, seq: int) -> None:
             self.call_client("OnEcho", seq)
 
-        @goworld.rpc(name="ServerOnly")
-        def server_only(self) -> None:
-            pass
+        @goworld.rpc(client=True, name="Complain", rate=None)
+        def complain(self, seq: int) -> None:
+            logger.warning("player %s complains (#%d)", self.id, seq)  # one WARNING per call
 
 
     goworld.register_entity(Account)
@@ -46,16 +49,16 @@ def read(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
-async def flood_refused_calls(runner: ClusterRunner) -> None:
-    """FLOOD calls of a server-only method, then an allowed call: its answer means the game
-    has handled (and refused) every call before it."""
+async def flood_warnings(runner: ClusterRunner) -> None:
+    """FLOOD calls that each make the game code warn, then an Echo: its answer means the game
+    has handled every call before it."""
     from goworld.client import GoWorldClient
 
     client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
     try:
         account = await client.wait_player("Account")
-        for _ in range(FLOOD):
-            client.call(account.id, "ServerOnly")
+        for seq in range(FLOOD):
+            client.call(account.id, "Complain", seq)
         client.call(account.id, "Echo", 1)
         await client.wait_call("OnEcho", timeout=60)
     finally:
@@ -66,9 +69,7 @@ async def flood_refused_calls(runner: ClusterRunner) -> None:
 async def test_a_flood_is_summarised_every_line_is_stored_once_and_start_keeps_the_last_run(
     tmp_path: Path,
 ) -> None:
-    app = tmp_path / "flood_app"
-    app.mkdir()
-    (app / "__init__.py").write_text(APP)
+    app = make_app(tmp_path)
     cluster = tmp_path / "cluster"
     cluster.mkdir()
     # One interval for the whole run: the summary is written when the game stops.
@@ -88,29 +89,65 @@ async def test_a_flood_is_summarised_every_line_is_stored_once_and_start_keeps_t
             assert not set(captured) & set(log_lines), name
         assert read(run_dir / "game1.stderr").splitlines() == [APP_STDERR_LINE]
 
-        await flood_refused_calls(runner)
+        await flood_warnings(runner)
         stopped = runner.stop()
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
         game_log = read(cluster / "game1.log").splitlines()
-        refused = [line for line in game_log if "ServerOnly" in line]
         summaries = [line for line in game_log if "more like this suppressed" in line]
-        assert len(refused) == 10, refused[:20]  # log_repeat_limit's default
-        assert len(summaries) == 1, summaries
-        suppressed = int(re.search(r"WARNING goworld\.game: (\d+) more like this", summaries[0])[1])  # type: ignore[index]
-        assert suppressed + len(refused) == FLOOD, summaries
-        assert summaries[0].endswith("suppressed in the last 3600 s: client %s may not call %r.%s: dropped")
-        assert "ServerOnly" not in read(run_dir / "game1.stderr")
+        written = [line for line in game_log if " complains (#" in line and line not in summaries]
+        assert len(written) == 10, written[:20]  # log_repeat_limit's default
+        assert [line.split(" ", 2)[2] for line in summaries] == [
+            f"WARNING goworld.game: {FLOOD - 10} more like this suppressed in the last 3600 s: "
+            "player %s complains (#%d)"
+        ]
+        assert "complains" not in read(run_dir / "game1.stderr")
 
         # The next start keeps this run's files as .1 (log_backups = 5 by default).
         runner.start()
         for name in names:
             assert runctl.started_tag(name.rstrip("1")) in read(cluster / f"{name}.log.1"), name
         assert read(cluster / "game1.log.1").splitlines() == game_log
-        assert "ServerOnly" not in read(cluster / "game1.log")
+        assert "complains" not in read(cluster / "game1.log")
         assert read(run_dir / "game1.stderr.1").splitlines() == [APP_STDERR_LINE]
         assert read(run_dir / "game1.stderr").splitlines() == [APP_STDERR_LINE]
         assert not (cluster / "game1.log.2").exists()
+    finally:
+        runner.stop()
+        runner.kill()
+
+
+def make_app(tmp_path: Path) -> Path:
+    app = tmp_path / "flood_app"
+    app.mkdir()
+    (app / "__init__.py").write_text(APP)
+    return app
+
+
+@pytest.mark.asyncio
+async def test_summaries_are_written_while_the_game_runs(tmp_path: Path) -> None:
+    """Nothing else need be logged after a flood: the game's loop writes the summary once the
+    interval is over (here 1 s), and every call is accounted for, written or counted."""
+    app = make_app(tmp_path)
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    runner = ClusterRunner(cluster, app, dispatchers=1, games=1, gates=1,
+                           game_extra="log_repeat_interval = 1")
+    summary = re.compile(r"WARNING goworld\.game: (\d+) more like this suppressed in the last 1 s: "
+                         r"player %s complains \(#%d\)$")
+    try:
+        runner.start()
+        await flood_warnings(runner)
+        deadline = time.monotonic() + 60  # a bound for a stuck test, not a measurement
+        while True:
+            lines = read(cluster / "game1.log").splitlines()
+            suppressed = [int(m[1]) for line in lines if (m := summary.search(line))]
+            written = [line for line in lines if " complains (#" in line and not summary.search(line)]
+            if suppressed and len(written) + sum(suppressed) == FLOOD:
+                break
+            assert time.monotonic() < deadline, (len(written), suppressed)
+            time.sleep(0.1)
+        assert runner.cli("status").returncode == 0  # summarised by the running game
     finally:
         runner.stop()
         runner.kill()

@@ -143,23 +143,26 @@ class ClientProxy(asyncio.Protocol):
             return
         now = _monotonic()
         gate = self.gate
+        limits = gate.limits
         # Token buckets: refill for the time since the last read, then take this read.
         elapsed = now - self._fill
         self._fill = now
-        limits = gate.limits
         over = False
-        if limits.max_bytes_per_sec:
-            tb = self._tb + elapsed * limits.max_bytes_per_sec
-            if tb > limits.bytes_burst:
-                tb = limits.bytes_burst
-            self._tb = tb = tb - len(data)
-            over = tb < 0
-        if limits.max_packets_per_sec and payloads:
-            tp = self._tp + elapsed * limits.max_packets_per_sec
-            if tp > limits.packets_burst:
-                tp = limits.packets_burst
-            self._tp = tp = tp - len(payloads)
-            over = over or tp < 0
+        rate = limits.max_bytes_per_sec
+        if rate:
+            tokens = self._tb + elapsed * rate
+            if tokens > limits.bytes_burst:
+                tokens = limits.bytes_burst
+            self._tb = tokens = tokens - len(data)
+            over = tokens < 0
+        rate = limits.max_packets_per_sec
+        if rate and payloads:
+            tokens = self._tp + elapsed * rate
+            if tokens > limits.packets_burst:
+                tokens = limits.packets_burst
+            self._tp = tokens = tokens - len(payloads)
+            if tokens < 0:
+                over = True
         # The partial packet left in the framer: the gate-wide budget and its age.
         buffered = self._framer.buffered
         if buffered != self._partial:

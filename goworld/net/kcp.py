@@ -313,8 +313,13 @@ class KCPTransport(asyncio.Transport):
     def resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            self._loop.call_soon(self._deliver)
-            self._endpoint.mark_dirty(self)  # tell the peer the window reopened
+            self._loop.call_soon(self._resume)
+
+    def _resume(self) -> None:
+        self._deliver()
+        # Flush after the drain, not before (a flush may already be queued for other
+        # sessions): the drain is what makes ikcp announce the reopened window (ASK_TELL).
+        self._endpoint.mark_dirty(self)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol

@@ -59,8 +59,8 @@ Our additions (documented in the shipped ``goworld.ini``)
       ``client_rpc_strike_window`` seconds (10) is closed; ``client_rpc_max_clients``
       (50000) clients tracked at once.
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
-      template per ``log_repeat_interval`` seconds (default 10), then one summary line
-      (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
+      template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
+      100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
     * Dispatcher ``peer_max_backlog_bytes`` (default 64 MiB): the most bytes queued for one
       game or gate that is behind (then messages for it are dropped and logged), and
       ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose

@@ -14,13 +14,16 @@ the roles' start-up (``goworld.process``) calls :func:`configure`. The CLI logs 
 reports with ``click.echo``. Formatting is lazy (``%s``); traffic logging sits behind
 ``logger.isEnabledFor(logging.DEBUG)`` guards.
 
-Floods. :func:`configure` puts a :class:`RepeatFilter` on every handler: WARNING and above
-are counted per (logger name, message template ``record.msg``, level) in fixed intervals;
-past ``repeat_limit`` records of one key in an interval (five times that for ERROR and above)
-the rest are dropped, and once the interval is over one line per such key says how many were
-(``1990 more like this suppressed in the last 10 s: client %s may not call %r.%s: dropped``).
-A client that makes a game warn on every call thus writes a bounded number of lines. INFO and
-DEBUG are not limited: they narrate connections and start-up, whose rates other limits bound.
+Floods. :func:`configure` puts a :class:`RepeatFilter` on every handler: records are counted
+per (logger name, message template ``record.msg``, level) in fixed intervals; past
+``repeat_limit`` WARNING records of one key in an interval (5x that for ERROR and above, 100x
+for INFO and DEBUG) the rest are dropped, and once the interval is over one line per such key
+says how many were (``1990 more like this suppressed in the last 10 s: player %s complains``).
+A client that makes a game warn on every call thus writes a bounded number of lines, and so
+does a churn of connections (``client %s connected over %s from %s``: 1,000 per 10 s, then
+counted). INFO gets the most: it narrates logins and connections, which come in bursts in
+normal operation. The key is the template, not the text: one template with a ``%s`` reason
+shares one allowance across reasons.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ __all__ = [
     "REPEAT_LIMIT",
     "REPEAT_INTERVAL",
     "ERROR_ALLOWANCE_FACTOR",
+    "INFO_ALLOWANCE_FACTOR",
 ]
 
 #: goworld.ini log levels (GoWorld's names) -> logging levels.
@@ -62,6 +66,8 @@ REPEAT_LIMIT = 10
 REPEAT_INTERVAL = 10.0
 #: ERROR and above may repeat this many times more than warnings.
 ERROR_ALLOWANCE_FACTOR = 5
+#: INFO and DEBUG may repeat this many times more than warnings.
+INFO_ALLOWANCE_FACTOR = 100
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Set on a record once the filter decided; a second handler reuses the decision.
@@ -72,7 +78,8 @@ Sink = Callable[[logging.LogRecord], None]
 
 
 class RepeatFilter(logging.Filter):
-    """Let ``limit`` records per (logger, template, level) through per ``interval`` seconds.
+    """Let ``limit`` records per (logger, template, level) through per ``interval`` seconds
+    (WARNING; ``error_factor`` times that at ERROR and above, ``info_factor`` times below WARNING).
 
     Records below ``min_level`` always pass. Share one instance between every handler of a
     logger: the first handler's decision is stored on the record and reused by the others,
@@ -91,16 +98,18 @@ class RepeatFilter(logging.Filter):
         limit: int = REPEAT_LIMIT,
         interval: float = REPEAT_INTERVAL,
         error_factor: int = ERROR_ALLOWANCE_FACTOR,
-        min_level: int = logging.WARNING,
+        info_factor: int = INFO_ALLOWANCE_FACTOR,
+        min_level: int = logging.NOTSET,
         max_keys: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         sink: Sink | None = None,
     ) -> None:
         super().__init__()
-        if limit < 1 or interval <= 0 or error_factor < 1 or max_keys < 1:
-            raise ValueError("limit, interval, error_factor and max_keys must be positive")
+        if limit < 1 or interval <= 0 or error_factor < 1 or info_factor < 1 or max_keys < 1:
+            raise ValueError("limit, interval, the factors and max_keys must be positive")
         self.limit = limit
         self.error_limit = limit * error_factor
+        self.info_limit = limit * info_factor
         self.interval = interval
         self.min_level = min_level
         self.max_keys = max_keys
@@ -112,7 +121,9 @@ class RepeatFilter(logging.Filter):
         self._over = False  # some key went over its limit in the current interval
 
     def _allowance(self, level: int) -> int:
-        return self.error_limit if level >= logging.ERROR else self.limit
+        if level >= logging.WARNING:
+            return self.error_limit if level >= logging.ERROR else self.limit
+        return self.info_limit
 
     def filter(self, record: logging.LogRecord) -> bool:
         verdict: bool | None = record.__dict__.get(_VERDICT)
@@ -212,7 +223,8 @@ def configure(
     stderr through :data:`logging.lastResort`. The root's other handlers are left alone.
 
     ``repeat_limit`` WARNING records per message template per ``repeat_interval`` seconds
-    are written, then summarised (:class:`RepeatFilter`); ``repeat_limit=0`` writes every one.
+    are written (ERROR 5x, INFO and DEBUG 100x), then summarised (:class:`RepeatFilter`);
+    ``repeat_limit=0`` writes every one.
     ``max_bytes > 0`` rotates the log file once it is larger, keeping ``backups`` older
     generations (``game1.log.1`` ...; at least one). Returns the filter installed, if any.
     """

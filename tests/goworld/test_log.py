@@ -117,12 +117,40 @@ def test_errors_have_a_higher_allowance_but_are_bounded(
                              "storage down: %s")
 
 
-def test_info_and_debug_are_not_limited(logger: tuple[logging.Logger, Collect, RepeatFilter]) -> None:
-    lg, out, _ = logger
-    for i in range(50):
+def test_info_and_debug_have_the_largest_allowance(
+    logger: tuple[logging.Logger, Collect, RepeatFilter], clock: Clock
+) -> None:
+    """INFO narrates logins and connections (bursts in normal operation): 100x the warnings'
+    allowance, and still bounded against a churn of connections."""
+    lg, out, filt = logger
+    for i in range(500):
         lg.info("client %s connected", i)
         lg.debug("traffic %s", i)
-    assert len(out.lines) == 100
+    assert len(out.lines) == 300 + 300
+    clock.now += 10
+    filt.flush()
+    assert out.lines[600:] == [
+        "INFO goworld_test_log.private: 200 more like this suppressed in the last 10 s: client %s connected",
+        "DEBUG goworld_test_log.private: 200 more like this suppressed in the last 10 s: traffic %s",
+    ]
+
+
+def test_min_level_lets_lower_records_through(clock: Clock) -> None:
+    out = Collect()
+    filt = RepeatFilter(limit=1, interval=10, min_level=logging.WARNING, clock=clock, sink=out.handle)
+    out.addFilter(filt)
+    lg = logging.getLogger("goworld_test_log.min_level")
+    lg.propagate = False
+    lg.setLevel(logging.DEBUG)
+    lg.addHandler(out)
+    try:
+        for _ in range(1000):
+            lg.info("narrative")
+        lg.warning("w")
+        lg.warning("w")
+        assert len(out.lines) == 1001
+    finally:
+        lg.removeHandler(out)
 
 
 def test_flush_writes_the_summary_once_the_interval_is_over_and_only_then(
@@ -233,7 +261,7 @@ def test_threads_share_one_count(clock: Clock) -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    for kwargs in ({"limit": 0}, {"interval": 0}, {"max_keys": 0}):
+    for kwargs in ({"limit": 0}, {"interval": 0}, {"max_keys": 0}, {"error_factor": 0}, {"info_factor": 0}):
         with pytest.raises(ValueError):
             RepeatFilter(**kwargs)  # type: ignore[arg-type]
 
@@ -310,7 +338,7 @@ def test_other_libraries_records_go_to_the_log_file_bounded_too(
     log.configure(log_file=log_file, stderr=False, repeat_limit=2, clock=clock)
     for _ in range(20):
         logging.getLogger("asyncio").warning("socket.send() raised exception.")
-    logging.getLogger("asyncio").info("below the root's level: not written")
+    logging.getLogger("asyncio").info("below the root's level (WARNING): not written")
     log.configure(log_file=tmp_path / "again.log", stderr=False)  # configure again: no duplicate
     logging.getLogger("grpc").error("once")
     lines = [line.split(" ", 2)[2] for line in log_file.read_text().splitlines()]

@@ -234,6 +234,11 @@ class ClientProxy(asyncio.Protocol):
         if self._closed or held == self._held:
             return
         self._held = held
+        if not held:  # the time bounds restart: the silence was ours
+            now = _monotonic()
+            self.heartbeat = now
+            if self.partial_since:
+                self.partial_since = now
         if self._paused:
             return  # the rate limit's timer resumes it (if no longer held)
         if held:

@@ -175,6 +175,8 @@ class GateService:
         idle = limits.idle_timeout
         late: list[tuple[ClientProxy, str, str]] = []
         for proxy in self.clients.values():
+            if proxy.paused:
+                continue  # we are not reading it: its silence is ours
             if first and not proxy.got_packet and now - proxy.connected_at > first:
                 late.append((proxy, "handshake timeout", f"no complete packet within {first:.0f} s (handshake_timeout)"))
             elif partial and proxy.partial_since and now - proxy.partial_since > partial:

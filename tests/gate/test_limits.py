@@ -423,3 +423,17 @@ async def test_kick_client_closes_that_client_with_the_games_reason(
     await asyncio.sleep(0)
     g.gate.handle_dispatcher_message(1, kick)  # already gone: nothing
     assert [e.msgtype for e in g.sent].count(MsgType.NOTIFY_CLIENT_DISCONNECTED) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_client_the_gate_does_not_read_is_not_closed_for_its_silence(clock: Clock) -> None:
+    g = Gate(idle_timeout=120.0, frame_timeout=30.0)
+    held, th = g.connect()
+    held.data_received(HEARTBEAT + (1000).to_bytes(4, "little"))  # a partial packet, too
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.PAUSE_CLIENTS, payload=_ids(held)))
+    clock.now += 600.0
+    assert g.gate.sweep(clock.now) == 0 and not th.closed
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.RESUME_CLIENTS, payload=_ids(held)))
+    assert g.gate.sweep(clock.now) == 0  # its clocks restart when the gate reads it again
+    clock.now += 31.0
+    assert g.gate.sweep(clock.now) == 1 and th.closed  # the partial packet is still stuck

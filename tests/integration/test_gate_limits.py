@@ -19,6 +19,7 @@ import pytest
 
 from goworld.bench.procstat import rss_bytes
 from goworld.client import GoWorldClient
+from goworld.errors import GoWorldError
 from goworld.proto import codec
 from goworld.proto.messages import HeartbeatFromClient, SyncPositionYawFromClient
 from goworld.testing import ClusterRunner
@@ -335,3 +336,42 @@ async def test_the_gate_recovers_when_descriptors_run_out(cluster: ClusterRunner
     finally:
         await honest.aclose()
     assert cluster.grep("accepting again")
+
+
+@pytest.mark.asyncio
+async def test_max_clients_refuses_the_extra_connections_and_frees_their_places(
+    tmp_path: Path,
+) -> None:
+    runner = ClusterRunner(
+        tmp_path, APP, dispatchers=1, games=1, gates=1, gate_extra="max_clients = 6\n"
+    )
+    runner.start()
+    conns: list[Conn | None] = []
+    try:
+        port = runner.gate(0, "tcp")
+        for i in range(20):  # distinct sources: only the gate-wide limit refuses
+            conn = await connect(port, f"127.0.5.{i + 1}")
+            conns.append(conn)
+            if conn is not None:
+                conn[1].write(HEARTBEAT)
+        alive = [c for c in conns if c is not None and not await closed_by_gate(c, timeout=1.0)]
+        assert len(alive) == 6
+        assert 1 <= len(runner.grep("refused: max_clients (6) reached")) <= 2
+        shut(conns)
+        conns = []
+        honest = None
+        for _ in range(150):  # until the gate has seen the six go
+            try:
+                honest = await login(runner, "after_max_clients")
+                break
+            except (OSError, GoWorldError, TimeoutError):
+                await asyncio.sleep(0.2)
+        assert honest is not None
+        try:
+            await echo_round(honest, 5, 1)
+        finally:
+            await honest.aclose()
+    finally:
+        shut(conns)
+        runner.stop()
+        runner.kill()

@@ -11,7 +11,9 @@ class Account(goworld.Entity):
     def on_init(self) -> None:
         self.logging_in = False
 
-    @goworld.rpc(client=True, name="Register")
+    # Limits on calls from a client (the game's defaults: 50 calls/s, 64 KiB): a person registers
+    # once and logs in a few times; a client refused too often is closed (client_rpc_max_strikes).
+    @goworld.rpc(client=True, name="Register", rate=0.2, burst=3, max_arg_bytes=512)
     def register(self, username: str, password: str) -> None:
         if not username or not password:
             self.call_client("ShowError", "user name and password must not be empty")
@@ -32,7 +34,7 @@ class Account(goworld.Entity):
 
         goworld.kvdb_get_or_put(f"password${username}", password, got_password)
 
-    @goworld.rpc(client=True, name="Login")
+    @goworld.rpc(client=True, name="Login", rate=1, burst=5, max_arg_bytes=512)
     def login(self, username: str, password: str) -> None:
         if self.logging_in:
             return

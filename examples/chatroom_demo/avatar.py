@@ -21,7 +21,8 @@ class Avatar(goworld.Entity):
         if room:
             self.set_client_filter_prop("chatroom", room)
 
-    @goworld.rpc(client=True, name="SendChat")
+    # A person types a few lines a second at most, none longer than a few kilobytes.
+    @goworld.rpc(client=True, name="SendChat", rate=5, burst=20, max_arg_bytes=4096)
     def send_chat(self, text: str) -> None:
         if text.startswith("/"):
             parts = text[1:].split()

@@ -321,7 +321,7 @@ class ClientProxy(asyncio.Protocol):
     def closed(self) -> bool:
         return self._closed
 
-    def abort(self, reason: str, *, kind: str = "client closed") -> None:
+    def abort(self, reason: str, *, kind: str = "bad packet") -> None:
         """Close this client after a violation: one log line, summarised per ``kind``."""
         if self._closed:
             return

@@ -105,7 +105,7 @@ class AddressBook:
 class Summary:
     """Rate-limited logging of repeated events, per kind.
 
-    The first event of a kind is logged at once (its detail, as it is); later ones within
+    The first event of a kind is logged at once (``<kind>: <detail>``); later ones within
     ``interval`` are only counted, and :meth:`flush` (called periodically) writes one line per
     kind, ``<kind>: N more in the last 10 s from S source(s) (last: <detail>)``.
     """
@@ -136,7 +136,8 @@ class Summary:
             return
         if state is not None and state[1]:
             self._write(kind, state, now)
-        self.logger.log(self.level, "%s", detail)
+        # One format string per kind: goworld.log's RepeatFilter counts lines per format string.
+        self.logger.log(self.level, kind.replace("%", "%%") + ": %s", detail)
         self._kinds[kind] = [now, 0, set(), ""]
 
     def flush(self) -> None:

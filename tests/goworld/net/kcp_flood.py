@@ -85,6 +85,20 @@ def flood(host: str, port: int, sessions: int, addresses: int, wait: float) -> d
     }
 
 
+ROLES = ("dispatcher", "game", "gate")
+
+
+def _rss_kib(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def flood_cluster(app: Path, sessions: int, addresses: int, wait: float) -> dict[str, Any]:
     from goworld.testing import ClusterRunner
 
@@ -92,8 +106,14 @@ def flood_cluster(app: Path, sessions: int, addresses: int, wait: float) -> dict
         runner = ClusterRunner(Path(tmp), app.resolve())
         runner.start()
         try:
+            rss = {role: _rss_kib(Path(tmp) / ".goworld" / f"{role}1.pid") for role in ROLES}
             result = flood("127.0.0.1", runner.gate(0, "kcp"), sessions, addresses, wait)
             result["gate_clients_connected"] = len(runner.grep(" connected over kcp"))
+            for role in ROLES:
+                result[f"{role}_rss_kib_before_after"] = [
+                    rss[role],
+                    _rss_kib(Path(tmp) / ".goworld" / f"{role}1.pid"),
+                ]
         finally:
             runner.stop()
             runner.kill()

@@ -173,24 +173,26 @@ class GameHandlers:
         against the client, none is logged on its own."""
         rt = self.rt
         limiter = rt.client_calls
+        client_id, name = env.client_id, env.name  # protobuf fields: read once
         entity = rt.entities.get(env.entity_id)
         if entity is None:
-            limiter.refuse(env.client_id, env.gate_id, env.name, f"no entity {env.entity_id} here")
+            limiter.refuse(client_id, env.gate_id, name, f"no entity {env.entity_id} here")
             return
-        method = rt.client_rpc(entity, env.name, env.client_id)
+        method = rt.client_rpc(entity, name, client_id)
         if isinstance(method, str):
-            limiter.refuse(env.client_id, env.gate_id, env.name, method)
+            limiter.refuse(client_id, env.gate_id, name, method)
             return
-        if not limiter.admit(env.client_id, env.gate_id, method, len(env.payload)):
+        payload = env.payload
+        if not limiter.admit(client_id, env.gate_id, method, len(payload)):
             return
         try:
-            args, _end = codec.decode_args(env.payload)
+            args, _end = codec.decode_args(payload)
         except RemoteProtocolError as exc:
-            limiter.refuse(env.client_id, env.gate_id, env.name, f"bad arguments ({exc})")
+            limiter.refuse(client_id, env.gate_id, name, f"bad arguments ({exc})")
             return
-        refused = rt.run_rpc(entity, method, args, env.client_id)
+        refused = rt.run_rpc(entity, method, args, client_id)
         if refused is not None:
-            limiter.refuse(env.client_id, env.gate_id, env.name, refused)
+            limiter.refuse(client_id, env.gate_id, name, refused)
 
     def _call_nil_spaces(self, did: int, env: Envelope) -> None:
         space = self.rt.nil_space

@@ -1185,6 +1185,14 @@ async def test_a_flood_over_the_rate_is_refused_and_kicked_once_while_an_honest_
     ]
 
 
+async def test_kick_client_goes_to_the_dispatcher_of_the_clients_gate(h: Harness) -> None:
+    for gate_id in (1, 2, 3, 4):
+        h.rt.outbox.kick_client(f"client{gate_id}", gate_id, "why")
+    assert [(d, e.msgtype, e.gate_id, e.client_id, e.name) for d, e in h.take()] == [
+        ((g - 1) % 2 + 1, MT.KICK_CLIENT, g, f"client{g}", "why") for g in (1, 2, 3, 4)
+    ]
+
+
 async def test_every_refusal_from_a_client_is_a_strike() -> None:
     clock = StepClock()
     h = limited(clock, max_strikes=5)

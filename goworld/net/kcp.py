@@ -37,11 +37,13 @@ retransmits it for 20 s: a reflection attack worth ~60x the bytes the attacker s
    socket opens, of the source address, the client's conv and the epoch ``T // P`` (``T`` is our
    millisecond clock at the start of the epoch, ``P`` is ``handshake_timeout``).
 2. An unmodified KCP client (kcp-go, or ikcp) treats it as a duplicate of data it already has:
-   its ``sn`` lies just before the client's ``rcv_nxt`` (0: the server has sent it nothing yet)
-   in 32-bit sequence arithmetic, yet inside ``rcv_nxt + rcv_wnd``, so the client drops the
-   (empty) payload and **acknowledges it, echoing** ``sn`` **and** ``ts`` **in an ACK segment**
-   (ikcp_input: ``ack_push(sn, ts)`` comes before the "already received" test). Nothing reaches
-   the client's application. The FEC data shard of the cookie uses seqid ``_COOKIE_SEQID``, far
+   its ``sn`` lies 1 to 2**30 segments before the client's ``rcv_nxt`` (0: the server has sent
+   it nothing yet) in 32-bit sequence arithmetic, so inside ``rcv_nxt + rcv_wnd`` too, and the
+   client drops the (empty) payload and **acknowledges it, echoing** ``sn`` **and** ``ts`` **in an
+   ACK segment** (ikcp_input: ``ack_push(sn, ts)`` comes before the "already received" test;
+   kcp-go's flush sends an ACK for a segment before ``rcv_nxt`` when it is the last of its ACK
+   list, which it is: the server sends nothing else yet). Nothing reaches the client's
+   application. The FEC data shard of the cookie uses seqid ``_COOKIE_SEQID``, far
    behind the seqids of the real session's shards in kcp-go's sequence arithmetic and at a
    data-shard position, so kcp-go's FEC decoder (and its shard-size auto-tuning in v5.6) never
    mixes it into a real group.
@@ -68,8 +70,8 @@ segments, fed to ikcp when the session opens) for ``handshake_timeout`` seconds,
 ``max_unverified`` of them and ``max_unverified_per_address`` per IP. Over those caps the cookie
 is still sent but nothing is kept: the client's data is resent by KCP after verification (one
 retransmission timeout later). Verified sessions are capped at ``max_sessions`` in total and
-``max_sessions_per_address`` per IP (host, any port); a datagram from an address over a cap is
-dropped silently (no cookie either). Drops, expiries and bad cookies are counted in
+``max_sessions_per_address`` per source address (the host, any port; an IPv6 /64); a datagram
+from an address over a cap is dropped silently (no cookie either). Drops, expiries and bad cookies are counted in
 :class:`KCPStatistics` and summarised in one WARNING per ``log_interval`` seconds at most.
 
 * **Sessions** are created only by a server, only through the cookie round trip above. A
@@ -580,7 +582,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         noted, self._noted = self._noted, {}
         self._next_summary = now + self.config.log_interval
         logger.warning(
-            "! KCP %s: %s (within %.0f s; totals in KCPServer.statistics())",
+            "! KCP %s: %s since the last such line (one per %.0f s at most)",
             self._sockname,
             ", ".join(f"{count} {kind}" for kind, count in noted.items()),
             self.config.log_interval,

@@ -238,6 +238,7 @@ async def _connect(game: _Game, *, restored: bool) -> None:
 async def _stop(game: _Game) -> None:
     for job in game.jobs:
         job.cancel()
+    game.rt.client_calls.summarise()  # refusals of the last, unfinished interval
     if game.control.frozen is not None:
         await _write_freeze(game.rt, game.links, game.storage, game.kvdb, game.control.frozen)
     else:

@@ -126,6 +126,7 @@ class ClientCallLimiter:
         self._refused: dict[str, _Refused] = {}  # this interval's, per client
         self._refused_count = 0
         self._summary_scheduled = False
+        self._since = 0.0  # when the first refusal of this interval came
         #: totals since the start (for tests and operators)
         self.refused_total = 0
         self.kicked_total = 0
@@ -214,6 +215,7 @@ class ClientCallLimiter:
             self._refused[client_id] = _Refused(gate_id, reason)
         if not self._summary_scheduled:
             self._summary_scheduled = True
+            self._since = self._clock()
             self._schedule(self.policy.summary_interval, self.summarise)
 
     def summarise(self) -> None:
@@ -227,10 +229,10 @@ class ClientCallLimiter:
         named = "; ".join(f"client {cid} of gate{r.gate_id}: {r.count}, last {r.reason}" for cid, r in top)
         more = len(refused) - len(top)
         logger.warning(
-            "%d calls from %d client(s) refused in the last %g s (%s%s)",
+            "%d calls from %d client(s) refused in %.1f s (%s%s)",
             count,
             len(refused),
-            self.policy.summary_interval,
+            self._clock() - self._since,
             named,
             f"; and {more} more client(s)" if more > 0 else "",
         )

@@ -146,9 +146,10 @@ def test_refusals_are_summarised_once_per_interval(caplog: pytest.LogCaptureFixt
                 rig.limiter.refuse(f"client{i}", 2, "Nope", f"no RPC {i}")
         assert len(rig.scheduled) == 1 and rig.scheduled[0][0] == 30  # one summary pending
         assert caplog.records == []
+        rig.clock.now += 30
         rig.scheduled.pop()[1]()
     [line] = [r.getMessage() for r in caplog.records]
-    assert line.startswith("2800 calls from 7 client(s) refused in the last 30 s (client client6 of gate2: 700")
+    assert line.startswith("2800 calls from 7 client(s) refused in 30.0 s (client client6 of gate2: 700")
     assert "last Nope: no RPC 6" in line and "client client2" in line and "client1 " not in line
     assert line.endswith("; and 2 more client(s))")
     rig.limiter.summarise()  # nothing new: no line

@@ -106,6 +106,12 @@ async def test_a_sendchat_flood_is_throttled_then_kicked_while_honest_chat_is_al
             if runner.grep("unexpected message type 27"):
                 pytest.xfail("the gate does not close a client on KICK_CLIENT yet (it drops the message)")
             raise
+        # the refusals are summarised (at the latest when the game stops): the flooder's only
+        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
+        assert runner.stop().returncode == 0
+        summaries = runner.grep(" client(s) refused in ")
+        assert summaries and all(" calls from 1 client(s) refused" in line for line in summaries), summaries
+        assert "last SendChat: " in summaries[-1]
     finally:
         await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
         runner.stop()

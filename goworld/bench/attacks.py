@@ -814,6 +814,7 @@ async def run_attack(
     peak: dict[str, int] = {}
     stop_sampling = asyncio.Event()
     sampler: asyncio.Task[None] | None = None
+    newcomer_task: asyncio.Task[str] | None = None
     notes: list[str] = []
     try:
         t_before = time.monotonic()
@@ -842,7 +843,7 @@ async def run_attack(
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         newcomer_task = asyncio.create_task(_late(
-            seconds / 2, _newcomer(host, tcp_port, f"{prefix}new", newcomer_timeout)))
+            seconds / 2, lambda: _newcomer(host, tcp_port, f"{prefix}new", newcomer_timeout)))
         if stall:
             await asyncio.sleep(seconds)
             os.kill(stopped_pid or 0, signal.SIGCONT)
@@ -879,6 +880,10 @@ async def run_attack(
         stop_sampling.set()
         if sampler is not None and not sampler.done():
             sampler.cancel()
+        if newcomer_task is not None and not newcomer_task.done():
+            newcomer_task.cancel()
+            with contextlib.suppress(BaseException):
+                await newcomer_task
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -886,9 +891,9 @@ async def run_attack(
         await honest.close()
 
 
-async def _late(delay: float, coro: Awaitable[str]) -> str:
+async def _late(delay: float, start: Callable[[], Awaitable[str]]) -> str:
     await asyncio.sleep(delay)
-    return await coro
+    return await start()
 
 
 if __name__ == "__main__":

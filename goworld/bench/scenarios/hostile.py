@@ -13,6 +13,8 @@ TITLE = "Hostile clients (issue 14's attacks on chatroom_demo 1 + 1 + 1, four ho
 P99_GOAL_MS = 100.0
 RSS_GOAL_MB = 100.0
 PROCS = ("dispatcher1", "game1", "gate1")
+#: The attack that stops the game: every honest line waits for it too, so its p99 is the stall.
+STALL = "stalled_game_calls"
 
 
 def _s(value: Any) -> str:
@@ -32,7 +34,7 @@ def attacker_text(s: dict[str, Any]) -> str:
     if not a:
         return "no report from the attacker"
     if name in ("chat_flood", "login_flood", "stalled_game_calls"):
-        return f"{a['sent']:,} calls written, {a['processed']:,} processed; {_closed(a)}"
+        return f"{a['sent']:,} calls written, {a['processed']:,} answered; {_closed(a)}"
     if name == "refused_method_flood":
         return f"{a['sent']:,} refused calls written; {_closed(a)}"
     if name in ("partial_frames_tcp", "partial_frames_ws"):
@@ -56,13 +58,15 @@ def attacker_text(s: dict[str, Any]) -> str:
 
 def verdict(s: dict[str, Any]) -> str:
     missed = []
-    if not s["p99_during_ms"] < P99_GOAL_MS:
+    if s["attack"] != STALL and not s["p99_during_ms"] < P99_GOAL_MS:
         missed.append(f"p99 {s['p99_during_ms']:,.0f} ms")
     grown = [f"{k} +{v:g} MB" for k, v in s["rss_growth_mb"].items() if v >= RSS_GOAL_MB]
     missed += grown
     if s["honest_lost"]:
         missed.append(f"{s['honest_lost']} lost")
-    return "met" if not missed else "missed: " + ", ".join(missed)
+    if missed:
+        return "missed: " + ", ".join(missed)
+    return "met (p99: the stall)" if s["attack"] == STALL else "met"
 
 
 def run(quick: bool) -> Result:
@@ -90,8 +94,9 @@ def run(quick: bool) -> Result:
         for p in PROCS:
             figures[f"{s['attack']}.{p}.rss_growth_mb"] = float(growth.get(p, math.nan))
             figures[f"{s['attack']}.{p}.rss_peak_mb"] = float(s["rss_peak_mb"].get(p, math.nan))
-    met = [s for s in done if verdict(s) == "met"]
-    worst = max(done, key=lambda s: s["p99_during_ms"] if not math.isnan(s["p99_during_ms"]) else 0)
+    met = [s for s in done if verdict(s).startswith("met")]
+    others = [s for s in done if s["attack"] != STALL] or done
+    worst = max(others, key=lambda s: s["p99_during_ms"] if not math.isnan(s["p99_during_ms"]) else 0)
     grow = max(done, key=lambda s: max(s["rss_growth_mb"].values(), default=0))
     gproc, gmb = max(grow["rss_growth_mb"].items(), key=lambda kv: kv[1])
     lost = sum(s["honest_lost"] for s in done)
@@ -105,9 +110,11 @@ def run(quick: bool) -> Result:
         "RSS MB: before the attack → growth at its peak (sampled every 0.2 s). Lost: (line, "
         "player) pairs never delivered (every honest line goes to all four). Newcomer: a player "
         "connecting, registering and logging in half-way through the attack.",
-        "stalled_game_calls holds the game with SIGSTOP for the whole attack window (every "
-        "honest line then waits for the game too: its 'during' figures are the stall itself); "
-        "the goal figures apply to the other attacks.",
+        f"{STALL} holds the game with SIGSTOP for the whole attack window (every honest line "
+        "then waits for the game too: its 'during' figures are the stall itself, and its goal "
+        "is RSS and nothing lost).",
+        "The attacker: calls written = what its socket took (TCP pushes back when the gate stops "
+        "reading); answered = the game's replies it saw before it was closed.",
         f"Goal (issue 14): honest p99 < {P99_GOAL_MS:g} ms during any attack, no process "
         f"growing by more than {RSS_GOAL_MB:g} MB, nothing honest lost.",
         "Attackers, honest clients and cluster share the 2 cores.",
@@ -125,7 +132,7 @@ def run(quick: bool) -> Result:
         rows=rows,
         figures=figures,
         summary=(f"Goal met under {len(met)} of {len(done)} attacks; the worst honest p99 during "
-                 f"an attack: {worst['p99_during_ms']:,.0f} ms ({worst['attack']}); the largest "
+                 f"an attack (the stall aside): {worst['p99_during_ms']:,.0f} ms ({worst['attack']}); the largest "
                  f"growth: {gproc} +{gmb:g} MB ({grow['attack']}); honest lines lost: {lost}."),
         notes=notes,
         series={"attacks": data["attacks"]},

@@ -142,6 +142,17 @@ def test_spoofed_kcp_openings_get_no_more_bytes_back_than_sent(cluster: ClusterR
     assert a["bytes_back"] <= a["bytes_sent"], a
     assert len(cluster.grep(" connected over kcp")) == sessions_before  # no session, no entity
 
+    async def honest_kcp_player() -> None:  # from another address: the caps did not hit it
+        from goworld.client import GoWorldClient
+
+        client = await GoWorldClient.connect("127.0.0.1", cluster.gate(0, "kcp"), transport="kcp")
+        try:
+            await client.wait_player("Account", timeout=30)
+        finally:
+            await client.aclose()
+
+    asyncio.run(honest_kcp_player())
+
 
 def test_syncing_another_players_entity_is_refused(cluster: ClusterRunner) -> None:
     before = len(cluster.grep("position sync refused"))

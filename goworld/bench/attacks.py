@@ -39,7 +39,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from goworld.bench import procstat
 from goworld.client import GoWorldClient, ServerCall
@@ -201,6 +201,7 @@ class AttackClient(GoWorldClient):
         }
 
 
+T = TypeVar("T")
 Go = Callable[[], Awaitable[float]]  # prints "ready", waits for "go"; returns the go time
 
 
@@ -722,6 +723,7 @@ class Outcome:
     newcomer: str  # "ok", or why a player connecting during the attack could not log in
     strangers: int
     notes: list[str] = field(default_factory=list)
+    newcomer_s: float = math.nan  # from its connect to its avatar in the room
 
     def growth(self, proc: str) -> int:
         return self.rss_peak.get(proc, 0) - self.rss_before.get(proc, 0)
@@ -741,6 +743,7 @@ class Outcome:
             "rss_peak_mb": {k: round(v / MiB, 1) for k, v in self.rss_peak.items()},
             "rss_growth_mb": {k: round(self.growth(k) / MiB, 1) for k in self.rss_peak},
             "log_growth_mb": round(self.log_growth / MiB, 2), "newcomer": self.newcomer,
+            "newcomer_s": round(self.newcomer_s, 2),
             "attacker": self.attacker, "attacker_rc": self.attacker_rc, "notes": self.notes,
         }
 
@@ -748,8 +751,14 @@ class Outcome:
         return asdict(self)
 
 
-async def _newcomer(host: str, port: int, name: str, timeout: float) -> str:
-    """A player who arrives during the attack: connects, registers, logs in, joins the room."""
+async def _newcomer(host: str, port: int, name: str, timeout: float) -> tuple[str, float]:
+    """A player who arrives during the attack: connects, registers, logs in, joins the room.
+    ("ok" or what went wrong, seconds it took)."""
+    t0 = time.monotonic()
+    return await _arrive(host, port, name, timeout), time.monotonic() - t0
+
+
+async def _arrive(host: str, port: int, name: str, timeout: float) -> str:
     try:
         async with asyncio.timeout(timeout):
             c = await AttackClient.open(Target(host, port, 0, HONEST))
@@ -814,7 +823,7 @@ async def run_attack(
     peak: dict[str, int] = {}
     stop_sampling = asyncio.Event()
     sampler: asyncio.Task[None] | None = None
-    newcomer_task: asyncio.Task[str] | None = None
+    newcomer_task: asyncio.Task[tuple[str, float]] | None = None
     notes: list[str] = []
     try:
         t_before = time.monotonic()
@@ -859,7 +868,7 @@ async def run_attack(
                          f"{err.decode(errors='replace')[-500:]}")
         await asyncio.sleep(after)
         t_after = time.monotonic()
-        newcomer = await newcomer_task
+        newcomer, newcomer_s = await newcomer_task
         await honest.stop(drain)
         stop_sampling.set()
         await sampler
@@ -871,6 +880,7 @@ async def run_attack(
             rtt_after=honest.rtts_between(t_end, t_after),
             rss_before=rss_before, rss_peak=peak, rss_end=_rss(pids),
             log_growth=log_bytes(cluster_dir) - logs_before, newcomer=newcomer,
+            newcomer_s=newcomer_s,
             strangers=honest.strangers, notes=notes,
         )
     finally:
@@ -891,7 +901,7 @@ async def run_attack(
         await honest.close()
 
 
-async def _late(delay: float, start: Callable[[], Awaitable[str]]) -> str:
+async def _late(delay: float, start: Callable[[], Awaitable[T]]) -> T:
     await asyncio.sleep(delay)
     return await start()
 

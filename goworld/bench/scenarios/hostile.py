@@ -27,6 +27,13 @@ def _closed(a: dict[str, Any]) -> str:
     return "not closed"
 
 
+def _newcomer(s: dict[str, Any]) -> str:
+    took = s.get("newcomer_s")
+    if s["newcomer"] == "ok" and isinstance(took, (int, float)) and not math.isnan(took):
+        return f"in after {took:.1f} s"
+    return str(s["newcomer"])
+
+
 def attacker_text(s: dict[str, Any]) -> str:
     """What happened to the attacker, in a few words."""
     a = s.get("attacker") or {}
@@ -86,7 +93,7 @@ def run(quick: bool) -> Result:
             f"{s['honest_lost']}/{s['honest_sent']}",
             *(f"{s['rss_before_mb'].get(p, math.nan):g} → +{growth.get(p, math.nan):g}"
               for p in PROCS),
-            round(s["log_growth_mb"], 2), s["newcomer"], attacker_text(s), verdict(s),
+            round(s["log_growth_mb"], 2), _newcomer(s), attacker_text(s), verdict(s),
         ])
         for key in ("p50_before_ms", "p99_before_ms", "p50_during_ms", "p99_during_ms",
                     "honest_lost", "log_growth_mb"):
@@ -109,7 +116,8 @@ def run(quick: bool) -> Result:
         "baseline seconds ahead of the attack; 'during': lines sent while the attacker ran.",
         "RSS MB: before the attack → growth at its peak (sampled every 0.2 s). Lost: (line, "
         "player) pairs never delivered (every honest line goes to all four). Newcomer: a player "
-        "connecting, registering and logging in half-way through the attack.",
+        "connecting, registering, logging in and joining the room half-way through the attack "
+        "(how long it took, or what went wrong).",
         f"{STALL} holds the game with SIGSTOP for the whole attack window (every honest line "
         "then waits for the game too: its 'during' figures are the stall itself, and its goal "
         "is RSS and nothing lost).",
@@ -127,7 +135,7 @@ def run(quick: bool) -> Result:
         commands=[f"goworld bench --only hostile{' --quick' if quick else ''}",
                   _script.command("bench_hostile.py", *args)],
         columns=["attack", "s", "honest p50 before ms", "p99 before", "p50 during", "p99 during",
-                 "lost", *(f"{p} RSS MB" for p in PROCS), "logs +MB", "newcomer",
+                 "lost", *(f"{p} RSS MB" for p in PROCS), "logs +MB", "newcomer logs in",
                  "the attacker", "goal"],
         rows=rows,
         figures=figures,

@@ -810,7 +810,8 @@ async def run_attack(
 
     Timeline: honest players log in and chat for ``before`` s (the baseline); the attacker sets
     up, then attacks for ``seconds`` (``stall``: the process, e.g. ``"game1"``, is held with
-    SIGSTOP for exactly that window, and always resumed); a newcomer logs in half-way through;
+    SIGSTOP for exactly that window, and always resumed); "during" lasts until the attacker has
+    exited and at least ``seconds`` have passed; a newcomer logs in half-way through;
     honest chat goes on ``after`` s; then every honest line gets ``drain`` s to arrive.
     """
     options = dict(options or {})
@@ -858,6 +859,8 @@ async def run_attack(
             os.kill(stopped_pid or 0, signal.SIGCONT)
             stopped_pid = None
         out, err = await asyncio.wait_for(proc.communicate(), seconds + 180)
+        # "During" is the whole attack window, even when the attacker was shut out at once.
+        await asyncio.sleep(max(0.0, t_attack + seconds - time.monotonic()))
         t_end = time.monotonic()
         attacker: dict[str, Any] = {}
         for raw in out.decode(errors="replace").splitlines():

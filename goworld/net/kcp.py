@@ -71,8 +71,13 @@ segments, fed to ikcp when the session opens) for ``handshake_timeout`` seconds,
 is still sent but nothing is kept: the client's data is resent by KCP after verification (one
 retransmission timeout later). Verified sessions are capped at ``max_sessions`` in total and
 ``max_sessions_per_address`` per source address (the host, any port; an IPv6 /64); a datagram
-from an address over a cap is dropped silently (no cookie either). Drops, expiries and bad cookies are counted in
-:class:`KCPStatistics` and summarised in one WARNING per ``log_interval`` seconds at most.
+from an address over a cap is dropped silently (no cookie either). The defaults (10,000 and
+4,096) are the gate's ``max_clients`` and ``max_connections_per_ip`` for TCP: a verified KCP
+session has proved its address as a TCP handshake does. Drops, expiries and bad cookies are
+counted in :class:`KCPStatistics` and summarised in one line per ``log_interval`` seconds at
+most: a WARNING if something was refused (a cap, a bad cookie), else INFO (handshakes not kept
+or never verified: also what an honest burst of clients from one host, or a client that went
+away mid-handshake, looks like).
 
 * **Sessions** are created only by a server, only through the cookie round trip above. A
   datagram with another conv from an address that has a session starts a handshake only when its
@@ -162,9 +167,9 @@ class KCPConfig:
     dead_timeout: float | None = 20.0  # s without any datagram while our data awaits an ACK
     linger: float = 5.0  # s that close() waits for queued data to be acknowledged
     max_sessions: int = 10_000  # verified sessions per server socket
-    max_sessions_per_address: int = 64  # verified sessions per source IP
+    max_sessions_per_address: int = 4096  # verified sessions per source IP (as the gate's TCP)
     max_unverified: int = 1_000  # pending handshakes kept (over it: cookie sent, nothing kept)
-    max_unverified_per_address: int = 16  # pending handshakes kept per source IP
+    max_unverified_per_address: int = 64  # pending handshakes kept per source IP
     handshake_timeout: float = 5.0  # s a pending handshake is kept; a cookie is good P..2P s
     unverified_buffer: int = 4096  # bytes of PUSH segments kept per pending handshake
     log_interval: float = 10.0  # s between two summaries of drops (one WARNING at most)
@@ -510,7 +515,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         ]
         self._housekeeping = min([_HOUSEKEEPING, *timeouts])
         self._next_housekeeping = 0.0
-        self._noted: dict[str, int] = {}  # drops since the last summary, by kind
+        self._noted: dict[str, int] = {}  # events since the last summary, by kind
+        self._noted_refusal = False  # one of them refused something (the summary is a WARNING)
         self._next_summary = 0.0
         self._transport: asyncio.DatagramTransport | None = None
         self._sockname: Any = None
@@ -574,14 +580,21 @@ class _Endpoint(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._schedule_tick()
 
-    def _note(self, kind: str) -> None:
-        self._noted[kind] = self._noted.get(kind, 0) + 1
+    def _note(self, kind: str, count: int = 1, *, refused: bool = True) -> None:
+        """Count an event for the next summary; ``refused=False`` for benign ones (an honest
+        burst of handshakes from one host, a client that went away mid-handshake): a summary
+        of only those is logged at INFO, not WARNING."""
+        self._noted[kind] = self._noted.get(kind, 0) + count
+        self._noted_refusal = self._noted_refusal or refused
 
     def _summarise(self, now: float) -> None:
         """One WARNING for every drop since the last one (at most one per ``log_interval``)."""
         noted, self._noted = self._noted, {}
+        level = logging.WARNING if self._noted_refusal else logging.INFO
+        self._noted_refusal = False
         self._next_summary = now + self.config.log_interval
-        logger.warning(
+        logger.log(
+            level,
             "! KCP %s: %s since the last such line (one per %.0f s at most)",
             self._sockname,
             ", ".join(f"{count} {kind}" for kind, count in noted.items()),
@@ -825,7 +838,9 @@ class _Endpoint(asyncio.DatagramProtocol):
             or self._pending_per_ip.get(ip, 0) >= config.max_unverified_per_address
         ):
             self.stats.unverified_not_kept += 1
-            self._note("handshakes over the unverified caps (cookie sent, data not kept)")
+            self._note(
+                "handshakes over the unverified caps (cookie sent, data not kept)", refused=False
+            )
             return None
         pending = self._pending[addr] = _Pending(conv, self.loop.time())
         self._pending_per_ip[ip] = self._pending_per_ip.get(ip, 0) + 1
@@ -855,8 +870,7 @@ class _Endpoint(asyncio.DatagramProtocol):
             expired += 1
         if expired:
             self.stats.unverified_expired += expired
-            kind = "handshakes never verified"
-            self._noted[kind] = self._noted.get(kind, 0) + expired
+            self._note("handshakes never verified", expired, refused=False)
 
     def _send_cookie(self, addr: Address, conv: int) -> None:
         ts, sn = self._cookie(addr, conv, self._clock() // self._cookie_period)

@@ -724,6 +724,7 @@ class Outcome:
     strangers: int
     notes: list[str] = field(default_factory=list)
     newcomer_s: float = math.nan  # from its connect to its avatar in the room
+    cpu_during: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, "during"
 
     def growth(self, proc: str) -> int:
         return self.rss_peak.get(proc, 0) - self.rss_before.get(proc, 0)
@@ -744,6 +745,7 @@ class Outcome:
             "rss_growth_mb": {k: round(self.growth(k) / MiB, 1) for k in self.rss_peak},
             "log_growth_mb": round(self.log_growth / MiB, 2), "newcomer": self.newcomer,
             "newcomer_s": round(self.newcomer_s, 2),
+            "cpu_during_s": {k: round(v, 2) for k, v in self.cpu_during.items()},
             "attacker": self.attacker, "attacker_rc": self.attacker_rc, "notes": self.notes,
         }
 
@@ -780,6 +782,14 @@ async def _sample_rss(pids: dict[str, int], peak: dict[str, int], stop: asyncio.
                 peak[k] = max(peak.get(k, 0), procstat.rss_bytes(pid))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for k, pid in pids.items():
+        with contextlib.suppress(OSError):
+            out[k] = procstat.cpu_seconds(pid)
+    return out
 
 
 def _rss(pids: dict[str, int]) -> dict[str, int]:
@@ -850,6 +860,7 @@ async def run_attack(
             stopped_pid = pids[stall]
             os.kill(stopped_pid, signal.SIGSTOP)
         t_attack = time.monotonic()
+        cpu_before = _cpu(pids)
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         newcomer_task = asyncio.create_task(_late(
@@ -862,6 +873,7 @@ async def run_attack(
         # "During" is the whole attack window, even when the attacker was shut out at once.
         await asyncio.sleep(max(0.0, t_attack + seconds - time.monotonic()))
         t_end = time.monotonic()
+        cpu_end = _cpu(pids)
         attacker: dict[str, Any] = {}
         for raw in out.decode(errors="replace").splitlines():
             if raw.startswith("RESULT "):
@@ -884,6 +896,7 @@ async def run_attack(
             rss_before=rss_before, rss_peak=peak, rss_end=_rss(pids),
             log_growth=log_bytes(cluster_dir) - logs_before, newcomer=newcomer,
             newcomer_s=newcomer_s,
+            cpu_during={k: cpu_end[k] - cpu_before[k] for k in cpu_end if k in cpu_before},
             strangers=honest.strangers, notes=notes,
         )
     finally:

@@ -27,6 +27,13 @@ def _closed(a: dict[str, Any]) -> str:
     return "not closed"
 
 
+def _cpu_cell(s: dict[str, Any]) -> str:
+    cpu = s.get("cpu_during_s") or {}
+    if not cpu:
+        return "–"
+    return "/".join(f"{100 * cpu.get(p, math.nan) / max(s['seconds'], 1e-9):.0f}" for p in PROCS)
+
+
 def _newcomer(s: dict[str, Any]) -> str:
     took = s.get("newcomer_s")
     if s["newcomer"] == "ok" and isinstance(took, (int, float)) and not math.isnan(took):
@@ -93,7 +100,7 @@ def run(quick: bool) -> Result:
             f"{s['honest_lost']}/{s['honest_sent']}",
             *(f"{s['rss_before_mb'].get(p, math.nan):g} → +{growth.get(p, math.nan):g}"
               for p in PROCS),
-            round(s["log_growth_mb"], 2), _newcomer(s), attacker_text(s), verdict(s),
+            _cpu_cell(s), round(s["log_growth_mb"], 2), _newcomer(s), attacker_text(s), verdict(s),
         ])
         for key in ("p50_before_ms", "p99_before_ms", "p50_during_ms", "p99_during_ms",
                     "honest_lost", "log_growth_mb"):
@@ -101,6 +108,7 @@ def run(quick: bool) -> Result:
         for p in PROCS:
             figures[f"{s['attack']}.{p}.rss_growth_mb"] = float(growth.get(p, math.nan))
             figures[f"{s['attack']}.{p}.rss_peak_mb"] = float(s["rss_peak_mb"].get(p, math.nan))
+            figures[f"{s['attack']}.{p}.cpu_s"] = float(s.get("cpu_during_s", {}).get(p, math.nan))
     met = [s for s in done if verdict(s).startswith("met")]
     others = [s for s in done if s["attack"] != STALL] or done
     worst = max(others, key=lambda s: s["p99_during_ms"] if not math.isnan(s["p99_during_ms"]) else 0)
@@ -117,7 +125,8 @@ def run(quick: bool) -> Result:
         "RSS MB: before the attack → growth at its peak (sampled every 0.2 s). Lost: (line, "
         "player) pairs never delivered (every honest line goes to all four). Newcomer: a player "
         "connecting, registering, logging in and joining the room half-way through the attack "
-        "(how long it took, or what went wrong).",
+        "(how long it took, or what went wrong). CPU % d/g/t: dispatcher, game and gate CPU "
+        "during the attack window, in % of one core.",
         f"{STALL} holds the game with SIGSTOP for the whole attack window (every honest line "
         "then waits for the game too: its 'during' figures are the stall itself, and its goal "
         "is RSS and nothing lost).",
@@ -135,7 +144,7 @@ def run(quick: bool) -> Result:
         commands=[f"goworld bench --only hostile{' --quick' if quick else ''}",
                   _script.command("bench_hostile.py", *args)],
         columns=["attack", "s", "honest p50 before ms", "p99 before", "p50 during", "p99 during",
-                 "lost", *(f"{p} RSS MB" for p in PROCS), "logs +MB", "newcomer logs in",
+                 "lost", *(f"{p} RSS MB" for p in PROCS), "CPU % d/g/t", "logs +MB", "newcomer logs in",
                  "the attacker", "goal"],
         rows=rows,
         figures=figures,

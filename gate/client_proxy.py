@@ -277,9 +277,7 @@ class ClientProxy(asyncio.Protocol):
         self.gate.client_disconnected(self)
 
     def _release(self) -> None:
-        if self._partial:
-            self.gate.partial_bytes -= self._partial
-            self._partial = 0
+        self._drop_partial()
         on_gone, self.on_gone = self.on_gone, None
         if on_gone is not None:
             on_gone()
@@ -335,8 +333,15 @@ class ClientProxy(asyncio.Protocol):
             return
         self._closed = True
         self._out.clear()
+        self._drop_partial()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _drop_partial(self) -> None:
+        """Free the partial packet now: the proxy itself may live on until the cyclic GC
+        (it and its transport refer to each other), and the budget no longer counts it."""
         if self._partial:
             self.gate.partial_bytes -= self._partial
             self._partial = 0
-        if self.transport is not None:
-            self.transport.close()
+        if self._framer.buffered:
+            self._framer = Framer()

@@ -39,7 +39,7 @@ class GateLimits:
     frame_timeout: float = 60.0  # s a partial packet may wait for its next byte of progress
     partial_frame_budget: int = 64 * 1024 * 1024  # bytes of partial packets, whole gate
     idle_timeout: float = 120.0  # s without any packet (heartbeat_check_interval)
-    ws_max_message_size: int = 1024 * 1024
+    ws_max_message_size: int = 256 * 1024
 
     @classmethod
     def from_config(cls, gcfg: Any) -> GateLimits:

@@ -43,7 +43,7 @@ logger = logging.getLogger("goworld.gate")
 
 _SOCKET_BUFFER = 1024 * 1024
 #: Received WebSocket messages the library may hold before it stops reading the socket.
-_WS_QUEUE = 4
+_WS_QUEUE = 2
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:

@@ -201,7 +201,7 @@ class GateConfig:
     handshake_timeout: int = field(default=10, kw_only=True)  # s from accept to a first packet
     frame_timeout: int = field(default=60, kw_only=True)  # s a partial packet may take
     partial_frame_budget: int = field(default=64 * 1024 * 1024, kw_only=True)  # bytes, per gate
-    ws_max_message_size: int = field(default=1024 * 1024, kw_only=True)  # bytes
+    ws_max_message_size: int = field(default=256 * 1024, kw_only=True)  # bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +413,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "handshake_timeout", _SECONDS, "10"),
     ("gate", "frame_timeout", _SECONDS, "60"),
     ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
-    ("gate", "ws_max_message_size", _int(0), str(1024 * 1024)),
+    ("gate", "ws_max_message_size", _int(0), str(256 * 1024)),
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
     ("storage.mongodb", "db", _text, "goworld"),

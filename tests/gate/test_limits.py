@@ -437,3 +437,13 @@ async def test_a_client_the_gate_does_not_read_is_not_closed_for_its_silence(clo
     assert g.gate.sweep(clock.now) == 0  # its clocks restart when the gate reads it again
     clock.now += 31.0
     assert g.gate.sweep(clock.now) == 1 and th.closed  # the partial packet is still stuck
+
+
+@pytest.mark.asyncio
+async def test_a_closed_client_frees_its_partial_packet_at_once(clock: Clock) -> None:
+    g = Gate(max_bytes_per_sec=0)
+    proxy, transport = g.connect()
+    proxy.data_received((10_000_000).to_bytes(4, "little") + bytes(1_000_000))
+    proxy.abort("test")
+    # still referenced (by its transport, until the loop reports the loss), but its bytes are gone
+    assert proxy._framer.buffered == 0 and g.gate.partial_bytes == 0

@@ -177,7 +177,7 @@ async def test_partial_packets_over_websocket_are_bounded(cluster: ClusterRunner
     # 31 MiB of a 32 MiB packet in one message: over ws_max_message_size from its header on.
     big = [header + bytes(31 * MiB)]
     # The same in messages under the limit: the partial packet budget and frame_timeout.
-    small = [header] + [bytes(512 * 1024)] * 62
+    small = [header] + [bytes(128 * 1024)] * 248
     tasks = asyncio.gather(
         *(attack(f"127.0.3.{i + 1}", big) for i in range(10)),
         *(attack(f"127.0.4.{i + 1}", small) for i in range(10)),

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         ws.close()
         kcp.close()
         gate.close_all()
+        gate.summary.flush(force=True)
         await asyncio.sleep(0.05)  # let the disconnect notices reach the writers
         for link in links.values():
             await link.close(flush_timeout=2.0)

@@ -12,13 +12,14 @@ operations per ``data_received``, not a call per packet); :func:`refill` is thei
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["AddressBook", "GateLimits", "Summary", "refill"]
+__all__ = ["AddressBook", "GateLimits", "Summary", "address_key", "refill"]
 
 #: Seconds between two summary lines of one kind.
 SUMMARY_INTERVAL = 10.0
@@ -66,8 +67,23 @@ def refill(tokens: float, rate: float, burst: float, elapsed: float) -> float:
     return burst if tokens > burst else tokens
 
 
+def address_key(ip: str) -> str:
+    """What ``max_connections_per_ip`` counts: an IPv4 address (IPv4-mapped IPv6 included), or
+    an IPv6 /64 (one host usually owns a whole /64)."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+
+
 class AddressBook:
-    """Connections per source address and in total, against ``max_per_ip`` and ``max_total``."""
+    """Connections per source address and in total, against ``max_per_ip`` and ``max_total``
+    (addresses are grouped by :func:`address_key`)."""
 
     __slots__ = ("max_total", "max_per_ip", "total", "_per_ip")
 
@@ -81,6 +97,7 @@ class AddressBook:
         """Count a new connection from ``ip``; or return why it is refused (nothing counted)."""
         if self.max_total and self.total >= self.max_total:
             return f"max_clients ({self.max_total}) reached"
+        ip = address_key(ip)
         n = self._per_ip.get(ip, 0)
         if self.max_per_ip and n >= self.max_per_ip:
             return f"max_connections_per_ip ({self.max_per_ip}) reached for {ip}"
@@ -89,6 +106,7 @@ class AddressBook:
         return None
 
     def release(self, ip: str) -> None:
+        ip = address_key(ip)
         n = self._per_ip.get(ip, 0)
         if n <= 0:
             return
@@ -99,7 +117,7 @@ class AddressBook:
             self._per_ip[ip] = n - 1
 
     def count(self, ip: str) -> int:
-        return self._per_ip.get(ip, 0)
+        return self._per_ip.get(address_key(ip), 0)
 
 
 class Summary:
@@ -140,11 +158,11 @@ class Summary:
         self.logger.log(self.level, kind.replace("%", "%%") + ": %s", detail)
         self._kinds[kind] = [now, 0, set(), ""]
 
-    def flush(self) -> None:
-        """Write the counts of every kind whose interval is over."""
+    def flush(self, *, force: bool = False) -> None:
+        """Write the counts of every kind whose interval is over (of every kind: ``force``)."""
         now = self.clock()
         for kind, state in list(self._kinds.items()):
-            if now - state[0] >= self.interval:
+            if force or now - state[0] >= self.interval:
                 if state[1]:
                     self._write(kind, state, now)
                 del self._kinds[kind]

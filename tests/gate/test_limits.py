@@ -375,6 +375,9 @@ def test_summary_writes_the_first_event_then_one_count_per_interval(
     assert "9999 more" in lines[2] and "7 source(s)" in lines[2]
     summary.event("connection refused", "again")  # a new interval: logged at once
     assert len(caplog.records) == 4
+    summary.event("connection refused", "and again")
+    summary.flush(force=True)  # at exit: the counts so far
+    assert len(caplog.records) == 5 and "1 more" in caplog.records[-1].getMessage()
 
 
 # ---- the cluster's requests: back-pressure and kicks ------------------------------------------
@@ -447,3 +450,18 @@ async def test_a_closed_client_frees_its_partial_packet_at_once(clock: Clock) ->
     proxy.abort("test")
     # still referenced (by its transport, until the loop reports the loss), but its bytes are gone
     assert proxy._framer.buffered == 0 and g.gate.partial_bytes == 0
+
+
+def test_ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() -> None:
+    from gate.limits import address_key
+
+    assert address_key("10.1.2.3") == "10.1.2.3"
+    assert address_key("::ffff:10.1.2.3") == "10.1.2.3"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    book = AddressBook(max_total=0, max_per_ip=2)
+    assert book.admit("2001:db8::1") is None and book.admit("2001:db8::2") is None
+    assert book.admit("2001:db8::3") is not None  # same /64
+    assert book.admit("::ffff:10.0.0.1") is None and book.count("10.0.0.1") == 1
+    book.release("2001:db8::1")
+    assert book.count("2001:db8::7") == 1

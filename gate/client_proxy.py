@@ -147,19 +147,28 @@ class ClientProxy(asyncio.Protocol):
         # Token buckets: refill for the time since the last read, then take this read.
         elapsed = now - self._fill
         self._fill = now
+        # ``rested``: every bucket held a second's worth (or its burst) before this read, so an
+        # excess now starts a new episode instead of continuing the last one.
         over = False
+        rested = True
         rate = limits.max_bytes_per_sec
         if rate:
             tokens = self._tb + elapsed * rate
-            if tokens > limits.bytes_burst:
-                tokens = limits.bytes_burst
+            burst = limits.bytes_burst
+            if tokens > burst:
+                tokens = burst
+            if tokens < rate and tokens < burst:
+                rested = False
             self._tb = tokens = tokens - len(data)
             over = tokens < 0
         rate = limits.max_packets_per_sec
-        if rate and payloads:
+        if rate:
             tokens = self._tp + elapsed * rate
-            if tokens > limits.packets_burst:
-                tokens = limits.packets_burst
+            burst = limits.packets_burst
+            if tokens > burst:
+                tokens = burst
+            if tokens < rate and tokens < burst:
+                rested = False
             self._tp = tokens = tokens - len(payloads)
             if tokens < 0:
                 over = True
@@ -184,6 +193,8 @@ class ClientProxy(asyncio.Protocol):
         elif buffered and not self.partial_since:
             self.partial_since = now
         if over:
+            if rested:
+                self._over_since = 0.0
             self._over_limit(now)
         elif self._over_since:
             self._over_since = 0.0

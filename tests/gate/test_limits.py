@@ -465,3 +465,15 @@ def test_ipv6_addresses_count_per_64_and_mapped_ipv4_as_ipv4() -> None:
     assert book.admit("::ffff:10.0.0.1") is None and book.count("10.0.0.1") == 1
     book.release("2001:db8::1")
     assert book.count("2001:db8::7") == 1
+
+
+@pytest.mark.asyncio
+async def test_bursts_over_the_limit_far_apart_are_not_one_long_excess(clock: Clock) -> None:
+    g = Gate(max_packets_per_sec=100, packets_burst=200, over_limit_close_after=5.0)
+    proxy, transport = g.connect()
+    for _ in range(5):  # 300 packets at once every 10 s: 30/s on average
+        proxy.data_received(HEARTBEAT * 300)
+        assert not transport.reading  # each burst is over the limit: paused
+        clock.now += 10.0
+        await asyncio.sleep(0.02)
+    assert not transport.closed

@@ -6,8 +6,8 @@ start``; four honest players from 127.0.0.1 chat every 0.5 s for --before second
 baseline), then one attacker process from 127.0.0.2 attacks for --seconds while they go on;
 a newcomer logs in half-way through. Reports, per attack: the honest round trips (p50/p99
 before, during and after), honest lines lost, the RSS of each process before and at its peak,
-how much the logs grew, and what the attacker saw (sent, processed, closed). ``stalled_game_calls``
-holds the game with SIGSTOP for the attack window (and always sends SIGCONT).
+how much the logs grew, and what the attacker saw (sent, processed, closed). ``stalled_game_*``
+hold the game with SIGSTOP for the attack window (and always send SIGCONT).
 
 Usage: .venv/bin/python scripts/bench_hostile.py [--quick] [--only a,b] [--json FILE]
 """
@@ -43,6 +43,7 @@ PLANS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "kcp_spoof": ({"seconds": 8, "sessions": 1000}, {"seconds": 20, "sessions": 1000}),
     "sync_other_entity": ({"seconds": 5}, {"seconds": 10}),
     "stalled_game_calls": ({"seconds": 5}, {"seconds": 10}),
+    "stalled_game_many_clients": ({"seconds": 5, "clients": 50}, {"seconds": 10, "clients": 50}),
 }
 
 
@@ -57,7 +58,7 @@ async def one(name: str, quick: bool) -> dict[str, Any]:
                 name, cluster_dir=Path(tmp), host="127.0.0.1", tcp_port=runner.gate(0, "tcp"),
                 ws_port=runner.gate(0, "ws"), seconds=seconds, before=3.0 if quick else 5.0,
                 after=2.0 if quick else 5.0, drain=30.0 if quick else 60.0, options=plan,
-                stall="game1" if name == "stalled_game_calls" else None,
+                stall="game1" if name.startswith("stalled_game") else None,
             )
             summary = outcome.summary()
             summary["kcp_clients_on_gate"] = len(runner.grep(" connected over kcp"))

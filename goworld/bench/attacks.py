@@ -528,20 +528,39 @@ async def sync_other_entity(t: Target, seconds: float, go: Go, victims: str = ""
 
 
 async def stalled_game_calls(t: Target, seconds: float, go: Go, rate: float = 20_000.0,
-                             **_: Any) -> dict[str, Any]:
-    """A logged-in player sends ``rate`` SendChat calls per second (to a room of its own)
-    while the harness holds the game stopped (SIGSTOP), as far as TCP lets it."""
-    c = await AttackClient.open(t)
-    avatar = await c.login(f"mallory{os.getpid()}", room=f"spam{os.getpid()}")
-    c.count_calls()
+                             clients: int = 1, **_: Any) -> dict[str, Any]:
+    """``clients`` logged-in players send ``rate`` SendChat calls per second between them (each
+    to a room of its own) while the harness holds the game stopped (SIGSTOP), as far as TCP
+    lets them. With one client the gate's per-connection limit stops most of it; with many,
+    each under that limit, what waits for the game is the dispatcher's to bound."""
+    tag = os.getpid()
+    cs = [await AttackClient.open(t) for _i in range(clients)]
+    avatars = await asyncio.gather(*(c.login(f"mallory{tag}n{i}", room=f"spam{tag}n{i}")
+                                     for i, c in enumerate(cs)))
+    for c in cs:
+        c.count_calls()
     t_go = await go()
-    sent = await c.flood(_call(avatar, "SendChat", "spam"), seconds, rate=rate, batch=200)
-    out = c.report(t_go)
-    # The game resumes once we return: how many were processed in the end?
-    await asyncio.sleep(3.0)
-    processed = c.counts.get("OnRecvChat", 0)
-    c.close()
-    return {**out, "sent": sent, "processed": processed, "wanted": round(rate * seconds)}
+    sent = await asyncio.gather(*(
+        c.flood(_call(a, "SendChat", "spam"), seconds, rate=rate / clients,
+                batch=max(1, min(200, round(rate / clients / 100))))
+        for c, a in zip(cs, avatars, strict=True)))
+    await asyncio.sleep(3.0)  # the game has resumed: what did it answer in the end?
+    out = [c.report(t_go) for c in cs]
+    processed = sum(c.counts.get("OnRecvChat", 0) for c in cs)
+    for c in cs:
+        c.close()
+    closed = [o["closed_after_s"] for o in out if o["closed"]]
+    return {"clients": clients, "closed": len(closed) == clients if clients == 1 else len(closed),
+            "closed_after_s": max(closed) if closed else None,
+            "bytes_in": sum(o["bytes_in"] for o in out), "sent": sum(sent),
+            "processed": processed, "wanted": round(rate * seconds)}
+
+
+async def stalled_game_many_clients(t: Target, seconds: float, go: Go, rate: float = 20_000.0,
+                                    clients: int = 50, **_: Any) -> dict[str, Any]:
+    """:func:`stalled_game_calls` spread over ``clients`` connections, each under the gate's
+    packet limit (20,000/s over 50: 400/s each, the default limit being 500/s)."""
+    return await stalled_game_calls(t, seconds, go, rate=rate, clients=clients)
 
 
 Attack = Callable[..., Awaitable[dict[str, Any]]]
@@ -556,6 +575,7 @@ ATTACKS: dict[str, Attack] = {
     "kcp_spoof": kcp_spoof,
     "sync_other_entity": sync_other_entity,
     "stalled_game_calls": stalled_game_calls,
+    "stalled_game_many_clients": stalled_game_many_clients,
 }
 
 

@@ -168,3 +168,14 @@ def test_a_stalled_game_does_not_let_one_client_grow_the_cluster(cluster: Cluste
     assert_honest_served(o, cluster)
     a = o.attacker
     assert a["processed"] * 2 < a["sent"], a
+
+
+def test_a_stalled_game_with_many_callers_is_bounded_by_the_dispatcher(
+    cluster: ClusterRunner,
+) -> None:
+    # 50 connections at 400 calls/s each, under the gate's per-connection limit: what waits for
+    # the stopped game is held (and paused at the gate) by the dispatcher.
+    o = attack(cluster, "stalled_game_many_clients", 4, stall="game1", rate=20_000, clients=50)
+    assert_honest_served(o, cluster)
+    a = o.attacker
+    assert a["processed"] * 2 < a["sent"], a

@@ -13,8 +13,8 @@ TITLE = "Hostile clients (issue 14's attacks on chatroom_demo 1 + 1 + 1, four ho
 P99_GOAL_MS = 100.0
 RSS_GOAL_MB = 100.0
 PROCS = ("dispatcher1", "game1", "gate1")
-#: The attack that stops the game: every honest line waits for it too, so its p99 is the stall.
-STALL = "stalled_game_calls"
+#: The attacks that stop the game: every honest line waits for it too, so their p99 is the stall.
+STALL = "stalled_game"
 
 
 def _s(value: Any) -> str:
@@ -47,6 +47,9 @@ def attacker_text(s: dict[str, Any]) -> str:
     name = s["attack"]
     if not a:
         return "no report from the attacker"
+    if name == "stalled_game_many_clients":
+        return (f"{a['clients']} clients: {a['sent']:,} calls written, {a['processed']:,} "
+                f"answered; {a['closed']} closed")
     if name in ("chat_flood", "login_flood", "stalled_game_calls"):
         return f"{a['sent']:,} calls written, {a['processed']:,} answered; {_closed(a)}"
     if name == "refused_method_flood":
@@ -72,7 +75,7 @@ def attacker_text(s: dict[str, Any]) -> str:
 
 def verdict(s: dict[str, Any]) -> str:
     missed = []
-    if s["attack"] != STALL and not s["p99_during_ms"] < P99_GOAL_MS:
+    if not s["attack"].startswith(STALL) and not s["p99_during_ms"] < P99_GOAL_MS:
         missed.append(f"p99 {s['p99_during_ms']:,.0f} ms")
     grown = [f"{k} +{v:g} MB" for k, v in s["rss_growth_mb"].items() if v >= RSS_GOAL_MB]
     missed += grown
@@ -80,7 +83,7 @@ def verdict(s: dict[str, Any]) -> str:
         missed.append(f"{s['honest_lost']} lost")
     if missed:
         return "missed: " + ", ".join(missed)
-    return "met (p99: the stall)" if s["attack"] == STALL else "met"
+    return "met (p99: the stall)" if s["attack"].startswith(STALL) else "met"
 
 
 def run(quick: bool) -> Result:
@@ -110,7 +113,7 @@ def run(quick: bool) -> Result:
             figures[f"{s['attack']}.{p}.rss_peak_mb"] = float(s["rss_peak_mb"].get(p, math.nan))
             figures[f"{s['attack']}.{p}.cpu_s"] = float(s.get("cpu_during_s", {}).get(p, math.nan))
     met = [s for s in done if verdict(s).startswith("met")]
-    others = [s for s in done if s["attack"] != STALL] or done
+    others = [s for s in done if not s["attack"].startswith(STALL)] or done
     worst = max(others, key=lambda s: s["p99_during_ms"] if not math.isnan(s["p99_during_ms"]) else 0)
     grow = max(done, key=lambda s: max(s["rss_growth_mb"].values(), default=0))
     gproc, gmb = max(grow["rss_growth_mb"].items(), key=lambda kv: kv[1])
@@ -127,9 +130,10 @@ def run(quick: bool) -> Result:
         "connecting, registering, logging in and joining the room half-way through the attack "
         "(how long it took, or what went wrong). CPU % d/g/t: dispatcher, game and gate CPU "
         "during the attack window, in % of one core.",
-        f"{STALL} holds the game with SIGSTOP for the whole attack window (every honest line "
-        "then waits for the game too: its 'during' figures are the stall itself, and its goal "
-        "is RSS and nothing lost).",
+        f"{STALL}_*: the game is held with SIGSTOP for the whole attack window (every honest line "
+        "then waits for the game too: their 'during' figures are the stall itself, and their "
+        "goal is RSS and nothing lost); one client at 20,000 calls/s, then 50 clients at 400/s "
+        "each (under the gate's per-connection limit: what waits is the dispatcher's to bound).",
         "The attacker: calls written = what its socket took (TCP pushes back when the gate stops "
         "reading); answered = the game's replies it saw before it was closed.",
         f"Goal (issue 14): honest p99 < {P99_GOAL_MS:g} ms during any attack, no process "

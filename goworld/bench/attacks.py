@@ -4,7 +4,7 @@ Two halves, shared by ``tests/integration/test_hostile.py`` and ``goworld bench 
 (scripts/bench_hostile.py):
 
 * **Attackers** (:data:`ATTACKS`), one per row of issue 14's table plus a WebSocket partial
-  frame. Each runs in its own process (``python -m goworld.bench.attacks NAME ...``, so that its
+  frame and the stalled game under 50 callers each within the gate's limit. Each runs in its own process (``python -m goworld.bench.attacks NAME ...``, so that its
   CPU is not the honest clients' event loop), bound to a source address of its own
   (``127.0.0.2`` by default). The process sets up (connects, logs in), prints ``ready``, waits
   for ``go`` on stdin, attacks for ``--seconds`` and prints ``RESULT {json}``: what it sent,
@@ -16,7 +16,12 @@ Two halves, shared by ``tests/integration/test_hostile.py`` and ``goworld bench 
   and logs in during the attack; at the end, every honest line checked at every honest client
   (:class:`Outcome`).
 
-Every address is checked to be in 127.0.0.0/8: nothing here sends anywhere else.
+Every address is checked to be in 127.0.0.0/8: nothing here sends anywhere else. The attacks
+speak the chatroom demo's RPCs (``Register``, ``Login``, ``SendChat``, ``GetSpaceID``) where
+they need a logged-in player. By hand::
+
+    .venv/bin/python -m goworld.bench.attacks chat_flood --port 14001 --seconds 5
+    go                                   # typed on stdin once it prints "ready"
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from websockets.server import ServerProtocol
 from gate.acceptor import Acceptor, Slot, bind_tcp
 from gate.client_proxy import ClientProxy
 from gate.service import GateService
-from goworld.net.kcp import KCPServer, start_kcp_server
+from goworld.net.kcp import KCPConfig, KCPServer, start_kcp_server
 from goworld.net.tls import TLSProtocol
 
 __all__ = ["start_tcp", "start_websocket", "start_kcp", "tls_context"]
@@ -325,4 +325,10 @@ async def start_kcp(
         def factory() -> asyncio.Protocol:
             return gate.new_proxy("kcp")
 
-    return await start_kcp_server(factory, host or "0.0.0.0", port, fec=True)
+    limits = gate.limits
+    unbounded = 1 << 30  # the gate's 0 turns a bound off; KCPConfig's 0 would allow none
+    config = KCPConfig(
+        max_sessions=limits.max_clients or unbounded,
+        max_sessions_per_address=limits.max_connections_per_ip or unbounded,
+    )
+    return await start_kcp_server(factory, host or "0.0.0.0", port, fec=True, config=config)

@@ -928,6 +928,10 @@ class KCPServer:
         return self._endpoint.get_extra_info("sockname")
 
     @property
+    def config(self) -> KCPConfig:
+        return self._endpoint.config
+
+    @property
     def sessions(self) -> tuple[KCPTransport, ...]:
         """The verified sessions."""
         return self._endpoint.sessions

@@ -99,3 +99,19 @@ def test_max_clients_is_fitted_to_the_open_file_limit(monkeypatch: pytest.Monkey
     limits["now"] = (1024, 100_000)
     assert gate_main._fit_descriptors(GateLimits(max_clients=5000)).max_clients == 5000
     assert limits["now"] == (5000 + gate_main._SPARE_DESCRIPTORS, 100_000)
+
+
+@pytest.mark.asyncio
+async def test_the_kcp_listener_takes_the_gates_connection_caps() -> None:
+    from gate.listeners import start_kcp
+
+    server = await start_kcp(_gate(max_clients=7, max_connections_per_ip=3), "127.0.0.1", 0)
+    try:
+        assert (server.config.max_sessions, server.config.max_sessions_per_address) == (7, 3)
+    finally:
+        server.close()
+    server = await start_kcp(_gate(max_clients=0, max_connections_per_ip=0), "127.0.0.1", 0)
+    try:  # the gate's 0 is "no bound", not "none allowed"
+        assert min(server.config.max_sessions, server.config.max_sessions_per_address) >= 1 << 30
+    finally:
+        server.close()

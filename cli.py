@@ -510,8 +510,7 @@ def _freeze_with_standby(
         click.echo(head)
         click.echo(f"goworld reload: {detail}", err=True)
         return None
-    size = runctl.freeze_file(cluster.root, proc.id).stat().st_size
-    click.echo(f"ok  {size} bytes  ({time.monotonic() - t0:.2f} s)")
+    click.echo(f"ok  {_frozen_size(cluster, proc)} bytes  ({time.monotonic() - t0:.2f} s)")
     cluster.write_pid(proc, standby)
     return standby
 
@@ -527,10 +526,31 @@ def _wait_standby(cluster: Cluster, proc: Proc, standby: int) -> str | None:
     return f"FAILED\nthe standby {proc.name} did not come up\n{cluster.tail(proc)}"
 
 
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _frozen_size(cluster: Cluster, proc: Proc) -> int | str:
+    for path in (runctl.freeze_file(cluster.root, proc.id), runctl.restored_file(cluster.root, proc.id)):
+        with contextlib.suppress(OSError):
+            return path.stat().st_size
+    return "?"
+
+
 def _freeze(cluster: Cluster, proc: Proc, pid: int) -> str | None:
-    """Signal the game to freeze and wait for it to exit; the failure, if any."""
+    """Signal the game to freeze and wait for it to exit; the failure, if any.
+
+    The standby restores as soon as the game has exited and, once back on every dispatcher,
+    renames the freeze file to ``.restored``: that may happen before we look, so a new
+    ``.restored`` file (not the one of an earlier reload) counts as written too."""
     error = cluster.file(proc, ProcFile.FREEZE_ERROR)
     error.unlink(missing_ok=True)
+    restored = runctl.restored_file(cluster.root, proc.id)
+    restored_before = _file_id(restored)
     os.kill(pid, runctl.FREEZE_SIGNAL)
     deadline = time.monotonic() + STOP_TIMEOUT["game"]
     while _alive(pid) and not error.exists() and time.monotonic() < deadline:
@@ -541,7 +561,7 @@ def _freeze(cluster: Cluster, proc: Proc, pid: int) -> str | None:
     if _alive(pid):
         return (f"FAILED\n{proc.name} did not freeze within {STOP_TIMEOUT['game']:.0f} s\n"
                 f"{cluster.tail(proc)}")
-    if not frozen.exists():
+    if not frozen.exists() and _file_id(restored) in (None, restored_before):
         return f"FAILED\n{proc.name} exited without writing {frozen}\n{cluster.tail(proc)}"
     return None
 

@@ -159,3 +159,56 @@ def test_tag_watch_finds_a_tag_rotated_twice_before_it_looked(tmp_path: Path) ->
     rotate()
     rotate()
     assert not again.found()  # only the older run's tag, which was there before
+
+
+# ---- reload: the standby may restore (and rename the freeze file) before the CLI looks --------
+
+FAKE_GAME = """
+import os, signal, sys, time
+from pathlib import Path
+root, mode = Path(sys.argv[1]), sys.argv[2]
+def freeze(*_):
+    if mode == "restored-at-once":  # the freeze file, renamed as a quick standby does
+        (root / "game1_freezed.dat").write_bytes(b"state")
+        os.replace(root / "game1_freezed.dat", root / "game1_freezed.restored")
+    os._exit(0)  # mode "nothing": exits without writing a freeze file
+signal.signal(signal.SIGHUP, freeze)
+(root / "ready").write_text("")
+while True:
+    time.sleep(1)
+"""
+
+
+def _freeze_a_fake_game(tmp_path: Path, mode: str) -> tuple[str | None, int | str]:
+    import time
+
+    import cli
+    from goworld.config import load
+
+    (tmp_path / "goworld.ini").write_text(
+        "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n"
+    )
+    (tmp_path / "game1_freezed.restored").write_bytes(b"an earlier reload")
+    cluster = cli.Cluster(load(tmp_path / "goworld.ini", check_files=False))
+    proc = cli.Proc("game", 1, tmp_path / "game.log")
+    game = subprocess.Popen([sys.executable, "-c", FAKE_GAME, str(tmp_path), mode])
+    try:
+        deadline = time.monotonic() + 60  # a bound for a stuck test, not a measurement
+        while not (tmp_path / "ready").exists():
+            assert time.monotonic() < deadline and game.poll() is None
+            time.sleep(0.01)
+        return cli._freeze(cluster, proc, game.pid), cli._frozen_size(cluster, proc)
+    finally:
+        game.kill()
+        game.wait()
+
+
+def test_a_freeze_counts_when_the_standby_renamed_the_file_before_the_cli_looked(tmp_path: Path) -> None:
+    assert _freeze_a_fake_game(tmp_path, "restored-at-once") == (None, 5)
+
+
+def test_a_game_that_exits_without_a_freeze_file_is_a_failure_despite_an_old_restored_file(
+    tmp_path: Path,
+) -> None:
+    failure, _ = _freeze_a_fake_game(tmp_path, "nothing")
+    assert failure is not None and "game1 exited without writing" in failure

@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         process.announce_started("gate")
         jobs = [
             asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000)),
+            asyncio.create_task(_watch_links(gate, links)),
             asyncio.create_task(_sweep(gate)),
         ]
         await stop.wait()
@@ -116,6 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return process.run_loop(serve)
+
+
+async def _watch_links(gate: GateService, links: dict[int, DispatcherLink], interval: float = 0.05) -> None:
+    """Hold every client while the gate's links to the dispatchers are behind."""
+    while True:
+        await asyncio.sleep(interval)
+        gate.link_backlog(max((link.backlog_bytes for link in links.values()), default=0))
 
 
 async def _flush_syncs(gate: GateService, interval: float) -> None:

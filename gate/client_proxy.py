@@ -39,7 +39,7 @@ from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 if TYPE_CHECKING:
     from gate.service import GateService
 
-__all__ = ["ClientProxy", "MAX_PENDING_OUTPUT"]
+__all__ = ["ClientProxy", "HOLD_GAME", "HOLD_LINK", "MAX_PENDING_OUTPUT"]
 
 logger = logging.getLogger("goworld.gate")
 
@@ -49,6 +49,10 @@ MAX_PENDING_OUTPUT = 32 * 1024 * 1024
 
 _monotonic = time.monotonic
 
+
+#: Reasons the cluster holds a client (:meth:`ClientProxy.hold`), as bits.
+HOLD_GAME = 1
+HOLD_LINK = 2
 
 class ClientProxy(asyncio.Protocol):
     __slots__ = (
@@ -114,7 +118,7 @@ class ClientProxy(asyncio.Protocol):
         self._fill = now
         self._over_since = 0.0
         self._paused = False  # by a rate limit, until a timer
-        self._held = False  # by the dispatcher (PAUSE_CLIENTS), until RESUME_CLIENTS
+        self._held = 0  # HOLD_* reasons the cluster has for not reading this client
         self._partial = 0  # this client's bytes in gate.partial_bytes
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
@@ -239,12 +243,20 @@ class ClientProxy(asyncio.Protocol):
         if not self._closed and not self._held:
             self._resume_reader()
 
-    def hold(self, held: bool) -> None:
-        """Stop (``True``) or start again reading this client for the cluster's back-pressure
-        (the dispatcher's PAUSE_CLIENTS / RESUME_CLIENTS); independent of the rate limits."""
-        if self._closed or held == self._held:
+    def hold(self, held: bool, reason: int = HOLD_GAME) -> None:
+        """Stop (``True``) or start again reading this client for the cluster's back-pressure,
+        for ``reason`` (:data:`HOLD_GAME`: the dispatcher's PAUSE_CLIENTS / RESUME_CLIENTS;
+        :data:`HOLD_LINK`: the gate's own link to a dispatcher is behind). Reading resumes when
+        no reason is left; independent of the rate limits."""
+        if self._closed:
             return
-        self._held = held
+        was = self._held
+        now_held = was | reason if held else was & ~reason
+        if bool(now_held) == bool(was):
+            self._held = now_held
+            return
+        self._held = now_held
+        held = bool(now_held)
         if not held:  # the time bounds restart: the silence was ours
             now = _monotonic()
             self.heartbeat = now
@@ -276,7 +288,7 @@ class ClientProxy(asyncio.Protocol):
     @property
     def paused(self) -> bool:
         """Whether the gate stopped reading this client (over a rate limit, or held)."""
-        return self._paused or self._held
+        return self._paused or bool(self._held)
 
     def eof_received(self) -> bool | None:
         return None  # close the transport

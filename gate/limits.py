@@ -39,6 +39,7 @@ class GateLimits:
     handshake_timeout: float = 10.0  # s from accept to the first complete packet
     frame_timeout: float = 60.0  # s a partial packet may wait for its next byte of progress
     partial_frame_budget: int = 64 * 1024 * 1024  # bytes of partial packets, whole gate
+    link_pause_backlog_bytes: int = 4 * 1024 * 1024  # waiting for a dispatcher: hold every client
     idle_timeout: float = 120.0  # s without any packet (heartbeat_check_interval)
     ws_max_message_size: int = 256 * 1024
 
@@ -58,6 +59,7 @@ class GateLimits:
             partial_frame_budget=gcfg.partial_frame_budget,
             idle_timeout=float(gcfg.heartbeat_check_interval),
             ws_max_message_size=gcfg.ws_max_message_size,
+            link_pause_backlog_bytes=gcfg.link_pause_backlog_bytes,
         )
 
 

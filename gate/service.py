@@ -43,7 +43,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
-from gate.client_proxy import ClientProxy
+from gate.client_proxy import HOLD_LINK, ClientProxy
 from gate.filters import FilterIndex
 from gate.limits import AddressBook, GateLimits, Summary
 from goworld.cluster.envelopes import Envelope
@@ -100,6 +100,8 @@ class GateService:
             self._to_client_g2017 if dialect.empty_root_path else self._to_client
         )
         self.accepting = True
+        #: the gate's own links are this far behind: every client held (HOLD_LINK)
+        self.link_held = False
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -126,6 +128,8 @@ class GateService:
                 return
             proxy.on_gone = lambda: self.addresses.release(ip)
         self.clients[proxy.client_id] = proxy
+        if self.link_held:
+            proxy.hold(True, HOLD_LINK)
         logger.info("client %s connected over %s from %s", proxy.client_id, proxy.kind, proxy.peer)
         self._send(
             dispatcher_shard(proxy.boot_eid, self.num_dispatchers),
@@ -265,6 +269,26 @@ class GateService:
             self._send(
                 did, Envelope(msgtype=_SYNC, payload=bytes(buf), gate_id=self.gate_id)
             )
+
+    def link_backlog(self, backlog_bytes: int) -> None:
+        """Back-pressure from the gate's own links: past ``link_pause_backlog_bytes`` waiting
+        for a dispatcher, stop reading every client; start again under a quarter of it."""
+        limit = self.limits.link_pause_backlog_bytes
+        if not limit:
+            return
+        if not self.link_held and backlog_bytes >= limit:
+            self.link_held = True
+            logger.warning(
+                "%d bytes wait for a dispatcher (link_pause_backlog_bytes %d): not reading "
+                "the %d clients until it catches up", backlog_bytes, limit, len(self.clients),
+            )
+        elif self.link_held and backlog_bytes < limit // 4:
+            self.link_held = False
+            logger.info("the dispatchers caught up: reading the %d clients again", len(self.clients))
+        else:
+            return
+        for proxy in list(self.clients.values()):
+            proxy.hold(self.link_held, HOLD_LINK)
 
     # ---- cluster -> client ---------------------------------------------------------------
 

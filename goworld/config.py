@@ -58,13 +58,13 @@ Our additions (documented in the shipped ``goworld.ini``)
       client with more than ``client_rpc_max_strikes`` (20) refused calls within
       ``client_rpc_strike_window`` seconds (10) is closed; ``client_rpc_max_clients``
       (50000) clients tracked at once.
-    * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
-      template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
-      100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
     * Dispatcher ``peer_max_backlog_bytes`` (default 64 MiB): the most bytes queued for one
       game or gate that is behind (then messages for it are dropped and logged), and
       ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose
       calls wait for it paused at their gates (:mod:`dispatcher.service`).
+    * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
+      template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
+      100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
       the log file and of the captured stderr that ``goworld start`` keeps (0: truncate, as
       GoWorld); ``log_max_bytes`` (default 0 = never) rotates the log file while running.
 
@@ -134,11 +134,11 @@ class DispatcherConfig:
     log_stderr: bool
     log_level: str
     frozen_queue_max_bytes: int
+    peer_max_backlog_bytes: int
+    pause_backlog_bytes: int
     # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
     log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
-    peer_max_backlog_bytes: int
-    pause_backlog_bytes: int
     log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
 
@@ -183,13 +183,13 @@ class GateConfig:
     rsa_key: Path
     rsa_certificate: Path
     heartbeat_check_interval: int  # seconds; 0 = never check (GoWorld's default)
+    position_sync_interval_ms: int
+    legacy_client_protocol: int | None  # None = HEAD, else 2017 or 2018
     # ours, with defaults (keyword-only, so that they need not come last): the log's bounds
     log_repeat_limit: int = field(default=10, kw_only=True)  # WARNINGs per template per interval; 0 = off
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
     log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
-    position_sync_interval_ms: int
-    legacy_client_protocol: int | None  # None = HEAD, else 2017 or 2018
     # ours: bounds on one client / one address (gate.limits; 0 turns a bound off)
     client_max_packets_per_sec: int = field(default=500, kw_only=True)
     client_packets_burst: int = field(default=1000, kw_only=True)
@@ -202,6 +202,7 @@ class GateConfig:
     frame_timeout: int = field(default=60, kw_only=True)  # s a partial packet may take
     partial_frame_budget: int = field(default=64 * 1024 * 1024, kw_only=True)  # bytes, per gate
     ws_max_message_size: int = field(default=256 * 1024, kw_only=True)  # bytes
+    link_pause_backlog_bytes: int = field(default=4 * 1024 * 1024, kw_only=True)  # hold every client
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +366,8 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "log_backups", _int(0, 100), "5"),  # ours
     ("dispatcher", "log_max_bytes", _int(0), "0"),  # ours
     ("dispatcher", "frozen_queue_max_bytes", _int(1), str(256 * 1024 * 1024)),  # ours
+    ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours
+    ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("game", "boot_entity", _text, "Boot"),
     ("game", "save_interval", _int(1), "300"),
     ("game", "log_file", _text, "game.log"),
@@ -386,8 +389,6 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "client_rpc_max_clients", _int(1), "50000"),
     ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
     ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),
-    ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours
-    ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("gate", "log_file", _text, "gate.log"),
     ("gate", "log_stderr", _bool, "true"),
     ("gate", "log_level", _log_level, "debug"),
@@ -414,6 +415,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "frame_timeout", _SECONDS, "60"),
     ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
     ("gate", "ws_max_message_size", _int(0), str(256 * 1024)),
+    ("gate", "link_pause_backlog_bytes", _int(0), str(4 * 1024 * 1024)),  # ours; 0 = off
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
     ("storage.mongodb", "db", _text, "goworld"),

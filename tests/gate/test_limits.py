@@ -477,3 +477,36 @@ async def test_bursts_over_the_limit_far_apart_are_not_one_long_excess(clock: Cl
         clock.now += 10.0
         await asyncio.sleep(0.02)
     assert not transport.closed
+
+
+@pytest.mark.asyncio
+async def test_a_link_behind_holds_every_client_and_the_reasons_add_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    g = Gate(link_pause_backlog_bytes=1000)
+    a, ta = g.connect()
+    b, tb = g.connect()
+    caplog.set_level(logging.INFO, "goworld.gate")
+    g.gate.link_backlog(999)
+    assert ta.reading and tb.reading
+    g.gate.link_backlog(1000)
+    assert not ta.reading and not tb.reading
+    c, tc = g.connect()  # a newcomer while the link is behind is held too
+    assert not tc.reading
+    # the dispatcher also pauses a: the link catching up does not release it
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.PAUSE_CLIENTS, payload=_ids(a)))
+    g.gate.link_backlog(500)  # between a quarter and the limit: still held
+    assert not tb.reading
+    g.gate.link_backlog(249)
+    assert tb.reading and tc.reading and not ta.reading
+    g.gate.handle_dispatcher_message(1, Envelope(msgtype=MsgType.RESUME_CLIENTS, payload=_ids(a)))
+    assert ta.reading
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("wait for a dispatcher" in m for m in logged) == 1
+    assert sum("caught up" in m for m in logged) == 1
+
+
+def test_link_back_pressure_can_be_turned_off() -> None:
+    g = Gate(link_pause_backlog_bytes=0)
+    g.gate.link_backlog(1 << 40)
+    assert not g.gate.link_held

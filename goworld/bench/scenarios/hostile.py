@@ -37,7 +37,7 @@ def _cpu_cell(s: dict[str, Any]) -> str:
 def _newcomer(s: dict[str, Any]) -> str:
     took = s.get("newcomer_s")
     if s["newcomer"] == "ok" and isinstance(took, (int, float)) and not math.isnan(took):
-        return f"in after {took:.1f} s"
+        return f"in after {took * 1000:.0f} ms" if took < 1 else f"in after {took:.1f} s"
     return str(s["newcomer"])
 
 
@@ -124,7 +124,8 @@ def run(quick: bool) -> Result:
         "Each attack on a fresh cluster with the shipped defaults for every limit; honest players "
         "from 127.0.0.1 (four, one chat line each every 0.5 s, round trip = the sender's own "
         "copy of the filtered call), the attacker one process from 127.0.0.2. 'before': the "
-        "baseline seconds ahead of the attack; 'during': lines sent while the attacker ran.",
+        "baseline seconds ahead of the attack; 'during': lines sent in the attack window (its "
+        "seconds, longer if the attacker took longer to finish).",
         "RSS MB: before the attack → growth at its peak (sampled every 0.2 s). Lost: (line, "
         "player) pairs never delivered (every honest line goes to all four). Newcomer: a player "
         "connecting, registering, logging in and joining the room half-way through the attack "

@@ -342,9 +342,10 @@ async def partial_frames_tcp(t: Target, seconds: float, go: Go, conns: int = 20,
 
 
 async def partial_frames_ws(t: Target, seconds: float, go: Go, conns: int = 20,
-                            **_: Any) -> dict[str, Any]:
-    """``conns`` WebSocket connections, each sending 31 MiB of a 32 MiB packet in 512 KiB
-    messages (under the gate's message limit), then idling."""
+                            message_kib: int = 128, **_: Any) -> dict[str, Any]:
+    """``conns`` WebSocket connections, each sending 31 MiB of a 32 MiB packet in
+    ``message_kib`` KiB messages (under the gate's ``ws_max_message_size``, 256 KiB by
+    default: what is tested is the partial-packet budget, not the message limit), then idling."""
     from websockets.asyncio.client import ClientConnection, connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
@@ -356,8 +357,8 @@ async def partial_frames_ws(t: Target, seconds: float, go: Go, conns: int = 20,
                 connect(url, max_size=None, compression=None, local_addr=(t.source, 0)), 10))
     t_go = await go()
     deadline = t_go + seconds
-    piece = bytes(512 * 1024)
-    messages = [struct.pack("<I", 32 * MiB)] + [piece] * 62
+    piece = bytes(message_kib * 1024)
+    messages = [struct.pack("<I", 32 * MiB)] + [piece] * (31 * 1024 // message_kib)
     written = [0] * len(opened)
     closed_at: list[float | None] = [None] * len(opened)
 

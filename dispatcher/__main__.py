@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             frozen_queue_max_bytes=dcfg.frozen_queue_max_bytes,
             peer_max_backlog_bytes=dcfg.peer_max_backlog_bytes,
             pause_backlog_bytes=dcfg.pause_backlog_bytes,
+            game_hang_timeout=dcfg.game_hang_timeout,
+            boot_wait_timeout=dcfg.boot_wait_timeout,
             clock=time.monotonic,
         )
         # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share

@@ -66,11 +66,13 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         writer = BatchWriter(context.write)
         service = self.service
         handle: Callable[[int, Envelope], None]
+        heard: Callable[[int], None] | None = None  # a game's health: it sends something
         if hello.msgtype == MsgType.SET_GAME_ID:
             peer_id = hello.game_id
             peer = StreamPeer(f"game{peer_id}", writer, task)
             service.game_connected(peer_id, peer, hello)
             handle = service.handle_game
+            heard = service.game_heard
         elif hello.msgtype == MsgType.SET_GATE_ID:
             peer_id = hello.gate_id
             peer = StreamPeer(f"gate{peer_id}", writer, task)
@@ -87,6 +89,8 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             for env in first.messages[1:]:
                 handle(peer_id, env)
             async for batch in it:
+                if heard is not None:
+                    heard(peer_id)
                 for env in batch.messages:
                     handle(peer_id, env)
         except asyncio.CancelledError:

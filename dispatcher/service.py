@@ -22,6 +22,23 @@ the clients of a slow game wait, and position syncs for it are dropped meanwhile
 gets its boot entity on a game that is not behind when there is one; calls held for unknown or
 blocked entities are bounded in bytes as well as in count.
 
+Faults (issue 15, none of them in GoWorld):
+
+* **A dead game** (its stream ended without a freeze): its entities are forgotten and every gate
+  is told which ones (ENTITIES_LOST, :data:`~goworld.proto.msgtypes.ENTITIES_LOST_CHUNK` ids per
+  envelope): the gate closes each client whose player lived there. Each dispatcher tells the
+  ids of its own shard, and a client's owner entity is in exactly one shard. The lost ids are
+  remembered for :data:`LOST_ENTITY_SECONDS`: messages to them are dropped and counted (one
+  summary line per :data:`LOST_LOG_INTERVAL` s), not held as for an entity not created yet.
+  A persistent entity loads again (on a live game) at its next ``load_entity_anywhere``.
+* **A hung game** (nothing received from it for ``game_hang_timeout`` seconds; games send
+  GAME_LBC_INFO every second): it is unhealthy, and new boot entities and create/load
+  anywhere go to healthy games; its queue stays bounded by the back-pressure above. The first
+  message it sends makes it healthy again. With no healthy boot game, a new client waits
+  (at most :data:`BOOT_WAIT_LIMIT` clients, ``boot_wait_timeout`` seconds each) and gets its
+  boot entity as soon as a boot game is healthy; past the timeout its gate is told to close it
+  (KICK_CLIENT with the reason).
+
 Differences from GoWorld, on purpose: a client that connects before any boot game exists is
 held until one connects instead of being lost; a filtered call (1501) is broadcast by the one
 dispatcher the game sends it to, so each client gets it exactly once; a frozen game keeps its
@@ -40,7 +57,7 @@ from typing import Protocol
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.cluster.streams import ENVELOPE_OVERHEAD, envelope_size
 from goworld.proto import positions
-from goworld.proto.msgtypes import MsgType
+from goworld.proto.msgtypes import ENTITIES_LOST_CHUNK, MsgType
 
 __all__ = ["Peer", "DispatcherService", "EntityRoute", "GameInfo", "ENTITY_BLOCK_SECONDS"]
 
@@ -61,6 +78,14 @@ EARLY_HOLD_SECONDS = 5.0
 EARLY_QUEUE_LIMIT = 100
 EARLY_IDS_LIMIT = 10_000
 EARLY_MAX_BYTES = 16 * 1024 * 1024
+#: How long the ids of a dead game's entities are remembered (messages to them are dropped).
+LOST_ENTITY_SECONDS = 60.0
+LOST_LOG_INTERVAL = 5.0
+#: Defaults of [dispatcher] game_hang_timeout and boot_wait_timeout (seconds).
+GAME_HANG_TIMEOUT = 3.0
+BOOT_WAIT_TIMEOUT = 30.0
+#: Clients that may wait for a boot game at once; past it a newcomer is closed at once.
+BOOT_WAIT_LIMIT = 10_000
 
 
 class Peer(Protocol):
@@ -97,10 +122,18 @@ class GameInfo:
     reported_cpu: float = 0.0
     #: gate id -> clients paused at that gate because their calls wait for this game
     paused: dict[int, set[str]] = field(default_factory=dict)
+    #: when its stream last brought something (the server calls ``game_heard``)
+    heard_at: float = 0.0
+    #: nothing heard for game_hang_timeout: no new entities are placed on it
+    hung: bool = False
 
     @property
     def alive(self) -> bool:
         return self.peer is not None or self.frozen
+
+    @property
+    def healthy(self) -> bool:
+        return (self.peer is not None or self.frozen) and not self.hung
 
 
 _CALL_ENTITY_METHOD = int(MsgType.CALL_ENTITY_METHOD)
@@ -118,6 +151,8 @@ class DispatcherService:
         frozen_queue_max_bytes: int = 256 * 1024 * 1024,
         peer_max_backlog_bytes: int = PEER_MAX_BACKLOG_BYTES,
         pause_backlog_bytes: int = PAUSE_BACKLOG_BYTES,
+        game_hang_timeout: float = GAME_HANG_TIMEOUT,
+        boot_wait_timeout: float = BOOT_WAIT_TIMEOUT,
         clock: Callable[[], float],
         rng: random.Random | None = None,
     ) -> None:
@@ -128,6 +163,8 @@ class DispatcherService:
         self.peer_max_backlog_bytes = peer_max_backlog_bytes
         self.pause_backlog_bytes = pause_backlog_bytes
         self.resume_backlog_bytes = pause_backlog_bytes // 4
+        self.game_hang_timeout = game_hang_timeout
+        self.boot_wait_timeout = boot_wait_timeout
         self.clock = clock
         self.rng = rng or random.Random()
         self.entities: dict[str, EntityRoute] = {}
@@ -139,8 +176,20 @@ class DispatcherService:
         self._waiting_boot: list[Envelope] = []
         self._early: dict[str, tuple[float, list[Envelope]]] = {}
         self._early_bytes = 0
+        #: client id -> when it stops waiting for a boot game (the clients of _waiting_boot)
+        self._waiting_until: dict[str, float] = {}
+        #: entity id -> (its dead game, until when it is remembered)
+        self._lost: dict[str, tuple[int, float]] = {}
+        self._lost_next_expiry = 0.0
+        #: dead game id -> messages dropped for its entities since the last summary line
+        self._lost_drops: dict[int, int] = {}
+        self._lost_log_at = 0.0
         self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
-        self._game_handlers: dict[int, Callable[[int, Envelope], None]] = {
+        self._game_handlers = self._game_handler_table()
+        self._gate_handlers = self._gate_handler_table()
+
+    def _game_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
+        return {
             MsgType.NOTIFY_CREATE_ENTITY: self._on_notify_create,
             MsgType.NOTIFY_DESTROY_ENTITY: self._on_notify_destroy,
             MsgType.KVREG_REGISTER: self._on_kvreg_register,
@@ -159,7 +208,9 @@ class DispatcherService:
             MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
             MsgType.KICK_CLIENT: self._to_gate,
         }
-        self._gate_handlers: dict[int, Callable[[int, Envelope], None]] = {
+
+    def _gate_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
+        return {
             MsgType.NOTIFY_CLIENT_CONNECTED: self._on_client_connected,
             MsgType.NOTIFY_CLIENT_DISCONNECTED: self._on_client_disconnected,
             MsgType.CALL_ENTITY_METHOD_FROM_CLIENT: self._on_call_from_client,
@@ -186,6 +237,8 @@ class DispatcherService:
             game = self.games[game_id] = GameInfo(game_id)
         game.peer = peer
         game.ban_boot = bool(info.get("ban_boot", False))
+        game.heard_at = self.clock()
+        game.hung = False
         rejected = self._adopt_entities(game_id, info.get("eids", ()))
         peer.send(
             Envelope(
@@ -223,17 +276,25 @@ class DispatcherService:
             if other.game_id != game_id:
                 self._send_to_game_info(other, note)
         self._check_ready()
-        if not game.ban_boot and self._waiting_boot:
+        if not game.ban_boot:
+            self._release_waiting_boot()
+
+    def _release_waiting_boot(self) -> None:
+        """A boot game is (again) available: place the clients that wait for one."""
+        if self._waiting_boot:
             waiting, self._waiting_boot = self._waiting_boot, []
             for env in waiting:
                 self._on_client_connected(env.gate_id, env)
 
     def _adopt_entities(self, game_id: int, eids: list[str]) -> list[str]:
         rejected = []
+        lost = self._lost
         for eid in eids:
             route = self.entities.get(eid)
             if route is None:
                 self.entities[eid] = EntityRoute(game_id)
+                if lost:
+                    lost.pop(eid, None)
             elif route.game_id != game_id:
                 owner = self.games.get(route.game_id)
                 if owner is not None and owner.alive:
@@ -252,17 +313,62 @@ class DispatcherService:
             logger.info("game%d disconnected while frozen: queueing its messages", game_id)
             return
         game.frozen = False
+        game.hung = False
         game.pending.clear()
         game.pending_bytes = 0
         self._resume_clients(game)
         lost = [eid for eid, route in self.entities.items() if route.game_id == game_id]
         for eid in lost:
             del self.entities[eid]
-        logger.warning("game%d is down: forgot %d entities", game_id, len(lost))
+        self._remember_lost(game_id, lost)
+        logger.warning(
+            "game%d is down: forgot %d entities; telling %d gates to close the clients whose "
+            "player lived there", game_id, len(lost), len(self.gates),
+        )
         note = Envelope(msgtype=MsgType.NOTIFY_GAME_DISCONNECTED, game_id=game_id)
         for other in self.games.values():
             if other.peer is not None:
                 other.peer.send(note)
+
+    def _remember_lost(self, game_id: int, lost: list[str]) -> None:
+        """Tell every gate which entities died with ``game_id`` (the ids of this shard, in
+        chunks), and drop messages to them for LOST_ENTITY_SECONDS."""
+        if not lost:
+            return
+        until = self.clock() + LOST_ENTITY_SECONDS
+        entry = (game_id, until)
+        remembered = self._lost
+        for eid in lost:
+            remembered[eid] = entry
+        if not self._lost_next_expiry:
+            self._lost_next_expiry = until
+        for start in range(0, len(lost), ENTITIES_LOST_CHUNK):
+            payload = "".join(lost[start : start + ENTITIES_LOST_CHUNK]).encode("latin-1")
+            for gate_id, gate in self.gates.items():
+                env = Envelope(msgtype=MsgType.ENTITIES_LOST, game_id=game_id, gate_id=gate_id, payload=payload)
+                self._send_to_gate(gate_id, gate, env)
+
+    def _drop_lost(self, eid: str, env: Envelope) -> bool:
+        """A message to an entity of a dead game: dropped and counted (True), else False."""
+        entry = self._lost.get(eid)
+        if entry is None:
+            return False
+        self.stats["dropped"] += 1
+        drops = self._lost_drops
+        drops[entry[0]] = drops.get(entry[0], 0) + 1
+        return True
+
+    def _expire_lost(self, now: float) -> None:
+        if self._lost_drops and now >= self._lost_log_at:
+            for game_id, count in self._lost_drops.items():
+                logger.warning(
+                    "dropped %d messages for entities lost with game%d", count, game_id
+                )
+            self._lost_drops = {}
+            self._lost_log_at = now + LOST_LOG_INTERVAL
+        if self._lost_next_expiry and now >= self._lost_next_expiry:
+            self._lost = {e: v for e, v in self._lost.items() if v[1] > now}
+            self._lost_next_expiry = min((v[1] for v in self._lost.values()), default=0.0)
 
     def gate_connected(self, gate_id: int, peer: Peer) -> None:
         old = self.gates.get(gate_id)
@@ -340,6 +446,11 @@ class DispatcherService:
         now = self.clock()
         if self._early:
             self._expire_early(now)
+        if self._lost:
+            self._expire_lost(now)
+        self._check_health(now)
+        if self._waiting_until:
+            self._expire_waiting_boot(now)
         for eid, route in list(self.entities.items()):
             if route.blocked_until and route.blocked_until <= now:
                 logger.warning("entity %s: block expired, releasing its queue", eid)
@@ -396,6 +507,8 @@ class DispatcherService:
     def _send_to_entity(self, eid: str, env: Envelope) -> None:
         route = self.entities.get(eid)
         if route is None:
+            if self._lost and self._drop_lost(eid, env):
+                return
             self._hold_early(eid, env)
             return
         if route.blocked_until:
@@ -468,11 +581,11 @@ class DispatcherService:
                 self._send_to_game(route.game_id, env)
 
     def _choose_game(self) -> int:
-        """The least loaded live game (§8.3); each choice adds 0.1 % to spread bursts."""
-        best: GameInfo | None = None
-        for game in self.games.values():
-            if game.alive and (best is None or game.cpu < best.cpu):
-                best = game
+        """The least loaded healthy game (§8.3; a live one if none is healthy); each choice
+        adds 0.1 % to spread bursts."""
+        games = self.games.values()
+        candidates = [g for g in games if g.healthy] or [g for g in games if g.alive]
+        best = min(candidates, key=lambda g: g.cpu, default=None)
         if best is None:
             return 0
         best.cpu = min(best.cpu + 0.1, best.reported_cpu + 10.0)
@@ -484,6 +597,8 @@ class DispatcherService:
         route = self.entities.get(env.entity_id)
         if route is None:
             self.entities[env.entity_id] = EntityRoute(game_id)
+            if self._lost:
+                self._lost.pop(env.entity_id, None)  # a lost persistent entity loaded again
         else:
             route.game_id = game_id
             if route.blocked_until:
@@ -527,6 +642,8 @@ class DispatcherService:
             return
         env.game_id = target
         route = self.entities[env.entity_id] = EntityRoute(target)
+        if self._lost:
+            self._lost.pop(env.entity_id, None)  # a lost persistent entity loads again
         self._block(route)
         self._send_to_game(target, env)
         if self._early:
@@ -617,15 +734,14 @@ class DispatcherService:
 
     def _on_client_connected(self, gate_id: int, env: Envelope) -> None:
         env.gate_id = gate_id
-        boot_games = [
-            g.game_id for g in self.games.values() if g.alive and not g.ban_boot
-        ]
-        keeping_up = [gid for gid in boot_games if not self._behind(self.games[gid])]
-        boot_games = keeping_up or boot_games
+        healthy = [g for g in self.games.values() if g.healthy and not g.ban_boot]
+        keeping_up = [g.game_id for g in healthy if not self._behind(g)]
+        boot_games = keeping_up or [g.game_id for g in healthy]
         if not boot_games:
-            logger.warning("no boot game yet: client %s waits", env.client_id)
-            self._waiting_boot.append(env)
+            self._wait_for_boot(gate_id, env)
             return
+        if self._waiting_until:
+            self._waiting_until.pop(env.client_id, None)
         self._boot_rr = (self._boot_rr + 1) % len(boot_games)
         game_id = boot_games[self._boot_rr]
         self.entities[env.entity_id] = EntityRoute(game_id)
@@ -633,9 +749,48 @@ class DispatcherService:
         if self._early:
             self._release_early(env.entity_id)
 
+    def _wait_for_boot(self, gate_id: int, env: Envelope) -> None:
+        """No healthy boot game: the client waits (bounded in number and time)."""
+        if len(self._waiting_boot) >= BOOT_WAIT_LIMIT:
+            self._kick(gate_id, env.client_id, f"no game server is available ({BOOT_WAIT_LIMIT} clients wait already): try again later")
+            return
+        if env.client_id not in self._waiting_until:
+            logger.warning("no healthy boot game: client %s waits (at most %.0f s)", env.client_id, self.boot_wait_timeout)
+            self._waiting_until[env.client_id] = self.clock() + self.boot_wait_timeout
+        self._waiting_boot.append(env)
+
+    def _expire_waiting_boot(self, now: float) -> None:
+        waiting_until = self._waiting_until
+        keep = []
+        for env in self._waiting_boot:
+            until = waiting_until.get(env.client_id)
+            if until is not None and until <= now:
+                del waiting_until[env.client_id]
+                self._kick(
+                    env.gate_id, env.client_id,
+                    f"no game server took this client within {self.boot_wait_timeout:.0f} s "
+                    "(boot_wait_timeout): try again later",
+                )
+            else:
+                keep.append(env)
+        self._waiting_boot = keep
+        if len(waiting_until) > len(keep):  # clients gone with their gate
+            ids = {e.client_id for e in keep}
+            self._waiting_until = {c: t for c, t in waiting_until.items() if c in ids}
+
+    def _kick(self, gate_id: int, client_id: str, reason: str) -> None:
+        """Ask a gate to close one of its clients, with ``reason`` (it tells our clients)."""
+        gate = self.gates.get(gate_id)
+        if gate is not None:
+            env = Envelope(msgtype=MsgType.KICK_CLIENT, gate_id=gate_id, client_id=client_id, name=reason)
+            self._send_to_gate(gate_id, gate, env)
+
     def _on_client_disconnected(self, gate_id: int, env: Envelope) -> None:
         env.gate_id = gate_id
-        self._waiting_boot = [w for w in self._waiting_boot if w.client_id != env.client_id]
+        if self._waiting_until.pop(env.client_id, None) is not None:
+            # It waited for a boot game: its boot entity was never created anywhere.
+            self._waiting_boot = [w for w in self._waiting_boot if w.client_id != env.client_id]
+            return
         self._send_to_entity(env.entity_id, env)
 
     def _on_call_from_client(self, gate_id: int, env: Envelope) -> None:
@@ -667,6 +822,35 @@ class DispatcherService:
                 self.stats["dropped_syncs"] += 1
                 continue
             game.peer.send(Envelope(msgtype=MsgType.SYNC_POSITION_YAW_FROM_CLIENT, payload=bytes(buf)))
+
+    # ---- health --------------------------------------------------------------------------
+
+    def game_heard(self, game_id: int) -> None:
+        """Something arrived from game ``game_id`` (the server calls this once per batch)."""
+        game = self.games.get(game_id)
+        if game is None:
+            return
+        game.heard_at = self.clock()
+        if game.hung:
+            game.hung = False
+            logger.warning("game%d sends again: healthy, new entities may go to it again", game_id)
+            if not game.ban_boot:
+                self._release_waiting_boot()
+
+    def _check_health(self, now: float) -> None:
+        """Mark unhealthy the games that sent nothing for ``game_hang_timeout`` (0: never)."""
+        timeout = self.game_hang_timeout
+        if not timeout:
+            return
+        for game in self.games.values():
+            if game.hung or game.peer is None or game.frozen or now - game.heard_at <= timeout:
+                continue
+            game.hung = True
+            logger.warning(
+                "game%d sent nothing for %.1f s (game_hang_timeout %.1f s): unhealthy, new "
+                "entities go to other games until it sends again",
+                game.game_id, now - game.heard_at, timeout,
+            )
 
     # ---- back-pressure -------------------------------------------------------------------
 

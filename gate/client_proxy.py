@@ -33,7 +33,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from goworld.errors import PacketTooLarge, ProtocolError
+from goworld.proto import codec
 from goworld.proto.framing import Framer, frame
+from goworld.proto.msgtypes import MsgType
 from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ logger = logging.getLogger("goworld.gate")
 MAX_PENDING_OUTPUT = 32 * 1024 * 1024
 
 _monotonic = time.monotonic
+_NOTICE = int(MsgType.NOTICE_ON_CLIENT).to_bytes(2, "little")
 
 
 #: Reasons the cluster holds a client (:meth:`ClientProxy.hold`), as bits.
@@ -71,6 +74,7 @@ class ClientProxy(asyncio.Protocol):
         "peer",
         "partial_since",
         "refused_syncs",
+        "notices",
         "_framer",
         "_decoder",
         "_encoder",
@@ -107,6 +111,8 @@ class ClientProxy(asyncio.Protocol):
         self.peer = "?"
         self.partial_since = 0.0  # when the partial packet in the framer last made no progress
         self.refused_syncs = 0
+        #: the client announced (heartbeat body) that it understands NOTICE_ON_CLIENT
+        self.notices = False
         self._framer = Framer()
         self._decoder = SnappyStreamDecoder() if compress else None
         self._encoder = SnappyStreamEncoder() if compress else None
@@ -350,6 +356,20 @@ class ClientProxy(asyncio.Protocol):
             kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {reason}", self.peer
         )
         self.close()
+
+    def tell_and_close(self, code: str, reason: str, *, kind: str, log: str = "") -> None:
+        """Close this client for ``reason``; a client that announced notices gets
+        NOTICE_ON_CLIENT (``code``, ``reason``) first, after what was already queued for it.
+        One log line (``log``, else ``reason``), summarised per ``kind``."""
+        if self._closed:
+            return
+        if self.notices:
+            out = bytearray(_NOTICE)
+            codec.write_varstr(out, code)
+            codec.write_varstr(out, reason)
+            self.send_payload(bytes(out))
+            self.flush()  # written before the close: every transport flushes, then closes
+        self.abort(log or reason, kind=kind)
 
     def close(self) -> None:
         if self._closed:

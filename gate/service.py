@@ -21,7 +21,11 @@ Cluster → client:
   and are not forwarded;
 * 1501 goes to every client the filter selects, framed once;
 * 1502 records are split per client into one 1502 packet each;
-* KICK_CLIENT (ours) closes the client (the game's reason logged); PAUSE_CLIENTS /
+* ENTITIES_LOST (ours) closes each client whose owner is among the entities of a dead game;
+  KICK_CLIENT (ours) closes the client (the game's or dispatcher's reason logged). A client
+  that announced notices (a ``u32`` feature word with :data:`~goworld.proto.msgtypes.FEATURE_NOTICES`
+  in a heartbeat) gets NOTICE_ON_CLIENT with the reason just before; others (GoWorld's) see
+  only the close. PAUSE_CLIENTS /
   RESUME_CLIENTS (ours) stop and start reading the listed clients (the dispatcher's
   back-pressure while the game their calls go to is behind), independently of the rate limits.
 
@@ -52,7 +56,7 @@ from goworld.proto import codec
 from goworld.proto.dialect import ATTR_PATH_TYPES, Dialect, root_path_as_array
 from goworld.proto.framing import frame
 from goworld.proto.ids import dispatcher_shard, is_valid_id, new_client_id, new_entity_id
-from goworld.proto.msgtypes import MsgType
+from goworld.proto.msgtypes import FEATURE_NOTICES, MsgType
 
 __all__ = ["GateService"]
 
@@ -209,7 +213,8 @@ class GateService:
         elif msgtype == self._call_type:
             self._on_call(proxy, payload)
         elif msgtype == self._heartbeat_type:
-            pass
+            if len(payload) >= 6:  # our clients' features (GoWorld's gate ignores the body)
+                proxy.notices = bool(payload[2] & FEATURE_NOTICES)
         else:
             proxy.abort(f"unknown message type {msgtype}")
 
@@ -305,11 +310,29 @@ class GateService:
         elif msgtype == MsgType.KICK_CLIENT:
             proxy = self.clients.get(env.client_id)
             if proxy is not None:
-                proxy.abort(f"kicked by the game: {env.name}", kind="kicked by the game")
+                proxy.tell_and_close("kicked", env.name, kind="kicked", log=f"kicked: {env.name}")
+        elif msgtype == MsgType.ENTITIES_LOST:
+            self._entities_lost(dispatcher_id, env)
         else:
             logger.error(
                 "dispatcher%d sent unexpected message type %d: dropped", dispatcher_id, msgtype
             )
+
+    def _entities_lost(self, dispatcher_id: int, env: Envelope) -> None:
+        """ENTITIES_LOST: close every client whose player (owner) was among these entities of
+        a dead game, telling the clients that understand notices why."""
+        data = env.payload
+        lost = {data[off : off + 16].decode("latin-1") for off in range(0, len(data) - 15, 16)}
+        victims = [p for p in self.clients.values() if p.owner_eid in lost]
+        if not victims:
+            return
+        logger.warning(
+            "game%d is down (dispatcher%d): closing the %d clients whose player lived there",
+            env.game_id, dispatcher_id, len(victims),
+        )
+        reason = f"the game server that hosted your player (game{env.game_id}) stopped: log in again"
+        for proxy in victims:
+            proxy.tell_and_close("game_lost", reason, kind="player lost with its game")
 
     def _to_client(self, env: Envelope) -> None:
         msgtype = env.msgtype

@@ -11,8 +11,16 @@ clients do (paths walked leaf-first), and records every server call::
         avatar = await client.wait_player("Avatar")
         print(avatar.attrs["name"])
 
-``on_call`` and ``on_attr_change`` callbacks can be set to react instead of waiting. The
-client sends a heartbeat right after connecting (a KCP server only learns about a session when
+``on_call`` and ``on_attr_change`` callbacks can be set to react instead of waiting.
+
+When our gate closes the connection for a reason (the game hosting the player died, the
+cluster kicked the client), the client knows why: its first heartbeat announces that it
+understands notices (a ``u32`` feature word, which GoWorld's gates ignore), and our gate sends
+it NOTICE_ON_CLIENT just before the close. :attr:`GoWorldClient.close_reason` (text) and
+:attr:`GoWorldClient.close_code` (``"game_lost"``, ``"kicked"``) hold it; ``on_notice`` is
+called with both. ``connect(..., notices=False)`` behaves like GoWorld's clients.
+
+The client sends a heartbeat right after connecting (a KCP server only learns about a session when
 the client speaks first), then every ``heartbeat_interval`` seconds (10 by default; ``None``:
 never): our gates close clients silent for ``heartbeat_check_interval`` (120 s by default).
 Over WebSocket, writes are split into messages of at most :data:`WS_MESSAGE_MAX` bytes (the
@@ -33,13 +41,13 @@ from typing import Any
 from goworld.errors import GoWorldError, ProtocolError
 from goworld.proto import codec
 from goworld.proto.dialect import Dialect
-from goworld.proto.framing import Framer
+from goworld.proto.framing import Framer, frame
 from goworld.proto.messages import (
     CallEntityMethodFromClient,
     HeartbeatFromClient,
     SyncPositionYawFromClient,
 )
-from goworld.proto.msgtypes import MsgType
+from goworld.proto.msgtypes import FEATURE_NOTICES, MsgType
 from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 
 __all__ = ["GoWorldClient", "ClientEntity", "ServerCall", "HEARTBEAT_INTERVAL", "WS_MESSAGE_MAX"]
@@ -98,6 +106,10 @@ class GoWorldClient(asyncio.Protocol):
         self.log: list[tuple[int, Any]] = []  # (msgtype, detail) of everything received
         self.on_call: Callable[[ServerCall], Any] | None = None
         self.on_attr_change: Callable[[ClientEntity, str], Any] | None = None
+        #: why the gate closed this client (NOTICE_ON_CLIENT), if it said: code and text
+        self.close_code: str | None = None
+        self.close_reason: str | None = None
+        self.on_notice: Callable[[str, str], Any] | None = None
         self._framer = Framer()
         self._decoder = SnappyStreamDecoder() if compress else None
         self._encoder = SnappyStreamEncoder() if compress else None
@@ -123,6 +135,7 @@ class GoWorldClient(asyncio.Protocol):
         ws_text_frames: bool = False,
         heartbeat_interval: float | None = HEARTBEAT_INTERVAL,
         local_addr: tuple[str, int] | None = None,
+        notices: bool = True,
     ) -> GoWorldClient:
         """Connect over ``transport`` ("tcp", "ws" or "kcp"); ``port`` is the gate's port for it.
 
@@ -131,6 +144,8 @@ class GoWorldClient(asyncio.Protocol):
         GoWorld's Go clients do (golang.org/x/net/websocket's default frame type).
         ``heartbeat_interval``: seconds between heartbeats (None: none after the first);
         ``local_addr``: the (host, port) to connect from, over TCP and WebSocket.
+        ``notices``: announce in the first heartbeat that the client understands our gate's
+        NOTICE_ON_CLIENT (False: send a bare heartbeat, as GoWorld's clients do).
         """
         client = cls(dialect=dialect, compress=compress, record=record)
         ctx = None
@@ -159,10 +174,22 @@ class GoWorldClient(asyncio.Protocol):
                 await open_kcp_connection(host, port, lambda: client)
         else:
             raise ValueError(f"unknown transport {transport!r}")
-        client.send(HeartbeatFromClient())
+        if notices:
+            client.announce_features(FEATURE_NOTICES)
+        else:
+            client.send(HeartbeatFromClient())
         if heartbeat_interval:
             client.start_heartbeats(heartbeat_interval)
         return client
+
+    def announce_features(self, features: int) -> None:
+        """Send a heartbeat whose body is the ``u32`` feature word (our gates read it;
+        GoWorld's ignore it)."""
+        msgtype = self.dialect.type_to_wire.get(MsgType.HEARTBEAT_FROM_CLIENT, MsgType.HEARTBEAT_FROM_CLIENT)
+        data = frame(struct.pack("<HI", msgtype, features))
+        if self._encoder is not None:
+            data = self._encoder.encode(data)
+        self._transport.write(data)
 
     def start_heartbeats(self, interval: float = HEARTBEAT_INTERVAL) -> None:
         """Send a heartbeat every ``interval`` seconds until the connection is gone (for
@@ -268,7 +295,10 @@ class GoWorldClient(asyncio.Protocol):
                 if value:
                     return value
                 if self.closed.done():
-                    raise GoWorldError(f"connection closed while waiting (error: {self.error})")
+                    raise GoWorldError(
+                        f"connection closed while waiting (reason: {self.close_reason}, "
+                        f"error: {self.error})"
+                    )
                 self._changed.clear()
                 await self._changed.wait()
 
@@ -312,6 +342,14 @@ class GoWorldClient(asyncio.Protocol):
             args, _ = codec.decode_args(payload, pos)
             player = self.state.player
             self._record(ServerCall(player.id if player else "", method, args, filtered=True))
+        elif msgtype == MsgType.NOTICE_ON_CLIENT:
+            code, pos = codec.read_varstr(payload, 2)
+            text, _ = codec.read_varstr(payload, pos)
+            self.close_code, self.close_reason = code, text
+            if self.record:
+                self.log.append((msgtype, (code, text)))
+            if self.on_notice is not None:
+                self.on_notice(code, text)
         elif msgtype == MsgType.SYNC_POSITION_YAW_ON_CLIENTS:
             entities = self.state.entities
             for off in range(2, len(payload) - 31, 32):

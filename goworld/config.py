@@ -62,6 +62,10 @@ Our additions (documented in the shipped ``goworld.ini``)
       game or gate that is behind (then messages for it are dropped and logged), and
       ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose
       calls wait for it paused at their gates (:mod:`dispatcher.service`).
+    * Dispatcher ``game_hang_timeout`` (default 3 s; 0 = never): a game that sends nothing
+      that long is unhealthy and gets no new entities until it sends again;
+      ``boot_wait_timeout`` (default 30 s): how long a new client waits for a healthy boot
+      game before its gate closes it (:mod:`dispatcher.service`).
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
       template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
       100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
@@ -141,6 +145,10 @@ class DispatcherConfig:
     log_repeat_interval: int = field(default=10, kw_only=True)  # seconds
     log_backups: int = field(default=5, kw_only=True)  # generations kept by goworld start
     log_max_bytes: int = field(default=0, kw_only=True)  # rotate while running once larger; 0 = never
+    # ours: a game that sends nothing this long is unhealthy (no new entities); 0 = never
+    game_hang_timeout: int = field(default=3, kw_only=True)  # seconds
+    # ours: how long a new client waits for a healthy boot game before it is closed
+    boot_wait_timeout: int = field(default=30, kw_only=True)  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +376,8 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "frozen_queue_max_bytes", _int(1), str(256 * 1024 * 1024)),  # ours
     ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours
     ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
+    ("dispatcher", "game_hang_timeout", _int(0), "3"),  # ours; 0 = never
+    ("dispatcher", "boot_wait_timeout", _int(1), "30"),  # ours
     ("game", "boot_entity", _text, "Boot"),
     ("game", "save_interval", _int(1), "300"),
     ("game", "log_file", _text, "game.log"),

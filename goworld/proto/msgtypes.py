@@ -10,6 +10,8 @@ from enum import IntEnum
 
 __all__ = [
     "MsgType",
+    "ENTITIES_LOST_CHUNK",
+    "FEATURE_NOTICES",
     "is_redirect_to_client",
     "is_gate_service",
     "CLIENT_TO_GATE",
@@ -54,6 +56,10 @@ class MsgType(IntEnum):
     #: their ClientIDs, 16 bytes each) while the game their traffic goes to is behind.
     PAUSE_CLIENTS = 28
     RESUME_CLIENTS = 29
+    #: Ours, dispatcher -> every gate: these entities were lost with their game (``game_id``,
+    #: a stream that ended without a freeze); payload: their EntityIDs, 16 bytes each, at most
+    #: :data:`ENTITIES_LOST_CHUNK` per envelope. The gate closes each client it owns.
+    ENTITIES_LOST = 30
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001
@@ -71,8 +77,20 @@ class MsgType(IntEnum):
     REDIRECT_TO_GATEPROXY_MSG_TYPE_STOP = 1499
     CALL_FILTERED_CLIENTS = 1501
     SYNC_POSITION_YAW_ON_CLIENTS = 1502
+    #: Ours, gate -> client, sent only to a client that announced :data:`FEATURE_NOTICES` in a
+    #: heartbeat, just before the gate closes it: ``VarStr kind + VarStr text`` (the reason).
+    #: GoWorld's clients never announce it and never see it.
+    NOTICE_ON_CLIENT = 1901
     GATE_SERVICE_MSG_TYPE_STOP = 1999
     HEARTBEAT_FROM_CLIENT = 2001
+
+
+#: Entity ids per ENTITIES_LOST envelope (64 KiB of ids).
+ENTITIES_LOST_CHUNK = 4096
+
+#: Our clients' heartbeat (2001; 2004 in the legacy dialects) may carry a body, ``u32 LE``
+#: feature bits, which GoWorld's gate ignores. Bit 0: the client understands NOTICE_ON_CLIENT.
+FEATURE_NOTICES = 1
 
 
 def is_redirect_to_client(msgtype: int) -> bool:

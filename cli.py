@@ -22,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -114,6 +116,15 @@ class Cluster:
     def app(self) -> str | None:
         return runctl.read_cluster_app(self.run_dir)
 
+    def keep_logs(self, proc: Proc) -> None:
+        """Before ``proc`` starts again alone: its log and stderr become ``.1`` (``log_backups``),
+        unless another process shares the log file (then appended to) or it keeps none."""
+        if proc.backups <= 0:
+            return
+        if sum(1 for p in self.all_procs() if p.log_file == proc.log_file) == 1:
+            runctl.rotate(proc.log_file, proc.backups)
+        runctl.rotate(self.file(proc, ProcFile.STDERR), proc.backups)
+
     def rotate_logs(self) -> None:
         """Keep the previous run's log files and stderr captures as ``.1``, ``.2``... (each
         process's ``log_backups``; GoWorld truncates them). Before anything starts: processes
@@ -123,32 +134,52 @@ class Cluster:
         for proc in self.all_procs():
             backups[proc.log_file] = max(backups.get(proc.log_file, 0), proc.backups)
             backups[self.file(proc, ProcFile.STDERR)] = proc.backups
+        most = max(backups.values(), default=0)
+        backups[self.run_dir / runctl.SUPERVISOR_LOG] = most
+        backups[self.file_named(runctl.SUPERVISOR, ProcFile.STDERR)] = most
         for path, n in backups.items():
             runctl.rotate(path, n)
 
     def spawn(self, proc: Proc, app: Path | None, extra: Sequence[str] = ()) -> int:
         """Start ``proc`` detached; its stderr is appended to ``.goworld/<name>.stderr`` (a
         reload's standby shares it with the game it replaces)."""
-        self.run_dir.mkdir(exist_ok=True)
-        game_app = app if proc.role == "game" else None
-        static = None
-        if proc.role == "gate" and app is not None and (app / "web").is_dir():
-            static = app / "web"  # the game's browser client, served at /
-        cmd = [sys.executable, "-m", proc.role,
-               *runctl.role_args(proc.role, proc.id, self.cfg.path, app=game_app, static=static),
-               *extra]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")) if p
-        )
-        with open(self.file(proc, ProcFile.STDERR), "ab") as stderr:
-            env.update(runctl.stderr_capture_env(stderr.fileno()))
-            child = subprocess.Popen(
-                cmd, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=stderr, start_new_session=True, env=env,
-            )
-        self.write_pid(proc, child.pid)
-        return child.pid
+        return runctl.spawn(self.root, self.cfg.path, proc.role, proc.id, app, extra).pid
+
+    # ---- the supervisor ----
+
+    def supervisor_pid(self) -> int | None:
+        pid = runctl.read_pid(self.run_dir, runctl.SUPERVISOR)
+        return pid if pid is not None and _alive(pid) else None
+
+    def start_supervisor(self) -> int:
+        """Launch ``python -m goworld.supervisor`` and wait for its start tag."""
+        log_file = self.run_dir / runctl.SUPERVISOR_LOG
+        watch = _TagWatch(log_file, runctl.started_tag(runctl.SUPERVISOR))
+        pid = runctl.spawn(self.root, self.cfg.path, runctl.SUPERVISOR, 0, None).pid
+        if not watch.wait(pid, START_TIMEOUT["dispatcher"]):
+            tail = "\n".join(_tail_of(p) for p in (log_file, self.file_named(runctl.SUPERVISOR, ProcFile.STDERR)))
+            raise GoWorldError(f"the supervisor did not start\n{tail}")
+        return pid
+
+    def stop_supervisor(self, sig: int = runctl.STOP_SIGNAL) -> int | None:
+        """Stop the supervisor (first, so that it restarts nothing that is being stopped);
+        its pid if one ran."""
+        pid = self.supervisor_pid()
+        if pid is None:
+            return None
+        for s, timeout in ((sig, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, s)
+            deadline = time.monotonic() + timeout
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _alive(pid):
+                break
+        runctl.clear_status(self.run_dir, runctl.SUPERVISOR, ProcFile.PID)
+        return pid
+
+    def file_named(self, name: str, kind: ProcFile) -> Path:
+        return runctl.status_path(self.run_dir, name, kind)
 
     def watch_started(self, proc: Proc) -> _TagWatch:
         """Call before spawning ``proc``: watches its log for the start tag from now on."""
@@ -214,18 +245,7 @@ class Cluster:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return True
+_alive = runctl.alive
 
 
 def _last_lines(path: Path, lines: int, window: int = 64 * 1024) -> list[str]:
@@ -236,51 +256,15 @@ def _last_lines(path: Path, lines: int, window: int = 64 * 1024) -> list[str]:
         return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
 
 
-class _TagWatch:
-    """Looks for ``tag`` in what gets appended to a log file after this object is made.
+_TagWatch = runctl.TagWatch
 
-    Reads only the new bytes on each call (a log may be hundreds of MB). Follows rotations
-    (a process rotating its log by size, possibly two: a reload's standby writes the same file):
-    every generation ``path``, ``path.1``... is remembered by inode with the size it had, and
-    whatever an inode gains, or a new inode holds, is searched."""
 
-    def __init__(self, path: Path, tag: str) -> None:
-        self.path = path
-        self.tag = tag.encode()
-        self.pos: dict[int, int] = {}  # inode -> bytes already looked at
-        self.carry: dict[int, bytes] = {}  # inode -> its last bytes, should a tag straddle reads
-        for file in self._generations():
-            with contextlib.suppress(OSError):
-                st = file.stat()
-                self.pos[st.st_ino] = st.st_size
-
-    def _generations(self) -> list[Path]:
-        rotated = [p for p in self.path.parent.glob(self.path.name + ".*")
-                   if p.name[len(self.path.name) + 1:].isdigit()]
-        return [self.path, *rotated]
-
-    def found(self) -> bool:
-        for file in self._generations():
-            try:
-                st = file.stat()
-                pos = self.pos.get(st.st_ino, 0)
-                if st.st_size < pos:
-                    pos = 0  # truncated
-                if st.st_size == pos:
-                    continue
-                with open(file, "rb") as f:
-                    if os.fstat(f.fileno()).st_ino != st.st_ino:
-                        continue  # rotated meanwhile: seen on the next call
-                    f.seek(pos)
-                    chunk = f.read()
-            except OSError:
-                continue
-            self.pos[st.st_ino] = pos + len(chunk)
-            seen = self.carry.get(st.st_ino, b"") + chunk
-            if self.tag in seen:
-                return True
-            self.carry[st.st_ino] = seen[-len(self.tag):]
-        return False
+def _tail_of(path: Path, lines: int = 15) -> str:
+    try:
+        text = _last_lines(path, lines)
+    except OSError:
+        return ""
+    return f"--- {path} (last {len(text)} lines)\n" + "\n".join(text) if text else ""
 
 
 def _progress(msg: str) -> None:
@@ -354,15 +338,24 @@ print("ok: %d types" % len(reg.types))
     show_default=True,
     help="Seconds to wait, after the last gate, for the cluster to serve.",
 )
-def start_command(app: Path, ini_path: Path, timeout: float) -> None:
+@click.option(
+    "--no-supervise",
+    is_flag=True,
+    help="Do not launch the supervisor: a process that dies stays dead ([supervisor] enabled = 0 "
+    "does the same).",
+)
+def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool) -> None:
     """Start dispatchers, then games running APP, then gates; return once the cluster serves.
 
     Serving: every game has seen the deployment ready (all desired games and gates joined the
-    dispatchers) and knows the entity of every shard of every registered service."""
+    dispatchers) and knows the entity of every shard of every registered service. Then the
+    supervisor starts, which restarts a process that dies unexpectedly."""
     cluster = Cluster(_load_or_exit(ini_path))
-    running = cluster.running()
+    running = [p.name for p in cluster.running()]
+    if cluster.supervisor_pid() is not None:
+        running.append(runctl.SUPERVISOR)
     if running:
-        names = ", ".join(p.name for p in running)
+        names = ", ".join(running)
         click.echo(f"goworld start: refused, already running: {names} (goworld stop first)", err=True)
         sys.exit(1)
     clashes = ports.problems(cluster.cfg)
@@ -373,9 +366,12 @@ def start_command(app: Path, ini_path: Path, timeout: float) -> None:
             err=True,
         )
         sys.exit(1)
-    runctl.write_cluster_app(cluster.run_dir, app.resolve())
-    for proc in cluster.procs("game"):
-        runctl.clear_status(cluster.run_dir, proc.name, ProcFile.SERVING)
+    supervise = cluster.cfg.supervisor.enabled and not no_supervise
+    runctl.write_cluster_app(cluster.run_dir, app.resolve(), supervise=supervise)
+    for proc in cluster.all_procs():
+        for kind in (ProcFile.SERVING, ProcFile.HOLD, ProcFile.RESTORE):  # an earlier run's
+            runctl.clear_status(cluster.run_dir, proc.name, kind)
+    (cluster.run_dir / runctl.SUPERVISOR_STATE).unlink(missing_ok=True)
     cluster.rotate_logs()
     started: list[Proc] = []
     try:
@@ -391,9 +387,13 @@ def start_command(app: Path, ini_path: Path, timeout: float) -> None:
         _progress(f"{'waiting for services':<21} ")
         cluster.wait_serving(timeout)
         click.echo(f"ok  ({time.monotonic() - t0:.1f} s)")
+        if supervise:
+            _progress(f"starting {runctl.SUPERVISOR:<12} ")
+            click.echo(f"ok  pid {cluster.start_supervisor()}")
     except GoWorldError as exc:
         click.echo("FAILED")
         click.echo(f"goworld start: {exc}", err=True)
+        cluster.stop_supervisor(signal.SIGKILL)
         for proc in reversed(started):
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
         sys.exit(1)
@@ -428,34 +428,53 @@ def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
         sys.exit(1)
 
 
+@contextlib.contextmanager
+def _held(cluster: Cluster, procs: Sequence[Proc], op: str) -> Iterator[None]:
+    """Tell the supervisor that this command works on ``procs``: it restarts none of them
+    meanwhile, and afterwards watches whatever pid their pid files name (or restarts one
+    left down)."""
+    taken: list[Proc] = []
+    try:
+        for proc in procs:
+            runctl.take_hold(cluster.run_dir, proc.name, op)
+            taken.append(proc)
+        yield
+    finally:
+        for proc in taken:
+            runctl.release_hold(cluster.run_dir, proc.name)
+
+
 def _reload_in_place(cluster: Cluster) -> bool:
     ok = True
     for proc in cluster.procs("game"):
-        pid = cluster.pid(proc)
-        if pid is None:
-            click.echo(f"{proc.name}: not running", err=True)
-            ok = False
-            continue
-        status = cluster.file(proc, ProcFile.RELOAD)
-        status.unlink(missing_ok=True)
-        _progress(f"reloading {proc.name:<11} ")
-        os.kill(pid, runctl.RELOAD_SIGNAL)
-        deadline = time.monotonic() + 60
-        while not status.exists() and time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        try:
-            result = runctl.ReloadResult.from_json(status.read_text())
-        except (OSError, ValueError):
-            click.echo("no answer")
-            ok = False
-            continue
-        if result.ok:
-            click.echo(f"ok  {result.message}")
-        else:
-            click.echo("REJECTED (the old code keeps running)")
-            click.echo(f"  {result.message}", err=True)
-            ok = False
+        with _held(cluster, [proc], "reload"):
+            ok = _reload_one_in_place(cluster, proc) and ok
     return ok
+
+
+def _reload_one_in_place(cluster: Cluster, proc: Proc) -> bool:
+    pid = cluster.pid(proc)
+    if pid is None:
+        click.echo(f"{proc.name}: not running", err=True)
+        return False
+    status = cluster.file(proc, ProcFile.RELOAD)
+    status.unlink(missing_ok=True)
+    _progress(f"reloading {proc.name:<11} ")
+    os.kill(pid, runctl.RELOAD_SIGNAL)
+    deadline = time.monotonic() + 60
+    while not status.exists() and time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    try:
+        result = runctl.ReloadResult.from_json(status.read_text())
+    except (OSError, ValueError):
+        click.echo("no answer")
+        return False
+    if not result.ok:
+        click.echo("REJECTED (the old code keeps running)")
+        click.echo(f"  {result.message}", err=True)
+        return False
+    click.echo(f"ok  {result.message}")
+    return True
 
 
 def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
@@ -466,30 +485,38 @@ def _reload_by_restart(cluster: Cluster, app: Path) -> bool:
     freeze plus the restore, not the Python start-up in between.
     """
     for proc in cluster.procs("game"):
-        frozen = runctl.freeze_file(cluster.root, proc.id)
-        pid = cluster.pid(proc)
-        watch = cluster.watch_started(proc)
-        t0 = time.monotonic()
-        if pid is not None:
-            new_pid = _freeze_with_standby(cluster, proc, pid, app, t0)
-            if new_pid is None:
+        with _held(cluster, [proc], "reload"):
+            if not _reload_one_by_restart(cluster, app, proc):
                 return False
-        elif frozen.exists():
-            click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
-            new_pid = cluster.spawn(proc, app, runctl.restore_args())
-        else:
-            click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
+    return True
+
+
+def _reload_one_by_restart(cluster: Cluster, app: Path, proc: Proc) -> bool:
+    frozen = runctl.freeze_file(cluster.root, proc.id)
+    pid = cluster.pid(proc)
+    watch = cluster.watch_started(proc)
+    t0 = time.monotonic()
+    if pid is not None:
+        new_pid = _freeze_with_standby(cluster, proc, pid, app, t0)
+        if new_pid is None:
             return False
-        _progress(f"restoring {proc.name:<11} ")
-        try:
-            cluster.wait_started(proc, new_pid, watch)
-        except GoWorldError as exc:
-            click.echo("FAILED")
-            cluster.signal_and_wait(proc, signal.SIGKILL, 5)
-            click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: fix the "
-                       "problem and run `goworld reload` again to restore it.", err=True)
-            return False
-        click.echo(f"ok  pid {new_pid}  ({time.monotonic() - t0:.2f} s since the freeze began)")
+    elif frozen.exists():
+        click.echo(f"{proc.name} is not running: restoring it from {frozen.name}")
+        new_pid = cluster.spawn(proc, app, runctl.restore_args())
+    else:
+        click.echo(f"goworld reload: {proc.name} is not running and has no freeze file", err=True)
+        return False
+    _progress(f"restoring {proc.name:<11} ")
+    try:
+        cluster.wait_started(proc, new_pid, watch)
+    except GoWorldError as exc:
+        click.echo("FAILED")
+        cluster.signal_and_wait(proc, signal.SIGKILL, 5)
+        click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: fix the "
+                   "problem and run `goworld reload` again to restore it.", err=True)
+        return False
+    click.echo(f"ok  pid {new_pid}  ({time.monotonic() - t0:.2f} s since the freeze began)")
+    runctl.restore_pending(cluster.root, proc.id)  # drops the marker once the file is consumed
     return True
 
 
@@ -511,6 +538,8 @@ def _freeze_with_standby(
         click.echo(f"goworld reload: {detail}", err=True)
         return None
     click.echo(f"ok  {_frozen_size(cluster, proc)} bytes  ({time.monotonic() - t0:.2f} s)")
+    # Should the standby die before it consumed the freeze file, the supervisor restores.
+    runctl.write_status(cluster.run_dir, proc.name, ProcFile.RESTORE, f"{pid}\n")
     cluster.write_pid(proc, standby)
     return standby
 
@@ -600,6 +629,10 @@ def stop_command(app: Path | None, ini_path: Path) -> None:
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "stop")
+    if cluster.supervisor_pid() is not None:
+        _progress(f"stopping {runctl.SUPERVISOR:<12} ")
+        cluster.stop_supervisor()
+        click.echo("ok")
     if not cluster.running():
         click.echo("goworld stop: nothing is running")
         return
@@ -628,6 +661,8 @@ def kill_command(app: Path | None, ini_path: Path) -> None:
     APP (optional, as in GoWorld's `goworld kill APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "kill")
+    if cluster.stop_supervisor(signal.SIGKILL) is not None:
+        click.echo(f"killed {runctl.SUPERVISOR}")
     for proc in cluster.all_procs():
         if cluster.pid(proc) is not None:
             cluster.signal_and_wait(proc, signal.SIGKILL, 10)
@@ -637,24 +672,162 @@ def kill_command(app: Path | None, ini_path: Path) -> None:
 @main.command("status")
 @_APP_ARGUMENT
 @_INI_OPTION
-def status_command(app: Path | None, ini_path: Path) -> None:
-    """Show which processes of the cluster are running.
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+def status_command(app: Path | None, ini_path: Path, as_json: bool) -> None:
+    """Show each process of the cluster: up or down, pid, uptime, restarts by the supervisor.
 
-    APP (optional, as in GoWorld's `goworld status APP`) must be the running cluster's app."""
+    Exits 0 when everything (the supervisor too, unless started with --no-supervise) runs,
+    3 when nothing runs, 1 when something is down. APP (optional, as in GoWorld's
+    `goworld status APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path, check_files=False))
     _check_app(cluster, app, "status")
-    running = cluster.running()
+    report = _status(cluster)
+    procs = report["processes"]
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(cluster, report)
+    if not any(p["up"] for p in procs):
+        sys.exit(3)
+    if not report["ok"]:
+        sys.exit(1)
+
+
+def _status(cluster: Cluster) -> dict[str, Any]:
+    from goworld.supervisor import read_state
+
+    supervised = runctl.read_cluster_supervised(cluster.run_dir)
+    sup_pid = cluster.supervisor_pid()
+    state = read_state(cluster.run_dir) if sup_pid is not None else {}
+    now = time.time()
+    procs = []
+    for proc in cluster.all_procs():
+        pid = cluster.pid(proc)
+        seen = state.get(proc.name, {})
+        started = runctl.start_time(pid) if pid is not None else None
+        if pid is None:
+            label = {"backoff": "down (restarting)", "gave-up": "down (gave up)"}.get(
+                seen.get("state", ""), "down")
+        else:
+            label = "starting" if seen.get("state") == "starting" else "up"
+        procs.append({
+            "name": proc.name, "role": proc.role, "id": proc.id, "up": pid is not None,
+            "state": label, "pid": pid,
+            "uptime": round(now - started, 1) if started is not None else None,
+            "restarts": int(seen.get("restarts", 0)), "last_restart": seen.get("last_restart"),
+            "last_exit": seen.get("last_exit", ""), "log": str(proc.log_file),
+        })
+    ok = all(p["up"] for p in procs) and (sup_pid is not None or not supervised)
+    return {
+        "app": cluster.app(), "ok": ok, "processes": procs,
+        "supervisor": {"expected": supervised, "up": sup_pid is not None, "pid": sup_pid},
+    }
+
+
+def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
+    procs = report["processes"]
     d = cluster.cfg.deployment
-    count = {r: sum(1 for p in running if p.role == r) for r in ("dispatcher", "game", "gate")}
-    app = cluster.app() or "-"
+    count = {r: sum(1 for p in procs if p["role"] == r and p["up"]) for r in ("dispatcher", "game", "gate")}
+    sup = report["supervisor"]
+    if sup["up"]:
+        supervisor = f"supervisor pid {sup['pid']}"
+    else:
+        expected = sup["expected"] and any(p["up"] for p in procs)
+        supervisor = "supervisor NOT RUNNING" if expected else "not supervised"
     click.echo(
         f"{count['dispatcher']}/{d.desired_dispatchers} dispatchers, {count['game']}/"
-        f"{d.desired_games} games ({app}), {count['gate']}/{d.desired_gates} gates running"
+        f"{d.desired_games} games ({report['app'] or '-'}), {count['gate']}/{d.desired_gates} "
+        f"gates running; {supervisor}"
     )
-    for proc, pid in running.items():
-        click.echo(f"  {proc.name:<12} pid {pid:<8} log {proc.log_file}")
-    if not running:
-        sys.exit(3)
+    click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  LAST RESTART")
+    for p in procs:
+        last = "-"
+        if p["last_restart"] is not None:
+            when = time.strftime("%H:%M:%S", time.localtime(p["last_restart"]))
+            last = f"{when} ({_duration(time.time() - p['last_restart'])} ago)"
+        uptime = _duration(p["uptime"]) if p["uptime"] is not None else "-"
+        click.echo(f"  {p['name']:<12} {p['state']:<18} {p['pid'] or '-'!s:<8} {uptime:<9} "
+                   f"{p['restarts']:<8}  {last}")
+        if not p["up"] and p["last_exit"]:
+            click.echo(f"      {p['last_exit']}")
+
+
+def _duration(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+_PROC_NAME = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
+
+
+@main.command("restart")
+@click.argument("args", nargs=-1, metavar="[APP] [PROCESS]")
+@_INI_OPTION
+def restart_command(args: tuple[str, ...], ini_path: Path) -> None:
+    """Restart one process (game1, gate2, dispatcher1) or, without PROCESS, all of them.
+
+    One process: stopped (a game saves its entities), started again (a game fresh, never from
+    a freeze file) and waited for: a game until it serves, a gate until it listens. All:
+    dispatchers, then games, then gates, one at a time. The supervisor leaves them alone
+    meanwhile and watches the new processes afterwards. APP (optional, as in GoWorld's forms)
+    must be the running cluster's app."""
+    names = [a for a in args if _PROC_NAME.fullmatch(a)]
+    apps = [a for a in args if not _PROC_NAME.fullmatch(a)]
+    if len(names) > 1 or len(apps) > 1:
+        click.echo("goworld restart: give at most one APP and one PROCESS (e.g. game1)", err=True)
+        sys.exit(2)
+    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    _check_app(cluster, Path(apps[0]) if apps else None, "restart")
+    current = cluster.app()
+    if current is None:
+        click.echo("goworld restart: no cluster was started here (goworld start first)", err=True)
+        sys.exit(1)
+    procs = cluster.all_procs()
+    if names:
+        procs = [p for p in procs if p.name == names[0]]
+        if not procs:
+            click.echo(f"goworld restart: {cluster.cfg.path} has no {names[0]}", err=True)
+            sys.exit(2)
+    with _held(cluster, procs, "restart"):
+        for proc in procs:
+            t0 = time.monotonic()
+            _progress(f"restarting {proc.name:<10} ")
+            try:
+                pid = _restart_one(cluster, proc, Path(current))
+            except GoWorldError as exc:
+                click.echo("FAILED")
+                click.echo(f"goworld restart: {exc}", err=True)
+                sys.exit(1)
+            click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+
+
+def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:
+    """Stop ``proc`` (SIGTERM, then SIGKILL), start it fresh and wait until it is back."""
+    if not cluster.signal_and_wait(proc, runctl.STOP_SIGNAL, STOP_TIMEOUT[proc.role]):
+        cluster.signal_and_wait(proc, signal.SIGKILL, 10)
+    cluster.keep_logs(proc)
+    runctl.clear_status(cluster.run_dir, proc.name, ProcFile.RESTORE)  # a freeze file is stale now
+    serving = cluster.file(proc, ProcFile.SERVING)
+    serving.unlink(missing_ok=True)
+    watch = cluster.watch_started(proc)
+    pid = cluster.spawn(proc, app)
+    cluster.wait_started(proc, pid, watch)  # a gate logs it once it listens
+    if proc.role == "game":
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while not serving.exists():
+            if not _alive(pid):
+                raise GoWorldError(f"{proc.name} exited before it could serve\n{cluster.tail(proc)}")
+            if time.monotonic() > deadline:
+                raise GoWorldError(f"{proc.name} did not report serving within {SERVE_TIMEOUT:.0f} s\n"
+                                   f"{cluster.tail(proc)}")
+            time.sleep(0.05)
+    return pid
 
 
 @main.command("bench")

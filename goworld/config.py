@@ -71,6 +71,10 @@ Our additions (documented in the shipped ``goworld.ini``)
       100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
       the log file and of the captured stderr that ``goworld start`` keeps (0: truncate, as
       GoWorld); ``log_max_bytes`` (default 0 = never) rotates the log file while running.
+    * ``[supervisor]`` (optional): ``enabled`` (default true), ``restart_backoff`` (1 s, doubled
+      per recent restart), ``restart_backoff_max`` (60 s), ``max_restarts`` (5) within
+      ``restart_window`` seconds (300), then the supervisor gives up on that process
+      (:mod:`goworld.supervisor`).
 
 The key schema is the one table :data:`_SCHEMA`: adding a key is one row there plus one
 field on the matching dataclass (a test checks they agree).
@@ -100,6 +104,7 @@ __all__ = [
     "GateConfig",
     "KVDBConfig",
     "StorageConfig",
+    "SupervisorConfig",
     "load",
 ]
 
@@ -247,6 +252,18 @@ class KVDBConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    """``[supervisor]`` (ours): how ``goworld start``'s supervisor restarts a process that died
+    unexpectedly (:mod:`goworld.supervisor`)."""
+
+    enabled: bool = True  # goworld start launches the supervisor (start --no-supervise: not)
+    restart_backoff: float = 1.0  # seconds before the first restart; doubled for each recent one
+    restart_backoff_max: float = 60.0  # the longest wait before a restart
+    max_restarts: int = 5  # restarts of one process within restart_window, then it gives up
+    restart_window: float = 300.0  # seconds
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     path: Path  # absolute path of the file read
     deployment: DeploymentConfig
@@ -256,6 +273,7 @@ class ClusterConfig:
     gates: Mapping[int, GateConfig]  # ids 1..desired_gates
     storage: StorageConfig
     kvdb: KVDBConfig | None  # None: KVDB disabled
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)  # ours
 
     @property
     def config_dir(self) -> Path:
@@ -289,6 +307,19 @@ def _int(lo: int, hi: int | None = None) -> _Parser:
         value = int(raw)
         if value < lo or (hi is not None and value > hi):
             raise ValueError(f"must be at least {lo}" if hi is None else f"must be in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _seconds(lo: float) -> _Parser:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("expected a number of seconds") from None
+        if not value >= lo or value == float("inf"):
+            raise ValueError(f"must be a finite number of seconds, at least {lo:g}")
         return value
 
     return parse
@@ -426,6 +457,11 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
     ("gate", "ws_max_message_size", _int(0), str(256 * 1024)),
     ("gate", "link_pause_backlog_bytes", _int(0), str(4 * 1024 * 1024)),  # ours; 0 = off
+    ("supervisor", "enabled", _bool, "true"),  # ours, the whole section
+    ("supervisor", "restart_backoff", _seconds(0.0), "1"),
+    ("supervisor", "restart_backoff_max", _seconds(0.0), "60"),
+    ("supervisor", "max_restarts", _int(0), "5"),
+    ("supervisor", "restart_window", _seconds(1.0), "300"),
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
     ("storage.mongodb", "db", _text, "goworld"),
@@ -446,7 +482,7 @@ _ROLES: dict[str, tuple[type[Any], str]] = {
 }
 _BACKEND_TYPES = ("sqlite", "mongodb", "redis")
 _PLAIN_SECTIONS = frozenset(
-    {"deployment", "debug", "storage", "kvdb", *(f"{role}_common" for role in _ROLES)}
+    {"deployment", "debug", "storage", "kvdb", "supervisor", *(f"{role}_common" for role in _ROLES)}
 )
 _ROLE_SECTION_RE = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
 _START_NODES = "start_nodes_"
@@ -499,6 +535,7 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
         gates=roles["gate"],
         storage=StorageConfig(**_backend(path, "storage", sections, "sqlite", files)),
         kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "", files)) else None,
+        supervisor=SupervisorConfig(**_parse_keys(path, "supervisor", "supervisor", sections)[0]),
     )
 
 

@@ -21,6 +21,22 @@ Files, relative to the cluster root (the ini's directory, every process's workin
 - ``game<id>_freezed.dat`` (:func:`freeze_file`): a frozen game (GoWorld's name), renamed to
   ``game<id>_freezed.restored`` once the restoring game is back on every dispatcher.
 
+Supervision (:mod:`goworld.supervisor`, started by ``goworld start`` unless ``--no-supervise``):
+
+- ``.goworld/supervisor.pid``, ``supervisor.stderr`` (:data:`SUPERVISOR`), its log
+  ``.goworld/supervisor.log`` (:data:`SUPERVISOR_LOG`) and its state for ``goworld status``,
+  ``.goworld/supervisor.json`` (:data:`SUPERVISOR_STATE`, written atomically).
+- ``.goworld/<proc>.hold`` (:class:`Hold`): a CLI command (stop of one process, restart,
+  reload) is working on that process; the supervisor leaves it alone while the file exists
+  and the command (its pid in the file) runs, so an exit under a hold is never a crash.
+  Taking and releasing a hold, and the supervisor's check-then-spawn, happen under an
+  ``flock`` on ``.goworld/<proc>.lock`` (:func:`locked`): a hold taken after the supervisor
+  decided to restart sees the new pid in the pid file.
+- ``.goworld/game<id>.restore``: written by ``goworld reload`` once the game froze, removed when
+  the freeze file was consumed (renamed ``.restored``) or by ``goworld start``. A game the
+  supervisor restarts gets ``-restore`` only while this and the freeze file exist
+  (:func:`restore_pending`); any other freeze file is stale.
+
 Environment: ``GOWORLD_STDERR`` (:data:`STDERR_ENV`) is set by the CLI to the ``device:inode``
 of the file it captures a process's stderr into (:func:`stderr_capture_env`). A process whose
 fd 2 is that file (:func:`stderr_is_captured`) writes its log records to its log file only, so
@@ -35,11 +51,16 @@ re-imports a game's code in place. A process logs :func:`started_tag` once it ru
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import json
 import os
 import signal
-from collections.abc import Mapping
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +89,7 @@ __all__ = [
     "read_pid",
     "write_cluster_app",
     "read_cluster_app",
+    "read_cluster_supervised",
     "freeze_file",
     "restored_file",
     "role_args",
@@ -78,6 +100,19 @@ __all__ = [
     "stderr_capture_env",
     "stderr_is_captured",
     "rotate",
+    "SUPERVISOR",
+    "SUPERVISOR_LOG",
+    "SUPERVISOR_STATE",
+    "Hold",
+    "locked",
+    "take_hold",
+    "release_hold",
+    "read_hold",
+    "restore_pending",
+    "alive",
+    "start_time",
+    "spawn",
+    "TagWatch",
 ]
 
 #: The CLI's bookkeeping directory, relative to the cluster root.
@@ -101,6 +136,12 @@ AFTER_PID_FLAG = "after-pid"
 #: Set by the CLI for the processes whose stderr it captures: ``device:inode`` of that file.
 STDERR_ENV = "GOWORLD_STDERR"
 
+#: The supervisor's name in the run directory (``supervisor.pid``, ``supervisor.stderr``).
+SUPERVISOR = "supervisor"
+#: In the run directory: the supervisor's log file and its state (JSON, for ``goworld status``).
+SUPERVISOR_LOG = "supervisor.log"
+SUPERVISOR_STATE = "supervisor.json"
+
 STOP_SIGNAL = signal.SIGTERM
 FREEZE_SIGNAL = signal.SIGHUP
 RELOAD_SIGNAL = signal.SIGUSR1
@@ -115,6 +156,9 @@ class ProcFile(enum.StrEnum):
     FREEZE_ERROR = "freeze-error"
     RELOAD = "reload"
     SERVING = "serving"
+    HOLD = "hold"
+    LOCK = "lock"
+    RESTORE = "restore"
 
 
 class GameState(enum.Enum):
@@ -202,9 +246,21 @@ def read_pid(run_dir: Path, name: str) -> int | None:
         return None
 
 
-def write_cluster_app(run_dir: Path, app: Path) -> None:
+def write_cluster_app(run_dir: Path, app: Path, *, supervise: bool | None = None) -> None:
+    """``supervise``: whether ``goworld start`` launched a supervisor (None: not recorded)."""
     run_dir.mkdir(exist_ok=True)
-    write_atomically(run_dir / CLUSTER_FILE, json.dumps({"app": str(app)}).encode("utf-8"))
+    data: dict[str, object] = {"app": str(app)}
+    if supervise is not None:
+        data["supervise"] = supervise
+    write_atomically(run_dir / CLUSTER_FILE, json.dumps(data).encode("utf-8"))
+
+
+def read_cluster_supervised(run_dir: Path) -> bool:
+    """Whether the running cluster was started with a supervisor."""
+    try:
+        return json.loads((run_dir / CLUSTER_FILE).read_text()).get("supervise") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_cluster_app(run_dir: Path) -> str | None:
@@ -294,3 +350,200 @@ def rotate(path: Path, backups: int) -> None:
         if older.exists():
             os.replace(older, path.with_name(f"{path.name}.{n + 1}"))
     os.replace(path, path.with_name(f"{path.name}.1"))
+
+
+# ---- supervision: holds, the restore marker, processes ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The ``<proc>.hold`` file: command ``op`` (``restart``, ``reload``...) of CLI ``pid``
+    works on the process."""
+
+    op: str
+    pid: int
+
+    def to_json(self) -> str:
+        return json.dumps({"op": self.op, "pid": self.pid})
+
+    @classmethod
+    def from_json(cls, text: str) -> Hold:
+        """Raises ValueError for anything but what :meth:`to_json` writes."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+            raise ValueError(f"not a hold: {text!r}")
+        return cls(str(data.get("op", "")), data["pid"])
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, name: str, *, blocking: bool = True) -> Iterator[bool]:
+    """Hold the ``flock`` of process ``name``; yields False (not held) when ``blocking`` is
+    off and someone else has it."""
+    run_dir.mkdir(exist_ok=True)
+    fd = os.open(status_path(run_dir, name, ProcFile.LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def take_hold(run_dir: Path, name: str, op: str, pid: int | None = None) -> None:
+    """Tell the supervisor that this command (``pid``, default ours) works on ``name``."""
+    with locked(run_dir, name):
+        write_status(run_dir, name, ProcFile.HOLD, Hold(op, os.getpid() if pid is None else pid).to_json())
+
+
+def release_hold(run_dir: Path, name: str) -> None:
+    with locked(run_dir, name):
+        clear_status(run_dir, name, ProcFile.HOLD)
+
+
+def read_hold(run_dir: Path, name: str) -> Hold | None:
+    """The hold on ``name`` if its command still runs (a stale or unreadable one is None)."""
+    text = read_status(run_dir, name, ProcFile.HOLD)
+    if text is None:
+        return None
+    try:
+        hold = Hold.from_json(text)
+    except ValueError:
+        return None
+    return hold if alive(hold.pid) else None
+
+
+def restore_pending(root: Path, game_id: int) -> bool:
+    """Whether game ``game_id`` froze for a reload whose restore has not consumed the freeze
+    file: only then does a restart of that game use ``-restore``. A marker whose freeze file
+    is gone is removed."""
+    rd, name = run_dir(root), proc_name("game", game_id)
+    if read_status(rd, name, ProcFile.RESTORE) is None:
+        return False
+    if freeze_file(root, game_id).exists():
+        return True
+    clear_status(rd, name, ProcFile.RESTORE)
+    return False
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from ``/proc``; None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().split(") ", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def spawn(
+    root: Path,
+    configfile: Path,
+    role: str,
+    proc_id: int,
+    app: Path | None,
+    extra: Sequence[str] = (),
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m <role>`` for one process of the cluster rooted at ``root``, detached
+    (its own session), its stderr appended to ``.goworld/<name>.stderr``; writes its pid file.
+
+    A game gets ``-app``; a gate gets ``-static`` when the app has a ``web/`` directory (the
+    game's browser client). ``role`` may also be :data:`SUPERVISOR` (``python -m
+    goworld.supervisor -configfile ...``)."""
+    rd = run_dir(root)
+    rd.mkdir(exist_ok=True)
+    if role == SUPERVISOR:
+        name, module = SUPERVISOR, "goworld.supervisor"
+        args = [f"-{CONFIG_FLAG}", str(configfile)]
+    else:
+        name, module = proc_name(role, proc_id), role
+        static = app / "web" if role == "gate" and app is not None and (app / "web").is_dir() else None
+        args = role_args(role, proc_id, configfile, app=app if role == "game" else None, static=static)
+    env = dict(os.environ)
+    source_root = str(Path(__file__).resolve().parent.parent)  # where the role packages are
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH", "")) if p)
+    with open(status_path(rd, name, ProcFile.STDERR), "ab") as stderr:
+        env.update(stderr_capture_env(stderr.fileno()))
+        child = subprocess.Popen(
+            [sys.executable, "-m", module, *args, *extra], cwd=root, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True, env=env,
+        )
+    write_pid(rd, name, child.pid)
+    return child
+
+
+class TagWatch:
+    """Looks for ``tag`` in what gets appended to a log file after this object is made.
+
+    Reads only the new bytes on each call (a log may be hundreds of MB). Follows rotations
+    (a process rotating its log by size, possibly two: a reload's standby writes the same file):
+    every generation ``path``, ``path.1``... is remembered by inode with the size it had, and
+    whatever an inode gains, or a new inode holds, is searched."""
+
+    def __init__(self, path: Path, tag: str) -> None:
+        self.path = path
+        self.tag = tag.encode()
+        self.pos: dict[int, int] = {}  # inode -> bytes already looked at
+        self.carry: dict[int, bytes] = {}  # inode -> its last bytes, should a tag straddle reads
+        for file in self._generations():
+            with contextlib.suppress(OSError):
+                st = file.stat()
+                self.pos[st.st_ino] = st.st_size
+
+    def _generations(self) -> list[Path]:
+        rotated = [p for p in self.path.parent.glob(self.path.name + ".*")
+                   if p.name[len(self.path.name) + 1:].isdigit()]
+        return [self.path, *rotated]
+
+    def found(self) -> bool:
+        for file in self._generations():
+            try:
+                st = file.stat()
+                pos = self.pos.get(st.st_ino, 0)
+                if st.st_size < pos:
+                    pos = 0  # truncated
+                if st.st_size == pos:
+                    continue
+                with open(file, "rb") as f:
+                    if os.fstat(f.fileno()).st_ino != st.st_ino:
+                        continue  # rotated meanwhile: seen on the next call
+                    f.seek(pos)
+                    chunk = f.read()
+            except OSError:
+                continue
+            self.pos[st.st_ino] = pos + len(chunk)
+            seen = self.carry.get(st.st_ino, b"") + chunk
+            if self.tag in seen:
+                return True
+            self.carry[st.st_ino] = seen[-len(self.tag):]
+        return False
+
+    def wait(self, pid: int, timeout: float) -> bool:
+        """Wait for the tag while ``pid`` lives; False when it exited or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.found():
+                return True
+            if not alive(pid):
+                return self.found()
+            time.sleep(0.05)
+        return False

@@ -1,0 +1,446 @@
+"""The supervisor: restarts a process of the cluster that died unexpectedly.
+
+``goworld start`` launches it last, once the cluster serves (``python -m goworld.supervisor
+-configfile goworld.ini``, detached like the roles; ``--no-supervise`` or ``[supervisor]
+enabled = false``: not at all). It polls every process of the ini (:data:`POLL_INTERVAL`):
+one whose pid is gone without the CLI having said so is a crash (kill -9, a traceback, an
+exit of its own, whatever its status), logged as one WARNING line, and restarted after a
+back-off (``restart_backoff`` seconds, doubled for each restart of that process within
+``restart_window``, at most ``restart_backoff_max``), logged as one more. After
+``max_restarts`` restarts within the window it gives up on that process (one CRITICAL line)
+until an operator brings it back (``goworld restart``, which the supervisor then adopts).
+
+Intended exits are never crashes: ``goworld stop`` and ``goworld kill`` stop the supervisor
+first; ``goworld restart`` and ``goworld reload`` (both modes) take a hold on each process
+they work on (``runctl.take_hold``), under which the supervisor watches nothing; when the hold
+is released the supervisor adopts whatever pid the pid file then names, or restarts the
+process if the command left it down. A restarted game uses ``-restore`` only when the reload
+that froze it never consumed its freeze file (``runctl.restore_pending``); otherwise the
+freeze file is stale. Games and gates wait for a dispatcher that is being restarted (back-off
+or not yet started), so a cluster that lost several processes comes back in start order.
+
+Before a restart the crashed process's log file and its ``.goworld/<name>.stderr`` are kept
+as ``.1``, ``.2``... (``runctl.rotate``, ``log_backups`` generations; a log file shared with
+another process, or ``log_backups = 0``, is appended to instead).
+
+The decisions are :class:`Supervisor` (no I/O: an injected clock and a :class:`Processes`
+table); :class:`RunDirProcesses` is the table of a real cluster, :func:`main` the loop.
+The supervisor's own log is ``.goworld/supervisor.log``; its state, for ``goworld status``,
+``.goworld/supervisor.json`` (:meth:`Supervisor.snapshot`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from goworld import log, runctl
+from goworld.config import ClusterConfig, SupervisorConfig, load
+from goworld.errors import ConfigError
+from goworld.runctl import ProcFile
+
+__all__ = [
+    "POLL_INTERVAL",
+    "Policy",
+    "State",
+    "Event",
+    "ProcStatus",
+    "Processes",
+    "Supervisor",
+    "RunDirProcesses",
+    "main",
+]
+
+logger = logging.getLogger("goworld.supervisor")
+
+#: Seconds between two looks at every process.
+POLL_INTERVAL = 0.2
+
+ROLES = ("dispatcher", "game", "gate")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When to restart, from ``[supervisor]``."""
+
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+    max_restarts: int = 5
+    window: float = 300.0
+
+    @classmethod
+    def from_config(cls, cfg: SupervisorConfig) -> Policy:
+        return cls(cfg.restart_backoff, cfg.restart_backoff_max, cfg.max_restarts, cfg.restart_window)
+
+    def delay(self, recent: int) -> float:
+        """The wait before a restart when the process was restarted ``recent`` times within
+        the window."""
+        return float(min(self.backoff * 2.0 ** min(recent, 60), self.backoff_max))
+
+
+class State(enum.StrEnum):
+    UP = "up"  # running (started by us and tagged, or adopted)
+    STARTING = "starting"  # restarted by us, its start tag not seen yet
+    BACKOFF = "backoff"  # down, restart due at ProcStatus.due
+    GAVE_UP = "gave-up"  # down, too many restarts: left alone until someone starts it
+    HELD = "held"  # a CLI command works on it
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the supervisor did or saw, one log line."""
+
+    level: int
+    name: str
+    kind: str  # crash, restart, started, gave-up, adopted, held, released
+    message: str
+
+
+@dataclass
+class ProcStatus:
+    name: str
+    role: str
+    state: State = State.UP
+    pid: int | None = None
+    restarts: int = 0  # restarts by the supervisor since it started
+    last_restart: float | None = None  # wall-clock time of the last one
+    last_exit: str = ""  # why it last went down
+    due: float = 0.0  # BACKOFF: monotonic time of the restart
+    recent: deque[float] = field(default_factory=deque)  # monotonic times of restarts in window
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value, "pid": self.pid, "restarts": self.restarts,
+            "last_restart": self.last_restart, "last_exit": self.last_exit,
+        }
+
+
+class Processes(Protocol):
+    """The supervisor's view of the cluster's processes (by name: ``game1``)."""
+
+    def held(self, name: str) -> bool:
+        """A CLI command works on ``name`` (restart, reload)."""
+
+    def live_pid(self, name: str) -> int | None:
+        """The pid in ``name``'s pid file, if that process runs."""
+
+    def is_alive(self, name: str, pid: int) -> bool:
+        """Whether ``pid`` (which was ``name``) still runs."""
+
+    def exit_reason(self, name: str, pid: int) -> str:
+        """How ``pid`` ended (exit status or signal, when known)."""
+
+    def started(self, name: str) -> bool:
+        """Whether the process last spawned by :meth:`spawn` logged its start tag."""
+
+    def wants_restore(self, name: str) -> bool:
+        """Whether a restart of ``name`` must restore from a reload's freeze file."""
+
+    def spawn(self, name: str, restore: bool) -> int | None:
+        """Start ``name`` again; None (nothing started) when a CLI command took a hold."""
+
+
+class Supervisor:
+    """The decisions; :meth:`tick` looks at every process once and returns what it did."""
+
+    def __init__(
+        self,
+        procs: Iterable[tuple[str, str]],  # (name, role), in start order
+        table: Processes,
+        policy: Policy,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table = table
+        self.policy = policy
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.procs = {name: ProcStatus(name, role) for name, role in procs}
+        for status in self.procs.values():
+            status.pid = table.live_pid(status.name)
+
+    def tick(self) -> list[Event]:
+        events: list[Event] = []
+        for status in self.procs.values():
+            self._look(status, events)
+        return events
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: status.to_json() for name, status in self.procs.items()}
+
+    # ---- one process ---------------------------------------------------------------------
+
+    def _look(self, st: ProcStatus, events: list[Event]) -> None:
+        if self.table.held(st.name):
+            if st.state is not State.HELD:
+                st.state = State.HELD
+                events.append(Event(logging.INFO, st.name, "held", f"{st.name}: a goworld command works on it"))
+            return
+        live = self.table.live_pid(st.name)
+        if st.state is State.HELD:
+            if live is not None:
+                self._adopt(st, live, events, "released")
+            else:
+                self._down(st, "down when the goworld command working on it finished", events)
+            return
+        if st.state in (State.BACKOFF, State.GAVE_UP) or st.pid is None:
+            if live is not None:  # someone (goworld restart) started it meanwhile
+                self._adopt(st, live, events, "adopted")
+            elif st.state is State.BACKOFF:
+                if self.clock() >= st.due and not self._waits_for_dispatchers(st):
+                    self._restart(st, events)
+            elif st.state is not State.GAVE_UP:
+                self._down(st, "not running", events)
+            return
+        if live is not None and live != st.pid:
+            self._adopt(st, live, events, "adopted")
+        elif self.table.is_alive(st.name, st.pid):
+            if st.state is State.STARTING and self.table.started(st.name):
+                st.state = State.UP
+                events.append(Event(logging.INFO, st.name, "started", f"{st.name} (pid {st.pid}) started"))
+        else:
+            self._down(st, f"pid {st.pid} exited unexpectedly ({self.table.exit_reason(st.name, st.pid)})", events)
+
+    def _adopt(self, st: ProcStatus, pid: int, events: list[Event], kind: str) -> None:
+        st.state, st.pid = State.UP, pid
+        events.append(Event(logging.INFO, st.name, kind, f"{st.name}: watching pid {pid}"))
+
+    def _down(self, st: ProcStatus, why: str, events: list[Event]) -> None:
+        now = self.clock()
+        while st.recent and st.recent[0] <= now - self.policy.window:
+            st.recent.popleft()
+        st.pid, st.last_exit = None, why
+        if len(st.recent) >= self.policy.max_restarts:
+            st.state = State.GAVE_UP
+            events.append(Event(
+                logging.CRITICAL, st.name, "gave-up",
+                f"{st.name} {why}; giving up after {len(st.recent)} restarts within "
+                f"{self.policy.window:g} s (goworld restart brings it back)",
+            ))
+            return
+        delay = self.policy.delay(len(st.recent))
+        st.state, st.due = State.BACKOFF, now + delay
+        events.append(Event(
+            logging.WARNING, st.name, "crash",
+            f"{st.name} {why}; restarting in {delay:g} s (restart {len(st.recent) + 1} of at "
+            f"most {self.policy.max_restarts} within {self.policy.window:g} s)",
+        ))
+
+    def _waits_for_dispatchers(self, st: ProcStatus) -> bool:
+        """Games and gates wait while a dispatcher is down or starting (not given up on)."""
+        if st.role == "dispatcher":
+            return False
+        return any(
+            other.role == "dispatcher" and other.state in (State.BACKOFF, State.STARTING)
+            for other in self.procs.values()
+        )
+
+    def _restart(self, st: ProcStatus, events: list[Event]) -> None:
+        restore = st.role == "game" and self.table.wants_restore(st.name)
+        pid = self.table.spawn(st.name, restore)
+        if pid is None:  # a command took a hold just now: seen on the next tick
+            return
+        st.state, st.pid = State.STARTING, pid
+        st.restarts += 1
+        st.last_restart = self.wall_clock()
+        st.recent.append(self.clock())
+        how = " with -restore (its reload's freeze file)" if restore else ""
+        events.append(Event(
+            logging.WARNING, st.name, "restart",
+            f"restarted {st.name}{how}: pid {pid} (restart {st.restarts} since the supervisor started)",
+        ))
+
+
+# ---- the real cluster ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Proc:
+    role: str
+    id: int
+    log_file: Path
+    backups: int
+    shared_log: bool  # another process of the cluster writes the same log file
+
+
+class RunDirProcesses:
+    """The processes of a running cluster, through its run directory (``.goworld/``)."""
+
+    def __init__(self, cfg: ClusterConfig, app: Path | None) -> None:
+        self.cfg = cfg
+        self.root = cfg.config_dir
+        self.run_dir = runctl.run_dir(self.root)
+        self.app = app
+        sections: list[tuple[str, Any]] = [
+            *(("dispatcher", c) for c in cfg.dispatchers.values()),
+            *(("game", c) for c in cfg.games.values()),
+            *(("gate", c) for c in cfg.gates.values()),
+        ]
+        logs = [self.root / c.log_file for _, c in sections]
+        self.procs: dict[str, _Proc] = {}
+        for role, c in sections:
+            path = self.root / c.log_file
+            self.procs[runctl.proc_name(role, c.id)] = _Proc(
+                role, c.id, path, c.log_backups, logs.count(path) > 1
+            )
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.watches: dict[str, runctl.TagWatch] = {}
+        self.identity: dict[int, float | None] = {}  # pid -> its start time when first seen
+
+    def order(self) -> list[tuple[str, str]]:
+        return [(name, p.role) for name, p in self.procs.items()]
+
+    def held(self, name: str) -> bool:
+        return runctl.read_hold(self.run_dir, name) is not None
+
+    def live_pid(self, name: str) -> int | None:
+        pid = runctl.read_pid(self.run_dir, name)
+        if pid is None or not self.is_alive(name, pid):
+            return None
+        return pid
+
+    def is_alive(self, name: str, pid: int) -> bool:
+        child = self.children.get(pid)
+        if child is not None:
+            return child.poll() is None  # reaps our own children
+        if not runctl.alive(pid):
+            return False
+        started = runctl.start_time(pid)
+        first = self.identity.setdefault(pid, started)
+        # A pid reused by another process since we first saw it: the one we watched is gone.
+        return first is None or started is None or abs(started - first) < 1.0
+
+    def exit_reason(self, name: str, pid: int) -> str:
+        child = self.children.pop(pid, None)
+        if child is None or child.returncode is None:
+            return "exit status unknown: not the supervisor's child"
+        code = child.returncode
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit status {code}"
+
+    def started(self, name: str) -> bool:
+        watch = self.watches.get(name)
+        if watch is None or not watch.found():
+            return watch is None
+        del self.watches[name]
+        return True
+
+    def wants_restore(self, name: str) -> bool:
+        proc = self.procs[name]
+        return proc.role == "game" and runctl.restore_pending(self.root, proc.id)
+
+    def spawn(self, name: str, restore: bool) -> int | None:
+        proc = self.procs[name]
+        with runctl.locked(self.run_dir, name, blocking=False) as got:
+            if not got or self.held(name):
+                return None
+            self._keep_logs(name, proc)
+            if proc.role == "game":
+                runctl.clear_status(self.run_dir, name, ProcFile.SERVING)
+            self.watches[name] = runctl.TagWatch(proc.log_file, runctl.started_tag(proc.role))
+            extra = runctl.restore_args() if restore else []
+            child = runctl.spawn(self.root, self.cfg.path, proc.role, proc.id, self.app, extra)
+        self.children[child.pid] = child
+        self.identity[child.pid] = runctl.start_time(child.pid)
+        return child.pid
+
+    def _keep_logs(self, name: str, proc: _Proc) -> None:
+        """The crashed process's log and stderr become ``.1`` (the restarted one writes new
+        files); a shared log, or ``log_backups = 0``, is appended to instead."""
+        if proc.backups <= 0:
+            return
+        if not proc.shared_log:
+            runctl.rotate(proc.log_file, proc.backups)
+        runctl.rotate(runctl.status_path(self.run_dir, name, ProcFile.STDERR), proc.backups)
+
+
+# ---- the process -----------------------------------------------------------------------------
+
+
+def write_state(run_dir: Path, supervisor: Supervisor) -> None:
+    data = {"pid": os.getpid(), "updated": time.time(), "processes": supervisor.snapshot()}
+    runctl.write_atomically(run_dir / runctl.SUPERVISOR_STATE, json.dumps(data).encode("utf-8"))
+
+
+def read_state(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The supervisor's last state per process name ({} when there is none)."""
+    try:
+        data = json.loads((run_dir / runctl.SUPERVISOR_STATE).read_text())
+        procs = data["processes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return procs if isinstance(procs, dict) else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m goworld.supervisor")
+    parser.add_argument(f"-{runctl.CONFIG_FLAG}", f"--{runctl.CONFIG_FLAG}", dest="configfile",
+                        default="goworld.ini")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(Path(args.configfile), check_files=False)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = runctl.run_dir(cfg.config_dir)
+    log.configure(level="info", log_file=run_dir / runctl.SUPERVISOR_LOG, stderr=False,
+                  other_loggers=False)
+    app = runctl.read_cluster_app(run_dir)
+    table = RunDirProcesses(cfg, Path(app) if app else None)
+    supervisor = Supervisor(table.order(), table, Policy.from_config(cfg.supervisor))
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    policy = supervisor.policy
+    logger.info(
+        "supervising %s (pid %d): restart back-off %g s to %g s, at most %d restarts within %g s",
+        ", ".join(supervisor.procs), os.getpid(), policy.backoff, policy.backoff_max,
+        policy.max_restarts, policy.window,
+    )
+    _announce_started()
+    last = ""
+    while not stopping:
+        for event in supervisor.tick():
+            logger.log(event.level, "%s", event.message)
+        state = json.dumps(supervisor.snapshot(), sort_keys=True)
+        if state != last:
+            write_state(run_dir, supervisor)
+            last = state
+        time.sleep(POLL_INTERVAL)
+    logger.info("supervisor stopping (pid %d)", os.getpid())
+    return 0
+
+
+def _announce_started() -> None:
+    record = logging.LogRecord(
+        logger.name, logging.INFO, __file__, 0, runctl.started_tag(runctl.SUPERVISOR), None, None
+    )
+    for handler in logging.getLogger("goworld").handlers:
+        handler.handle(record)
+        handler.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -123,3 +123,70 @@ def test_signals_and_states() -> None:
     assert runctl.RELOAD_SIGNAL == signal.SIGUSR1
     assert [s.value for s in GameState] == ["running", "freezing", "quiescing", "frozen"]
 
+
+
+def test_holds_name_a_live_command_and_a_stale_one_is_none(tmp_path: Path) -> None:
+    import os
+
+    run_dir = runctl.run_dir(tmp_path)
+    assert runctl.read_hold(run_dir, "game1") is None
+    runctl.take_hold(run_dir, "game1", "reload")
+    assert runctl.read_hold(run_dir, "game1") == runctl.Hold("reload", os.getpid())
+    runctl.release_hold(run_dir, "game1")
+    assert runctl.read_hold(run_dir, "game1") is None
+    runctl.take_hold(run_dir, "gate1", "restart", pid=2**22 + 4321)  # no such process
+    assert runctl.read_hold(run_dir, "gate1") is None
+    (run_dir / "gate1.hold").write_text("garbage")
+    assert runctl.read_hold(run_dir, "gate1") is None
+
+
+def test_the_lock_is_exclusive(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    with runctl.locked(run_dir, "game1") as got:
+        assert got
+        with runctl.locked(run_dir, "game1", blocking=False) as again:
+            assert not again  # flock: another open file description is refused
+        with runctl.locked(run_dir, "game2", blocking=False) as other:
+            assert other
+    with runctl.locked(run_dir, "game1", blocking=False) as got:
+        assert got
+
+
+def test_restore_pending_needs_the_marker_and_the_freeze_file(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert not runctl.restore_pending(tmp_path, 1)
+    runctl.freeze_file(tmp_path, 1).write_bytes(b"stale")  # a freeze file alone is stale
+    assert not runctl.restore_pending(tmp_path, 1)
+    runctl.write_status(run_dir, "game1", ProcFile.RESTORE, "123\n")
+    assert runctl.restore_pending(tmp_path, 1)
+    runctl.freeze_file(tmp_path, 1).rename(runctl.restored_file(tmp_path, 1))  # consumed
+    assert not runctl.restore_pending(tmp_path, 1)
+    assert runctl.read_status(run_dir, "game1", ProcFile.RESTORE) is None  # marker dropped
+
+
+def test_alive_and_start_time() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    assert runctl.alive(os.getpid())
+    started = runctl.start_time(os.getpid())
+    assert started is not None and 0 <= time.time() - started < 24 * 3600
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 60
+    while runctl.alive(child.pid):  # a zombie counts as gone
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    child.wait()
+    assert runctl.start_time(child.pid) is None
+
+
+def test_cluster_app_records_supervision(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    assert not runctl.read_cluster_supervised(run_dir)
+    runctl.write_cluster_app(run_dir, tmp_path / "app", supervise=True)
+    assert runctl.read_cluster_app(run_dir) == str(tmp_path / "app")
+    assert runctl.read_cluster_supervised(run_dir)
+    runctl.write_cluster_app(run_dir, tmp_path / "app", supervise=False)
+    assert not runctl.read_cluster_supervised(run_dir)

@@ -179,3 +179,90 @@ async def test_a_stopped_game_gets_no_new_clients_and_rejoins_when_it_resumes(ru
     assert not before.is_closed
     await _counter_after_incr(before)
     await before.aclose()
+
+
+CHATROOM = Path(__file__).resolve().parents[2] / "examples" / "chatroom_demo"
+
+
+async def _chat_login(runner: ClusterRunner, name: str) -> GoWorldClient:
+    client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+    account = await client.wait_player("Account", timeout=TIMEOUT)
+    client.call(account.id, "Login", name, "pw")
+    await client.wait_player("Avatar", timeout=TIMEOUT)
+    return client
+
+
+@pytest.mark.asyncio
+async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_path: Path) -> None:
+    """examples/chatroom_demo (1 dispatcher, 2 games, 1 gate), a Python client and the browser
+    page: game2 is stopped while they log in (so their avatars load on game1), resumed, then
+    game1 is killed. Both are told why (the page shows it), log in again, and chat."""
+    from playwright.async_api import async_playwright
+
+    from tests.integration.test_browser_chat import CHROMIUM, CHROMIUM_FLAGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (scripts/install-test-deps installs it)")
+    runner = ClusterRunner(tmp_path, CHATROOM, dispatchers=1, games=2, gates=1)
+    runner.start()
+    pids = {gid: _pid(runner, gid) for gid in (1, 2)}
+    try:
+        for name in ("dora", "erin"):
+            client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+            account = await client.wait_player("Account", timeout=TIMEOUT)
+            client.call(account.id, "Register", name, "pw")
+            await client.wait_call("ShowInfo", timeout=TIMEOUT)
+            await client.aclose()
+        os.kill(pids[2], signal.SIGSTOP)  # type: ignore[arg-type]
+        try:
+            runner.wait_for_log("game2 sent nothing", timeout=TIMEOUT)
+            dora = await _chat_login(runner, "dora")
+            base = f"http://127.0.0.1:{runner.gate(0, 'ws')}/"
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+                try:
+                    page = await (await browser.new_context()).new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+                    async def sign_in() -> None:
+                        await page.goto(base)
+                        await page.wait_for_selector("#status:has-text('please log in')")
+                        await page.fill("#username", "erin")
+                        await page.fill("#password", "pw")
+                        await page.click("#loginButton")
+                        await page.wait_for_selector("#chat:not(.hidden)")
+
+                    await sign_in()
+                    os.kill(pids[2], signal.SIGCONT)  # type: ignore[arg-type]
+                    runner.wait_for_log("game2 sends again", timeout=TIMEOUT)
+
+                    os.kill(pids[1], signal.SIGKILL)  # type: ignore[arg-type]
+                    await asyncio.wait_for(asyncio.shield(dora.closed), TIMEOUT)
+                    assert dora.close_code == "game_lost" and "game1" in (dora.close_reason or "")
+                    await page.wait_for_selector("#status:has-text('disconnected')", timeout=TIMEOUT * 1000)
+                    shown = await page.inner_text("#notice")
+                    assert "game1" in shown and "log in again" in shown, shown
+
+                    # Both log in again: their avatars load on game2, and they chat.
+                    dora = await _chat_login(runner, "dora")
+                    assert dora.player is not None and dora.player.attrs["name"] == "dora"
+                    await sign_in()
+                    assert await page.inner_text("#me") == "erin"
+                    await page.fill("#roomName", "lobby")
+                    await page.click("#join")
+                    await page.wait_for_selector("#room:has-text('lobby')")
+                    dora.call_player("SendChat", "/join lobby")
+                    await dora.wait_until(lambda: dora.player is not None and dora.player.attrs.get("chatroom") == "lobby", TIMEOUT)
+                    dora.call_player("SendChat", "back again")
+                    await page.wait_for_selector("#messages li:has-text('dora: back again')", timeout=TIMEOUT * 1000)
+                    assert errors == []
+                    await dora.aclose()
+                finally:
+                    await browser.close()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pids[2], signal.SIGCONT)  # type: ignore[arg-type]
+    finally:
+        runner.stop()
+        runner.kill()

@@ -20,7 +20,10 @@ function showChat(avatar) {
 }
 
 client.onOpen = () => { $("status").textContent = "connected"; };
-client.onClose = () => { $("status").textContent = "disconnected"; notice("error", "Connection lost."); };
+client.onClose = (reason) => {
+  $("status").textContent = "disconnected";
+  notice("error", reason ? "Disconnected: " + reason + " (reload the page)" : "Connection lost.");
+};
 
 client.onEntityCreated = (entity) => {
   if (entity.isPlayer && entity.typeName === "Avatar") {

@@ -11,7 +11,11 @@
 //   client.call(entityId, "Login", "alice", "secret");
 //
 // It sends a heartbeat (2001) every HEARTBEAT_MS: our gates close clients that send nothing for
-// heartbeat_check_interval (120 s by default).
+// heartbeat_check_interval (120 s by default). The first one, at once, carries a u32 feature word
+// (bit 0: the client understands notices; GoWorld's gates ignore the body): our gate then sends a
+// NOTICE (1901: VarStr code + VarStr text) just before it closes the connection for a reason
+// (the game hosting the player stopped, a kick). `client.closeReason` keeps the text, and
+// `onNotice(code, text)` / `onClose(reason)` get it.
 "use strict";
 
 const HEARTBEAT_MS = 10000;
@@ -19,8 +23,9 @@ const HEARTBEAT_MS = 10000;
 const MT = {
   HEARTBEAT: 2001, CALL_FROM_CLIENT: 11, CREATE: 1002, DESTROY: 1003, MAP_CHANGE: 1004, MAP_DEL: 1005,
   LIST_CHANGE: 1006, LIST_POP: 1007, LIST_APPEND: 1008, CALL_ON_CLIENT: 1009,
-  MAP_CLEAR: 1012, FILTERED_CALL: 1501, SYNC_ON_CLIENTS: 1502,
+  MAP_CLEAR: 1012, FILTERED_CALL: 1501, SYNC_ON_CLIENTS: 1502, NOTICE: 1901,
 };
+const FEATURE_NOTICES = 1;
 
 // ---- msgpack (the subset GoWorld uses) ------------------------------------------------------
 
@@ -138,19 +143,23 @@ class GoWorldClient {
     this.onAttrChange = () => {};
     this.onCall = () => {};
     this.onOpen = () => {};
-    this.onClose = () => {};
+    this.onClose = (reason) => {};
+    this.onNotice = (code, text) => {};
+    this.closeCode = null;
+    this.closeReason = null;
     this.buffer = new Uint8Array(0);
     this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
     this.heartbeat = null;
     this.ws.onopen = () => {
+      this.sendHeartbeat(FEATURE_NOTICES);
       this.heartbeat = setInterval(() => this.sendHeartbeat(), HEARTBEAT_MS);
       this.onOpen();
     };
     this.ws.onclose = () => {
       clearInterval(this.heartbeat);
       this.heartbeat = null;
-      this.onClose();
+      this.onClose(this.closeReason);
     };
     this.ws.onmessage = (ev) => this.receive(new Uint8Array(ev.data));
   }
@@ -167,9 +176,13 @@ class GoWorldClient {
     this.ws.send(new Uint8Array(frame.concat(out)));
   }
 
-  sendHeartbeat() {
+  // A heartbeat; with `features`, it carries them as a u32 (our gates read it, GoWorld's ignore it).
+  sendHeartbeat(features) {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(new Uint8Array([2, 0, 0, 0, MT.HEARTBEAT & 0xff, MT.HEARTBEAT >> 8]));
+    const out = [MT.HEARTBEAT & 0xff, MT.HEARTBEAT >> 8];
+    if (features !== undefined) pushU32(out, features);
+    const frame = []; pushU32(frame, out.length);
+    this.ws.send(new Uint8Array(frame.concat(out)));
   }
 
   callPlayer(method, ...args) { if (this.player) this.call(this.player.id, method, ...args); }
@@ -218,6 +231,11 @@ class GoWorldClient {
       case MT.FILTERED_CALL: {
         r.u8(); r.str(); r.str(); const method = r.str();
         this.onCall(this.player, method, r.args());
+        break;
+      }
+      case MT.NOTICE: {
+        this.closeCode = r.str(); this.closeReason = r.str();
+        this.onNotice(this.closeCode, this.closeReason);
         break;
       }
       case MT.SYNC_ON_CLIENTS: {

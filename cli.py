@@ -805,6 +805,14 @@ def restart_command(args: tuple[str, ...], ini_path: Path) -> None:
                 click.echo(f"goworld restart: {exc}", err=True)
                 sys.exit(1)
             click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
+    if runctl.read_cluster_supervised(cluster.run_dir) and cluster.supervisor_pid() is None:
+        _progress(f"starting {runctl.SUPERVISOR:<12} ")  # it died: bring it back too
+        try:
+            click.echo(f"ok  pid {cluster.start_supervisor()}")
+        except GoWorldError as exc:
+            click.echo("FAILED")
+            click.echo(f"goworld restart: {exc}", err=True)
+            sys.exit(1)
 
 
 def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:

@@ -131,8 +131,8 @@ class ProcStatus:
 class Processes(Protocol):
     """The supervisor's view of the cluster's processes (by name: ``game1``)."""
 
-    def held(self, name: str) -> bool:
-        """A CLI command works on ``name`` (restart, reload)."""
+    def held(self, name: str) -> str | None:
+        """What works on ``name`` (``goworld restart (pid 123)``), or None."""
 
     def live_pid(self, name: str) -> int | None:
         """The pid in ``name``'s pid file, if that process runs."""
@@ -184,10 +184,11 @@ class Supervisor:
     # ---- one process ---------------------------------------------------------------------
 
     def _look(self, st: ProcStatus, events: list[Event]) -> None:
-        if self.table.held(st.name):
+        holder = self.table.held(st.name)
+        if holder is not None:
             if st.state is not State.HELD:
                 st.state = State.HELD
-                events.append(Event(logging.INFO, st.name, "held", f"{st.name}: a goworld command works on it"))
+                events.append(Event(logging.INFO, st.name, "held", f"{st.name}: left to {holder}"))
             return
         live = self.table.live_pid(st.name)
         if st.state is State.HELD:
@@ -303,8 +304,9 @@ class RunDirProcesses:
     def order(self) -> list[tuple[str, str]]:
         return [(name, p.role) for name, p in self.procs.items()]
 
-    def held(self, name: str) -> bool:
-        return runctl.read_hold(self.run_dir, name) is not None
+    def held(self, name: str) -> str | None:
+        hold = runctl.read_hold(self.run_dir, name)
+        return None if hold is None else f"goworld {hold.op} (pid {hold.pid})"
 
     def live_pid(self, name: str) -> int | None:
         pid = runctl.read_pid(self.run_dir, name)
@@ -349,7 +351,7 @@ class RunDirProcesses:
     def spawn(self, name: str, restore: bool) -> int | None:
         proc = self.procs[name]
         with runctl.locked(self.run_dir, name, blocking=False) as got:
-            if not got or self.held(name):
+            if not got or self.held(name) is not None:
                 return None
             self._keep_logs(name, proc)
             if proc.role == "game":

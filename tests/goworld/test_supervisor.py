@@ -4,6 +4,7 @@ giving up, intended exits (holds), adoption, start order, the restore rule."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,8 @@ class FakeTable:
     spawned: list[tuple[str, bool]] = field(default_factory=list)
     next_pid: int = 100
 
-    def held(self, name: str) -> bool:
-        return name in self.holds
+    def held(self, name: str) -> str | None:
+        return "goworld restart (pid 1)" if name in self.holds else None
 
     def live_pid(self, name: str) -> int | None:
         return self.pids.get(name)
@@ -157,7 +158,9 @@ def test_a_held_process_may_exit_and_the_new_pid_is_adopted_without_a_restart() 
     """goworld restart / reload: the CLI holds it, stops it, starts another."""
     sup, table, clock = make()
     table.holds.add("game1")
-    assert kinds(sup.tick()) == [("game1", "held")]
+    events = sup.tick()
+    assert kinds(events) == [("game1", "held")]
+    assert events[0].message == "game1: left to goworld restart (pid 1)"
     table.die("game1")
     clock.now += 50
     assert sup.tick() == []
@@ -294,11 +297,11 @@ def test_the_run_dir_table_keeps_the_crashed_process_log_and_honours_holds(tmp_p
     assert (run_dir / "game1.stderr.1").read_text() == "Traceback\n"
     assert not (tmp_path / "shared.log.1").exists()  # shared: appended to instead
 
-    assert not table.held("game1")
-    runctl.take_hold(run_dir, "game1", "restart")
-    assert table.held("game1")
+    assert table.held("game1") is None
+    runctl.take_hold(run_dir, "game1", "restart", pid=os.getpid())
+    assert table.held("game1") == f"goworld restart (pid {os.getpid()})"
     assert table.spawn("game1", False) is None  # refused under the hold
     runctl.release_hold(run_dir, "game1")
-    assert not table.held("game1")
+    assert table.held("game1") is None
     runctl.take_hold(run_dir, "game2", "restart", pid=2**22 + 12345)  # its command is gone
-    assert not table.held("game2")
+    assert table.held("game2") is None

@@ -220,3 +220,31 @@ def test_a_process_that_keeps_dying_is_given_up_on(tmp_path: Path) -> None:
     finally:
         runner.stop()
         runner.kill()
+
+
+def test_a_stale_freeze_file_is_not_restored_and_a_dead_supervisor_is_reported(tmp_path: Path) -> None:
+    runner = supervised_runner(tmp_path)
+    try:
+        runner.start()
+        stale = runctl.freeze_file(tmp_path, 1)
+        stale.write_bytes(b"a freeze file no reload is waiting for")
+        game = pid_of(runner, "game1")
+        os.kill(game, signal.SIGKILL)
+        wait_until("game1 back", lambda: procs(status(runner)[1])["game1"]["restarts"] == 1
+                   and status(runner)[0] == 0, runner)
+        sup_log = (tmp_path / ".goworld" / runctl.SUPERVISOR_LOG).read_text()
+        assert "restarted game1: pid" in sup_log and "-restore" not in sup_log
+        assert stale.exists()  # untouched: the game started fresh
+
+        os.kill(pid_of(runner, runctl.SUPERVISOR), signal.SIGKILL)
+        wait_until("the supervisor reported down", lambda: status(runner)[0] == 1, runner)
+        code, report = status(runner)
+        assert report["supervisor"] == {"expected": True, "up": False, "pid": None}
+        assert all(p["up"] for p in report["processes"])
+        assert "supervisor NOT RUNNING" in runner.cli("status").stdout
+        result = runner.cli("restart", "gate1")  # also brings the supervisor back
+        assert result.returncode == 0 and "starting supervisor" in result.stdout, result.stdout
+        assert status(runner)[0] == 0
+    finally:
+        runner.stop()
+        runner.kill()

@@ -580,6 +580,10 @@ class DispatcherService:
             for env in pending:
                 self._send_to_game(route.game_id, env)
 
+    def _is_down(self, game_id: int) -> bool:
+        game = self.games.get(game_id)
+        return game is None or not game.alive
+
     def _choose_game(self) -> int:
         """The least loaded healthy game (§8.3; a live one if none is healthy); each choice
         adds 0.1 % to spread bursts."""
@@ -624,8 +628,8 @@ class DispatcherService:
 
     def _on_create_somewhere(self, game_id: int, env: Envelope) -> None:
         target = env.game_id or self._choose_game()
-        if not target:
-            logger.error("no game to create %s %s on: dropped", env.name, env.entity_id)
+        if not target or self._is_down(target):
+            logger.error("no game to create %s %s on (game%d): dropped", env.name, env.entity_id, target)
             return
         env.game_id = target
         self.entities[env.entity_id] = EntityRoute(target)
@@ -637,8 +641,8 @@ class DispatcherService:
         if env.entity_id in self.entities:
             return  # already loaded (or loading) somewhere
         target = env.game_id or self._choose_game()
-        if not target:
-            logger.error("no game to load %s %s on: dropped", env.name, env.entity_id)
+        if not target or self._is_down(target):
+            logger.error("no game to load %s %s on (game%d): dropped", env.name, env.entity_id, target)
             return
         env.game_id = target
         route = self.entities[env.entity_id] = EntityRoute(target)
@@ -658,6 +662,12 @@ class DispatcherService:
         self._send_to_game(game_id, env)
 
     def _on_real_migrate(self, game_id: int, env: Envelope) -> None:
+        if self._is_down(env.game_id):
+            # Its state left the source game and has nowhere to go: lost, like the target's.
+            self.entities.pop(env.entity_id, None)
+            logger.warning("entity %s migrated to game%d, which is down: lost", env.entity_id, env.game_id)
+            self._remember_lost(env.game_id, [env.entity_id])
+            return
         route = self.entities.get(env.entity_id)
         if route is None:
             route = self.entities[env.entity_id] = EntityRoute(env.game_id)

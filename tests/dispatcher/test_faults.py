@@ -270,3 +270,19 @@ def test_calls_to_a_hung_games_entities_still_queue_for_it() -> None:
     _hang(h, 1, 4, alive=(2,))
     h.game(2, call(E1, "x"))
     assert h.games[1].calls() == [(E1, "x")]  # its peer queues it (bounded by its backlog)
+
+
+def test_nothing_is_created_loaded_or_migrated_onto_a_dead_game() -> None:
+    h = cluster(2)
+    h.game(1, notify_create(E1))  # will migrate to game 2
+    h.svc.game_disconnected(2, h.games[2])
+    h.clear()
+    h.game(1, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, game_id=2, entity_id=E2, name="Monster"))
+    h.game(1, Envelope(msgtype=MsgType.LOAD_ENTITY_SOMEWHERE, game_id=2, entity_id=E3, name="Avatar"))
+    assert E2 not in h.svc.entities and E3 not in h.svc.entities
+    h.game(1, Envelope(msgtype=MsgType.MIGRATE_REQUEST, entity_id=E1, game_id=2))
+    h.game(1, Envelope(msgtype=MsgType.REAL_MIGRATE, entity_id=E1, game_id=2, payload=b"state"))
+    assert E1 not in h.svc.entities
+    assert _lost_ids(h.gates[1]) == [(2, [E1])]  # its client, if it had one, is told
+    h.game(1, call(E1, "x"))
+    assert h.games[1].calls() == []

@@ -76,7 +76,7 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         elif hello.msgtype == MsgType.SET_GATE_ID:
             peer_id = hello.gate_id
             peer = StreamPeer(f"gate{peer_id}", writer, task)
-            service.gate_connected(peer_id, peer)
+            service.gate_connected(peer_id, peer, hello.name)
             handle = service.handle_gate
         else:
             await context.abort(

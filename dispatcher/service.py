@@ -86,6 +86,9 @@ GAME_HANG_TIMEOUT = 3.0
 BOOT_WAIT_TIMEOUT = 30.0
 #: Clients that may wait for a boot game at once; past it a newcomer is closed at once.
 BOOT_WAIT_LIMIT = 10_000
+#: A gate whose stream broke keeps its clients this long (the same gate process may reconnect).
+GATE_RECONNECT_GRACE = 10.0
+GATE_AWAY_MAX_BYTES = 16 * 1024 * 1024
 
 
 class Peer(Protocol):
@@ -184,6 +187,12 @@ class DispatcherService:
         #: dead game id -> messages dropped for its entities since the last summary line
         self._lost_drops: dict[int, int] = {}
         self._lost_log_at = 0.0
+        #: gate id -> the instance name of its process (its SET_GATE_ID's name)
+        self._gate_instances: dict[int, str] = {}
+        #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
+        self._gates_away: dict[int, float] = {}
+        #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
+        self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
         self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
         self._game_handlers = self._game_handler_table()
         self._gate_handlers = self._gate_handler_table()
@@ -239,22 +248,10 @@ class DispatcherService:
         game.ban_boot = bool(info.get("ban_boot", False))
         game.heard_at = self.clock()
         game.hung = False
+        for key, value in info.get("kvreg", {}).items():
+            self.kvreg.setdefault(key, value)  # a restarted dispatcher learns it back
         rejected = self._adopt_entities(game_id, info.get("eids", ()))
-        peer.send(
-            Envelope(
-                msgtype=MsgType.SET_GAME_ID_ACK,
-                game_id=game_id,
-                payload=pack(
-                    {
-                        "disp": self.dispatcher_id,
-                        "ready": self.deployment_ready,
-                        "games": [g.game_id for g in self.games.values() if g.alive],
-                        "rejected": rejected,
-                        "kvreg": self.kvreg,
-                    }
-                ),
-            )
-        )
+        self._ack_game(game_id, peer, rejected)
         was_frozen = game.frozen
         game.frozen = False
         if was_frozen:
@@ -285,6 +282,23 @@ class DispatcherService:
             waiting, self._waiting_boot = self._waiting_boot, []
             for env in waiting:
                 self._on_client_connected(env.gate_id, env)
+
+    def _ack_game(self, game_id: int, peer: Peer, rejected: list[str]) -> None:
+        peer.send(
+            Envelope(
+                msgtype=MsgType.SET_GAME_ID_ACK,
+                game_id=game_id,
+                payload=pack(
+                    {
+                        "disp": self.dispatcher_id,
+                        "ready": self.deployment_ready,
+                        "games": [g.game_id for g in self.games.values() if g.alive],
+                        "rejected": rejected,
+                        "kvreg": self.kvreg,
+                    }
+                ),
+            )
+        )
 
     def _adopt_entities(self, game_id: int, eids: list[str]) -> list[str]:
         rejected = []
@@ -370,27 +384,69 @@ class DispatcherService:
             self._lost = {e: v for e, v in self._lost.items() if v[1] > now}
             self._lost_next_expiry = min((v[1] for v in self._lost.values()), default=0.0)
 
-    def gate_connected(self, gate_id: int, peer: Peer) -> None:
+    def gate_connected(self, gate_id: int, peer: Peer, instance: str = "") -> None:
+        """A gate opened its stream; ``instance`` names the gate process (its hello's name).
+
+        The same instance coming back within :data:`GATE_RECONNECT_GRACE` (a broken stream,
+        not a dead gate) keeps its clients: the games are never told it left. Later, the games
+        have already dropped its clients, so the gate is told to close them (its SET_GATE_ID
+        echoed with name "dropped"). Another instance is a new gate process: its predecessor's
+        clients are all gone.
+        """
         old = self.gates.get(gate_id)
         if old is not None and old is not peer:
-            # Gates never reconnect: a new connection is a new gate process, whose
-            # predecessor's clients are all gone.
             logger.warning("gate%d connected again: dropping its previous connection", gate_id)
             self.gate_disconnected(gate_id, old)
             old.close()
+        away = self._gates_away.pop(gate_id, None)
+        known = self._gate_instances.get(gate_id)
+        self._gate_instances[gate_id] = instance
+        if away is not None and (not instance or instance != known):
+            self._gate_gone(gate_id)  # a new process: tell the games now, not after the grace
+            away = None
         self.gates[gate_id] = peer
-        logger.info("gate%d connected", gate_id)
+        if instance and instance == known and away is None and old is None:
+            logger.warning("gate%d came back after its grace: its clients must log in again", gate_id)
+            peer.send(Envelope(msgtype=MsgType.SET_GATE_ID, gate_id=gate_id, name="dropped"))
+        elif away is not None:
+            held = self._away_queues.pop(gate_id, None)
+            logger.info(
+                "gate%d reconnected within its grace: its clients are kept, %d messages held for "
+                "it delivered", gate_id, len(held[0]) if held else 0,
+            )
+            if held:
+                for env in held[0]:
+                    peer.send(env)
+        else:
+            logger.info("gate%d connected", gate_id)
         self._check_ready()
 
     def gate_disconnected(self, gate_id: int, peer: Peer) -> None:
         if self.gates.get(gate_id) is not peer:
             return
         del self.gates[gate_id]
-        logger.warning("gate%d disconnected", gate_id)
+        if self._gate_instances.get(gate_id):
+            logger.warning(
+                "gate%d disconnected: its clients are kept %.0f s for it to come back",
+                gate_id, GATE_RECONNECT_GRACE,
+            )
+            self._gates_away[gate_id] = self.clock() + GATE_RECONNECT_GRACE
+        else:
+            logger.warning("gate%d disconnected", gate_id)
+            self._gate_gone(gate_id)
+
+    def _gate_gone(self, gate_id: int) -> None:
+        self._away_queues.pop(gate_id, None)
         self._waiting_boot = [w for w in self._waiting_boot if w.gate_id != gate_id]
         note = Envelope(msgtype=MsgType.NOTIFY_GATE_DISCONNECTED, gate_id=gate_id)
         for game in self.games.values():
             self._send_to_game_info(game, note)
+
+    def _expire_gates_away(self, now: float) -> None:
+        for gate_id in [g for g, deadline in self._gates_away.items() if deadline <= now]:
+            del self._gates_away[gate_id]
+            logger.warning("gate%d did not come back: its clients are gone", gate_id)
+            self._gate_gone(gate_id)
 
     def _check_ready(self) -> None:
         if self.deployment_ready:
@@ -451,6 +507,8 @@ class DispatcherService:
         self._check_health(now)
         if self._waiting_until:
             self._expire_waiting_boot(now)
+        if self._gates_away:
+            self._expire_gates_away(now)
         for eid, route in list(self.entities.items()):
             if route.blocked_until and route.blocked_until <= now:
                 logger.warning("entity %s: block expired, releasing its queue", eid)
@@ -725,13 +783,31 @@ class DispatcherService:
     def _on_filtered_call(self, game_id: int, env: Envelope) -> None:
         for gate_id, gate in self.gates.items():
             self._send_to_gate(gate_id, gate, env)
+        for gate_id in self._gates_away:
+            self._hold_for_gate(gate_id, env)
 
     def _to_gate(self, game_id: int, env: Envelope) -> None:
         gate = self.gates.get(env.gate_id)
         if gate is None:
-            self.stats["dropped"] += 1
+            if env.gate_id in self._gates_away:
+                self._hold_for_gate(env.gate_id, env)
+            else:
+                self.stats["dropped"] += 1
             return
         self._send_to_gate(env.gate_id, gate, env)
+
+    def _hold_for_gate(self, gate_id: int, env: Envelope) -> None:
+        held, size = self._away_queues.get(gate_id) or ([], 0)
+        add = envelope_size(env)
+        if size + add > GATE_AWAY_MAX_BYTES:
+            self.stats["dropped"] += 1
+            logger.error(
+                "gate%d is away and %d bytes are held for it (max %d): dropped message type %d",
+                gate_id, size, GATE_AWAY_MAX_BYTES, env.msgtype,
+            )
+            return
+        held.append(env)
+        self._away_queues[gate_id] = (held, size + add)
 
     def _send_to_gate(self, gate_id: int, gate: Peer, env: Envelope) -> None:
         if gate.backlog_bytes >= self.peer_max_backlog_bytes:

@@ -192,7 +192,8 @@ def _hello_factory(
     rt: GameRuntime, restoring: bool, ban_boot: bool
 ) -> Callable[[int], Envelope]:
     """SET_GAME_ID for a (re)connecting link: a first connection after a restore says so,
-    a later one is a reconnect; both list the entities this game has on that shard."""
+    a later one is a reconnect; both list the entities this game has on that shard and the
+    kvreg entries that dispatcher keeps, as this game knows them."""
     connected_once: set[int] = set()
 
     def hello_for(did: int) -> Envelope:
@@ -202,6 +203,9 @@ def _hello_factory(
             "restore": restoring and did not in connected_once,
             "ban_boot": ban_boot,
             "eids": eids,
+            # what this game knows of that dispatcher's kvreg: a restarted dispatcher starts
+            # empty and rebuilds it from the games (services keep their shards)
+            "kvreg": {k: v for k, v in rt.kvreg.items() if rt.outbox.kvreg_shard(k) == did},
         }
         connected_once.add(did)
         return Envelope(msgtype=MsgType.SET_GAME_ID, game_id=rt.game_id, payload=pack(info))

@@ -113,9 +113,15 @@ class Outbox:
             ),
         )
 
+    def kvreg_shard(self, key: str) -> int:
+        """The dispatcher that keeps ``key`` of the kvreg."""
+        return zlib.crc32(key.encode("utf-8")) % self.num_dispatchers + 1
+
     def kvreg_register(self, key: str, value: str, *, force: bool) -> None:
-        did = zlib.crc32(key.encode("utf-8")) % self.num_dispatchers + 1
-        self._send(did, Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=pack([value, force])))
+        self._send(
+            self.kvreg_shard(key),
+            Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=pack([value, force])),
+        )
 
     # ---- clients -------------------------------------------------------------------------
 

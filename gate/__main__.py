@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import resource
+import secrets
 import sys
 from pathlib import Path
 
@@ -41,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             limits=_fit_descriptors(GateLimits.from_config(gcfg)),
         )
 
-        def lost(dispatcher_id: int) -> None:
-            logger.error("lost dispatcher%d: the gate shuts down", dispatcher_id)
-            stop.set()
+        # Which gate process this is: a dispatcher that sees the same instance come back
+        # after a broken stream keeps its clients (GATE_RECONNECT_GRACE in dispatcher.service).
+        hello = Envelope(
+            msgtype=MsgType.SET_GATE_ID, gate_id=args.id, name=f"{os.getpid()}-{secrets.token_hex(8)}"
+        )
 
         # Bind every listener before joining the dispatchers: a gate whose ports are taken (a
         # second cluster on the same ini) must fail here, not replace the running gate.
@@ -73,10 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             links[did] = DispatcherLink(
                 did,
                 str(dcfg.advertise_addr),
-                hello=lambda: Envelope(msgtype=MsgType.SET_GATE_ID, gate_id=args.id),
+                hello=lambda: hello,
                 on_message=gate.handle_dispatcher_message,
-                on_lost=lost,
-                reconnect=False,
+                reconnect=True,  # GoWorld's gate quits; ours keeps its clients and comes back
             )
             links[did].start()
         try:

@@ -313,9 +313,28 @@ class GateService:
                 proxy.tell_and_close("kicked", env.name, kind="kicked", log=f"kicked: {env.name}")
         elif msgtype == MsgType.ENTITIES_LOST:
             self._entities_lost(dispatcher_id, env)
+        elif msgtype == MsgType.SET_GATE_ID:
+            self._gate_id_ack(dispatcher_id, env)
         else:
             logger.error(
                 "dispatcher%d sent unexpected message type %d: dropped", dispatcher_id, msgtype
+            )
+
+    def _gate_id_ack(self, dispatcher_id: int, env: Envelope) -> None:
+        """A dispatcher took this gate back after its stream broke. ``name == "dropped"``: it
+        had already told the games that this gate's clients were gone (the gate was away
+        longer than its grace), so their entities no longer know them: close them all, to log
+        in again."""
+        if env.name != "dropped" or not self.clients:
+            return
+        logger.warning(
+            "dispatcher%d had given up on this gate: closing its %d clients",
+            dispatcher_id, len(self.clients),
+        )
+        for proxy in list(self.clients.values()):
+            proxy.tell_and_close(
+                "gate_lost", "the server lost this connection's session: log in again",
+                kind="gate was away",
             )
 
     def _entities_lost(self, dispatcher_id: int, env: Envelope) -> None:

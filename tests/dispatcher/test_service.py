@@ -83,14 +83,12 @@ def hello(
     ban_boot: bool = False,
     restore: bool = False,
     reconnect: bool = False,
+    kvreg: dict[str, str] | None = None,
 ) -> Envelope:
-    return Envelope(
-        msgtype=MsgType.SET_GAME_ID,
-        game_id=game_id,
-        payload=pack(
-            {"reconnect": reconnect, "restore": restore, "ban_boot": ban_boot, "eids": list(eids)}
-        ),
-    )
+    info: dict[str, Any] = {"reconnect": reconnect, "restore": restore, "ban_boot": ban_boot, "eids": list(eids)}
+    if kvreg is not None:
+        info["kvreg"] = kvreg
+    return Envelope(msgtype=MsgType.SET_GAME_ID, game_id=game_id, payload=pack(info))
 
 
 def call(entity_id: str, method: str, args: bytes = b"\x00\x00") -> Envelope:
@@ -1204,3 +1202,74 @@ def test_kick_client_goes_to_the_named_gate() -> None:
     h.game(1, Envelope(msgtype=MsgType.KICK_CLIENT, gate_id=2, client_id=cid(3), name="flood"))
     assert [(e.client_id, e.name) for e in h.gates[2].of_type(MsgType.KICK_CLIENT)] == [(cid(3), "flood")]
     assert h.gates[1].sent == []
+
+
+# ---- a gate's broken stream, a restarted dispatcher (issue 15) -----------------------------
+
+
+def _gate_with_instance(h: Harness, gate_id: int, instance: str) -> FakePeer:
+    peer = FakePeer(f"gate{gate_id}")
+    h.gates[gate_id] = peer
+    h.svc.gate_connected(gate_id, peer, instance)
+    return peer
+
+
+def test_a_gate_back_within_its_grace_keeps_its_clients_and_gets_what_was_held() -> None:
+    h = cluster(1, n_gates=0)
+    first = _gate_with_instance(h, 1, "pid-a")
+    h.svc.gate_disconnected(1, first)
+    h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, client_id=cid(1)))
+    h.game(1, Envelope(msgtype=MsgType.CALL_FILTERED_CLIENTS, payload=b"f"))
+    h.clock.advance(5)
+    h.svc.tick()
+    assert h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED) == []
+    again = _gate_with_instance(h, 1, "pid-a")
+    assert again.types() == [MsgType.CALL_ENTITY_METHOD_ON_CLIENT, MsgType.CALL_FILTERED_CLIENTS]
+    h.clock.advance(60)
+    h.svc.tick()
+    assert h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED) == []
+
+
+def test_a_gate_away_longer_than_its_grace_is_gone_and_told_when_it_returns() -> None:
+    h = cluster(1, n_gates=0)
+    first = _gate_with_instance(h, 1, "pid-a")
+    h.svc.gate_disconnected(1, first)
+    h.clock.advance(11)
+    h.svc.tick()
+    assert len(h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED)) == 1
+    again = _gate_with_instance(h, 1, "pid-a")
+    acks = again.of_type(MsgType.SET_GATE_ID)
+    assert [a.name for a in acks] == ["dropped"]
+
+
+def test_a_new_gate_process_means_the_old_ones_clients_are_gone_at_once() -> None:
+    h = cluster(1, n_gates=0)
+    first = _gate_with_instance(h, 1, "pid-a")
+    h.svc.gate_disconnected(1, first)
+    second = _gate_with_instance(h, 1, "pid-b")
+    assert len(h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED)) == 1
+    assert second.of_type(MsgType.SET_GATE_ID) == []
+    h.clock.advance(60)
+    h.svc.tick()
+    assert len(h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED)) == 1
+
+
+def test_what_is_held_for_an_away_gate_is_bounded() -> None:
+    h = cluster(1, n_gates=0)
+    first = _gate_with_instance(h, 1, "pid-a")
+    h.svc.gate_disconnected(1, first)
+    big = b"\x00" * (1024 * 1024)
+    for _ in range(20):
+        h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, payload=big))
+    again = _gate_with_instance(h, 1, "pid-a")
+    assert 0 < len(again.sent) < 20
+    assert h.svc.stats["dropped"] >= 20 - len(again.sent)
+
+
+def test_a_restarted_dispatcher_learns_the_kvreg_back_from_the_games() -> None:
+    h = Harness()
+    h.connect_game(1, kvreg={"Service/Chat#0": "game1", "Service/Chat#0/EntityID": eid(9)})
+    assert h.svc.kvreg == {"Service/Chat#0": "game1", "Service/Chat#0/EntityID": eid(9)}
+    h.connect_game(2, kvreg={"Service/Chat#0": "game2"})  # first writer still wins
+    assert h.svc.kvreg["Service/Chat#0"] == "game1"
+    assert ack_of(h.games[2])["kvreg"]["Service/Chat#0/EntityID"] == eid(9)

@@ -512,8 +512,11 @@ def _reload_one_by_restart(cluster: Cluster, app: Path, proc: Proc) -> bool:
     except GoWorldError as exc:
         click.echo("FAILED")
         cluster.signal_and_wait(proc, signal.SIGKILL, 5)
-        click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: fix the "
-                   "problem and run `goworld reload` again to restore it.", err=True)
+        retry = ("the supervisor retries the restore with back-off; fix the problem (or run "
+                 "`goworld reload` again once it gave up)"
+                 if cluster.supervisor_pid() is not None
+                 else "fix the problem and run `goworld reload` again to restore it")
+        click.echo(f"goworld reload: {exc}\nThe freeze file {frozen} is kept: {retry}.", err=True)
         return False
     click.echo(f"ok  pid {new_pid}  ({time.monotonic() - t0:.2f} s since the freeze began)")
     runctl.restore_pending(cluster.root, proc.id)  # drops the marker once the file is consumed

@@ -248,3 +248,68 @@ def test_a_stale_freeze_file_is_not_restored_and_a_dead_supervisor_is_reported(t
     finally:
         runner.stop()
         runner.kill()
+
+
+CRASH_ON_RESTORE = '''
+
+import os
+from pathlib import Path
+
+
+class RestoreCrasher(goworld.Entity):
+    """Kills its game while it is restored, as long as crash_on_restore exists (cwd: the cluster)."""
+
+    def on_restored(self) -> None:
+        if Path("crash_on_restore").exists():
+            os._exit(3)
+
+
+goworld.register_service(RestoreCrasher, 1)
+'''
+
+
+@pytest.mark.asyncio
+async def test_a_game_that_dies_restoring_after_a_reload_is_restored_by_the_supervisor(tmp_path: Path) -> None:
+    """The reload froze game1; its standby dies while restoring. The freeze file is the
+    game's state, so the supervisor restarts it with -restore (and only then)."""
+    import shutil
+
+    app = tmp_path / "crashing_app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(app / "__init__.py", "a") as f:
+        f.write(CRASH_ON_RESTORE)
+    cluster_dir = tmp_path / "cluster"
+    cluster_dir.mkdir()
+    runner = supervised_runner(cluster_dir, restart_backoff="0.5", max_restarts="10")
+    runner.app = app
+    try:
+        runner.start()
+        client = await login(runner, "frozen-and-back")
+        await client.aclose()
+        flag = cluster_dir / "crash_on_restore"
+        flag.write_text("")
+        reload = runner.cli("reload")
+        flag.unlink()
+        assert "freezing game1        ok" in reload.stdout, reload.stdout + reload.stderr
+        assert reload.returncode == 1 and "the supervisor retries the restore" in reload.stderr
+        frozen = runctl.freeze_file(cluster_dir, 1)
+
+        def restored() -> bool:
+            code, report = status(runner)
+            return code == 0 and not frozen.exists() and runctl.restored_file(cluster_dir, 1).exists()
+
+        wait_until("game1 restored by the supervisor", restored, runner)
+        sup = (cluster_dir / ".goworld" / runctl.SUPERVISOR_LOG).read_text()
+        assert "restarted game1 with -restore (its reload's freeze file)" in sup, sup
+        assert "left to goworld reload" in sup
+        assert not (cluster_dir / ".goworld" / "game1.restore").exists() or not frozen.exists()
+        await a_client_logs_in(runner, "after-the-restore")
+        # The next crash is a plain one: the freeze file was consumed.
+        os.kill(pid_of(runner, "game1"), signal.SIGKILL)
+        wait_until("game1 back again", lambda: status(runner)[0] == 0
+                   and procs(status(runner)[1])["game1"]["restarts"] >= 2, runner)
+        sup = (cluster_dir / ".goworld" / runctl.SUPERVISOR_LOG).read_text()
+        assert sup.count("with -restore") == sup.count("restarted game1") - 1, sup
+    finally:
+        runner.stop()
+        runner.kill()

@@ -361,6 +361,9 @@ class DispatcherService:
             for gate_id, gate in self.gates.items():
                 env = Envelope(msgtype=MsgType.ENTITIES_LOST, game_id=game_id, gate_id=gate_id, payload=payload)
                 self._send_to_gate(gate_id, gate, env)
+            for gate_id in self._gates_away:  # delivered if it comes back within its grace
+                env = Envelope(msgtype=MsgType.ENTITIES_LOST, game_id=game_id, gate_id=gate_id, payload=payload)
+                self._hold_for_gate(gate_id, env)
 
     def _drop_lost(self, eid: str, env: Envelope) -> bool:
         """A message to an entity of a dead game: dropped and counted (True), else False."""

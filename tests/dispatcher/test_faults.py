@@ -286,3 +286,15 @@ def test_nothing_is_created_loaded_or_migrated_onto_a_dead_game() -> None:
     assert _lost_ids(h.gates[1]) == [(2, [E1])]  # its client, if it had one, is told
     h.game(1, call(E1, "x"))
     assert h.games[1].calls() == []
+
+
+def test_a_gate_away_when_a_game_dies_is_told_when_it_comes_back() -> None:
+    h = cluster(2, n_gates=0)
+    away = h.gates[1] = FakePeer("gate1")
+    h.svc.gate_connected(1, away, "pid-a")
+    h.game(1, notify_create(E1))
+    h.svc.gate_disconnected(1, away)  # its stream broke: kept for GATE_RECONNECT_GRACE
+    h.svc.game_disconnected(1, h.games[1])
+    back = FakePeer("gate1")
+    h.svc.gate_connected(1, back, "pid-a")
+    assert _lost_ids(back) == [(1, [E1])]

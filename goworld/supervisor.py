@@ -301,6 +301,14 @@ class RunDirProcesses:
         self.watches: dict[str, runctl.TagWatch] = {}
         self.identity: dict[int, float | None] = {}  # pid -> its start time when first seen
 
+    def reap(self) -> None:
+        """Collect our children that exited and that no pid file names any more (a process
+        the CLI replaced under a hold): no zombies pile up."""
+        current = {runctl.read_pid(self.run_dir, name) for name in self.procs}
+        for pid, child in list(self.children.items()):
+            if child.poll() is not None and pid not in current:
+                del self.children[pid]
+
     def order(self) -> list[tuple[str, str]]:
         return [(name, p.role) for name, p in self.procs.items()]
 
@@ -424,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     _announce_started()
     last = ""
     while not stopping:
+        table.reap()
         for event in supervisor.tick():
             logger.log(event.level, "%s", event.message)
         state = json.dumps(supervisor.snapshot(), sort_keys=True)

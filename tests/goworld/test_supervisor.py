@@ -305,3 +305,23 @@ def test_the_run_dir_table_keeps_the_crashed_process_log_and_honours_holds(tmp_p
     assert table.held("game1") is None
     runctl.take_hold(run_dir, "game2", "restart", pid=2**22 + 12345)  # its command is gone
     assert table.held("game2") is None
+
+
+def test_the_run_dir_table_reaps_children_no_pid_file_names(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ini = tmp_path / "goworld.ini"
+    ini.write_text("[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n")
+    table = RunDirProcesses(load(ini), None)
+    run_dir = runctl.run_dir(tmp_path)
+    replaced = subprocess.Popen([sys.executable, "-c", "pass"])  # the CLI replaced it
+    current = subprocess.Popen([sys.executable, "-c", "pass"])  # crashed, not looked at yet
+    runctl.write_pid(run_dir, "game1", current.pid)
+    table.children = {replaced.pid: replaced, current.pid: current}
+    replaced.wait()
+    current.wait()
+    table.reap()
+    assert list(table.children) == [current.pid]
+    assert table.exit_reason("game1", current.pid) == "exit status 0"
+    assert table.children == {}

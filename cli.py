@@ -107,7 +107,7 @@ class Cluster:
             return None
         if _alive(pid):
             return pid
-        runctl.clear_status(self.run_dir, proc.name, ProcFile.PID)
+        runctl.clear_stale_pid(self.run_dir, proc.name, pid)
         return None
 
     def running(self) -> dict[Proc, int]:
@@ -239,7 +239,7 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(pid):
-                runctl.clear_status(self.run_dir, proc.name, ProcFile.PID)
+                runctl.clear_stale_pid(self.run_dir, proc.name, pid)
                 return True
             time.sleep(0.05)
         return False

@@ -87,6 +87,7 @@ __all__ = [
     "clear_status",
     "write_pid",
     "read_pid",
+    "clear_stale_pid",
     "write_cluster_app",
     "read_cluster_app",
     "read_cluster_supervised",
@@ -244,6 +245,14 @@ def read_pid(run_dir: Path, name: str) -> int | None:
         return int(text.strip()) if text is not None else None
     except ValueError:
         return None
+
+
+def clear_stale_pid(run_dir: Path, name: str, pid: int) -> None:
+    """Remove ``name``'s pid file if it still names ``pid`` (gone): under the process's lock, so
+    a pid the supervisor has just written for a restart is never removed by a reader."""
+    with locked(run_dir, name):
+        if read_pid(run_dir, name) == pid:
+            clear_status(run_dir, name, ProcFile.PID)
 
 
 def write_cluster_app(run_dir: Path, app: Path, *, supervise: bool | None = None) -> None:

@@ -212,3 +212,40 @@ def test_a_game_that_exits_without_a_freeze_file_is_a_failure_despite_an_old_res
 ) -> None:
     failure, _ = _freeze_a_fake_game(tmp_path, "nothing")
     assert failure is not None and "game1 exited without writing" in failure
+
+
+# ---- status and restart without a running cluster ----------------------------------------------
+
+ONE_EACH = "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n"
+
+
+def test_status_json_and_exit_code_when_nothing_runs(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "goworld.ini").write_text(ONE_EACH)
+    result = run("status", "--json", "--ini", str(tmp_path / "goworld.ini"))
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["app"] is None
+    assert report["supervisor"] == {"expected": False, "up": False, "pid": None}
+    assert [(p["name"], p["up"], p["state"], p["restarts"]) for p in report["processes"]] == [
+        ("dispatcher1", False, "down", 0), ("game1", False, "down", 0), ("gate1", False, "down", 0)
+    ]
+    text = run("status", "--ini", str(tmp_path / "goworld.ini"))
+    assert text.returncode == 3 and "0/1 gates running; not supervised" in text.stdout
+
+
+def test_restart_arguments(tmp_path: Path) -> None:
+    ini = tmp_path / "goworld.ini"
+    ini.write_text(ONE_EACH)
+    result = run("restart", "game1", "--ini", str(ini))
+    assert result.returncode == 1 and "no cluster was started here" in result.stderr
+    from goworld import runctl
+
+    runctl.write_cluster_app(runctl.run_dir(tmp_path), ROOT / "tests" / "apps" / "cluster_app")
+    result = run("restart", "game9", "--ini", str(ini))
+    assert result.returncode == 2 and f"{ini} has no game9" in result.stderr
+    result = run("restart", "game1", "gate1", "--ini", str(ini))
+    assert result.returncode == 2 and "at most one APP and one PROCESS" in result.stderr
+    result = run("restart", str(tmp_path), "game1", "--ini", str(ini))
+    assert result.returncode == 1 and "runs " in result.stderr and f"not {tmp_path}" in result.stderr

@@ -190,3 +190,13 @@ def test_cluster_app_records_supervision(tmp_path: Path) -> None:
     assert runctl.read_cluster_supervised(run_dir)
     runctl.write_cluster_app(run_dir, tmp_path / "app", supervise=False)
     assert not runctl.read_cluster_supervised(run_dir)
+
+
+def test_clear_stale_pid_leaves_a_newer_pid(tmp_path: Path) -> None:
+    run_dir = runctl.run_dir(tmp_path)
+    runctl.write_pid(run_dir, "game1", 111)
+    runctl.write_pid(run_dir, "game1", 222)  # the supervisor restarted it meanwhile
+    runctl.clear_stale_pid(run_dir, "game1", 111)
+    assert runctl.read_pid(run_dir, "game1") == 222
+    runctl.clear_stale_pid(run_dir, "game1", 222)
+    assert runctl.read_pid(run_dir, "game1") is None

@@ -148,8 +148,16 @@ class Cluster:
     # ---- the supervisor ----
 
     def supervisor_pid(self) -> int | None:
+        """The supervisor's pid if it runs (checked by its command line: a stale pid file's
+        number may belong to another process by now)."""
         pid = runctl.read_pid(self.run_dir, runctl.SUPERVISOR)
-        return pid if pid is not None and _alive(pid) else None
+        if pid is None or not _alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return pid
+        return pid if b"goworld.supervisor" in cmdline else None
 
     def start_supervisor(self) -> int:
         """Launch ``python -m goworld.supervisor`` and wait for its start tag."""

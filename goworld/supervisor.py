@@ -92,8 +92,8 @@ class Policy:
 
 
 class State(enum.StrEnum):
-    UP = "up"  # running (started by us and tagged, or adopted)
-    STARTING = "starting"  # restarted by us, its start tag not seen yet
+    UP = "up"  # running (started by us and tagged, a game serving; or adopted)
+    STARTING = "starting"  # restarted by us, its start tag (a game: serving) not seen yet
     BACKOFF = "backoff"  # down, restart due at ProcStatus.due
     GAVE_UP = "gave-up"  # down, too many restarts: left alone until someone starts it
     HELD = "held"  # a CLI command works on it
@@ -299,6 +299,7 @@ class RunDirProcesses:
             )
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.watches: dict[str, runctl.TagWatch] = {}
+        self.unserved: set[str] = set()  # games restarted and tagged, not serving yet
         self.identity: dict[int, float | None] = {}  # pid -> its start time when first seen
 
     def reap(self) -> None:
@@ -346,10 +347,19 @@ class RunDirProcesses:
         return f"exit status {code}"
 
     def started(self, name: str) -> bool:
+        """The start tag in the new log; for a game also its ``serving`` file (cleared before
+        the spawn), so that a game counts as up once it serves."""
         watch = self.watches.get(name)
-        if watch is None or not watch.found():
-            return watch is None
-        del self.watches[name]
+        if watch is not None:
+            if not watch.found():
+                return False
+            del self.watches[name]
+            if self.procs[name].role == "game":
+                self.unserved.add(name)
+        if name in self.unserved:
+            if runctl.read_status(self.run_dir, name, ProcFile.SERVING) is None:
+                return False
+            self.unserved.discard(name)
         return True
 
     def wants_restore(self, name: str) -> bool:
@@ -365,6 +375,7 @@ class RunDirProcesses:
             if proc.role == "game":
                 runctl.clear_status(self.run_dir, name, ProcFile.SERVING)
             self.watches[name] = runctl.TagWatch(proc.log_file, runctl.started_tag(proc.role))
+            self.unserved.discard(name)
             extra = runctl.restore_args() if restore else []
             child = runctl.spawn(self.root, self.cfg.path, proc.role, proc.id, self.app, extra)
         self.children[child.pid] = child

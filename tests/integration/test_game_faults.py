@@ -18,11 +18,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from goworld.client import GoWorldClient
@@ -82,14 +84,30 @@ async def _counter_after_incr(client: GoWorldClient) -> Any:
     return avatar.attrs["counter"]
 
 
+async def _saved_counter(runner: ClusterRunner, avatar_id: str, counter: int) -> None:
+    """Wait until the SQLite storage holds ``avatar_id`` with ``counter``."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(runner.dir / "entities.db", timeout=5)) as db:
+                row = db.execute("SELECT data FROM entities WHERE id = ?", (avatar_id,)).fetchone()
+            if row is not None and msgpack.unpackb(row[0], raw=False).get("counter") == counter:
+                return
+        except sqlite3.OperationalError:
+            pass  # not created yet, or busy
+        assert time.monotonic() < deadline, f"{avatar_id} not saved with counter {counter}"
+        await asyncio.sleep(0.1)
+
+
 @pytest.mark.asyncio
 async def test_kill_9_of_a_game_tells_its_players_why_and_they_log_in_again(runner: ClusterRunner) -> None:
     # A player with a saved avatar: counter 3, saved when its client left (the avatar is destroyed).
     keeper, _ = await _login(runner, "keeper", 0)
     for _ in range(3):
         await _counter_after_incr(keeper)
+    avatar_id = keeper.player.id if keeper.player is not None else ""
     await keeper.aclose()
-    await asyncio.sleep(1.0)  # the save is asynchronous (SQLite in a thread)
+    await _saved_counter(runner, avatar_id, 3)  # the save is asynchronous (SQLite in a thread)
     keeper, keeper_game = await _login(runner, "keeper", 1)
     assert keeper.player is not None and keeper.player.attrs["counter"] == 3
     victim_game = keeper_game
@@ -207,15 +225,16 @@ async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_pat
     runner.start()
     pids = {gid: _pid(runner, gid) for gid in (1, 2)}
     try:
-        for name in ("dora", "erin"):
-            client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
-            account = await client.wait_player("Account", timeout=TIMEOUT)
-            client.call(account.id, "Register", name, "pw")
-            await client.wait_call("ShowInfo", timeout=TIMEOUT)
-            await client.aclose()
+        # game2 is stopped first: a stopped game never finishes the saves it started.
         os.kill(pids[2], signal.SIGSTOP)  # type: ignore[arg-type]
         try:
             runner.wait_for_log("game2 sent nothing", timeout=TIMEOUT)
+            for name in ("dora", "erin"):
+                client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+                account = await client.wait_player("Account", timeout=TIMEOUT)
+                client.call(account.id, "Register", name, "pw")
+                await client.wait_call("ShowInfo", timeout=TIMEOUT)
+                await client.aclose()
             dora = await _chat_login(runner, "dora")
             base = f"http://127.0.0.1:{runner.gate(0, 'ws')}/"
             async with async_playwright() as pw:

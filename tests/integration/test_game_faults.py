@@ -59,9 +59,11 @@ def _pid(runner: ClusterRunner, game_id: int) -> int | None:
         return None
 
 
-async def _login(runner: ClusterRunner, name: str, gate: int) -> tuple[GoWorldClient, int]:
+async def _login(
+    runner: ClusterRunner, name: str, gate: int, *, notices: bool = True
+) -> tuple[GoWorldClient, int]:
     """A client logged in as ``name`` on gate ``gate``, and the game its avatar is on."""
-    client = await GoWorldClient.connect("127.0.0.1", runner.gate(gate, "tcp"))
+    client = await GoWorldClient.connect("127.0.0.1", runner.gate(gate, "tcp"), notices=notices)
     account = await client.wait_player("Account", timeout=TIMEOUT)
     client.call(account.id, "Login", name)
     await client.wait_player("Avatar", timeout=TIMEOUT)
@@ -116,12 +118,16 @@ async def test_kill_9_of_a_game_tells_its_players_why_and_they_log_in_again(runn
     clients: dict[str, tuple[GoWorldClient, int]] = {"keeper": (keeper, keeper_game)}
     for i in range(40):
         games = {g for _, g in clients.values()}
-        if len(clients) >= 8 and games == {1, 2}:
+        plain = {n for n, (c, g) in clients.items() if g == victim_game and n.startswith("plain")}
+        if len(clients) >= 8 and games == {1, 2} and plain:
             break
-        clients[f"p{i}"] = await _login(runner, f"p{i}", i % 2)
+        # every third client speaks like GoWorld's (no notices): it must see only the close
+        name = f"plain{i}" if i % 3 == 2 else f"p{i}"
+        clients[name] = await _login(runner, name, i % 2, notices=not name.startswith("plain"))
     victims = {n: c for n, (c, g) in clients.items() if g == victim_game}
     others = {n: c for n, (c, g) in clients.items() if g == live_game}
     assert victims and others, {n: g for n, (_, g) in clients.items()}
+    assert any(n.startswith("plain") for n in victims), sorted(victims)
 
     pid = _pid(runner, victim_game)
     assert pid is not None
@@ -137,9 +143,12 @@ async def test_kill_9_of_a_game_tells_its_players_why_and_they_log_in_again(runn
     print(f"\nkill -9 game{victim_game}: {len(victims)} clients told after "
           f"{min(told_after):.2f}..{max(told_after):.2f} s")
     for name, client in victims.items():
+        assert client.error is None  # nothing it could not read
+        if name.startswith("plain"):
+            assert client.close_code is None and client.close_reason is None
+            continue
         assert client.close_code == "game_lost", (name, client.close_reason, runner.logs())
         assert client.close_reason is not None and f"game{victim_game}" in client.close_reason
-        assert client.error is None
 
     # The players of the other game are undisturbed: still connected, and served.
     for client in others.values():

@@ -342,34 +342,37 @@ class ClientProxy(asyncio.Protocol):
         transport.write(data)
         pending = getattr(transport, "get_write_buffer_size", None)
         if pending is not None and pending() > MAX_PENDING_OUTPUT:
-            self.abort(f"not reading: {pending()} bytes waiting to be sent", kind="not reading")
+            # not told: it does not read (and telling it would write more)
+            self.abort(f"not reading: {pending()} bytes waiting to be sent", kind="not reading", tell=False)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def abort(self, reason: str, *, kind: str = "bad packet") -> None:
-        """Close this client after a violation: one log line, summarised per ``kind``."""
-        if self._closed:
-            return
-        self.gate.summary.event(
-            kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {reason}", self.peer
-        )
-        self.close()
+    def abort(self, reason: str, *, kind: str = "bad packet", tell: bool = True) -> None:
+        """Close this client after a violation: one log line, summarised per ``kind``; a
+        client that announced notices is told ``reason`` first (code: ``kind`` with ``_``)
+        unless ``tell`` is false."""
+        self.tell_and_close(kind.replace(" ", "_"), reason, kind=kind, tell=tell)
 
-    def tell_and_close(self, code: str, reason: str, *, kind: str, log: str = "") -> None:
+    def tell_and_close(
+        self, code: str, reason: str, *, kind: str, log: str = "", tell: bool = True
+    ) -> None:
         """Close this client for ``reason``; a client that announced notices gets
         NOTICE_ON_CLIENT (``code``, ``reason``) first, after what was already queued for it.
         One log line (``log``, else ``reason``), summarised per ``kind``."""
         if self._closed:
             return
-        if self.notices:
+        if tell and self.notices and self.transport is not None:
             out = bytearray(_NOTICE)
             codec.write_varstr(out, code)
             codec.write_varstr(out, reason)
             self.send_payload(bytes(out))
             self.flush()  # written before the close: every transport flushes, then closes
-        self.abort(log or reason, kind=kind)
+        self.gate.summary.event(
+            kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {log or reason}", self.peer
+        )
+        self.close()
 
     def close(self) -> None:
         if self._closed:

@@ -122,3 +122,26 @@ async def test_a_kick_tells_a_client_that_understands_notices_why() -> None:
     assert ta.closed and tg.closed
     assert notices(ta) == [("kicked", "no game server")]
     assert notices(tg) == []
+
+
+@pytest.mark.asyncio
+async def test_the_gates_own_closes_tell_a_client_that_understands_notices() -> None:
+    h = Harness()
+    a, ta = h.connect()
+    announce(a)
+    a.data_received(struct.pack("<IH", 2, 999))  # an unknown message type
+    assert ta.closed
+    [(code, text)] = notices(ta)
+    assert code == "bad_packet" and "unknown message type 999" in text
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_does_not_read_is_closed_without_a_notice() -> None:
+    h = Harness()
+    a, ta = h.connect()
+    announce(a)
+    ta.get_write_buffer_size = lambda: 1 << 40  # type: ignore[attr-defined]
+    a.send_payload(b"\x09\x04" + b"x" * 18)
+    await asyncio.sleep(0)
+    assert ta.closed
+    assert notices(ta) == []

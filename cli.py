@@ -1,4 +1,5 @@
-"""The ``goworld`` command line: build, start, stop, kill, status (PROTOCOL.md §6) and config.
+"""The ``goworld`` command line: build, start, stop, kill, status (PROTOCOL.md §6), restart, reload
+and config.
 
 ``goworld start examples/chatroom_demo`` starts every dispatcher, then every game, then every
 gate of ``goworld.ini``, one at a time, each confirmed by the start tag in its log file. The
@@ -9,8 +10,11 @@ stderr. A process started here writes its log records to its log file only (the 
 its stderr is captured: ``runctl.stderr_is_captured``), so its stderr holds what is not a log
 record: a crash's traceback, Python warnings. ``start`` first rotates every log file and stderr
 capture of the previous run (``game1.log`` -> ``game1.log.1`` ..., ``log_backups``
-generations) instead of erasing them. ``stop`` sends SIGTERM to gates,
-then games (which save every persistent entity), then dispatchers, waiting for each.
+generations) instead of erasing them. Once the cluster serves, ``start`` launches the
+supervisor (:mod:`goworld.supervisor`), which restarts a process that dies unexpectedly;
+``restart`` and ``reload`` hold each process they work on (``runctl.take_hold``) so that it
+leaves them alone. ``stop`` stops the supervisor, then sends SIGTERM to gates, then games
+(which save every persistent entity), then dispatchers, waiting for each.
 Every file name, flag, signal and tag the CLI and the processes share is defined once, in
 ``goworld.runctl``.
 
@@ -635,7 +639,8 @@ def _check_app(cluster: Cluster, app: Path | None, command: str) -> None:
 @_APP_ARGUMENT
 @_INI_OPTION
 def stop_command(app: Path | None, ini_path: Path) -> None:
-    """Stop gates, then games (saving every persistent entity), then dispatchers.
+    """Stop the supervisor, then gates, then games (saving every persistent entity), then
+    dispatchers.
 
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
     cluster = Cluster(_load_or_exit(ini_path, check_files=False))

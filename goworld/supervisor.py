@@ -337,14 +337,31 @@ class RunDirProcesses:
     def exit_reason(self, name: str, pid: int) -> str:
         child = self.children.pop(pid, None)
         if child is None or child.returncode is None:
-            return "exit status unknown: not the supervisor's child"
-        code = child.returncode
-        if code < 0:
+            reason = "exit status unknown: not the supervisor's child"
+        elif child.returncode < 0:
             try:
-                return f"killed by {signal.Signals(-code).name}"
+                reason = f"killed by {signal.Signals(-child.returncode).name}"
             except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
+                reason = f"killed by signal {-child.returncode}"
+        else:
+            reason = f"exit status {child.returncode}"
+        last = self._last_stderr_line(name, self.identity.pop(pid, None))
+        return f"{reason}; its stderr ends: {last}" if last else reason
+
+    def _last_stderr_line(self, name: str, started: float | None) -> str:
+        """The last line of ``.goworld/<name>.stderr`` if written since the process started
+        (a traceback's exception), at most 200 characters."""
+        path = runctl.status_path(self.run_dir, name, ProcFile.STDERR)
+        try:
+            if started is None or path.stat().st_mtime < started:
+                return ""
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+                lines = f.read().decode("utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        return last[:200]
 
     def started(self, name: str) -> bool:
         """The start tag in the new log; for a game also its ``serving`` file (cleared before

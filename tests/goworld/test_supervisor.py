@@ -325,3 +325,26 @@ def test_the_run_dir_table_reaps_children_no_pid_file_names(tmp_path: Path) -> N
     assert list(table.children) == [current.pid]
     assert table.exit_reason("game1", current.pid) == "exit status 0"
     assert table.children == {}
+
+
+def test_the_exit_reason_quotes_the_end_of_a_fresh_stderr(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    ini = tmp_path / "goworld.ini"
+    ini.write_text("[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n")
+    table = RunDirProcesses(load(ini), None)
+    run_dir = runctl.run_dir(tmp_path)
+    run_dir.mkdir()
+    before = time.time() - 1  # start_time's resolution: the boot time is whole seconds
+    with open(run_dir / "game1.stderr", "ab") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "raise RuntimeError('boom in on_created')"], stderr=err
+        )
+    table.children[child.pid] = child
+    table.identity[child.pid] = before
+    child.wait()
+    assert table.exit_reason("game1", child.pid) == (
+        "exit status 1; its stderr ends: RuntimeError: boom in on_created"
+    )

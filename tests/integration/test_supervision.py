@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from goworld import runctl
+from goworld.client import GoWorldClient
+from goworld.errors import GoWorldError
 from goworld.testing import ClusterRunner, login
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
@@ -61,18 +63,22 @@ async def a_client_logs_in(runner: ClusterRunner, name: str) -> None:
     """A new client logs in and its avatar answers (retried until the cluster has rejoined)."""
     deadline = time.monotonic() + WAIT
     while True:
+        client = None
         try:
-            client = await asyncio.wait_for(login(runner, name), 10)
-            try:
-                client.call_player("Echo", 1, "back")
-                await asyncio.wait_for(client.wait_call("OnEcho"), 10)
-                return
-            finally:
-                await client.aclose()
-        except (TimeoutError, OSError):
+            client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+            account = await client.wait_player("Account")
+            client.call(account.id, "Login", name)
+            await client.wait_player("Avatar")
+            client.call_player("Echo", 1, "back")
+            await client.wait_call("OnEcho")
+            return
+        except (TimeoutError, OSError, GoWorldError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+        finally:
+            if client is not None:
+                await client.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ kill -9 / SIGSTOP, each process killed at most once so every restart has the fir
 * the fault: SIGKILL of ``<role>1``, or SIGSTOP for --stop seconds then SIGCONT (always, in a
   ``finally``);
 * measured: time to detect (the first Python client told/closed, and the first WARNING or worse
-  that any process or the supervisor logged after the fault), time to recover (status all up,
+  saying a fault was noticed that any process or the supervisor logged after it), time to recover (status all up,
   every game serving, a newcomer logged in and served; from the kill, or from the SIGCONT),
   players disturbed (Python clients closed, with their close codes) out of connected, the
   longest gap between two replies of an undisturbed player, whether every disturbed player logs
@@ -61,6 +61,10 @@ KINDS = ("kill", "stop")
 #: A bound for one wait (a stuck run), not a measurement.
 WAIT = 90.0
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (WARNING|ERROR|CRITICAL) (.*)$")
+#: What a process or the supervisor logs when it notices a fault (not, say, a message dropped
+#: for an entity an earlier fault took with it).
+NOTICED = re.compile(r"is down|sent nothing|disconnected|stream lost|exited unexpectedly|"
+                     r"connection lost|unhealthy|gave up|giving up")
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Outcome:
     recover_s: float | None = None  # from the kill, or from the SIGCONT
     full_strength: bool = False
     newcomer_ok: bool = False
+    newcomer_failures: list[str] = field(default_factory=list)  # tries before the one that got in
     relogin_ok: int = 0
     relogin_failed: list[str] = field(default_factory=list)
     relogin_max_s: float | None = None
@@ -105,6 +110,7 @@ class Outcome:
     bot_during: str = ""
     bot_during_errors: int = 0
     bot_during_connected: int = 0
+    bot_during_error_lines: list[str] = field(default_factory=list)
     bot_after_passed: bool | None = None
     bot_after: str = ""
     status_after: dict[str, Any] = field(default_factory=dict)
@@ -167,8 +173,9 @@ def _names(runner: ClusterRunner) -> list[str]:
 
 
 def first_complaint_after(runner: ClusterRunner, wall: float) -> tuple[float | None, str]:
-    """Seconds from ``wall`` (time.time()) to the first WARNING/ERROR/CRITICAL line any log of
-    the cluster (the supervisor's too) has at or after it, and that line."""
+    """Seconds from ``wall`` (time.time()) to the first WARNING/ERROR/CRITICAL line saying a
+    fault was noticed (:data:`NOTICED`) that any log of the cluster (the supervisor's too) has
+    at or after it, and that line."""
     best: tuple[float | None, str] = (None, "")
     paths = sorted(runner.dir.glob("*.log")) + [runner.dir / ".goworld" / runctl.SUPERVISOR_LOG]
     for path in paths:
@@ -178,7 +185,7 @@ def first_complaint_after(runner: ClusterRunner, wall: float) -> tuple[float | N
             continue
         for line in text.splitlines():
             m = _LOG_TIME.match(line)
-            if not m:
+            if not m or not NOTICED.search(m[3]):
                 continue
             t = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             if t + 0.0005 < wall:
@@ -205,6 +212,7 @@ class Player:
 
     async def login(self, runner: ClusterRunner, timeout: float = 30.0) -> GoWorldClient:
         client = await GoWorldClient.connect("127.0.0.1", runner.gate(self.gate, "tcp"))
+        self.client = client
         try:
             account = await client.wait_player("Account", timeout=timeout)
             client.call(account.id, "Login", self.name, PASSWORD)
@@ -219,7 +227,6 @@ class Player:
 
         client.on_call = on_call
         client.closed.add_done_callback(lambda _f: self._closed())
-        self.client = client
         return client
 
     def _closed(self) -> None:
@@ -303,9 +310,12 @@ async def check_saved(runner: ClusterRunner, saved: dict[str, tuple[str, int]], 
     return lost
 
 
-async def wait_full_strength(runner: ClusterRunner, tag: str, gates: int, timeout: float = WAIT) -> tuple[bool, bool]:
-    """Until status is all up and a newcomer logs in and is served: (full strength, newcomer)."""
+async def wait_full_strength(runner: ClusterRunner, tag: str, gates: int, timeout: float = WAIT,
+                             failures: list[str] | None = None) -> tuple[bool, bool]:
+    """Until status is all up and a newcomer logs in and is served: (full strength, newcomer).
+    ``failures`` gets a line for each newcomer that did not get in."""
     deadline = time.monotonic() + timeout
+    began = time.monotonic()
     n = 0
     while time.monotonic() < deadline:
         up, _ = await asyncio.to_thread(all_up, runner)
@@ -314,15 +324,23 @@ async def wait_full_strength(runner: ClusterRunner, tag: str, gates: int, timeou
             continue
         n += 1
         newcomer = Player(f"{tag}-new{n}", n % gates)
+        t = time.monotonic()
+        why = "not served"
         try:
             await asyncio.wait_for(newcomer.login(runner), 15)
             ok = await newcomer.served(15)
-        except (TimeoutError, OSError, Exception):
-            ok = False
+        except (TimeoutError, OSError, Exception) as exc:
+            ok, why = False, f"{type(exc).__name__}: {exc}"
         finally:
             await newcomer.close()
         if ok:
             return True, True
+        if failures is not None:
+            c = newcomer.client
+            stage = "no client" if c is None else (
+                "no Account" if c.player is None else f"player {c.player.type_name}")
+            failures.append(f"{newcomer.name} on gate{newcomer.gate + 1} at +{t - began:.1f} s: "
+                            f"{why[:150]} ({stage}, took {time.monotonic() - t:.1f} s)")
         await asyncio.sleep(0.2)
     return False, False
 
@@ -396,7 +414,8 @@ async def run_fault(
             finally:
                 os.kill(pid, signal.SIGCONT)
             resumed = time.monotonic()
-        full, newcomer = await wait_full_strength(runner, f"{tag}-after", gates)
+        full, newcomer = await wait_full_strength(runner, f"{tag}-after", gates,
+                                                  failures=out.newcomer_failures)
         out.full_strength, out.newcomer_ok = full, newcomer
         if full:
             out.recover_s = round(time.monotonic() - resumed, 2)
@@ -456,6 +475,7 @@ async def run_fault(
             out.bot_during = result.summary()
             out.bot_during_errors = len(result.output.errors)
             out.bot_during_connected = result.output.connected
+            out.bot_during_error_lines = [line[:300] for line in result.output.errors[:5]]
             bots = None
         if binary is not None and plan.after_bots:
             after = start_bots(binary, runner, f"{tag}-after", plan.after_bots, plan.after_seconds,
@@ -513,7 +533,8 @@ def _line(o: Outcome, wall: float) -> str:
             f"relogin {o.relogin_ok}/{o.disturbed} (max {o.relogin_max_s} s), max gap {o.max_gap_s} s, "
             f"data lost {len(o.data_lost)}/{o.saved_checked}, bot after "
             f"{'passed' if o.bot_after_passed else o.bot_after_passed} ({wall:.0f} s)\n"
-            f"    first log line: {o.detect_log_line}\n    bot during: {o.bot_during}")
+            f"    first log line: {o.detect_log_line}\n    bot during: {o.bot_during}"
+            + "".join(f"\n    newcomer failed: {f}" for f in o.newcomer_failures))
 
 
 async def main() -> None:
@@ -523,6 +544,7 @@ async def main() -> None:
     parser.add_argument("--faults", default="", help="e.g. game-kill,gate-stop (default: all six)")
     parser.add_argument("--backoff", default=None, help="[supervisor] restart_backoff (default: 1)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--keep", default=None, help="run the clusters in this directory (kept)")
     args = parser.parse_args()
     layouts = [x for x in args.only.split(",") if x]
     faults = [(f.split("-")[0], f.split("-")[1]) for f in args.faults.split(",") if f] or faults_for(args.quick)
@@ -534,7 +556,11 @@ async def main() -> None:
     outcomes = []
     for layout in layouts:
         with tempfile.TemporaryDirectory(prefix=f"goworld-faults-{layout}-") as tmp:
-            outcomes += await run_layout(layout, faults, plan, Path(tmp), binary,
+            directory = Path(tmp)
+            if args.keep:
+                directory = Path(args.keep) / layout
+                directory.mkdir(parents=True)
+            outcomes += await run_layout(layout, faults, plan, directory, binary,
                                          report=lambda o, w: print(_line(o, w), flush=True))
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -11,7 +11,17 @@ from collections.abc import Callable
 from typing import Protocol
 
 from goworld.bench.result import Result
-from goworld.bench.scenarios import aoi, capacity, codec, fanout, hostile, memory, reload, routing
+from goworld.bench.scenarios import (
+    aoi,
+    capacity,
+    codec,
+    fanout,
+    faults,
+    hostile,
+    memory,
+    reload,
+    routing,
+)
 
 
 class Scenario(Protocol):
@@ -34,6 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
     "reload": reload,
     "codec": codec,
     "hostile": hostile,
+    "faults": faults,
 }
 #: In the issue, not measured yet (listed in the report).
 NOT_YET: dict[str, str] = {}

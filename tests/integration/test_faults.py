@@ -1,0 +1,156 @@
+"""Issue 15's fault matrix, a representative subset (the whole matrix is ``goworld bench --only
+faults``): real processes started by ``goworld start`` (examples/test_game, supervised with a
+0.2 s back-off), under load from GoWorld's Go bot (``test_client -strict``) and Python clients
+logged in on every gate, each calling ``TestListField`` every 0.5 s.
+
+* 1+1+1: kill -9 of the game, the gate and the dispatcher, and SIGSTOP of the game (SIGCONT
+  after 4 s);
+* 2+2+2: kill -9 of game1 and of dispatcher1.
+
+Each fault runs on the cluster the previous one left (each process is killed at most once), and
+is driven by scripts/bench_faults.py's ``run_fault`` (the bench measures with the same code).
+For each, the test asserts what every Python client went through (told why and logged in again,
+or undisturbed and still served, by the rule of the fault), that every player saved before any
+fault so far gets its avatar back (id and ``prof`` from storage), and that the cluster returns
+to full strength by itself: ``goworld status --json`` all up with every game serving, a newcomer
+logs in and is served, and a Go bot run after the fault passes its strict verdict. Nothing is
+timed: outcomes are awaited with generous bounds; the figures are the bench's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from goworld import gobot
+from goworld.testing import ClusterRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_faults", ROOT / "scripts" / "bench_faults.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_faults"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bf = _load_harness()
+
+PLAN = bf.Plan(players=6, saved=1, bots=10, bot_seconds=12, after_bots=10, after_seconds=12,
+               stop_seconds=4.0, settle=2.0, backoff="0.2")
+
+
+@pytest.fixture(scope="module")
+def go_bot() -> Path:
+    try:
+        return gobot.build_test_client()
+    except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
+        pytest.fail(f"cannot build GoWorld's Go test bot: {exc}", pytrace=False)
+
+
+class Cluster:
+    def __init__(self, runner: ClusterRunner, layout: str) -> None:
+        self.runner, self.layout = runner, layout
+        self.saved: dict[str, tuple[str, int]] = {}
+        self.faults = 0
+
+
+def _cluster(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Iterator[Cluster]:
+    runner = bf.make_runner(tmp_path_factory.mktemp(f"faults{layout}"), layout, PLAN)
+    runner.start()
+    try:
+        yield Cluster(runner, layout)
+    finally:
+        bf.continue_all(runner)
+        runner.stop()
+        runner.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster111(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _cluster(tmp_path_factory, "111")
+
+
+@pytest.fixture(scope="module")
+def cluster222(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from _cluster(tmp_path_factory, "222")
+
+
+async def _fault(cluster: Cluster, go_bot: Path, role: str, kind: str) -> Any:
+    cluster.faults += 1
+    out = await bf.run_fault(cluster.runner, cluster.layout, role, kind, PLAN, binary=go_bot,
+                             first_bot=1 + 100 * cluster.faults, saved=cluster.saved)
+    print(f"\n{bf._line(out, 0)}")
+    context = f"{out.to_json()}\n{cluster.runner.logs()}"
+    assert out.error == "", context
+    # Full strength by itself.
+    assert out.full_strength and out.newcomer_ok, context
+    assert out.status_after.get("ok") and all(p["up"] for p in out.status_after["processes"]), context
+    assert out.bot_after_passed, out.bot_after
+    # Data: every player saved before this fault or an earlier one comes back.
+    assert out.saved_checked >= PLAN.saved and out.data_lost == [], context
+    # Undisturbed players are served; disturbed ones log in again.
+    assert out.undisturbed_not_served == [], context
+    assert out.relogin_ok == out.disturbed and out.relogin_failed == [], context
+    assert out.connected == PLAN.players
+    return out
+
+
+def _gate1_only(out: Any) -> None:
+    """A dead gate: exactly its own clients are closed (no notice: the connection is gone)."""
+    assert out.disturbed_per_gate == {"0": out.per_gate["0"]}, out.to_json()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_111_kill_9_game(cluster111: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster111, go_bot, "game", "kill")
+    # One game: every player lived there, each is told why.
+    assert out.disturbed == out.connected and out.close_codes == {"game_lost": out.connected}, out.to_json()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_111_sigstop_game(cluster111: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster111, go_bot, "game", "stop")
+    assert out.disturbed == 0, out.to_json()  # paused, then served again
+    # The dispatcher noticed (game_hang_timeout) and said so.
+    assert cluster111.runner.grep("game1 sent nothing"), out.to_json()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_111_kill_9_gate(cluster111: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster111, go_bot, "gate", "kill")
+    _gate1_only(out)
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_111_kill_9_dispatcher(cluster111: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster111, go_bot, "dispatcher", "kill")
+    assert out.disturbed == 0, out.to_json()  # the gate keeps its clients and reconnects
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_222_kill_9_game1(cluster222: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster222, go_bot, "game", "kill")
+    # The players whose avatar lived on game1 are told why; the others are undisturbed.
+    assert set(out.close_codes) <= {"game_lost"}, out.to_json()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_222_kill_9_dispatcher1(cluster222: Cluster, go_bot: Path) -> None:
+    out = await _fault(cluster222, go_bot, "dispatcher", "kill")
+    assert out.disturbed == 0, out.to_json()

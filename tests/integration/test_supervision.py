@@ -319,3 +319,29 @@ async def test_a_game_that_dies_restoring_after_a_reload_is_restored_by_the_supe
     finally:
         runner.stop()
         runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_two_of_each_lose_a_dispatcher_and_a_gate_at_once(tmp_path: Path) -> None:
+    """2+2+2: kill -9 of dispatcher2 and gate2 together; the dispatcher is restarted first,
+    then the gate (which waited for it)."""
+    runner = ClusterRunner(tmp_path, APP)  # 2 dispatchers, 2 games, 2 gates
+    with open(runner.ini, "a") as f:
+        f.write("[supervisor]\nrestart_backoff = 0.2\n")
+    try:
+        runner.start()
+        for name in ("gate2", "dispatcher2"):
+            os.kill(pid_of(runner, name), signal.SIGKILL)
+
+        def back() -> bool:
+            code, report = status(runner)
+            p = procs(report)
+            return code == 0 and p["gate2"]["restarts"] == 1 and p["dispatcher2"]["restarts"] == 1
+
+        wait_until("dispatcher2 and gate2 back", back, runner)
+        sup = (tmp_path / ".goworld" / runctl.SUPERVISOR_LOG).read_text()
+        assert sup.index("restarted dispatcher2") < sup.index("dispatcher2 (pid") < sup.index("restarted gate2")
+        await a_client_logs_in(runner, "two-of-each")
+    finally:
+        runner.stop()
+        runner.kill()

@@ -251,6 +251,10 @@ def test_a_stale_freeze_file_is_not_restored_and_a_dead_supervisor_is_reported(t
         result = runner.cli("restart", "gate1")  # also brings the supervisor back
         assert result.returncode == 0 and "starting supervisor" in result.stdout, result.stdout
         assert status(runner)[0] == 0
+        pids = [pid_of(runner, n) for n in ("dispatcher1", "game1", "gate1", runctl.SUPERVISOR)]
+        killed = runner.cli("kill")
+        assert killed.stdout.startswith("killed supervisor"), killed.stdout
+        assert not any(runctl.alive(pid) for pid in pids)
     finally:
         runner.stop()
         runner.kill()

@@ -89,6 +89,10 @@ BOOT_WAIT_LIMIT = 10_000
 #: A gate whose stream broke keeps its clients this long (the same gate process may reconnect).
 GATE_RECONNECT_GRACE = 10.0
 GATE_AWAY_MAX_BYTES = 16 * 1024 * 1024
+#: A restarted dispatcher takes no kvreg claim before the deployment is ready again (every
+#: game back, with its view of the registry), or this long after it started.
+KVREG_SETTLE_SECONDS = 10.0
+KVREG_CLAIMS_MAX = 10_000
 
 
 class Peer(Protocol):
@@ -187,6 +191,10 @@ class DispatcherService:
         #: dead game id -> messages dropped for its entities since the last summary line
         self._lost_drops: dict[int, int] = {}
         self._lost_log_at = 0.0
+        #: kvreg claims (not forced) made before the registry is settled: the deployment is
+        #: ready, or KVREG_SETTLE_SECONDS passed since this dispatcher started
+        self._kvreg_claims: list[tuple[int, Envelope]] = []
+        self._kvreg_settle_at = clock() + KVREG_SETTLE_SECONDS
         #: gate id -> the instance name of its process (its SET_GATE_ID's name)
         self._gate_instances: dict[int, str] = {}
         #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
@@ -248,8 +256,7 @@ class DispatcherService:
         game.ban_boot = bool(info.get("ban_boot", False))
         game.heard_at = self.clock()
         game.hung = False
-        for key, value in info.get("kvreg", {}).items():
-            self.kvreg.setdefault(key, value)  # a restarted dispatcher learns it back
+        self._learn_kvreg(game_id, info.get("kvreg", {}))
         rejected = self._adopt_entities(game_id, info.get("eids", ()))
         self._ack_game(game_id, peer, rejected)
         was_frozen = game.frozen
@@ -282,6 +289,18 @@ class DispatcherService:
             waiting, self._waiting_boot = self._waiting_boot, []
             for env in waiting:
                 self._on_client_connected(env.gate_id, env)
+
+    def _learn_kvreg(self, game_id: int, entries: dict[str, str]) -> None:
+        """A restarted dispatcher learns the kvreg back from the games' hellos; what it did
+        not know yet goes to the games already back too (their acks lacked it)."""
+        for key, value in entries.items():
+            if key in self.kvreg:
+                continue
+            self.kvreg[key] = value
+            note = Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=pack([value, False]))
+            for game in self.games.values():
+                if game.game_id != game_id:
+                    self._send_to_game_info(game, note)
 
     def _ack_game(self, game_id: int, peer: Peer, rejected: list[str]) -> None:
         peer.send(
@@ -461,6 +480,7 @@ class DispatcherService:
             note = Envelope(msgtype=MsgType.NOTIFY_DEPLOYMENT_READY)
             for game in self.games.values():
                 self._send_to_game_info(game, note)
+            self._settle_kvreg()
 
     # ---- incoming messages ---------------------------------------------------------------
 
@@ -512,6 +532,8 @@ class DispatcherService:
             self._expire_waiting_boot(now)
         if self._gates_away:
             self._expire_gates_away(now)
+        if self._kvreg_claims:
+            self._settle_kvreg()
         for eid, route in list(self.entities.items()):
             if route.blocked_until and route.blocked_until <= now:
                 logger.warning("entity %s: block expired, releasing its queue", eid)
@@ -678,11 +700,34 @@ class DispatcherService:
 
     def _on_kvreg_register(self, game_id: int, env: Envelope) -> None:
         value, force = unpack(env.payload)
-        if not force and env.name in self.kvreg:
+        if not force and not self._kvreg_settled:
+            # A restarted dispatcher learns the registry back from the games' hellos: a claim
+            # before they are all back could take a key another game holds. Held until then.
+            if len(self._kvreg_claims) < KVREG_CLAIMS_MAX:
+                self._kvreg_claims.append((game_id, env))
+            return
+        existing = self.kvreg.get(env.name)
+        if not force and existing is not None:
+            # taken already: tell the claimer who holds it (itself, maybe: a restarted game
+            # that has not heard of its own key yet)
+            self._send_to_game(
+                game_id,
+                Envelope(msgtype=MsgType.KVREG_REGISTER, name=env.name, payload=pack([existing, False])),
+            )
             return
         self.kvreg[env.name] = value
         for game in self.games.values():
             self._send_to_game_info(game, env)
+
+    @property
+    def _kvreg_settled(self) -> bool:
+        return self.deployment_ready or self.clock() >= self._kvreg_settle_at
+
+    def _settle_kvreg(self) -> None:
+        if self._kvreg_claims and self._kvreg_settled:
+            claims, self._kvreg_claims = self._kvreg_claims, []
+            for game_id, env in claims:
+                self._on_kvreg_register(game_id, env)
 
     def _on_call_entity(self, game_id: int, env: Envelope) -> None:
         self._send_to_entity(env.entity_id, env)

@@ -16,7 +16,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.service import EARLY_HOLD_SECONDS, ENTITY_BLOCK_SECONDS, DispatcherService
+from dispatcher.service import (
+    EARLY_HOLD_SECONDS,
+    ENTITY_BLOCK_SECONDS,
+    KVREG_SETTLE_SECONDS,
+    DispatcherService,
+)
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.proto.msgtypes import MsgType
 
@@ -167,6 +172,7 @@ def test_game_handshake_ack_contents() -> None:
     assert g1.sent[0].game_id == 1
     assert ack1 == {"disp": DISP_ID, "ready": False, "games": [1], "rejected": [], "kvreg": {}}
 
+    h.clock.advance(KVREG_SETTLE_SECONDS)  # not ready, but settled: claims are taken
     h.game(
         1,
         Envelope(
@@ -456,8 +462,10 @@ def test_kvreg_first_writer_wins_force_overrides_and_rebroadcasts() -> None:
         assert [(e.name, unpack(e.payload)) for e in got] == [("Service/S#0", ["game1", False])]
     h.clear()
     h.game(2, _kvreg("Service/S#0", "game2", False))
-    assert h.games[1].sent == [] and h.games[2].sent == []
+    assert h.games[1].sent == []  # no change, no broadcast; the loser learns who holds it
+    assert [(e.name, unpack(e.payload)) for e in h.games[2].sent] == [("Service/S#0", ["game1", False])]
     assert h.svc.kvreg == {"Service/S#0": "game1"}
+    h.clear()
     h.game(2, _kvreg("Service/S#0", "game2", True))
     for g in (1, 2):
         got = h.games[g].of_type(MsgType.KVREG_REGISTER)
@@ -1273,3 +1281,38 @@ def test_a_restarted_dispatcher_learns_the_kvreg_back_from_the_games() -> None:
     h.connect_game(2, kvreg={"Service/Chat#0": "game2"})  # first writer still wins
     assert h.svc.kvreg["Service/Chat#0"] == "game1"
     assert ack_of(h.games[2])["kvreg"]["Service/Chat#0/EntityID"] == eid(9)
+
+
+def test_a_restarted_dispatcher_takes_no_claim_before_every_game_is_back() -> None:
+    # dispatcher1 restarted empty; a restarted game1 (empty mirror) is back first and claims a
+    # key that game2 holds: the claim waits until game2's hello has told the registry back.
+    h = Harness(desired_games=2, desired_gates=0)
+    g1 = h.connect_game(1)
+    h.game(1, _kvreg("Service/S#0", "game1", False))
+    assert h.svc.kvreg == {} and g1.of_type(MsgType.KVREG_REGISTER) == []
+    g2 = h.connect_game(2, kvreg={"Service/S#0": "game2"})  # the deployment is ready again
+    assert h.svc.kvreg == {"Service/S#0": "game2"}
+    told = [(e.name, unpack(e.payload)) for e in g1.of_type(MsgType.KVREG_REGISTER)]
+    # learnt from game2's hello, then the answer to its own claim: game2 holds it
+    assert told == [("Service/S#0", ["game2", False])] * 2
+    assert g2.of_type(MsgType.KVREG_REGISTER) == []
+
+
+def test_a_claim_of_a_key_the_claimer_already_holds_is_confirmed_to_it() -> None:
+    # a restarted game claims a key the registry gives to its former process: it must hear it
+    h = cluster(2)
+    h.game(1, _kvreg("Service/S#0", "game1", False))
+    h.clear()
+    h.game(1, _kvreg("Service/S#0", "game1", False))
+    assert [(e.name, unpack(e.payload)) for e in h.games[1].sent] == [("Service/S#0", ["game1", False])]
+    assert h.games[2].sent == []
+
+
+def test_held_claims_are_taken_after_the_settle_time_when_a_game_never_returns() -> None:
+    h = Harness(desired_games=2, desired_gates=0)
+    g1 = h.connect_game(1)
+    h.game(1, _kvreg("Service/S#0", "game1", False))
+    h.clock.advance(KVREG_SETTLE_SECONDS)
+    h.svc.tick()
+    assert h.svc.kvreg == {"Service/S#0": "game1"}
+    assert len(g1.of_type(MsgType.KVREG_REGISTER)) == 1

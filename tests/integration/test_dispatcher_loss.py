@@ -88,3 +88,19 @@ async def test_a_killed_dispatcher_comes_back_and_the_players_never_notice(tmp_p
             relaunched.kill()
             relaunched.wait(10)
         runner.kill()
+
+
+def test_a_game_restarted_after_a_dispatcher_restart_serves_again(tmp_path: Path) -> None:
+    """2+2+2: the restarted dispatcher rebuilds its kvreg from the games, so the services a
+    restarted game held come back on it and nobody destroys theirs."""
+    runner = ClusterRunner(tmp_path, APP)
+    runner.start()
+    try:
+        for proc in ("dispatcher1", "game1", "dispatcher2", "game2"):
+            done = runner.cli("restart", str(APP), proc, timeout=120)
+            assert done.returncode == 0, f"restart {proc}:\n{done.stdout}\n{done.stderr}\n{runner.logs()}"
+        assert not runner.grep("is owned elsewhere"), runner.grep("is owned elsewhere")
+        status = runner.cli("status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+    finally:
+        runner.kill()

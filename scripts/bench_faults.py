@@ -99,6 +99,7 @@ class Outcome:
     full_strength: bool = False
     newcomer_ok: bool = False
     newcomer_failures: list[str] = field(default_factory=list)  # tries before the one that got in
+    complaints: list[str] = field(default_factory=list)  # WARNING+ lines after the fault (some)
     relogin_ok: int = 0
     relogin_failed: list[str] = field(default_factory=list)
     relogin_max_s: float | None = None
@@ -195,6 +196,23 @@ def first_complaint_after(runner: ClusterRunner, wall: float) -> tuple[float | N
                 best = (dt, f"{path.name}: {m[2]} {m[3]}"[:300])
             break  # lines are in time order: the first one after the fault is this log's earliest
     return best
+
+
+def complaints_after(runner: ClusterRunner, wall: float, limit: int = 40) -> list[str]:
+    """WARNING/ERROR/CRITICAL lines of every log (the supervisor's too) at or after ``wall``,
+    in time order, at most ``limit`` (for the record: what the processes said of the fault)."""
+    found = []
+    paths = sorted(runner.dir.glob("*.log")) + [runner.dir / ".goworld" / runctl.SUPERVISOR_LOG]
+    for path in paths:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            m = _LOG_TIME.match(line)
+            if m and datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() + 0.0005 >= wall:
+                found.append(f"{m[1][11:]} {path.name}: {m[2]} {m[3]}"[:300])
+    return sorted(found)[:limit]
 
 
 # ----------------------------------------------------------------------------- players
@@ -433,6 +451,7 @@ async def run_fault(
         if told:
             out.detect_client_s = round(min(told), 3)
         out.detect_log_s, out.detect_log_line = first_complaint_after(runner, wall0)
+        out.complaints = complaints_after(runner, wall0)
         if out.detect_log_s is not None:
             out.detect_log_s = round(out.detect_log_s, 3)
 

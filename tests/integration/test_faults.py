@@ -15,11 +15,17 @@ fault so far gets its avatar back (id and ``prof`` from storage), and that the c
 to full strength by itself: ``goworld status --json`` all up with every game serving, a newcomer
 logs in and is served, and a Go bot run after the fault passes its strict verdict. Nothing is
 timed: outcomes are awaited with generous bounds; the figures are the bench's.
+
+One xfail: a player whose avatar was created but never saved when its game died cannot log in
+again (the test's reason says why; every other player here was saved once before the fault).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,12 +81,13 @@ def _cluster(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Iterator[
         runner.kill()
 
 
-@pytest.fixture(scope="module")
+# Class-scoped: the 1+1+1 cluster is gone before the 2+2+2 one starts.
+@pytest.fixture(scope="class")
 def cluster111(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from _cluster(tmp_path_factory, "111")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def cluster222(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from _cluster(tmp_path_factory, "222")
 
@@ -111,46 +118,82 @@ def _gate1_only(out: Any) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
-async def test_111_kill_9_game(cluster111: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster111, go_bot, "game", "kill")
-    # One game: every player lived there, each is told why.
-    assert out.disturbed == out.connected and out.close_codes == {"game_lost": out.connected}, out.to_json()
+class Test111:
+    """1 dispatcher, 1 game, 1 gate."""
+
+    @pytest.mark.asyncio
+    async def test_kill_9_game(self, cluster111: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster111, go_bot, "game", "kill")
+        # One game: every player lived there, each is told why.
+        assert out.disturbed == out.connected, out.to_json()
+        assert out.close_codes == {"game_lost": out.connected}, out.to_json()
+
+    @pytest.mark.asyncio
+    async def test_sigstop_game(self, cluster111: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster111, go_bot, "game", "stop")
+        assert out.disturbed == 0, out.to_json()  # paused, then served again
+        # The dispatcher noticed (game_hang_timeout) and said so.
+        assert cluster111.runner.grep("game1 sent nothing"), out.to_json()
+
+    @pytest.mark.asyncio
+    async def test_kill_9_gate(self, cluster111: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster111, go_bot, "gate", "kill")
+        _gate1_only(out)
+
+    @pytest.mark.asyncio
+    async def test_kill_9_dispatcher(self, cluster111: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster111, go_bot, "dispatcher", "kill")
+        assert out.disturbed == 0, out.to_json()  # the gate keeps its clients and reconnects
+
+    @pytest.mark.asyncio
+    @pytest.mark.xfail(
+        strict=True, raises=TimeoutError,
+        reason="game/runtime.py create_entity_locally does not save a new persistent entity "
+        "(GoWorld's createEntity saves at once when it is created without data): test_game's "
+        "Login creates the Avatar and writes its id to KVDB, the game dies before the avatar "
+        "was ever saved, and every later Login loads an id storage does not have ('not found "
+        "in storage'): the player never gets an avatar again",
+    )
+    async def test_a_new_avatar_never_saved_logs_in_again_after_its_game_died(
+        self, cluster111: Cluster
+    ) -> None:
+        runner = cluster111.runner
+        full, _ = await bf.wait_full_strength(runner, "fresh-pre", 1)
+        assert full
+        fresh = bf.Player("fresh-never-saved", 0)
+        client = await asyncio.wait_for(fresh.login(runner), 60)
+        pid = bf.pid_of(runner, "game1")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        try:
+            await asyncio.wait_for(asyncio.shield(client.closed), 30)
+            assert client.close_code == "game_lost"
+            full, _ = await bf.wait_full_strength(runner, "fresh-post", 1)
+            assert full, runner.logs()
+            again = bf.Player("fresh-never-saved", 0)
+            try:
+                await again.login(runner, timeout=30)  # TimeoutError: never gets its Avatar
+            except TimeoutError:
+                # ... because its avatar's id is in KVDB and not in storage
+                assert runner.grep("not found in storage"), runner.logs()
+                raise
+            finally:
+                await again.close()
+        finally:
+            await fresh.close()
 
 
 @pytest.mark.slow
-@pytest.mark.asyncio
-async def test_111_sigstop_game(cluster111: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster111, go_bot, "game", "stop")
-    assert out.disturbed == 0, out.to_json()  # paused, then served again
-    # The dispatcher noticed (game_hang_timeout) and said so.
-    assert cluster111.runner.grep("game1 sent nothing"), out.to_json()
+class Test222:
+    """2 dispatchers, 2 games, 2 gates."""
 
+    @pytest.mark.asyncio
+    async def test_kill_9_game1(self, cluster222: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster222, go_bot, "game", "kill")
+        # The players whose avatar lived on game1 are told why; the others are undisturbed.
+        assert set(out.close_codes) <= {"game_lost"}, out.to_json()
 
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_111_kill_9_gate(cluster111: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster111, go_bot, "gate", "kill")
-    _gate1_only(out)
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_111_kill_9_dispatcher(cluster111: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster111, go_bot, "dispatcher", "kill")
-    assert out.disturbed == 0, out.to_json()  # the gate keeps its clients and reconnects
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_222_kill_9_game1(cluster222: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster222, go_bot, "game", "kill")
-    # The players whose avatar lived on game1 are told why; the others are undisturbed.
-    assert set(out.close_codes) <= {"game_lost"}, out.to_json()
-
-
-@pytest.mark.slow
-@pytest.mark.asyncio
-async def test_222_kill_9_dispatcher1(cluster222: Cluster, go_bot: Path) -> None:
-    out = await _fault(cluster222, go_bot, "dispatcher", "kill")
-    assert out.disturbed == 0, out.to_json()
+    @pytest.mark.asyncio
+    async def test_kill_9_dispatcher1(self, cluster222: Cluster, go_bot: Path) -> None:
+        out = await _fault(cluster222, go_bot, "dispatcher", "kill")
+        assert out.disturbed == 0, out.to_json()

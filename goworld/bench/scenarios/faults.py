@@ -108,8 +108,9 @@ def run(quick: bool) -> Result:
         "every 0.5 s. The fault hits <role>1; SIGSTOP lasts "
         f"{plan.get('stop_seconds')} s, then SIGCONT.",
         "Detect: seconds from the fault to the first player told (closed, with the gate's notice "
-        "when there is one) / to the first WARNING or worse any process or the supervisor "
-        "logged (the 'first log line' column). Back: seconds until goworld status --json is all "
+        "when there is one) / to the first WARNING or worse saying a fault was noticed (a game "
+        "down or silent, a stream lost, a gate gone, an unexpected exit) that any process or the "
+        "supervisor logged (the 'first log line' column). Back: seconds until goworld status --json is all "
         "up with every game serving and a newcomer has logged in and been served (from the kill; "
         "from the SIGCONT for SIGSTOP, whose stop time is not counted).",
         "Disturbed: Python players closed out of connected (game_lost: told by the gate that "
@@ -122,6 +123,11 @@ def run(quick: bool) -> Result:
         "Go bots: the run during the fault (bots on a dead game or gate see their connection "
         "closed: errors) / a fresh run after recovery, judged by its strict verdict.",
         "Bots, players and cluster share the 2 cores.",
+        "A stopped gate is noticed by nobody (no health check of gates): its players are paused "
+        "for the stop, then served. A stopped dispatcher's 'first log line' is its own, written "
+        "when it resumes: it counts its own stop as the games' silence and marks them "
+        "unhealthy until their next batch (game_hang_timeout; a false alarm, see the "
+        "dispatcher's tick).",
     ]
     for o in outcomes:
         if o.get("error"):

@@ -26,7 +26,8 @@ The functions here are also what tests/integration/test_faults.py drives (it ass
 outcome; this script prints and writes the figures).
 
 Usage: .venv/bin/python scripts/bench_faults.py [--quick] [--only 111,222] [--faults game-kill,...]
-       [--json FILE]
+       [--backoff S] [--keep DIR] [--json FILE]
+(--quick: 1+1+1 only unless --only says otherwise, fewer players and bots, a 4 s stop)
 """
 
 from __future__ import annotations
@@ -559,17 +560,17 @@ def _line(o: Outcome, wall: float) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="111,222", help="layouts: 111, 222")
+    parser.add_argument("--only", default=None, help="layouts: 111, 222 (default: both; --quick: 111)")
     parser.add_argument("--faults", default="", help="e.g. game-kill,gate-stop (default: all six)")
     parser.add_argument("--backoff", default=None, help="[supervisor] restart_backoff (default: 1)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--keep", default=None, help="run the clusters in this directory (kept)")
     args = parser.parse_args()
-    layouts = [x for x in args.only.split(",") if x]
+    layouts = [x for x in (args.only or ("111" if args.quick else "111,222")).split(",") if x]
     faults = [(f.split("-")[0], f.split("-")[1]) for f in args.faults.split(",") if f] or faults_for(args.quick)
     plan = Plan(backoff=args.backoff)
     if args.quick:
-        plan = Plan(players=6, saved=1, bots=6, bot_seconds=15, after_bots=6, after_seconds=8,
+        plan = Plan(players=6, saved=1, bots=6, bot_seconds=12, after_bots=10, after_seconds=12,
                     stop_seconds=4.0, settle=2.0, backoff=args.backoff)
     binary = bot_binary()
     outcomes = []

@@ -16,16 +16,20 @@ to full strength by itself: ``goworld status --json`` all up with every game ser
 logs in and is served, and a Go bot run after the fault passes its strict verdict. Nothing is
 timed: outcomes are awaited with generous bounds; the figures are the bench's.
 
-One xfail: a player whose avatar was created but never saved when its game died cannot log in
-again (the test's reason says why; every other player here was saved once before the fault).
+Two xfails, bugs found here (each test's reason says where): a player whose avatar was created
+but never saved when its game died cannot log in again (every other player here was saved once
+before the fault); a restarted dispatcher drops what a game sends to a gate that has not
+reconnected to it yet (made deterministic with cluster_app by holding the gate with SIGSTOP).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +201,90 @@ class Test222:
     async def test_kill_9_dispatcher1(self, cluster222: Cluster, go_bot: Path) -> None:
         out = await _fault(cluster222, go_bot, "dispatcher", "kill")
         assert out.disturbed == 0, out.to_json()
+
+
+CLUSTER_APP = ROOT / "tests" / "apps" / "cluster_app"
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+@pytest.mark.xfail(
+    strict=True,
+    reason="dispatcher/service.py _to_gate: a restarted dispatcher drops (counted in its stats, "
+    "no log line) what a game sends to a client of a gate that has not reconnected to it yet: "
+    "_gates_away, which holds an away gate's messages, lived in the killed process. Seen "
+    "without any SIGSTOP in the bench and in test_kill_9_dispatcher1: a newcomer on gate2 "
+    "logged in while dispatcher1 was down, game2 reconnected ~0.1 s before gate2 and flushed "
+    "its held messages, and the avatar's creation for the client was dropped (the newcomer "
+    "kept its Account; 'dropped 10' in dispatcher1's stats)",
+)
+async def test_a_restarted_dispatcher_holds_what_is_for_a_gate_not_back_yet(tmp_path: Path) -> None:
+    """Deterministic form of the race: gate1 is stopped while dispatcher1 is killed and started
+    again, so game1 rejoins dispatcher1 first; the ticks (OnTick n, every 0.1 s) game1 sends
+    meanwhile to players whose avatar's dispatcher is dispatcher1 must reach them once gate1 is
+    back (its clients are kept for GATE_RECONNECT_GRACE by a dispatcher that stayed up)."""
+    from goworld import runctl
+    from goworld.proto.ids import dispatcher_shard
+    from goworld.testing import login
+
+    runner = ClusterRunner(tmp_path, CLUSTER_APP, dispatchers=2, games=1, gates=1)
+    result = runner.cli("start", str(CLUSTER_APP), "--no-supervise")
+    assert result.returncode == 0, result.stdout + result.stderr
+    gate = runctl.read_pid(tmp_path / ".goworld", "gate1")
+    relaunched: subprocess.Popen[bytes] | None = None
+    clients = []
+    try:
+        on_d1 = []
+        for i in range(20):
+            client = await login(runner, f"ticker{i}")
+            clients.append(client)
+            assert client.player is not None
+            if dispatcher_shard(client.player.id, 2) == 1:
+                on_d1.append(client)
+            if len(on_d1) >= 2 and len(clients) >= 4:
+                break
+        assert on_d1
+        for client in clients:
+            client.call_player("StartTicker", 0.1)
+        await asyncio.sleep(1.0)
+        d1 = runctl.read_pid(tmp_path / ".goworld", "dispatcher1")
+        assert d1 is not None and gate is not None
+        cmd = Path(f"/proc/{d1}/cmdline").read_bytes()
+        os.kill(gate, signal.SIGSTOP)
+        try:
+            os.kill(d1, signal.SIGKILL)
+            await asyncio.sleep(1.0)
+            with (tmp_path / "dispatcher1.relaunched.out").open("wb") as out:
+                relaunched = subprocess.Popen(
+                    cmd.rstrip(b"\0").split(b"\0"), cwd=tmp_path, stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            await asyncio.to_thread(runner.wait_for_log, "game1 connected", 3, 60)  # 2 at start, the new d1
+            await asyncio.sleep(1.0)  # ticks go to the new dispatcher1, gate1 not back yet
+        finally:
+            os.kill(gate, signal.SIGCONT)
+        await asyncio.to_thread(runner.wait_for_log, "gate1 connected", 3, 60)  # 2 at start, d1
+        await asyncio.sleep(1.5)
+
+        def ticks(client: Any) -> list[int]:
+            return [c.args[0] for c in client.calls if c.method == "OnTick"]
+
+        gaps = {}
+        for client in clients:
+            seen = ticks(client)
+            assert seen, "no tick at all"
+            missing = sorted(set(range(seen[0], seen[-1] + 1)) - set(seen))
+            if missing:  # (its dispatcher, how many ticks, the first ones)
+                gaps[client.player.id] = (dispatcher_shard(client.player.id, 2), len(missing), missing[:3])
+        assert not any(c.is_closed for c in clients)
+        assert gaps == {}, (gaps, runner.grep("stats: routed"))
+    finally:
+        for client in clients:
+            client.close()
+        if gate is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(gate, signal.SIGCONT)
+        if relaunched is not None:
+            relaunched.kill()
+            relaunched.wait(10)
+        runner.kill()

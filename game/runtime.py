@@ -138,7 +138,11 @@ class GameRuntime:
         pos: Vector3 | None = None,
         attrs: dict[str, Any] | None = None,
         client: GameClient | None = None,
+        loaded: bool = False,
     ) -> Entity:
+        """A new entity here: hooks, its space, its client. A persistent one that was not
+        ``loaded`` from storage is saved at once (as GoWorld does), so that an id handed out
+        now (a KVDB record, a service registration) can always be loaded later."""
         if type_name == SPACE_TYPE_NAME:
             kind = int((attrs or {}).get("_K", 0))
             return self.create_space_locally(kind, entity_id=entity_id, attrs=attrs)
@@ -150,6 +154,8 @@ class GameRuntime:
         entity.run_hook("on_init")
         entity.run_hook("on_attrs_ready")
         entity.run_hook("on_created")
+        if entity.desc.persistent and not loaded and not entity.destroyed:
+            self._save(entity)
         if not entity.destroyed:
             target = space if space is not None and not space.destroyed else self.nil_space
             if target is not None:
@@ -210,7 +216,9 @@ class GameRuntime:
                 logger.error("load %s %s: not found in storage", type_name, entity_id)
                 self.outbox.entity_destroyed(entity_id)  # the dispatcher drops its queued calls
                 return
-            self.create_entity_locally(type_name, entity_id=entity_id, space=space, pos=pos, attrs=data)
+            self.create_entity_locally(
+                type_name, entity_id=entity_id, space=space, pos=pos, attrs=data, loaded=True
+            )
 
         future.add_done_callback(loaded)
 

@@ -910,6 +910,22 @@ async def test_load_entity_locally_restores_persistent_attrs() -> None:
     assert [(e.msgtype, e.entity_id) for _, e in h.sent] == [(MT.NOTIFY_DESTROY_ENTITY, missing)]
 
 
+async def test_a_new_persistent_entity_is_saved_at_once_and_a_loaded_one_is_not() -> None:
+    storage = MemoryEntityStorage()
+    h = Harness(storage=storage)
+    a = h.avatar(attrs={"name": "new"})  # never saved by game code
+    await tick()
+    assert storage.load("Avatar", a.id).result() == {"name": "new", "level": 1, "secret": "s3"}
+    eid = new_entity_id()
+    storage.save("Avatar", eid, {"name": "old", "level": 9})
+    saves = []
+    real_save = storage.save
+    storage.save = lambda *args: saves.append(args) or real_save(*args)  # type: ignore[method-assign]
+    h.rt.load_entity_locally("Avatar", eid)
+    await tick()
+    assert h.rt.get_entity(eid) is not None and saves == []
+
+
 # ---- timers ---------------------------------------------------------------------------------------------
 
 # Timers use the real loop clock: short intervals and generous, non-exact expectations.

@@ -57,6 +57,14 @@ def _why_first(o: dict[str, Any]) -> str:
     return rest[:110] if rest else "–"
 
 
+def _back(o: dict[str, Any], kind: str) -> str:
+    if not o["full_strength"]:
+        return "NOT back"
+    text = _s(o["recover_s"]) + (" after SIGCONT" if kind == "stop" else "")
+    stuck = len(o.get("newcomer_failures") or [])
+    return text + (f" ({stuck} newcomer{'s' if stuck > 1 else ''} stuck first)" if stuck else "")
+
+
 def row(o: dict[str, Any]) -> list[Any]:
     role, kind = o["fault"].split("-")
     if o.get("error"):
@@ -64,8 +72,7 @@ def row(o: dict[str, Any]) -> list[Any]:
                 "", o["error"][:200]]
     return [
         LAYOUT[o["layout"]], o["target"], KIND[kind], _detect(o),
-        (_s(o["recover_s"]) + (" after SIGCONT" if kind == "stop" else "")) if o["full_strength"]
-        else "NOT back",
+        _back(o, kind),
         _disturbed(o), _relogin(o), _s(o.get("max_gap_s")),
         f"{len(o['data_lost'])}/{o['saved_checked']}", _bots(o), _why_first(o),
     ]
@@ -123,6 +130,10 @@ def run(quick: bool) -> Result:
         "Go bots: the run during the fault (bots on a dead game or gate see their connection "
         "closed: errors) / a fresh run after recovery, judged by its strict verdict.",
         "Bots, players and cluster share the 2 cores.",
+        "A newcomer stuck first: one that did not get its avatar within 15 s (kept its "
+        "Account) before another got in; after a dispatcher's restart that is the dispatcher "
+        "dropping what a game sends to a gate that has not reconnected to it yet (a bug: "
+        "tests/integration/test_faults.py, xfail).",
         "A stopped gate is noticed by nobody (no health check of gates): its players are paused "
         "for the stop, then served. A stopped dispatcher's 'first log line' is its own, written "
         "when it resumes: it counts its own stop as the games' silence and marks them "

@@ -199,6 +199,9 @@ class DispatcherService:
         self._gate_instances: dict[int, str] = {}
         #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
         self._gates_away: dict[int, float] = {}
+        self._started_at = clock()
+        #: gates never seen by this dispatcher whose hold expired: told "dropped" if they come
+        self._gates_given_up: set[int] = set()
         #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
         self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
         self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
@@ -423,11 +426,15 @@ class DispatcherService:
         away = self._gates_away.pop(gate_id, None)
         known = self._gate_instances.get(gate_id)
         self._gate_instances[gate_id] = instance
-        if away is not None and (not instance or instance != known):
+        given_up = gate_id in self._gates_given_up
+        self._gates_given_up.discard(gate_id)
+        # known is None: this dispatcher never saw the gate (it was restarted) and held what
+        # was for it meanwhile
+        if away is not None and known is not None and (not instance or instance != known):
             self._gate_gone(gate_id)  # a new process: tell the games now, not after the grace
             away = None
         self.gates[gate_id] = peer
-        if instance and instance == known and away is None and old is None:
+        if given_up or (instance and instance == known and away is None and old is None):
             logger.warning("gate%d came back after its grace: its clients must log in again", gate_id)
             peer.send(Envelope(msgtype=MsgType.SET_GATE_ID, gate_id=gate_id, name="dropped"))
         elif away is not None:
@@ -467,7 +474,13 @@ class DispatcherService:
     def _expire_gates_away(self, now: float) -> None:
         for gate_id in [g for g, deadline in self._gates_away.items() if deadline <= now]:
             del self._gates_away[gate_id]
-            logger.warning("gate%d did not come back: its clients are gone", gate_id)
+            held = self._away_queues.get(gate_id)
+            logger.warning(
+                "gate%d did not come back: its clients are gone (%d messages held for it dropped)",
+                gate_id, len(held[0]) if held else 0,
+            )
+            if gate_id not in self._gate_instances:
+                self._gates_given_up.add(gate_id)  # if it shows up later, it is told
             self._gate_gone(gate_id)
 
     def _check_ready(self) -> None:
@@ -837,10 +850,19 @@ class DispatcherService:
     def _to_gate(self, game_id: int, env: Envelope) -> None:
         gate = self.gates.get(env.gate_id)
         if gate is None:
-            if env.gate_id in self._gates_away:
-                self._hold_for_gate(env.gate_id, env)
+            gate_id = env.gate_id
+            if gate_id not in self._gates_away and gate_id not in self._gate_instances:
+                # a restarted dispatcher, its gates not back yet: hold for them as for a gate
+                # whose stream broke, until the grace after this dispatcher started
+                deadline = self._started_at + GATE_RECONNECT_GRACE
+                young = self.clock() < deadline and gate_id not in self._gates_given_up
+                if 0 < gate_id <= self.desired_gates and young:
+                    self._gates_away[gate_id] = deadline
+            if gate_id in self._gates_away:
+                self._hold_for_gate(gate_id, env)
             else:
                 self.stats["dropped"] += 1
+                logger.warning("no gate%d: dropped message type %d", gate_id, env.msgtype)
             return
         self._send_to_gate(env.gate_id, gate, env)
 

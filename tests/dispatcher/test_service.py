@@ -1316,3 +1316,24 @@ def test_held_claims_are_taken_after_the_settle_time_when_a_game_never_returns()
     h.svc.tick()
     assert h.svc.kvreg == {"Service/S#0": "game1"}
     assert len(g1.of_type(MsgType.KVREG_REGISTER)) == 1
+
+
+def test_a_restarted_dispatcher_holds_what_is_for_gates_not_back_yet() -> None:
+    h = Harness(desired_games=1, desired_gates=2)
+    h.connect_game(1)
+    to_gate2 = Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=2, client_id=cid(1))
+    h.game(1, to_gate2)
+    h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=7, client_id=cid(2)))
+    assert h.svc.stats["dropped"] == 1  # gate 7 is not in the deployment
+    h.clock.advance(3)
+    gate2 = _gate_with_instance(h, 2, "pid-b")
+    assert gate2.types() == [MsgType.CALL_ENTITY_METHOD_ON_CLIENT]  # held, then delivered
+    assert h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED) == []
+    # gate1 never comes back: after the grace what was held goes, and so do its clients
+    h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, client_id=cid(3)))
+    h.clock.advance(10)
+    h.svc.tick()
+    assert [e.gate_id for e in h.games[1].of_type(MsgType.NOTIFY_GATE_DISCONNECTED)] == [1]
+    late = _gate_with_instance(h, 1, "pid-a")  # shows up after all: told its clients are gone
+    assert [e.name for e in late.of_type(MsgType.SET_GATE_ID)] == ["dropped"]
+    assert late.of_type(MsgType.CALL_ENTITY_METHOD_ON_CLIENT) == []

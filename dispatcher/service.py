@@ -200,6 +200,7 @@ class DispatcherService:
         #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
         self._gates_away: dict[int, float] = {}
         self._started_at = clock()
+        self._last_health_check = 0.0
         #: gates never seen by this dispatcher whose hold expired: told "dropped" if they come
         self._gates_given_up: set[int] = set()
         #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
@@ -997,6 +998,13 @@ class DispatcherService:
         """Mark unhealthy the games that sent nothing for ``game_hang_timeout`` (0: never)."""
         timeout = self.game_hang_timeout
         if not timeout:
+            return
+        last, self._last_health_check = self._last_health_check, now
+        if last and now - last > timeout:
+            # this dispatcher itself did not run (stopped, starved): the games' silence is
+            # ours; they get a fresh timeout from now
+            for game in self.games.values():
+                game.heard_at = max(game.heard_at, now)
             return
         for game in self.games.values():
             if game.hung or game.peer is None or game.frozen or now - game.heard_at <= timeout:

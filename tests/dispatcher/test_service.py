@@ -1337,3 +1337,20 @@ def test_a_restarted_dispatcher_holds_what_is_for_gates_not_back_yet() -> None:
     late = _gate_with_instance(h, 1, "pid-a")  # shows up after all: told its clients are gone
     assert [e.name for e in late.of_type(MsgType.SET_GATE_ID)] == ["dropped"]
     assert late.of_type(MsgType.CALL_ENTITY_METHOD_ON_CLIENT) == []
+
+
+def test_a_dispatcher_that_was_stopped_itself_does_not_call_the_games_hung() -> None:
+    h = cluster(2, game_hang_timeout=3.0)
+    h.svc.tick()
+    h.clock.advance(1)
+    h.svc.tick()
+    h.clock.advance(6)  # the dispatcher was SIGSTOPped: no tick, no batch read
+    h.svc.tick()
+    assert not any(g.hung for g in h.svc.games.values())
+    h.clock.advance(1)
+    h.svc.tick()
+    h.clock.advance(1)
+    h.svc.tick()
+    h.clock.advance(1.5)  # now the games really are silent for more than 3 s
+    h.svc.tick()
+    assert all(g.hung for g in h.svc.games.values())

@@ -468,9 +468,26 @@ async def idle_connections(t: Target, seconds: float, go: Go, conns: int = 2000,
             "connecting_took_s": round(connected_after, 2)}
 
 
-def _kcp_first_datagram(conv: int) -> bytes:
+def kcp_first_datagram(conv: int) -> bytes:
+    """What GoWorld's Go bot sends first over KCP: an FEC data shard holding PUSH sn 0 with
+    the 2001 heartbeat frame (38 bytes)."""
     segment = _KCP_SEGMENT.pack(conv, 81, 0, 32, 0, 0, 0, len(HEARTBEAT)) + HEARTBEAT
     return struct.pack("<IHH", 0, 0xF1, len(segment) + 2) + segment
+
+
+def bytes_waiting(socks: list[socket.socket]) -> dict[tuple[str, int], int]:
+    """The bytes each (never read) UDP socket has received, by its own address."""
+    back: dict[tuple[str, int], int] = {}
+    for s in socks:
+        s.setblocking(False)
+        total = 0
+        while True:
+            try:
+                total += len(s.recv(65536))
+            except BlockingIOError:
+                break
+        back[s.getsockname()] = total
+    return back
 
 
 async def kcp_spoof(t: Target, seconds: float, go: Go, sessions: int = 1000,
@@ -488,22 +505,13 @@ async def kcp_spoof(t: Target, seconds: float, go: Go, sessions: int = 1000,
             socks.append(s)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             s.bind((t.source, 0))
-            datagram = _kcp_first_datagram(rng.getrandbits(32))
+            datagram = kcp_first_datagram(rng.getrandbits(32))
             s.sendto(datagram, (t.host, t.tcp_port))
             sent[s.getsockname()] = len(datagram)
             if n % 50 == 49:
                 await asyncio.sleep(0.01)  # do not overflow the server's socket buffer
         await asyncio.sleep(max(0.0, t_go + seconds - time.monotonic()))
-        back: dict[tuple[str, int], int] = {}
-        for s in socks:
-            s.setblocking(False)
-            total = 0
-            while True:
-                try:
-                    total += len(s.recv(65536))
-                except BlockingIOError:
-                    break
-            back[s.getsockname()] = total
+        back = bytes_waiting(socks)
     finally:
         for s in socks:
             s.close()

@@ -25,18 +25,13 @@ import argparse
 import json
 import random
 import socket
-import struct
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-HEARTBEAT = b"\x02\x00\x00\x00\xd1\x07"  # u32 length 2, u16 msgtype 2001
-
-
-def first_datagram(conv: int) -> bytes:
-    segment = struct.pack("<IBBHIIII", conv, 81, 0, 32, 0, 0, 0, len(HEARTBEAT)) + HEARTBEAT
-    return struct.pack("<IHH", 0, 0xF1, len(segment) + 2) + segment
+from goworld.bench.attacks import bytes_waiting
+from goworld.bench.attacks import kcp_first_datagram as first_datagram
 
 
 def flood(host: str, port: int, sessions: int, addresses: int, wait: float) -> dict[str, Any]:
@@ -55,16 +50,7 @@ def flood(host: str, port: int, sessions: int, addresses: int, wait: float) -> d
             if n % 50 == 49:
                 time.sleep(0.01)  # do not overflow the server's socket buffer
         time.sleep(wait)
-        back: dict[tuple[str, int], int] = {}
-        for s in socks:
-            s.setblocking(False)
-            total = 0
-            while True:
-                try:
-                    total += len(s.recv(65536))
-                except BlockingIOError:
-                    break
-            back[s.getsockname()] = total
+        back = bytes_waiting(socks)
     finally:
         for s in socks:
             s.close()

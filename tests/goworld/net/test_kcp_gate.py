@@ -13,25 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from pathlib import Path
 
 import pytest
 
+from goworld.bench.attacks import kcp_first_datagram as first_datagram
 from goworld.testing import ClusterRunner, login
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = ROOT / "tests" / "apps" / "cluster_app"
 SOURCES = 300
 ADDRESSES = 30
-
-
-def first_datagram(conv: int) -> bytes:
-    """The Go bot's first datagram over KCP (as kcp_flood.py): FEC data shard, PUSH sn 0, the
-    2001 heartbeat frame; 38 bytes."""
-    heartbeat = b"\x02\x00\x00\x00\xd1\x07"
-    segment = struct.pack("<IBBHIIII", conv, 81, 0, 32, 0, 0, 0, len(heartbeat)) + heartbeat
-    return struct.pack("<IHH", 0, 0xF1, len(segment) + 2) + segment
 
 
 @pytest.mark.asyncio

@@ -55,25 +55,6 @@ def logger(clock: Clock) -> Iterator[tuple[logging.Logger, Collect, RepeatFilter
         lg.removeHandler(handler)
 
 
-@pytest.fixture
-def goworld_logger() -> Iterator[None]:
-    """Put the `goworld` logger back as it was after a test that calls log.configure."""
-    root = logging.getLogger("goworld")
-    saved = (list(root.handlers), root.level, root.propagate, log._installed)
-    top = list(logging.getLogger().handlers)
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
-        handlers, root.level, root.propagate, log._installed = saved
-        for handler in handlers:
-            root.addHandler(handler)
-        logging.getLogger().handlers[:] = top
-        log._root_handlers = []
-
-
 def test_a_flood_of_one_warning_writes_the_limit_then_one_summary(
     logger: tuple[logging.Logger, Collect, RepeatFilter], clock: Clock
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,24 +49,6 @@ def test_common_and_own_sections(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load(write(tmp_path, text))
-
-
-@pytest.fixture
-def goworld_logger() -> Iterator[None]:
-    root = logging.getLogger("goworld")
-    saved = (list(root.handlers), root.level, root.propagate, log._installed)
-    top = list(logging.getLogger().handlers)
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
-        handlers, root.level, root.propagate, log._installed = saved
-        for handler in handlers:
-            root.addHandler(handler)
-        logging.getLogger().handlers[:] = top
-        log._root_handlers = []
 
 
 def test_setup_logging_applies_the_section(tmp_path: Path, goworld_logger: None,

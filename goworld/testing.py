@@ -16,12 +16,13 @@ Pair it with :class:`goworld.client.GoWorldClient` as the bot::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,20 @@ class ClusterRunner:
         for path in sorted(self.dir.glob("*.log")):
             hits += [f"{path.name}: {line}" for line in path.read_text(errors="replace").splitlines() if needle in line]
         return hits
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path, app: Path, **ini: object) -> Iterator[ClusterRunner]:
+    """A cluster started by the CLI, stopped (and killed, whatever is left) afterwards."""
+    runner = ClusterRunner(directory, app, **ini)
+    runner.start()
+    try:
+        yield runner
+    finally:
+        result = runner.stop()
+        runner.kill()
+        if result.returncode != 0:
+            print(result.stdout, result.stderr)
 
 
 async def login(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, running_cluster
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 
@@ -13,13 +13,6 @@ APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
     """2 dispatchers, 2 games, 2 gates running tests/apps/cluster_app, started by the CLI."""
-    runner = ClusterRunner(tmp_path_factory.mktemp("cluster"), APP)
-    runner.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("cluster"), APP) as runner:
         runner.wait_for_log("created here", count=5)  # SpaceService x2 + EchoService x3
         yield runner
-    finally:
-        result = runner.stop()
-        runner.kill()
-        if result.returncode != 0:
-            print(result.stdout, result.stderr)

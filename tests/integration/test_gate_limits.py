@@ -22,7 +22,7 @@ from goworld.client import GoWorldClient
 from goworld.errors import GoWorldError
 from goworld.proto import codec
 from goworld.proto.messages import HeartbeatFromClient, SyncPositionYawFromClient
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, running_cluster
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 MiB = 1024 * 1024
@@ -44,18 +44,11 @@ Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
-    runner = ClusterRunner(
+    with running_cluster(
         tmp_path_factory.mktemp("gate_limits"), APP, dispatchers=1, games=1, gates=1,
         gate_extra=LIMITS,
-    )
-    runner.start()
-    try:
+    ) as runner:
         yield runner
-    finally:
-        result = runner.stop()
-        runner.kill()
-        if result.returncode != 0:
-            print(result.stdout, result.stderr)
 
 
 async def login(runner: ClusterRunner, name: str) -> GoWorldClient:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from goworld.bench.attacks import Outcome, run_attack
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "chatroom_demo"
@@ -43,16 +43,9 @@ max_connections_per_ip = {PER_IP}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
-    runner = ClusterRunner(tmp_path_factory.mktemp("hostile"), APP, dispatchers=1, games=1,
-                           gates=1, gate_extra=GATE)
-    runner.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("hostile"), APP, dispatchers=1, games=1,
+                         gates=1, gate_extra=GATE) as runner:
         yield runner
-    finally:
-        result = runner.stop()
-        runner.kill()
-        if result.returncode != 0:
-            print(result.stdout, result.stderr)
 
 
 def attack(cluster: ClusterRunner, name: str, seconds: float, *, stall: str | None = None,

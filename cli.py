@@ -28,6 +28,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Any
 import click
 
 from goworld import ports, runctl
-from goworld.config import ClusterConfig, load
+from goworld.config import Address, ClusterConfig, load
 from goworld.errors import ConfigError, GoWorldError
 from goworld.runctl import ProcFile
 
@@ -58,6 +59,33 @@ _INI_OPTION = click.option(
     show_default=True,
     help="The cluster configuration file.",
 )
+
+
+_ONLY_OPTION = click.option(
+    "--only",
+    "only",
+    metavar="NAMES",
+    help="Only these processes of the ini (comma-separated, e.g. game2,gate2): this host's "
+    "share of a cluster spread over several hosts. Default: what the last `goworld start "
+    "--only` in this directory started, else every process.",
+)
+
+
+def _cluster(ini_path: Path, only: str | None, *, check_files: bool = True, recorded: bool = True) -> Cluster:
+    """The cluster of ``ini_path``, restricted to ``--only``'s processes; without ``--only``
+    (and with ``recorded``) to those the last ``goworld start --only`` here started. Exits 2
+    on a config error or a name the ini lacks."""
+    cfg = _load_or_exit(ini_path, check_files=check_files)
+    names = None if only is None else only.split(",")
+    note = ""
+    if names is None and recorded:
+        names = runctl.read_cluster_only(runctl.run_dir(cfg.config_dir))
+        note = f" (recorded in {runctl.run_dir(cfg.config_dir) / runctl.CLUSTER_FILE} by `goworld start --only`)"
+    try:
+        return Cluster(cfg, names)
+    except GoWorldError as exc:
+        click.echo(f"goworld: {exc}{note}", err=True)
+        sys.exit(2)
 
 
 def _load_or_exit(path: Path, *, check_files: bool = True) -> ClusterConfig:
@@ -82,17 +110,42 @@ class Proc:
         return runctl.proc_name(self.role, self.id)
 
 
-class Cluster:
-    """The processes goworld.ini describes, and the bookkeeping of the running ones."""
+def select_procs(cfg: ClusterConfig, names: Sequence[str]) -> tuple[str, ...]:
+    """``--only``'s names checked against the ini, in the ini's start order (dispatchers,
+    games, gates); :class:`GoWorldError` names what the ini lacks and what it has."""
+    known = [runctl.proc_name(role, i) for role, table in
+             (("dispatcher", cfg.dispatchers), ("game", cfg.games), ("gate", cfg.gates))
+             for i in table]
+    wanted = [n.strip() for n in names if n.strip()]
+    if not wanted:
+        raise GoWorldError(f"--only names no process (the processes of {cfg.path}: {', '.join(known)})")
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise GoWorldError(
+            f"--only {','.join(wanted)}: {cfg.path} has no {', '.join(unknown)} (its processes: "
+            f"{', '.join(known)})"
+        )
+    return tuple(n for n in known if n in wanted)
 
-    def __init__(self, cfg: ClusterConfig) -> None:
+
+class Cluster:
+    """The processes goworld.ini describes, and the bookkeeping of the running ones.
+
+    ``only`` (``--only``: one host's share of a cluster spread over several hosts) restricts
+    every command to the processes it names: :meth:`procs` and :meth:`all_procs` list only
+    those, and the supervisor started here watches only those (:func:`select_procs` checks
+    the names)."""
+
+    def __init__(self, cfg: ClusterConfig, only: Sequence[str] | None = None) -> None:
         self.cfg = cfg
         self.root = cfg.config_dir
         self.run_dir = runctl.run_dir(self.root)
+        self.only = None if only is None else select_procs(cfg, only)
 
     def procs(self, role: str) -> list[Proc]:
         table = {"dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates}[role]
-        return [Proc(role, pid, self.root / c.log_file, c.log_backups) for pid, c in table.items()]
+        procs = [Proc(role, pid, self.root / c.log_file, c.log_backups) for pid, c in table.items()]
+        return procs if self.only is None else [p for p in procs if p.name in self.only]
 
     def all_procs(self) -> list[Proc]:
         return self.procs("dispatcher") + self.procs("game") + self.procs("gate")
@@ -139,8 +192,8 @@ class Cluster:
             backups[proc.log_file] = max(backups.get(proc.log_file, 0), proc.backups)
             backups[self.file(proc, ProcFile.STDERR)] = proc.backups
         most = max(backups.values(), default=0)
-        backups[self.run_dir / runctl.SUPERVISOR_LOG] = most
-        backups[self.file_named(runctl.SUPERVISOR, ProcFile.STDERR)] = most
+        backups[self.run_dir / runctl.supervisor_log(self.supervisor_name)] = most
+        backups[self.file_named(self.supervisor_name, ProcFile.STDERR)] = most
         for path, n in backups.items():
             runctl.rotate(path, n)
 
@@ -151,44 +204,62 @@ class Cluster:
 
     # ---- the supervisor ----
 
+    @property
+    def supervisor_name(self) -> str:
+        """The name of the supervisor this cluster (selection) starts: ``runctl.supervisor_name``."""
+        return runctl.supervisor_name(self.only)
+
+    def supervisors(self) -> dict[str, int]:
+        """The running supervisors (name -> pid) that watch a process of this selection: the
+        whole cluster's, or one started with ``--only`` (checked by the command line: a stale
+        pid file's number may belong to another process by now)."""
+        found: dict[str, int] = {}
+        suffix = f".{ProcFile.PID.value}"
+        for path in sorted(self.run_dir.glob(f"{runctl.SUPERVISOR}*{suffix}")):
+            name = path.name[: -len(suffix)]
+            pid = runctl.read_pid(self.run_dir, name)
+            if pid is None or not _alive(pid):
+                continue
+            args = _supervisor_args(pid)
+            if args is None:
+                continue
+            watched = _watched_by(args)
+            if self.only is None or watched is None or watched & set(self.only):
+                found[name] = pid
+        return found
+
     def supervisor_pid(self) -> int | None:
-        """The supervisor's pid if it runs (checked by its command line: a stale pid file's
-        number may belong to another process by now)."""
-        pid = runctl.read_pid(self.run_dir, runctl.SUPERVISOR)
-        if pid is None or not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return pid
-        return pid if b"goworld.supervisor" in cmdline else None
+        """The pid of a supervisor watching a process of this selection, if one runs."""
+        return next(iter(self.supervisors().values()), None)
 
     def start_supervisor(self) -> int:
-        """Launch ``python -m goworld.supervisor`` and wait for its start tag."""
-        log_file = self.run_dir / runctl.SUPERVISOR_LOG
+        """Launch ``python -m goworld.supervisor`` (watching this selection) and wait for its
+        start tag."""
+        name = self.supervisor_name
+        log_file = self.run_dir / runctl.supervisor_log(name)
         watch = _TagWatch(log_file, runctl.started_tag(runctl.SUPERVISOR))
-        pid = runctl.spawn(self.root, self.cfg.path, runctl.SUPERVISOR, 0, None).pid
+        pid = runctl.spawn(self.root, self.cfg.path, runctl.SUPERVISOR, 0, None, only=self.only).pid
         if not watch.wait(pid, START_TIMEOUT["dispatcher"]):
-            tail = "\n".join(_tail_of(p) for p in (log_file, self.file_named(runctl.SUPERVISOR, ProcFile.STDERR)))
+            tail = "\n".join(_tail_of(p) for p in (log_file, self.file_named(name, ProcFile.STDERR)))
             raise GoWorldError(f"the supervisor did not start\n{tail}")
         return pid
 
     def stop_supervisor(self, sig: int = runctl.STOP_SIGNAL) -> int | None:
-        """Stop the supervisor (first, so that it restarts nothing that is being stopped);
-        its pid if one ran."""
-        pid = self.supervisor_pid()
-        if pid is None:
-            return None
-        for s, timeout in ((sig, 10.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, s)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not _alive(pid):
-                break
-        runctl.clear_status(self.run_dir, runctl.SUPERVISOR, ProcFile.PID)
-        return pid
+        """Stop every supervisor watching a process of this selection (first, so that it
+        restarts nothing that is being stopped); the pid of one that ran."""
+        stopped = None
+        for name, pid in self.supervisors().items():
+            for s, timeout in ((sig, 10.0), (signal.SIGKILL, 5.0)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, s)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not _alive(pid):
+                    break
+            runctl.clear_status(self.run_dir, name, ProcFile.PID)
+            stopped = pid if stopped is None else stopped
+        return stopped
 
     def file_named(self, name: str, kind: ProcFile) -> Path:
         return runctl.status_path(self.run_dir, name, kind)
@@ -258,6 +329,26 @@ class Cluster:
 
 
 _alive = runctl.alive
+
+
+def _supervisor_args(pid: int) -> list[str] | None:
+    """The command line of supervisor ``pid`` ([] when /proc does not tell); None when
+    ``pid`` is not a supervisor."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    if b"goworld.supervisor" not in cmdline:
+        return None
+    return cmdline.decode("utf-8", errors="replace").split("\0")
+
+
+def _watched_by(args: Sequence[str]) -> set[str] | None:
+    """The processes a supervisor with command line ``args`` watches (None: all)."""
+    flag = f"-{runctl.ONLY_FLAG}"
+    if flag in args[:-1]:
+        return {n for n in args[args.index(flag) + 1].split(",") if n}
+    return None
 
 
 def _last_lines(path: Path, lines: int, window: int = 64 * 1024) -> list[str]:
@@ -356,13 +447,27 @@ print("ok: %d types" % len(reg.types))
     help="Do not launch the supervisor: a process that dies stays dead ([supervisor] enabled = 0 "
     "does the same).",
 )
-def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool) -> None:
+@click.option(
+    "--only",
+    "only",
+    metavar="NAMES",
+    help="Start only these processes of the ini (comma-separated, e.g. game2,gate2): this "
+    "host's share of a cluster spread over several hosts. Other commands here then default "
+    "to them.",
+)
+def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool, only: str | None) -> None:
     """Start dispatchers, then games running APP, then gates; return once the cluster serves.
 
     Serving: every game has seen the deployment ready (all desired games and gates joined the
     dispatchers) and knows the entity of every shard of every registered service. Then the
-    supervisor starts, which restarts a process that dies unexpectedly."""
-    cluster = Cluster(_load_or_exit(ini_path))
+    supervisor starts, which restarts a process that dies unexpectedly.
+
+    With --only, on each host of a cluster spread over several: only the processes named
+    (their ports alone are checked), the supervisor watches only them, and start waits for
+    this host's games to serve (which needs every other host's games and gates to have
+    joined: start the dispatchers' host first, then the others within --timeout); a host
+    without games returns once its processes started."""
+    cluster = _cluster(ini_path, only, recorded=False)
     running = [p.name for p in cluster.running()]
     if cluster.supervisor_pid() is not None:
         running.append(runctl.SUPERVISOR)
@@ -370,7 +475,7 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool)
         names = ", ".join(running)
         click.echo(f"goworld start: refused, already running: {names} (goworld stop first)", err=True)
         sys.exit(1)
-    clashes = ports.problems(cluster.cfg)
+    clashes = ports.problems(cluster.cfg, cluster.only)
     if clashes:
         click.echo(
             f"goworld start: refused, {cluster.cfg.path} names addresses that cannot be listened "
@@ -379,11 +484,11 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool)
         )
         sys.exit(1)
     supervise = cluster.cfg.supervisor.enabled and not no_supervise
-    runctl.write_cluster_app(cluster.run_dir, app.resolve(), supervise=supervise)
+    runctl.write_cluster_app(cluster.run_dir, app.resolve(), supervise=supervise, only=cluster.only)
     for proc in cluster.all_procs():
         for kind in (ProcFile.SERVING, ProcFile.HOLD, ProcFile.RESTORE):  # an earlier run's
             runctl.clear_status(cluster.run_dir, proc.name, kind)
-    (cluster.run_dir / runctl.SUPERVISOR_STATE).unlink(missing_ok=True)
+    (cluster.run_dir / runctl.supervisor_state(cluster.supervisor_name)).unlink(missing_ok=True)
     cluster.rotate_logs()
     started: list[Proc] = []
     try:
@@ -395,10 +500,11 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool)
             started.append(proc)
             cluster.wait_started(proc, pid, watch)
             click.echo(f"ok  pid {pid}  ({time.monotonic() - t0:.1f} s)")
-        t0 = time.monotonic()
-        _progress(f"{'waiting for services':<21} ")
-        cluster.wait_serving(timeout)
-        click.echo(f"ok  ({time.monotonic() - t0:.1f} s)")
+        if cluster.procs("game"):  # a host without games has nothing to wait for
+            t0 = time.monotonic()
+            _progress(f"{'waiting for services':<21} ")
+            cluster.wait_serving(timeout)
+            click.echo(f"ok  ({time.monotonic() - t0:.1f} s)")
         if supervise:
             _progress(f"starting {runctl.SUPERVISOR:<12} ")
             click.echo(f"ok  pid {cluster.start_supervisor()}")
@@ -409,19 +515,29 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool)
         for proc in reversed(started):
             cluster.signal_and_wait(proc, signal.SIGKILL, 5)
         sys.exit(1)
-    gates = list(cluster.cfg.gates.values())
+    gates = [cluster.cfg.gates[p.id] for p in cluster.procs("gate")]
     web = (app / "web").is_dir()
     for g in gates:
         scheme = "https" if g.encrypt_connection else "http"
-        page = f"  browser client {scheme}://{g.http_addr}/" if web else ""
-        click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{g.http_addr}/ws{page}")
+        http = _reachable(g.http_addr)
+        page = f"  browser client {scheme}://{http}/" if web else ""
+        click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{http}/ws{page}")
+
+
+def _reachable(addr: Address) -> str:
+    """``addr`` as a client would dial it: a wildcard host (listening on every interface)
+    becomes this host's name."""
+    if addr.host in ("", "0.0.0.0", "::"):
+        return f"{socket.gethostname()}:{addr.port}"
+    return str(addr)
 
 
 @main.command("reload")
 @click.argument("app", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--in-place", is_flag=True, help="Swap code inside the running games (no restart).")
 @_INI_OPTION
-def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
+@_ONLY_OPTION
+def reload_command(app: Path | None, in_place: bool, ini_path: Path, only: str | None) -> None:
     """Hot-swap the game logic of the running cluster.
 
     By default each game in turn is frozen to disk (SIGHUP), restarted on the current code with
@@ -429,7 +545,7 @@ def reload_command(app: Path | None, in_place: bool, ini_path: Path) -> None:
     traffic meanwhile. --in-place re-imports the code inside each running game instead and
     keeps the old code if the new one fails its checks.
     """
-    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    cluster = _cluster(ini_path, only, check_files=False)
     current = cluster.app()
     if current is None:
         click.echo("goworld reload: no cluster was started here (goworld start first)", err=True)
@@ -638,12 +754,13 @@ def _check_app(cluster: Cluster, app: Path | None, command: str) -> None:
 @main.command("stop")
 @_APP_ARGUMENT
 @_INI_OPTION
-def stop_command(app: Path | None, ini_path: Path) -> None:
+@_ONLY_OPTION
+def stop_command(app: Path | None, ini_path: Path, only: str | None) -> None:
     """Stop the supervisor, then gates, then games (saving every persistent entity), then
     dispatchers.
 
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "stop")
     if cluster.supervisor_pid() is not None:
         _progress(f"stopping {runctl.SUPERVISOR:<12} ")
@@ -671,11 +788,12 @@ def stop_command(app: Path | None, ini_path: Path) -> None:
 @main.command("kill")
 @_APP_ARGUMENT
 @_INI_OPTION
-def kill_command(app: Path | None, ini_path: Path) -> None:
+@_ONLY_OPTION
+def kill_command(app: Path | None, ini_path: Path, only: str | None) -> None:
     """Kill every process of the cluster at once (SIGKILL: nothing is saved).
 
     APP (optional, as in GoWorld's `goworld kill APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "kill")
     if cluster.stop_supervisor(signal.SIGKILL) is not None:
         click.echo(f"killed {runctl.SUPERVISOR}")
@@ -689,13 +807,14 @@ def kill_command(app: Path | None, ini_path: Path) -> None:
 @_APP_ARGUMENT
 @_INI_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def status_command(app: Path | None, ini_path: Path, as_json: bool) -> None:
+@_ONLY_OPTION
+def status_command(app: Path | None, ini_path: Path, as_json: bool, only: str | None) -> None:
     """Show each process of the cluster: up or down, pid, uptime, restarts by the supervisor.
 
     Exits 0 when everything (the supervisor too, unless started with --no-supervise) runs,
     3 when nothing runs, 1 when something is down. APP (optional, as in GoWorld's
     `goworld status APP`) must be the running cluster's app."""
-    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "status")
     report = _status(cluster)
     procs = report["processes"]
@@ -785,7 +904,8 @@ _PROC_NAME = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
 @main.command("restart")
 @click.argument("args", nargs=-1, metavar="[APP] [PROCESS]")
 @_INI_OPTION
-def restart_command(args: tuple[str, ...], ini_path: Path) -> None:
+@_ONLY_OPTION
+def restart_command(args: tuple[str, ...], ini_path: Path, only: str | None) -> None:
     """Restart one process (game1, gate2, dispatcher1) or, without PROCESS, all of them.
 
     One process: stopped (a game saves its entities), started again (a game fresh, never from
@@ -798,7 +918,7 @@ def restart_command(args: tuple[str, ...], ini_path: Path) -> None:
     if len(names) > 1 or len(apps) > 1:
         click.echo("goworld restart: give at most one APP and one PROCESS (e.g. game1)", err=True)
         sys.exit(2)
-    cluster = Cluster(_load_or_exit(ini_path, check_files=False))
+    cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, Path(apps[0]) if apps else None, "restart")
     current = cluster.app()
     if current is None:
@@ -808,7 +928,10 @@ def restart_command(args: tuple[str, ...], ini_path: Path) -> None:
     if names:
         procs = [p for p in procs if p.name == names[0]]
         if not procs:
-            click.echo(f"goworld restart: {cluster.cfg.path} has no {names[0]}", err=True)
+            where = f"{cluster.cfg.path} has no {names[0]}"
+            if cluster.only is not None and names[0] in {p.name for p in Cluster(cluster.cfg).all_procs()}:
+                where = f"{names[0]} is not one of this host's processes ({', '.join(cluster.only)}; --only)"
+            click.echo(f"goworld restart: {where}", err=True)
             sys.exit(2)
     with _held(cluster, procs, "restart"):
         for proc in procs:

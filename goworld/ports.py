@@ -9,12 +9,17 @@ Only addresses that something really listens on are listed: each dispatcher's ``
 (gRPC, TCP), each gate's ``listen_addr`` (TCP and KCP over UDP) and ``http_addr``
 (WebSocket). The dispatchers' and games' ``http_addr`` are accepted for GoWorld's sake but
 nothing serves them.
+
+``goworld start --only`` (one host's share of a cluster spread over several hosts) checks only
+the listeners of the processes it starts: another host's processes listen on another machine,
+so they may use the same port, and their addresses need not exist here.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from goworld.config import Address, ClusterConfig
@@ -34,7 +39,8 @@ class Listener:
         return f"{self.process}'s [{self.process}] {self.key} = {self.addr} ({self.purpose})"
 
 
-def listeners(cfg: ClusterConfig) -> list[Listener]:
+def listeners(cfg: ClusterConfig, only: Collection[str] | None = None) -> list[Listener]:
+    """Every listener of the ini, or of the processes named in ``only``."""
     out = []
     for did, d in cfg.dispatchers.items():
         out.append(Listener(f"dispatcher{did}", "listen_addr", d.listen_addr, "tcp", "gRPC"))
@@ -43,7 +49,7 @@ def listeners(cfg: ClusterConfig) -> list[Listener]:
         out.append(Listener(name, "listen_addr", g.listen_addr, "tcp", "TCP clients"))
         out.append(Listener(name, "listen_addr", g.listen_addr, "udp", "KCP clients"))
         out.append(Listener(name, "http_addr", g.http_addr, "tcp", "WebSocket clients"))
-    return out
+    return out if only is None else [item for item in out if item.process in only]
 
 
 def _overlap(a: Address, b: Address) -> bool:
@@ -51,10 +57,11 @@ def _overlap(a: Address, b: Address) -> bool:
     return a.port == b.port and (a.host == b.host or a.host in wildcard or b.host in wildcard)
 
 
-def problems(cfg: ClusterConfig) -> list[str]:
-    """One line per listener that cannot listen: shared within the ini, or in use now."""
+def problems(cfg: ClusterConfig, only: Collection[str] | None = None) -> list[str]:
+    """One line per listener that cannot listen: shared within the ini, or in use now
+    (``only``: the listeners of these processes, the ones started on this host)."""
     found: list[str] = []
-    todo = listeners(cfg)
+    todo = listeners(cfg, only)
     for i, a in enumerate(todo):
         for b in todo[:i]:
             if a.protocol == b.protocol and a.addr.port != 0 and _overlap(a.addr, b.addr):

@@ -25,7 +25,11 @@ Supervision (:mod:`goworld.supervisor`, started by ``goworld start`` unless ``--
 
 - ``.goworld/supervisor.pid``, ``supervisor.stderr`` (:data:`SUPERVISOR`), its log
   ``.goworld/supervisor.log`` (:data:`SUPERVISOR_LOG`) and its state for ``goworld status``,
-  ``.goworld/supervisor.json`` (:data:`SUPERVISOR_STATE`, written atomically).
+  ``.goworld/supervisor.json`` (:data:`SUPERVISOR_STATE`, written atomically). A supervisor
+  started by ``goworld start --only`` (one host's processes) watches only those
+  (:data:`ONLY_FLAG`) and uses the name :func:`supervisor_name` gives it
+  (``supervisor-game1+gate1.pid`` ...), so that hosts sharing a run directory do not clash;
+  ``cluster.json`` then records the selection (:func:`read_cluster_only`).
 - ``.goworld/<proc>.hold`` (:class:`Hold`): a CLI command (stop of one process, restart,
   reload) is working on that process; the supervisor leaves it alone while the file exists
   and the command (its pid in the file) runs, so an exit under a hold is never a crash.
@@ -54,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import hashlib
 import json
 import os
 import signal
@@ -91,6 +96,7 @@ __all__ = [
     "write_cluster_app",
     "read_cluster_app",
     "read_cluster_supervised",
+    "read_cluster_only",
     "freeze_file",
     "restored_file",
     "role_args",
@@ -104,6 +110,10 @@ __all__ = [
     "SUPERVISOR",
     "SUPERVISOR_LOG",
     "SUPERVISOR_STATE",
+    "ONLY_FLAG",
+    "supervisor_name",
+    "supervisor_log",
+    "supervisor_state",
     "Hold",
     "locked",
     "take_hold",
@@ -142,6 +152,9 @@ SUPERVISOR = "supervisor"
 #: In the run directory: the supervisor's log file and its state (JSON, for ``goworld status``).
 SUPERVISOR_LOG = "supervisor.log"
 SUPERVISOR_STATE = "supervisor.json"
+#: The supervisor's flag naming the processes it watches (``-only game1,gate1``): those of
+#: ``goworld start --only`` (one host's share of the ini); without it, every process.
+ONLY_FLAG = "only"
 
 STOP_SIGNAL = signal.SIGTERM
 FREEZE_SIGNAL = signal.SIGHUP
@@ -255,12 +268,17 @@ def clear_stale_pid(run_dir: Path, name: str, pid: int) -> None:
             clear_status(run_dir, name, ProcFile.PID)
 
 
-def write_cluster_app(run_dir: Path, app: Path, *, supervise: bool | None = None) -> None:
-    """``supervise``: whether ``goworld start`` launched a supervisor (None: not recorded)."""
+def write_cluster_app(
+    run_dir: Path, app: Path, *, supervise: bool | None = None, only: Sequence[str] | None = None
+) -> None:
+    """``supervise``: whether ``goworld start`` launched a supervisor (None: not recorded);
+    ``only``: the processes it started (``--only``; None: all of the ini)."""
     run_dir.mkdir(exist_ok=True)
     data: dict[str, object] = {"app": str(app)}
     if supervise is not None:
         data["supervise"] = supervise
+    if only is not None:
+        data["only"] = list(only)
     write_atomically(run_dir / CLUSTER_FILE, json.dumps(data).encode("utf-8"))
 
 
@@ -270,6 +288,40 @@ def read_cluster_supervised(run_dir: Path) -> bool:
         return json.loads((run_dir / CLUSTER_FILE).read_text()).get("supervise") is True
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def read_cluster_only(run_dir: Path) -> list[str] | None:
+    """The processes the last ``goworld start --only`` here started (None: all, or unknown)."""
+    try:
+        only = json.loads((run_dir / CLUSTER_FILE).read_text()).get("only")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(only, list) and only and all(isinstance(n, str) for n in only):
+        return only
+    return None
+
+
+def supervisor_name(only: Sequence[str] | None = None) -> str:
+    """The supervisor's name in the run directory (its ``.pid``, ``.stderr``, ``.log``,
+    ``.json``): :data:`SUPERVISOR` for a whole cluster; for one started with ``--only``,
+    ``supervisor-<names joined by +>`` (a digest of them when that is long), so that
+    supervisors of several hosts sharing a run directory do not clash."""
+    if not only:
+        return SUPERVISOR
+    joined = "+".join(only)
+    if len(joined) > 80:
+        joined = hashlib.sha1(joined.encode()).hexdigest()[:16]
+    return f"{SUPERVISOR}-{joined}"
+
+
+def supervisor_log(name: str) -> str:
+    """The log file (in the run directory) of supervisor ``name`` (:func:`supervisor_name`)."""
+    return f"{name}.log"
+
+
+def supervisor_state(name: str) -> str:
+    """The state file (in the run directory) of supervisor ``name``."""
+    return f"{name}.json"
 
 
 def read_cluster_app(run_dir: Path) -> str | None:
@@ -471,18 +523,23 @@ def spawn(
     proc_id: int,
     app: Path | None,
     extra: Sequence[str] = (),
+    *,
+    only: Sequence[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m <role>`` for one process of the cluster rooted at ``root``, detached
     (its own session), its stderr appended to ``.goworld/<name>.stderr``; writes its pid file.
 
     A game gets ``-app``; a gate gets ``-static`` when the app has a ``web/`` directory (the
     game's browser client). ``role`` may also be :data:`SUPERVISOR` (``python -m
-    goworld.supervisor -configfile ...``)."""
+    goworld.supervisor -configfile ... [-only NAMES]``, ``only`` naming the processes it
+    watches)."""
     rd = run_dir(root)
     rd.mkdir(exist_ok=True)
     if role == SUPERVISOR:
-        name, module = SUPERVISOR, "goworld.supervisor"
+        name, module = supervisor_name(only), "goworld.supervisor"
         args = [f"-{CONFIG_FLAG}", str(configfile)]
+        if only:
+            args += [f"-{ONLY_FLAG}", ",".join(only)]
     else:
         name, module = proc_name(role, proc_id), role
         static = app / "web" if role == "gate" and app is not None and (app / "web").is_dir() else None

@@ -26,7 +26,10 @@ another process, or ``log_backups = 0``, is appended to instead).
 The decisions are :class:`Supervisor` (no I/O: an injected clock and a :class:`Processes`
 table); :class:`RunDirProcesses` is the table of a real cluster, :func:`main` the loop.
 The supervisor's own log is ``.goworld/supervisor.log``; its state, for ``goworld status``,
-``.goworld/supervisor.json`` (:meth:`Supervisor.snapshot`).
+``.goworld/supervisor.json`` (:meth:`Supervisor.snapshot`). ``goworld start --only`` (one
+host's share of the ini) starts it with ``-only NAMES``: it watches those processes only (a
+host never starts another host's process) under its own name (``runctl.supervisor_name``:
+``.goworld/supervisor-game1+gate1.log`` ...).
 """
 
 from __future__ import annotations
@@ -280,7 +283,9 @@ class _Proc:
 class RunDirProcesses:
     """The processes of a running cluster, through its run directory (``.goworld/``)."""
 
-    def __init__(self, cfg: ClusterConfig, app: Path | None) -> None:
+    def __init__(self, cfg: ClusterConfig, app: Path | None, only: Iterable[str] | None = None) -> None:
+        """``only``: the names of the processes to watch (one host's, ``goworld start
+        --only``); None: every process of the ini."""
         self.cfg = cfg
         self.root = cfg.config_dir
         self.run_dir = runctl.run_dir(self.root)
@@ -292,8 +297,11 @@ class RunDirProcesses:
         ]
         logs = [self.root / c.log_file for _, c in sections]
         self.procs: dict[str, _Proc] = {}
+        chosen = None if only is None else set(only)
         for role, c in sections:
             path = self.root / c.log_file
+            if chosen is not None and runctl.proc_name(role, c.id) not in chosen:
+                continue
             self.procs[runctl.proc_name(role, c.id)] = _Proc(
                 role, c.id, path, c.log_backups, logs.count(path) > 1
             )
@@ -412,36 +420,46 @@ class RunDirProcesses:
 # ---- the process -----------------------------------------------------------------------------
 
 
-def write_state(run_dir: Path, supervisor: Supervisor) -> None:
+def write_state(run_dir: Path, supervisor: Supervisor, name: str = runctl.SUPERVISOR) -> None:
     data = {"pid": os.getpid(), "updated": time.time(), "processes": supervisor.snapshot()}
-    runctl.write_atomically(run_dir / runctl.SUPERVISOR_STATE, json.dumps(data).encode("utf-8"))
+    runctl.write_atomically(run_dir / runctl.supervisor_state(name), json.dumps(data).encode("utf-8"))
 
 
 def read_state(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The supervisor's last state per process name ({} when there is none)."""
-    try:
-        data = json.loads((run_dir / runctl.SUPERVISOR_STATE).read_text())
-        procs = data["processes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return procs if isinstance(procs, dict) else {}
+    """The supervisors' last state per process name ({} when there is none): the whole
+    cluster's supervisor, or those of ``goworld start --only`` (one per host, when hosts
+    share the run directory), each of whose state counts while its writer runs."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in sorted(run_dir.glob(runctl.supervisor_state(runctl.SUPERVISOR + "*"))):
+        try:
+            data = json.loads(path.read_text())
+            procs, pid = data["processes"], data["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(procs, dict) and isinstance(pid, int) and runctl.alive(pid):
+            merged.update(procs)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m goworld.supervisor")
     parser.add_argument(f"-{runctl.CONFIG_FLAG}", f"--{runctl.CONFIG_FLAG}", dest="configfile",
                         default="goworld.ini")
+    parser.add_argument(f"-{runctl.ONLY_FLAG}", f"--{runctl.ONLY_FLAG}", dest="only", default="",
+                        help="watch only these processes (comma-separated names)")
     args = parser.parse_args(argv)
+    only = [n for n in args.only.split(",") if n] or None
     try:
         cfg = load(Path(args.configfile), check_files=False)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     run_dir = runctl.run_dir(cfg.config_dir)
-    log.configure(level="info", log_file=run_dir / runctl.SUPERVISOR_LOG, stderr=False,
+    name = runctl.supervisor_name(only)
+    log.configure(level="info", log_file=run_dir / runctl.supervisor_log(name), stderr=False,
                   other_loggers=False)
     app = runctl.read_cluster_app(run_dir)
-    table = RunDirProcesses(cfg, Path(app) if app else None)
+    table = RunDirProcesses(cfg, Path(app) if app else None, only)
     supervisor = Supervisor(table.order(), table, Policy.from_config(cfg.supervisor))
     stopping = False
 
@@ -465,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.log(event.level, "%s", event.message)
         state = json.dumps(supervisor.snapshot(), sort_keys=True)
         if state != last:
-            write_state(run_dir, supervisor)
+            write_state(run_dir, supervisor, name)
             last = state
         time.sleep(POLL_INTERVAL)
     logger.info("supervisor stopping (pid %d)", os.getpid())

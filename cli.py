@@ -40,6 +40,7 @@ from typing import Any
 import click
 
 from goworld import ports, runctl
+from goworld.cluster import auth
 from goworld.config import Address, ClusterConfig, load
 from goworld.errors import ConfigError, GoWorldError
 from goworld.runctl import ProcFile
@@ -483,6 +484,11 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool,
             err=True,
         )
         sys.exit(1)
+    try:  # a random one in .goworld/ unless set; kept while another part of the cluster runs
+        auth.prepare_run_secret(cluster.cfg, fresh=not Cluster(cluster.cfg).running())
+    except ConfigError as exc:
+        click.echo(f"goworld start: refused, {exc}", err=True)
+        sys.exit(1)
     supervise = cluster.cfg.supervisor.enabled and not no_supervise
     runctl.write_cluster_app(cluster.run_dir, app.resolve(), supervise=supervise, only=cluster.only)
     for proc in cluster.all_procs():
@@ -755,11 +761,20 @@ def _check_app(cluster: Cluster, app: Path | None, command: str) -> None:
 @_APP_ARGUMENT
 @_INI_OPTION
 @_ONLY_OPTION
-def stop_command(app: Path | None, ini_path: Path, only: str | None) -> None:
-    """Stop the supervisor, then gates, then games (saving every persistent entity), then
-    dispatchers.
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True,
+    help="Seconds the whole stop may take; what still runs then is killed and named "
+    "(0: no bound).",
+)
+def stop_command(app: Path | None, ini_path: Path, only: str | None, timeout: float) -> None:
+    """Stop the cluster without losing anything, showing each step: the gates refuse new
+    clients and tell theirs the server is going down (all gates before any closes), then
+    close them; the games handle what was already sent to them, then save every persistent
+    entity; then the dispatchers stop. The supervisor is stopped first.
 
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
+    from goworld.safestop import SafeStop
+
     cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "stop")
     if cluster.supervisor_pid() is not None:
@@ -769,19 +784,12 @@ def stop_command(app: Path | None, ini_path: Path, only: str | None) -> None:
     if not cluster.running():
         click.echo("goworld stop: nothing is running")
         return
-    failed = []
-    for role in ("gate", "game", "dispatcher"):
-        for proc in cluster.procs(role):
-            if cluster.pid(proc) is None:
-                continue
-            _progress(f"stopping {proc.name:<12} ")
-            if cluster.signal_and_wait(proc, runctl.STOP_SIGNAL, STOP_TIMEOUT[role]):
-                click.echo("ok")
-            else:
-                click.echo("still running")
-                failed.append(proc.name)
-    if failed:
-        click.echo(f"goworld stop: {', '.join(failed)} did not exit (try goworld kill)", err=True)
+    stop = SafeStop(cluster, timeout, click.echo)
+    if not stop.run():
+        problems = [f"{', '.join(stop.killed)} killed at the timeout"] if stop.killed else []
+        if stop.failed:
+            problems.append(f"{', '.join(stop.failed)} did not stop cleanly (see the logs)")
+        click.echo(f"goworld stop: {'; '.join(problems)}", err=True)
         sys.exit(1)
 
 

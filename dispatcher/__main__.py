@@ -21,6 +21,7 @@ logger = logging.getLogger("goworld.dispatcher")
 def main(argv: list[str] | None = None) -> int:
     args, cfg, dcfg = process.start_role("dispatcher", argv)
 
+    verifier = process.cluster_verifier(cfg, args.id)  # exits if it needs a secret it lacks
     async def serve(stop: asyncio.Event) -> int:
         service = DispatcherService(
             args.id,
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share
         # it with the first (and half the games would join the wrong cluster). Refuse instead.
         server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
-        cluster_pb2_grpc.add_DispatcherServicer_to_server(DispatcherServicer(service), server)
+        servicer = DispatcherServicer(service, verifier)
+        cluster_pb2_grpc.add_DispatcherServicer_to_server(servicer, server)
         addr = str(dcfg.listen_addr)
         try:
             server.add_insecure_port(addr)

@@ -4,6 +4,14 @@ Thin on purpose: it identifies the peer from the first envelope (SET_GAME_ID or 
 gives the :class:`~dispatcher.service.DispatcherService` a peer whose ``send`` queues into a
 :class:`~goworld.cluster.streams.BatchWriter`, and feeds every received envelope to the
 service. Routing decisions all live in the service.
+
+With a :class:`~goworld.cluster.auth.TokenVerifier`, a stream is first checked from its call
+metadata alone, before anything is read from it or kept for it: a missing, wrong, stale or
+replayed token ends the call with UNAUTHENTICATED, and a hello naming another game or gate
+than the token does with PERMISSION_DENIED. Either is one WARNING naming the peer's address
+and the reason (repeats summarised by the log filter); the service never hears of that
+stream, so the real game or gate keeps its own. A stream taken is answered at once with
+``ACCEPTED_METADATA`` (initial metadata), which the link waits for before it writes.
 """
 
 from __future__ import annotations
@@ -15,6 +23,13 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from dispatcher.service import DispatcherService
+from goworld.cluster.auth import (
+    ACCEPTED_METADATA,
+    METADATA_KEY,
+    AuthRefused,
+    Identity,
+    TokenVerifier,
+)
 from goworld.cluster.envelopes import Batch, Envelope
 from goworld.cluster.streams import BatchWriter
 from goworld.proto.msgtypes import MsgType
@@ -47,12 +62,16 @@ class StreamPeer:
 
 
 class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
-    def __init__(self, service: DispatcherService) -> None:
+    def __init__(self, service: DispatcherService, verifier: TokenVerifier | None = None) -> None:
         self.service = service
+        self.verifier = verifier  # None: every stream is taken at its word (no secret)
+        self.refused = 0  # streams refused by the authentication
 
     async def Connect(
         self, request_iterator: AsyncIterator[Batch], context: grpc.aio.ServicerContext
     ) -> None:
+        identity = await self._admit(context)
+        await context.send_initial_metadata((ACCEPTED_METADATA,))
         it = request_iterator.__aiter__()
         try:
             first = await it.__anext__()
@@ -61,6 +80,8 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         if not first.messages:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty first batch")
         hello = first.messages[0]
+        if identity is not None:
+            await self._check_hello(identity, hello, context)
         task = asyncio.current_task()
         assert task is not None
         writer = BatchWriter(context.write)
@@ -102,3 +123,40 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             else:
                 service.gate_disconnected(peer_id, peer)
 
+    async def _admit(self, context: grpc.aio.ServicerContext) -> Identity | None:
+        """The identity the stream's token proves (None without a verifier); a refused
+        stream is aborted here."""
+        if self.verifier is None:
+            return None
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == METADATA_KEY and isinstance(value, str):
+                token = value
+        try:
+            return self.verifier.verify(token)
+        except AuthRefused as exc:
+            await self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise  # not reached: abort raises
+
+    async def _check_hello(
+        self, identity: Identity, hello: Envelope, context: grpc.aio.ServicerContext
+    ) -> None:
+        if hello.msgtype == MsgType.SET_GAME_ID:
+            claimed = Identity("game", hello.game_id)
+        elif hello.msgtype == MsgType.SET_GATE_ID:
+            claimed = Identity("gate", hello.gate_id)
+        else:
+            return  # refused by Connect as for any stream
+        if claimed != identity:
+            await self._refuse(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"authenticated as {identity}, but its hello says {claimed}",
+            )
+
+    async def _refuse(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str
+    ) -> None:
+        self.refused += 1
+        logger.warning("refused a cluster stream from %s: %s", context.peer(), reason)
+        await context.abort(code, reason)

@@ -228,6 +228,7 @@ class DispatcherService:
             MsgType.CALL_FILTERED_CLIENTS: self._on_filtered_call,
             MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
             MsgType.KICK_CLIENT: self._to_gate,
+            MsgType.STOP_BARRIER: self._on_stop_barrier,
         }
 
     def _gate_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
@@ -524,6 +525,13 @@ class DispatcherService:
             self.stats["dropped"] += 1
             return
         handler(game_id, env)
+
+    def _on_stop_barrier(self, game_id: int, env: Envelope) -> None:
+        """A stopping game's barrier goes back on its own stream, after all that was queued
+        for it: then it knows it has everything routed to it before (game.shutdown)."""
+        game = self.games.get(game_id)
+        if game is not None and game.peer is not None:
+            game.peer.send(env)
 
     def handle_gate(self, gate_id: int, env: Envelope) -> None:
         """Route one envelope received from gate ``gate_id``."""

@@ -7,8 +7,9 @@ with its migration, services and crontab parts, the operator's ``GameControl``, 
 handlers and one link per dispatcher (``_build``), the restored entities or a fresh nil space
 (``_restore_or_create``); it connects every link (``_connect``), announces GAME STARTED and
 runs the periodic jobs (position sync, load reports, saves; ``_start_jobs``) until SIGTERM or a
-completed freeze. Then ``_stop``: after SIGTERM ``_shutdown`` destroys every entity (saving the
-persistent ones), waits for storage and closes the links; after a freeze ``_write_freeze``
+completed freeze. Then ``_stop``: after SIGTERM :func:`game.shutdown.shutdown` makes sure what
+the dispatchers had for the game is handled, destroys every entity (saving the persistent
+ones), waits for storage and closes the links; after a freeze ``_write_freeze``
 writes the freeze file and closes without destroying. Shutdown runs in reverse order of
 construction. The files, flags and signals shared with the CLI are ``goworld.runctl``'s.
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from game import freeze
+from game import freeze, shutdown
 from game.call_limits import CallPolicy
 from game.handlers import GameHandlers
 from game.hotswap import reload_in_place
@@ -39,7 +40,6 @@ from goworld.cluster.link import DispatcherLink
 from goworld.config import ClusterConfig, GameConfig
 from goworld.entity import runtime as runtime_binding
 from goworld.entity.registry import Registry
-from goworld.entity.space import Space
 from goworld.errors import StorageError
 from goworld.kvdb import open_kvdb
 from goworld.process import RoleArgs
@@ -175,8 +175,9 @@ def _build(
             nil.run_hook("on_game_ready")
         rt.services.start()
 
-    handlers = GameHandlers(rt, on_ready, control.freeze_acked)
+    handlers = GameHandlers(rt, on_ready, control.freeze_acked, control.barrier.answered)
     hello = _hello_factory(rt, restoring, boot.gcfg.ban_boot_entity)
+    signer = process.cluster_signer(boot.cfg, "game", boot.game_id)
     for did, dcfg in boot.cfg.dispatchers.items():
         links[did] = DispatcherLink(
             did,
@@ -184,6 +185,7 @@ def _build(
             hello=functools.partial(hello, did),
             on_message=handlers.handle,
             reconnect=True,
+            auth=signer,
         )
     return _Game(rt, control, links, storage, kvdb)
 
@@ -246,7 +248,14 @@ async def _stop(game: _Game) -> None:
     if game.control.frozen is not None:
         await _write_freeze(game.rt, game.links, game.storage, game.kvdb, game.control.frozen)
     else:
-        await _shutdown(game.rt, game.links, game.storage, game.kvdb)
+        report = shutdown.status_writer(
+            lambda text: runctl.write_status(
+                game.control.run_dir, game.control.name, ProcFile.STOPPING, text
+            )
+        )
+        await shutdown.shutdown(
+            game.rt, game.links, (game.storage, game.kvdb), game.control.barrier, report
+        )
 
 
 def _start_jobs(game: _Game, gcfg: GameConfig) -> None:
@@ -274,6 +283,7 @@ class GameControl:
         self.frozen: bytes | None = None
         self.run_dir = runctl.run_dir(Path.cwd())
         self.name = runctl.proc_name("game", rt.game_id)
+        self.barrier = shutdown.StopBarrier(rt.game_id)
 
     def announce_serving(self) -> None:
         """Deployment ready and every service shard known: ``goworld start`` waits for this."""
@@ -312,7 +322,7 @@ class GameControl:
         """Nothing arrives from the dispatchers any more: let posted callbacks and storage/KVDB
         callbacks finish (GoWorld drains posts and async jobs), then snapshot in one step."""
         rt = self.rt
-        await _drain(rt, timeout)
+        await shutdown.drain(rt, timeout, "freezing")
         t0 = time.perf_counter()
         data = freeze.run_freeze(rt, self._freeze_failed)
         if data is not None:
@@ -350,25 +360,6 @@ class GameControl:
         except OSError as exc:
             path = runctl.status_path(self.run_dir, self.name, kind)
             logger.error("cannot write %s: %s", path, exc)
-
-
-async def _drain(rt: GameRuntime, timeout: float) -> None:
-    """Run posted callbacks until no storage/KVDB operation is pending (or ``timeout``)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        rt.drain_posts()
-        if not rt.pending_async:
-            return
-        if loop.time() > deadline:
-            logger.warning(
-                "game%d: freezing with %d storage/KVDB operations unfinished",
-                rt.game_id,
-                len(rt.pending_async),
-            )
-            return
-        await asyncio.wait(list(rt.pending_async), timeout=max(0.0, deadline - loop.time()))
-        await asyncio.sleep(0)
 
 
 async def _write_freeze(
@@ -430,30 +421,6 @@ def _lbc_reporter(rt: GameRuntime) -> object:
         rt.outbox.to_all(Envelope(msgtype=MsgType.GAME_LBC_INFO, payload=pack(percent)))
 
     return report
-
-
-async def _shutdown(rt: GameRuntime, links: dict[int, DispatcherLink], storage: object, kvdb: object) -> None:
-    """Destroy every entity (persistent ones are saved), wait for storage, close the links."""
-    entities = list(rt.entities.values())
-    logger.info("game%d stopping: destroying %d entities", rt.game_id, len(entities))
-    for entity in entities:
-        if not isinstance(entity, Space):
-            rt.destroy_entity(entity)
-    for entity in list(rt.entities.values()):
-        rt.destroy_entity(entity)
-    rt.collect_syncs()
-    if rt.pending_saves:
-        await asyncio.wait(list(rt.pending_saves), timeout=60)
-    for backend in (storage, kvdb):
-        close = getattr(backend, "close", None)
-        if close is not None:
-            try:
-                await close()
-            except Exception:
-                logger.exception("closing %r failed", backend)
-    for link in links.values():
-        await link.close(flush_timeout=5.0)
-    logger.info("game%d stopped", rt.game_id)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,12 @@ class GameHandlers:
         rt: GameRuntime,
         on_ready: Callable[[], None],
         on_freeze_ack: Callable[[int], None] | None = None,
+        on_stop_barrier: Callable[[int], None] | None = None,
     ) -> None:
         self.rt = rt
         self._on_ready = on_ready
         self._on_freeze_ack = on_freeze_ack
+        self._on_stop_barrier = on_stop_barrier
         m = MsgType
         self._table: dict[int, Callable[[int, Envelope], None]] = {
             m.SET_GAME_ID_ACK: self._set_game_id_ack,
@@ -55,6 +57,7 @@ class GameHandlers:
             m.MIGRATE_REQUEST: lambda d, e: rt.migration.on_migrate_ack(e),
             m.REAL_MIGRATE: lambda d, e: rt.migration.on_real_migrate(e),
             m.START_FREEZE_GAME_ACK: self._freeze_ack,
+            m.STOP_BARRIER: self._stop_barrier,
         }
 
     def handle(self, dispatcher_id: int, env: Envelope) -> None:
@@ -89,6 +92,10 @@ class GameHandlers:
     def _freeze_ack(self, did: int, env: Envelope) -> None:
         if self._on_freeze_ack is not None:
             self._on_freeze_ack(did)
+
+    def _stop_barrier(self, did: int, env: Envelope) -> None:
+        if self._on_stop_barrier is not None:
+            self._on_stop_barrier(did)
 
     def _deployment_ready(self, did: int, env: Envelope) -> None:
         if not self.rt.deployment_ready:

@@ -162,12 +162,16 @@ class Outbox:
             ),
         )
 
-    def kick_client(self, client_id: str, gate_id: int, reason: str) -> None:
-        """Ask gate ``gate_id`` to close a client (``reason`` is logged there), through the
+    def kick_client(self, client_id: str, gate_id: int, reason: str, code: str = "") -> None:
+        """Ask gate ``gate_id`` to close a client (``reason`` is logged there and told to a
+        client that understands notices, with ``code``: default ``kicked``), through the
         dispatcher that carries that gate's position syncs."""
         self._send(
             (gate_id - 1) % self.num_dispatchers + 1,
-            Envelope(msgtype=MsgType.KICK_CLIENT, gate_id=gate_id, client_id=client_id, name=reason),
+            Envelope(
+                msgtype=MsgType.KICK_CLIENT, gate_id=gate_id, client_id=client_id, name=reason,
+                payload=code.encode("utf-8"),
+            ),
         )
 
     def call_filtered_clients(

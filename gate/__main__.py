@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import resource
@@ -14,7 +15,7 @@ from pathlib import Path
 from gate.limits import GateLimits
 from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
 from gate.service import GateService
-from goworld import process
+from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope
 from goworld.cluster.link import DispatcherLink
 from goworld.proto.dialect import Dialect
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             logger.critical("gate%d cannot listen on %s: %s", args.id, what, exc.strerror or exc)
             return 1
+        signer = process.cluster_signer(cfg, "gate", args.id)
         for did, dcfg in cfg.dispatchers.items():
             links[did] = DispatcherLink(
                 did,
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                 hello=lambda: hello,
                 on_message=gate.handle_dispatcher_message,
                 reconnect=True,  # GoWorld's gate quits; ours keeps its clients and comes back
+                auth=signer,
             )
             links[did].start()
         try:
@@ -105,6 +108,17 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.create_task(_watch_links(gate, links)),
             asyncio.create_task(_sweep(gate)),
         ]
+
+        drained: dict[str, object] = {}  # _drain's report, once done
+
+        def on_drain() -> None:
+            if not gate.draining:
+                tcp.close()  # new TCP connections are refused; WS and KCP ones closed at once
+                jobs.append(asyncio.create_task(_drain(gate, links, drained)))
+            elif drained:  # asked again (a second goworld stop): the same answer
+                _write_drained(gate.gate_id, drained)
+
+        asyncio.get_running_loop().add_signal_handler(runctl.DRAIN_SIGNAL, on_drain)
         await stop.wait()
         logger.info("gate%d stopping: closing %d clients", args.id, len(gate.clients))
         for job in jobs:
@@ -120,6 +134,49 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return process.run_loop(serve)
+
+
+async def _drain(
+    gate: GateService,
+    links: dict[int, DispatcherLink],
+    report: dict[str, object],
+    *,
+    quiet: float = 0.2,
+    max_wait: float = 3.0,
+) -> None:
+    """DRAIN_SIGNAL: :meth:`GateService.drain`, then wait until everything the clients sent is
+    with the dispatchers and the replies have stopped coming (``quiet`` seconds without a batch
+    from any dispatcher; at most ``max_wait``), then write the ``drained`` status file for
+    ``goworld stop``."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    clients = len(gate.clients)
+    told = gate.drain()
+    gate.flush_syncs()
+    last_seen, last_change = -1, started
+    while loop.time() - started < max_wait:
+        await asyncio.sleep(0.05)
+        received = sum(link.batches_received for link in links.values())
+        now = loop.time()
+        if received != last_seen:
+            last_seen, last_change = received, now
+        backlog = sum(link.backlog_bytes for link in links.values())
+        if not backlog and now - last_change >= quiet:
+            break
+    seconds = round(loop.time() - started, 3)
+    logger.info("gate%d drained in %.2f s", gate.gate_id, seconds)
+    report.update(clients=clients, told=told, seconds=seconds)
+    _write_drained(gate.gate_id, report)
+
+
+def _write_drained(gate_id: int, report: dict[str, object]) -> None:
+    try:
+        runctl.write_status(
+            runctl.run_dir(Path.cwd()), runctl.proc_name("gate", gate_id),
+            runctl.ProcFile.DRAINED, json.dumps(report),
+        )
+    except OSError as exc:
+        logger.error("cannot write the drained status file: %s", exc)
 
 
 async def _watch_links(gate: GateService, links: dict[int, DispatcherLink], interval: float = 0.05) -> None:

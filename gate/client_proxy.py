@@ -41,7 +41,7 @@ from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 if TYPE_CHECKING:
     from gate.service import GateService
 
-__all__ = ["ClientProxy", "HOLD_GAME", "HOLD_LINK", "MAX_PENDING_OUTPUT"]
+__all__ = ["ClientProxy", "HOLD_GAME", "HOLD_LINK", "HOLD_STOP", "MAX_PENDING_OUTPUT"]
 
 logger = logging.getLogger("goworld.gate")
 
@@ -56,6 +56,9 @@ _NOTICE = int(MsgType.NOTICE_ON_CLIENT).to_bytes(2, "little")
 #: Reasons the cluster holds a client (:meth:`ClientProxy.hold`), as bits.
 HOLD_GAME = 1
 HOLD_LINK = 2
+HOLD_STOP = 4  # the cluster is stopping: nothing new is read, what was read is handled
+
+
 
 class ClientProxy(asyncio.Protocol):
     __slots__ = (
@@ -252,7 +255,8 @@ class ClientProxy(asyncio.Protocol):
     def hold(self, held: bool, reason: int = HOLD_GAME) -> None:
         """Stop (``True``) or start again reading this client for the cluster's back-pressure,
         for ``reason`` (:data:`HOLD_GAME`: the dispatcher's PAUSE_CLIENTS / RESUME_CLIENTS;
-        :data:`HOLD_LINK`: the gate's own link to a dispatcher is behind). Reading resumes when
+        :data:`HOLD_LINK`: the gate's own link to a dispatcher is behind; :data:`HOLD_STOP`:
+        the cluster is stopping, for good). Reading resumes when
         no reason is left; independent of the rate limits."""
         if self._closed:
             return
@@ -363,16 +367,24 @@ class ClientProxy(asyncio.Protocol):
         One log line (``log``, else ``reason``), summarised per ``kind``."""
         if self._closed:
             return
-        if tell and self.notices and self.transport is not None:
-            out = bytearray(_NOTICE)
-            codec.write_varstr(out, code)
-            codec.write_varstr(out, reason)
-            self.send_payload(bytes(out))
+        if tell:
+            self.tell(code, reason)
             self.flush()  # written before the close: every transport flushes, then closes
         self.gate.summary.event(
             kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {log or reason}", self.peer
         )
         self.close()
+
+    def tell(self, code: str, reason: str) -> bool:
+        """Queue NOTICE_ON_CLIENT (``code``, ``reason``) if this client announced notices
+        (GoWorld's clients did not: they get nothing). Returns whether it was queued."""
+        if self._closed or not self.notices or self.transport is None:
+            return False
+        out = bytearray(_NOTICE)
+        codec.write_varstr(out, code)
+        codec.write_varstr(out, reason)
+        self.send_payload(bytes(out))
+        return True
 
     def close(self) -> None:
         if self._closed:

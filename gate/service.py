@@ -31,6 +31,11 @@ Cluster → client:
 
 Every client's output is written once per loop iteration (:meth:`flush_dirty`).
 
+Stopping (``goworld stop``): :meth:`drain` refuses new clients, tells every client that
+understands notices that the server is going down (code ``shutdown``) and stops reading them
+all (HOLD_STOP) while what they sent is handled; :meth:`close_all` then closes them (telling
+those not told yet).
+
 Bounds (:mod:`gate.limits`): the listeners count connections per source address and in total
 in :attr:`GateService.addresses` (a KCP session is counted when its proxy connects);
 :meth:`sweep`, every second, closes clients that did not send a first packet within
@@ -47,7 +52,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
-from gate.client_proxy import HOLD_LINK, ClientProxy
+from gate.client_proxy import HOLD_LINK, HOLD_STOP, ClientProxy
 from gate.filters import FilterIndex
 from gate.limits import AddressBook, GateLimits, Summary
 from goworld.cluster.envelopes import Envelope
@@ -58,7 +63,7 @@ from goworld.proto.framing import frame
 from goworld.proto.ids import dispatcher_shard, is_valid_id, new_client_id, new_entity_id
 from goworld.proto.msgtypes import FEATURE_NOTICES, MsgType
 
-__all__ = ["GateService"]
+__all__ = ["GateService", "STOP_CODE", "STOP_NOTICE"]
 
 logger = logging.getLogger("goworld.gate")
 
@@ -68,6 +73,10 @@ _SYNC = MsgType.SYNC_POSITION_YAW_FROM_CLIENT
 _HEARTBEAT = MsgType.HEARTBEAT_FROM_CLIENT
 _SYNC_RECORD = 32  # EntityID + 4 x f32
 _SYNC_OUT = _U16.pack(MsgType.SYNC_POSITION_YAW_ON_CLIENTS)
+
+#: NOTICE_ON_CLIENT code and text for a cluster that is stopping (``goworld stop``).
+STOP_CODE = "shutdown"
+STOP_NOTICE = "the server is shutting down for maintenance: you will be disconnected"
 
 
 class GateService:
@@ -106,6 +115,8 @@ class GateService:
         self.accepting = True
         #: the gate's own links are this far behind: every client held (HOLD_LINK)
         self.link_held = False
+        #: :meth:`drain` ran: the cluster is stopping
+        self.draining = False
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -196,10 +207,32 @@ class GateService:
         self.summary.flush()
         return len(late)
 
+    def drain(self, reason: str = STOP_NOTICE) -> int:
+        """The cluster is stopping (``goworld stop``'s first step): refuse new clients, tell
+        every client that understands notices (code ``shutdown``), and stop reading all of
+        them, so that nothing new enters while what was read is handled. Returns how many
+        clients were told."""
+        self.accepting = False
+        self.draining = True
+        told = 0
+        for proxy in list(self.clients.values()):
+            told += proxy.tell(STOP_CODE, reason)
+            proxy.hold(True, HOLD_STOP)
+        self.flush_dirty()
+        logger.info(
+            "draining: refusing new clients; told %d of %d clients that the server is going "
+            "down; no longer reading them", told, len(self.clients),
+        )
+        return told
+
     def close_all(self) -> None:
+        """Close every client; those not told yet by :meth:`drain` are told why first."""
         self.accepting = False
         for proxy in list(self.clients.values()):
-            proxy.close()
+            if self.draining:
+                proxy.close()
+            else:
+                proxy.tell_and_close(STOP_CODE, STOP_NOTICE, kind="server stopping")
 
     # ---- client -> cluster ---------------------------------------------------------------
 
@@ -310,7 +343,8 @@ class GateService:
         elif msgtype == MsgType.KICK_CLIENT:
             proxy = self.clients.get(env.client_id)
             if proxy is not None:
-                proxy.tell_and_close("kicked", env.name, kind="kicked", log=f"kicked: {env.name}")
+                code = env.payload[:64].decode("utf-8", "replace") or "kicked"
+                proxy.tell_and_close(code, env.name, kind="kicked", log=f"kicked: {env.name}")
         elif msgtype == MsgType.ENTITIES_LOST:
             self._entities_lost(dispatcher_id, env)
         elif msgtype == MsgType.SET_GATE_ID:

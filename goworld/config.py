@@ -66,6 +66,12 @@ Our additions (documented in the shipped ``goworld.ini``)
       that long is unhealthy and gets no new entities until it sends again;
       ``boot_wait_timeout`` (default 30 s): how long a new client waits for a healthy boot
       game before its gate closes it (:mod:`dispatcher.service`).
+    * ``[deployment]`` ``cluster_secret`` (at least 16 characters; never shown in an error) or
+      ``cluster_secret_file`` (relative to the ini; its first line is the secret): what games
+      and gates prove to the dispatchers they know (:mod:`goworld.cluster.auth`; the
+      environment variable ``GOWORLD_CLUSTER_SECRET`` wins over both). Unset, ``goworld
+      start`` makes one per run in ``.goworld/cluster.secret``; a dispatcher listening beyond
+      loopback refuses to start without one of these.
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
       template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
       100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
@@ -131,6 +137,9 @@ class DeploymentConfig:
     desired_dispatchers: int
     desired_games: int
     desired_gates: int
+    # ours: the cluster secret (goworld.cluster.auth); never in a repr or an error message
+    cluster_secret: str = field(default="", kw_only=True, repr=False)  # "" = not set
+    cluster_secret_file: Path | None = field(default=None, kw_only=True)  # absolute; first line
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +344,22 @@ def _path(raw: str) -> Path:
     return Path(_text(raw))  # made absolute against the config dir by _parse_keys
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
+#: The shortest cluster secret accepted (characters; goworld.cluster.auth).
+CLUSTER_SECRET_MIN_LENGTH = 16
+#: Keys whose value no error message shows.
+_SECRET_KEYS = frozenset({"cluster_secret"})
+
+
+def _secret(raw: str) -> str:
+    if raw and len(raw) < CLUSTER_SECRET_MIN_LENGTH:
+        raise ValueError(f"must be at least {CLUSTER_SECRET_MIN_LENGTH} characters (or empty)")
+    return raw
+
+
 def _log_level(raw: str) -> str:
     if raw.lower() not in _LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(_LOG_LEVELS)}")
@@ -393,6 +418,8 @@ _SCHEMA: tuple[_Row, ...] = (
     ("deployment", "desired_dispatchers", _COUNT, None),
     ("deployment", "desired_games", _COUNT, None),
     ("deployment", "desired_gates", _COUNT, None),
+    ("deployment", "cluster_secret", _secret, ""),  # ours
+    ("deployment", "cluster_secret_file", _optional_path, ""),  # ours
     ("debug", "debug", _bool, "false"),
     ("dispatcher", "listen_addr", _LISTEN, "127.0.0.1:13000"),
     ("dispatcher", "advertise_addr", _DIAL, "127.0.0.1:13000"),
@@ -521,6 +548,11 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
     if "deployment" not in sections:
         raise ConfigError("missing required section [deployment]", path=str(path))
     deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections)[0])
+    if deployment.cluster_secret and deployment.cluster_secret_file is not None:
+        raise ConfigError(
+            "set cluster_secret or cluster_secret_file, not both",
+            path=str(path), section="deployment", key="cluster_secret_file",
+        )
     files = _FileChecker(path) if check_files else None
     roles = {
         role: MappingProxyType(_role_configs(path, role, sections, deployment, files))
@@ -627,8 +659,9 @@ def _parse_keys(
         try:
             value = parser(text)
         except ValueError as exc:
+            shown = "(hidden)" if key in _SECRET_KEYS else text
             raise ConfigError(
-                str(exc), path=str(path), section=origin, key=key, value=text
+                str(exc), path=str(path), section=origin, key=key, value=shown
             ) from exc
         if isinstance(value, Path) and not value.is_absolute():
             value = path.parent / value

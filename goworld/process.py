@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from goworld import log, runctl
+from goworld.cluster import auth
 from goworld.config import ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
 from goworld.errors import ConfigError
 from goworld.runctl import (
@@ -101,6 +102,38 @@ def load_config_or_exit(path: str, *, check_files: bool = True) -> ClusterConfig
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+
+
+def cluster_signer(cfg: ClusterConfig, role: str, proc_id: int) -> auth.TokenSigner | None:
+    """The credentials this game or gate shows every dispatcher (None: no cluster secret is
+    set anywhere, see :mod:`goworld.cluster.auth`). Exits with status 2 when the secret is
+    misconfigured."""
+    try:
+        secret = auth.resolve_secret(cfg)
+    except ConfigError as exc:
+        logger.critical("%s%d: %s", role, proc_id, exc)
+        raise SystemExit(2) from exc
+    return None if secret is None else auth.TokenSigner(secret, auth.Identity(role, proc_id))
+
+
+def cluster_verifier(cfg: ClusterConfig, dispatcher_id: int) -> auth.TokenVerifier | None:
+    """How dispatcher ``dispatcher_id`` checks its streams (None: it takes everyone, loopback
+    only, with a warning). Exits with status 2 when it needs a secret and has none."""
+    try:
+        secret = auth.dispatcher_secret(cfg, dispatcher_id)
+    except ConfigError as exc:
+        logger.critical("dispatcher%d: %s", dispatcher_id, exc)
+        raise SystemExit(2) from exc
+    if secret is None:
+        logger.warning(
+            "dispatcher%d: no cluster secret (%s, [deployment] cluster_secret or "
+            "cluster_secret_file): any local process can join as any game or gate",
+            dispatcher_id, auth.SECRET_ENV,
+        )
+        return None
+    logger.info("dispatcher%d: streams must prove the cluster secret from %s",
+                dispatcher_id, secret.source)
+    return auth.TokenVerifier(secret, dispatcher_id)
 
 
 def setup_logging(

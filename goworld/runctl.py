@@ -9,6 +9,9 @@ Files, relative to the cluster root (the ini's directory, every process's workin
 - ``.goworld/`` (:data:`RUN_DIR`): the CLI's bookkeeping.
 - ``.goworld/cluster.json`` (:data:`CLUSTER_FILE`): ``{"app": "/abs/path"}``, the running
   game package (written by ``goworld start``).
+- ``.goworld/cluster.secret`` (:data:`CLUSTER_SECRET_FILE`, mode 0600): the cluster secret
+  ``goworld start`` generated because neither ``GOWORLD_CLUSTER_SECRET`` nor the ini sets one;
+  every process started here reads it (:mod:`goworld.cluster.auth`).
 - ``.goworld/<role><id>.<kind>``, one per process and :class:`ProcFile` kind:
   ``pid`` (the CLI), ``stderr`` (the process's stderr, where a crash before logging shows),
   and a game's status files, each written atomically by the game and read by the CLI:
@@ -48,9 +51,13 @@ that each line is stored once; its stderr then holds only what is not a log reco
 traceback, Python warnings). The inode check keeps a grandchild with another stderr, which
 inherits the variable, logging to its stderr as configured.
 
-Signals: SIGTERM stops a process (a game saves every persistent entity first),
-:data:`FREEZE_SIGNAL` freezes a game to its freeze file and exits, :data:`RELOAD_SIGNAL`
-re-imports a game's code in place. A process logs :func:`started_tag` once it runs.
+Signals: SIGTERM stops a process (a game first makes sure every message its dispatchers had
+for it is handled, then saves every persistent entity), :data:`FREEZE_SIGNAL` freezes a game to
+its freeze file and exits, :data:`RELOAD_SIGNAL` re-imports a game's code in place,
+:data:`DRAIN_SIGNAL` makes a gate refuse new clients, tell its clients the server is going
+down and stop reading them (``goworld stop``'s first step; the gate writes its ``drained``
+status file once what it read is with the dispatchers). A stopping game writes its progress to
+its ``stopping`` status file. A process logs :func:`started_tag` once it runs.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ from pathlib import Path
 __all__ = [
     "RUN_DIR",
     "CLUSTER_FILE",
+    "CLUSTER_SECRET_FILE",
     "ProcFile",
     "GameState",
     "ReloadResult",
@@ -84,6 +92,7 @@ __all__ = [
     "FREEZE_SIGNAL",
     "RELOAD_SIGNAL",
     "STOP_SIGNAL",
+    "DRAIN_SIGNAL",
     "proc_name",
     "run_dir",
     "status_path",
@@ -130,6 +139,9 @@ __all__ = [
 RUN_DIR = ".goworld"
 #: In the run directory: the running cluster's game package.
 CLUSTER_FILE = "cluster.json"
+#: In the run directory: the cluster secret ``goworld start`` made (mode 0600), used by the
+#: processes when neither the environment nor the ini sets one (:mod:`goworld.cluster.auth`).
+CLUSTER_SECRET_FILE = "cluster.secret"
 
 #: Each role's id flag (GoWorld's spelling; ``python -m game -gid 1``).
 ID_FLAGS = {"dispatcher": "dispid", "game": "gid", "gate": "gateid"}
@@ -159,6 +171,7 @@ ONLY_FLAG = "only"
 STOP_SIGNAL = signal.SIGTERM
 FREEZE_SIGNAL = signal.SIGHUP
 RELOAD_SIGNAL = signal.SIGUSR1
+DRAIN_SIGNAL = signal.SIGUSR2
 
 
 class ProcFile(enum.StrEnum):
@@ -173,6 +186,8 @@ class ProcFile(enum.StrEnum):
     HOLD = "hold"
     LOCK = "lock"
     RESTORE = "restore"
+    DRAINED = "drained"  # a gate after DRAIN_SIGNAL: JSON {"clients", "told", "seconds"}
+    STOPPING = "stopping"  # a stopping game's progress: JSON {"phase", ...}
 
 
 class GameState(enum.Enum):

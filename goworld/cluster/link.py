@@ -4,6 +4,12 @@ A :class:`DispatcherLink` connects, sends its hello (SET_GAME_ID / SET_GATE_ID, 
 callback on every (re)connect so it can list the current entities), then writes queued
 envelopes one batch per loop iteration and hands every received envelope to ``on_message``.
 
+With ``auth`` (a :class:`~goworld.cluster.auth.TokenSigner`) every stream opens with a fresh
+token in its call metadata. The link writes nothing before the dispatcher has taken the stream
+(its initial metadata); a dispatcher that refuses it ends the stream (UNAUTHENTICATED, or
+PERMISSION_DENIED after a hello for another identity), which the link logs with the
+dispatcher's reason and retries like any other loss.
+
 Envelopes sent while the link is down are kept and written, in order, after the next hello.
 On loss the link either reconnects every ``retry_interval`` seconds (games) or reports the
 loss through ``on_lost`` and stops (gates quit when a dispatcher goes away, as in GoWorld).
@@ -23,6 +29,7 @@ from collections.abc import Callable
 
 import grpc
 
+from goworld.cluster.auth import ACCEPTED_METADATA, TokenSigner
 from goworld.cluster.envelopes import Envelope
 from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter, envelope_size
 from goworld.rpc import cluster_pb2_grpc
@@ -48,9 +55,11 @@ class DispatcherLink:
         reconnect: bool = True,
         retry_interval: float = 1.0,
         max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
+        auth: TokenSigner | None = None,
     ) -> None:
         self.dispatcher_id = dispatcher_id
         self.address = address
+        self._auth = auth  # None: no credentials (a dispatcher without a secret)
         self._hello = hello
         self._on_message = on_message
         self._on_connected = on_connected
@@ -61,6 +70,8 @@ class DispatcherLink:
         self._pending_bytes = 0
         self.max_backlog_bytes = max_backlog_bytes
         self.dropped = 0
+        #: batches received from the dispatcher (a stopping gate waits until it stays put)
+        self.batches_received = 0
         self._writer: BatchWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -140,7 +151,13 @@ class DispatcherLink:
         async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as channel:
             await channel.channel_ready()
             stub = cluster_pb2_grpc.DispatcherStub(channel)
-            call = stub.Connect()
+            auth = self._auth
+            call = stub.Connect(metadata=auth.metadata(self.dispatcher_id) if auth else None)
+            if ACCEPTED_METADATA not in tuple(await call.initial_metadata() or ()):
+                # refused (bad credentials): no write yet, so the status is the dispatcher's
+                raise ConnectionError(
+                    f"refused: {(await call.code()).name}: {await call.details()}"
+                )
             writer = BatchWriter(call.write)
             writer.send(self._hello())
             for env in self._pending:
@@ -165,6 +182,7 @@ class DispatcherLink:
                     batch = await call.read()
                     if batch is grpc.aio.EOF:
                         raise ConnectionError("dispatcher closed the stream")
+                    self.batches_received += 1
                     for env in batch.messages:
                         on_message(did, env)
                     if writer_task.done():

@@ -60,6 +60,10 @@ class MsgType(IntEnum):
     #: a stream that ended without a freeze); payload: their EntityIDs, 16 bytes each, at most
     #: :data:`ENTITIES_LOST_CHUNK` per envelope. The gate closes each client it owns.
     ENTITIES_LOST = 30
+    #: Ours, game -> dispatcher -> the same game: a stopping game's barrier. The dispatcher
+    #: sends it back on the game's stream, after everything it had queued for the game
+    #: (:mod:`game.shutdown`).
+    STOP_BARRIER = 31
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001

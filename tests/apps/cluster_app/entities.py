@@ -1,3 +1,5 @@
+import time
+
 import goworld
 
 APP_VERSION = "v1"
@@ -73,6 +75,12 @@ class Avatar(goworld.Entity):
 
     @goworld.rpc(client=True, name="Incr")
     def incr(self) -> None:
+        self.attrs["counter"] = self.attrs.get_int("counter") + 1
+
+    # a busy game: each call takes ``ms`` of the game's time, then counts (test_safe_stop)
+    @goworld.rpc(client=True, name="Work", rate=0)
+    def work(self, ms: int) -> None:
+        time.sleep(ms / 1000)
         self.attrs["counter"] = self.attrs.get_int("counter") + 1
 
     @goworld.rpc(client=True, name="SetHP")

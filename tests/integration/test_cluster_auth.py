@@ -1,0 +1,151 @@
+"""The cluster's own ports are not open doors (issue 16): impostors on a dispatcher's gRPC port.
+
+Before cluster authentication one unauthenticated stream whose hello said "gate 1" made the
+dispatcher drop the real gate1 and all its clients, and a loop of streams saying "game 1"
+kept game1 offline. Here a real cluster (started by the CLI, so with the secret it generated
+in .goworld/cluster.secret) has a logged-in player; impostors open ``Dispatcher.Connect``
+streams without credentials, with credentials made from another secret, with a real token
+for game1 whose hello claims gate1, and with a replayed token. Each is refused with its gRPC
+status, each refusal is logged with the peer's address, and the player never notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import pytest
+
+from goworld import runctl
+from goworld.client import GoWorldClient
+from goworld.cluster import auth
+from goworld.cluster.envelopes import Batch, Envelope
+from goworld.proto.msgtypes import MsgType
+from goworld.rpc import cluster_pb2_grpc
+from goworld.testing import ClusterRunner, login, running_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "tests" / "apps" / "cluster_app"
+
+Metadata = Sequence[tuple[str, str]]
+
+
+def _hello(role: str) -> Envelope:
+    if role == "gate":
+        return Envelope(msgtype=MsgType.SET_GATE_ID, gate_id=1, name="impostor")
+    return Envelope(msgtype=MsgType.SET_GAME_ID, game_id=1)
+
+
+async def _impostor(address: str, role: str, metadata: Metadata | None) -> tuple[grpc.StatusCode, str]:
+    """One stream saying it is ``role``1: the status and details the dispatcher ends it with
+    (OK if it kept the stream open: taken for the real one)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = cluster_pb2_grpc.DispatcherStub(channel).Connect(metadata=metadata)
+        try:
+            # as our links do: write once the dispatcher took the stream (grpcio's aio client
+            # reports a write racing the refusal as INTERNAL instead of the status, grpc#36066)
+            if auth.ACCEPTED_METADATA in tuple(await call.initial_metadata() or ()):
+                await call.write(Batch(messages=[_hello(role)]))
+            while True:  # an accepted impostor would be sent the routing traffic: read it all
+                if await asyncio.wait_for(call.read(), 5) is grpc.aio.EOF:
+                    break
+        except grpc.aio.AioRpcError:
+            pass
+        except TimeoutError:
+            call.cancel()
+            return grpc.StatusCode.OK, "kept open"
+        return await call.code(), await call.details()
+
+
+def _token(secret: bytes, identity: auth.Identity) -> Metadata:
+    return ((auth.METADATA_KEY, auth.make_token(secret, identity, 1, time.time())),)
+
+
+async def _echo(client: GoWorldClient, seq: int) -> None:
+    client.call_player("Echo", seq)
+
+    def seen() -> bool:
+        return any(c.method == "OnEcho" and c.args[0] == seq for c in client.calls)
+
+    await client.wait_until(seen, 30)
+
+
+def _refusals(runner: ClusterRunner) -> list[str]:
+    return runner.grep("refused a cluster stream from")
+
+
+def _attempts(secret: bytes) -> list[tuple[str, Metadata | None, grpc.StatusCode, str]]:
+    """(hello's role, metadata, expected status, expected reason): every kind of impostor."""
+    wrong = b"not-the-cluster-secret-0123456789"
+    gate1, game1 = auth.Identity("gate", 1), auth.Identity("game", 1)
+    unauthenticated, denied = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED
+    return [
+        ("gate", None, unauthenticated, "no cluster credentials"),
+        ("gate", ((auth.METADATA_KEY, "v1:gate1:garbage"),), unauthenticated, "malformed"),
+        ("gate", _token(wrong, gate1), unauthenticated, "wrong cluster credentials"),
+        ("gate", _token(secret, game1), denied, "authenticated as game1, but its hello says gate1"),
+        ("game", None, unauthenticated, "no cluster credentials"),
+        ("game", _token(wrong, game1), unauthenticated, "wrong cluster credentials"),
+        ("game", _token(secret, gate1), denied, "authenticated as gate1, but its hello says game1"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untouched(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, APP, dispatchers=1, games=1, gates=1) as runner:
+        address = f"127.0.0.1:{runner.ports['dispatcher'][0]}"
+        secret_file = runctl.run_dir(tmp_path) / runctl.CLUSTER_SECRET_FILE
+        secret = secret_file.read_text().strip().encode()
+        assert secret_file.stat().st_mode & 0o077 == 0
+        player = await login(runner, "alice")
+        try:
+            await _echo(player, 1)
+            for role, metadata, status, reason in _attempts(secret):
+                got = await _impostor(address, role, metadata)
+                assert got[0] == status and reason in got[1], (role, got, runner.logs())
+            # a real token used twice: its second use is a replay
+            once = _token(secret, auth.Identity("game", 1))
+            assert (await _impostor(address, "gate", once))[0] == grpc.StatusCode.PERMISSION_DENIED
+            got = await _impostor(address, "game", once)
+            assert got == (grpc.StatusCode.UNAUTHENTICATED, "replayed cluster credentials"), got
+            await _echo(player, 2)
+
+            # each refusal is one WARNING naming the peer's address and the reason (9 so far:
+            # under the log's repeat limit, 10 per template per 10 s)
+            text = "\n".join(_refusals(runner))
+            for reason in ("no cluster credentials", "malformed cluster credentials",
+                           "wrong cluster credentials", "authenticated as game1, but its hello says gate1",
+                           "authenticated as gate1, but its hello says game1",
+                           "replayed cluster credentials"):
+                assert reason in text, (reason, text)
+            assert len(_refusals(runner)) == 9, text
+            assert re.search(r"WARNING goworld.dispatcher: refused a cluster stream from "
+                             r"ipv4:127\.0\.0\.1:[0-9]+: no cluster credentials", text), text
+
+            # loops of impostors saying gate1 or game1 while the players play
+            for round_ in range(3):
+                for role, metadata, status, _ in _attempts(secret):
+                    assert (await _impostor(address, role, metadata))[0] == status
+                await _echo(player, 10 + round_)
+            flood = await asyncio.gather(*(_impostor(address, "game", None) for _ in range(30)))
+            assert {code for code, _ in flood} == {grpc.StatusCode.UNAUTHENTICATED}
+            await _echo(player, 100)
+            assert not player.is_closed
+            newcomer = await asyncio.wait_for(login(runner, "bob"), 30)  # game1 takes new players
+            await _echo(newcomer, 200)
+            newcomer.close()
+
+            assert len(_refusals(runner)) <= 10, "the flood is summarised, not logged line by line"
+            assert not runner.grep("connected again: dropping its previous connection"), runner.logs()
+            assert not runner.grep("gate1 disconnected") and not runner.grep("game1 disconnected")
+            assert not runner.grep("game1 is down")
+            logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log"))
+            assert secret.decode() not in logs
+        finally:
+            player.close()

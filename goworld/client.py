@@ -18,7 +18,9 @@ cluster kicked the client), the client knows why: its first heartbeat announces 
 understands notices (a ``u32`` feature word, which GoWorld's gates ignore), and our gate sends
 it NOTICE_ON_CLIENT just before the close. :attr:`GoWorldClient.close_reason` (text) and
 :attr:`GoWorldClient.close_code` (``"game_lost"``, ``"kicked"``) hold it; ``on_notice`` is
-called with both. ``connect(..., notices=False)`` behaves like GoWorld's clients.
+called with both. When the cluster is being stopped (``goworld stop``) the notice (code
+``"shutdown"``) comes ahead of the close: the gate no longer reads the client from then on.
+``connect(..., notices=False)`` behaves like GoWorld's clients.
 
 The client sends a heartbeat right after connecting (a KCP server only learns about a session when
 the client speaks first), then every ``heartbeat_interval`` seconds (10 by default; ``None``:

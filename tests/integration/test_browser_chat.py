@@ -2,11 +2,13 @@
 
 Three pages load the client the gate serves at / and talk to the cluster over /ws: two register,
 log in, join the same room and exchange messages; a third, in another room, sees none of them.
+Then `goworld stop`: every page shows that the server is shutting down.
 GOWORLD_SCREENSHOT=path saves a screenshot of the first page (the README's picture).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -92,6 +94,14 @@ async def test_two_browsers_chat_and_a_third_in_another_room_hears_nothing(tmp_p
                 shot = os.environ.get("GOWORLD_SCREENSHOT")
                 if shot:
                     await alice.screenshot(path=shot)
+
+                # goworld stop: the page says the server is going down (the gate's notice)
+                stopped = await asyncio.to_thread(runner.stop)
+                assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+                for page in (alice, bob, carol):
+                    await page.wait_for_selector("#notice:has-text('shutting down')")
+                    assert await page.inner_text("#status") == "disconnected"
+                assert errors == []
             finally:
                 await browser.close()
     finally:

@@ -20,6 +20,8 @@ function showChat(avatar) {
 }
 
 client.onOpen = () => { $("status").textContent = "connected"; };
+// The gate tells us why before it closes us, or ahead of time when the server is going down.
+client.onNotice = (code, text) => notice(code === "shutdown" ? "info" : "error", text);
 client.onClose = (reason) => {
   $("status").textContent = "disconnected";
   notice("error", reason ? "Disconnected: " + reason + " (reload the page)" : "Connection lost.");

@@ -14,7 +14,8 @@
 // heartbeat_check_interval (120 s by default). The first one, at once, carries a u32 feature word
 // (bit 0: the client understands notices; GoWorld's gates ignore the body): our gate then sends a
 // NOTICE (1901: VarStr code + VarStr text) just before it closes the connection for a reason
-// (the game hosting the player stopped, a kick). `client.closeReason` keeps the text, and
+// (the game hosting the player stopped, a kick), or ahead of time when the server is going down
+// (code "shutdown", sent by `goworld stop`). `client.closeReason` keeps the text, and
 // `onNotice(code, text)` / `onClose(reason)` get it.
 "use strict";
 

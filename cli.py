@@ -860,11 +860,80 @@ def _status(cluster: Cluster) -> dict[str, Any]:
             "restarts": int(seen.get("restarts", 0)), "last_restart": seen.get("last_restart"),
             "last_exit": seen.get("last_exit", ""), "log": str(proc.log_file),
         })
+    _add_live_figures(cluster, procs)
     ok = all(p["up"] for p in procs) and (sup_pid is not None or not supervised)
     return {
         "app": cluster.app(), "ok": ok, "processes": procs,
         "supervisor": {"expected": supervised, "up": sup_pid is not None, "pid": sup_pid},
     }
+
+
+#: What `goworld status` shows of each running process's /status (goworld.metrics).
+_LIVE_KEYS = ("clients", "entities", "loop_lag_seconds", "loop_lag_max_seconds", "cpu_seconds", "rss_bytes")
+#: Seconds a process has to answer /status (asked in parallel).
+_LIVE_TIMEOUT = 1.0
+
+
+def _add_live_figures(cluster: Cluster, procs: list[dict[str, Any]]) -> None:
+    """Each running process's figures from GET /status on its http_addr (None where it did
+    not answer within _LIVE_TIMEOUT; ``status_error`` says why)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from goworld.metrics import ops_token
+
+    token = ops_token(cluster.cfg)
+    sections = {"dispatcher": cluster.cfg.dispatchers, "game": cluster.cfg.games, "gate": cluster.cfg.gates}
+    up = [p for p in procs if p["up"]]
+    for p in procs:
+        p.update(dict.fromkeys(_LIVE_KEYS), status_error=None)
+    if not up:
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(up))) as pool:
+        answers = pool.map(lambda p: _fetch_status(sections[p["role"]][p["id"]], token), up)
+        for p, answer in zip(up, answers, strict=True):
+            if isinstance(answer, str):
+                p["status_error"] = answer
+            else:
+                p.update({key: answer.get(key) for key in _LIVE_KEYS})
+
+
+def _fetch_status(section: Any, token: str) -> dict[str, Any] | str:
+    """GET /status of one process (its config section's http_addr; https on a gate with
+    encrypt_connection, its self-signed certificate not checked): the JSON, or why not."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    addr = section.http_addr
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr.host, addr.host)
+    tls = bool(getattr(section, "encrypt_connection", False))
+    url = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{addr.port}/status"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    context = None
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=_LIVE_TIMEOUT, context=context) as reply:
+            answer = json.loads(reply.read(4 * 1024 * 1024))
+    except urllib.error.HTTPError as exc:
+        return f"{url}: {exc.code} {exc.read(200).decode(errors='replace').strip()}"
+    except (OSError, ValueError) as exc:
+        return f"{url}: {getattr(exc, 'reason', None) or exc}"
+    return answer if isinstance(answer, dict) else f"{url}: not a JSON object"
+
+
+def _live_cells(p: dict[str, Any]) -> str:
+    """CLIENTS ENTITIES LAG CPU RSS of one process ('-' where it did not answer)."""
+
+    def num(v: Any) -> str:
+        return "-" if v is None else str(v)
+
+    lag = "-" if p["loop_lag_max_seconds"] is None else f"{p['loop_lag_max_seconds'] * 1000:.1f}ms"
+    cpu = "-" if p["cpu_seconds"] is None else f"{p['cpu_seconds']:.1f}s"
+    rss = "-" if p["rss_bytes"] is None else f"{p['rss_bytes'] / 1048576:.0f}MiB"
+    return f"{num(p['clients']):<8} {num(p['entities']):<9} {lag:<8} {cpu:<8} {rss:<7}"
 
 
 def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
@@ -882,7 +951,8 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
         f"{d.desired_games} games ({report['app'] or '-'}), {count['gate']}/{d.desired_gates} "
         f"gates running; {supervisor}"
     )
-    click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  LAST RESTART")
+    click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  "
+               f"{'CLIENTS':<8} {'ENTITIES':<9} {'LAG':<8} {'CPU':<8} {'RSS':<7}  LAST RESTART")
     for p in procs:
         last = "-"
         if p["last_restart"] is not None:
@@ -890,9 +960,11 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
             last = f"{when} ({_duration(time.time() - p['last_restart'])} ago)"
         uptime = _duration(p["uptime"]) if p["uptime"] is not None else "-"
         click.echo(f"  {p['name']:<12} {p['state']:<18} {p['pid'] or '-'!s:<8} {uptime:<9} "
-                   f"{p['restarts']:<8}  {last}")
+                   f"{p['restarts']:<8}  {_live_cells(p)}  {last}")
         if not p["up"] and p["last_exit"]:
             click.echo(f"      {p['last_exit']}")
+        if p["up"] and p.get("status_error"):
+            click.echo(f"      no figures: {p['status_error']}")
 
 
 def _duration(seconds: float) -> str:

@@ -9,9 +9,10 @@ import time
 
 import grpc
 
+from dispatcher.metrics import DispatcherFigures
 from dispatcher.server import DispatcherServicer
 from dispatcher.service import DispatcherService
-from goworld import process
+from goworld import ops_http, process
 from goworld.cluster.streams import GRPC_OPTIONS
 from goworld.rpc import cluster_pb2_grpc
 
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         await server.start()
         logger.info("dispatcher%d listening on %s (%s)", args.id, addr, process.pid_info())
+        ops = ops_http.start_ops_server(
+            "dispatcher", args.id, cfg, dcfg.http_addr, DispatcherFigures(service)
+        )
         process.announce_started("dispatcher")
         ticker = asyncio.create_task(_tick(service))
         reliever = asyncio.create_task(_relieve(service))
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("dispatcher%d stopping", args.id)
         ticker.cancel()
         reliever.cancel()
+        await ops.close()
         await server.stop(0)
         return 0
 

@@ -48,6 +48,8 @@ class StreamPeer:
         self.writer = writer
         self.send = writer.send
         self._task = task
+        #: envelopes received on this stream (counted per batch; /metrics)
+        self.received = 0
 
     def close(self) -> None:
         self.writer.close()
@@ -112,6 +114,7 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             async for batch in it:
                 if heard is not None:
                     heard(peer_id)
+                peer.received += len(batch.messages)
                 for env in batch.messages:
                     handle(peer_id, env)
         except asyncio.CancelledError:

@@ -1064,6 +1064,29 @@ class DispatcherService:
                 game.game_id, sum(len(c) for c in paused.values()),
             )
 
+    def held(self) -> dict[str, tuple[int, int]]:
+        """What this dispatcher holds instead of routing, per queue: (messages, bytes). For
+        /metrics (it walks every entity, as :meth:`tick` does: not for a hot path)."""
+        frozen = [g for g in self.games.values() if g.pending]
+        blocked = [r for r in self.entities.values() if r.pending]
+        away = self._away_queues.values()
+        return {
+            "frozen_game": (sum(len(g.pending) for g in frozen), sum(g.pending_bytes for g in frozen)),
+            "blocked_entity": (
+                sum(len(r.pending) for r in blocked if r.pending is not None),
+                sum(r.pending_bytes for r in blocked),
+            ),
+            "unknown_entity": (sum(len(h[1]) for h in self._early.values()), self._early_bytes),
+            "away_gate": (sum(len(q[0]) for q in away), sum(q[1] for q in away)),
+            "boot_wait": (
+                len(self._waiting_boot), sum(envelope_size(e) for e in self._waiting_boot)
+            ),
+        }
+
+    def paused_clients(self) -> int:
+        """Clients paused at their gates now (PAUSE_CLIENTS) because a game is behind."""
+        return sum(len(ids) for game in self.games.values() for ids in game.paused.values())
+
     def relieve(self) -> None:
         """Resume the clients paused for a game that has caught up (or gone); called often
         (every 50 ms) by the server."""

@@ -33,8 +33,9 @@ from game.call_limits import CallPolicy
 from game.handlers import GameHandlers
 from game.hotswap import reload_in_place
 from game.loader import GamePackageError, load_game_package
+from game.metrics import GameFigures
 from game.runtime import GameRuntime
-from goworld import process, runctl
+from goworld import ops_http, process, runctl
 from goworld.cluster.envelopes import Envelope, pack
 from goworld.cluster.link import DispatcherLink
 from goworld.config import ClusterConfig, GameConfig
@@ -112,10 +113,13 @@ async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(runctl.FREEZE_SIGNAL, game.control.request_freeze)
     loop.add_signal_handler(runctl.RELOAD_SIGNAL, game.control.request_in_place_reload)
+    figures = GameFigures(game.rt, game.links, {"storage": game.storage, "kvdb": game.kvdb})
+    ops = ops_http.start_ops_server("game", boot.game_id, boot.cfg, boot.gcfg.http_addr, figures)
     process.announce_started("game")
     _start_jobs(game, boot.gcfg)
     await stop.wait()
     await _stop(game)
+    await ops.close()
     return 0
 
 

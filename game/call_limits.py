@@ -43,7 +43,7 @@ from goworld.entity.registry import RpcMethod
 if TYPE_CHECKING:
     from goworld.config import GameConfig
 
-__all__ = ["CallPolicy", "ClientCallLimiter"]
+__all__ = ["CallPolicy", "ClientCallLimiter", "REFUSAL_KINDS"]
 
 logger = logging.getLogger("goworld.game")
 
@@ -54,6 +54,10 @@ SUMMARY_TRACKED = 1000
 REASON_CHARS = 120
 #: Entries looked at (and moved back if recently seen) before one is evicted anyway.
 EVICTION_TRIES = 8
+#: Why calls are refused, as /metrics counts them: arguments over ``max_arg_bytes``, over the
+#: rate, from a client being kicked, to an entity not here, to a method the client may not
+#: call, with arguments that do not decode or fit; ``other``: anything else.
+REFUSAL_KINDS = ("too_large", "rate", "kicked", "no_entity", "not_allowed", "bad_arguments", "other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +131,11 @@ class ClientCallLimiter:
         self._refused_count = 0
         self._summary_scheduled = False
         self._since = 0.0  # when the first refusal of this interval came
-        #: totals since the start (for tests and operators)
+        #: totals since the start (for tests and operators; the game's /metrics shows them)
         self.refused_total = 0
         self.kicked_total = 0
+        #: refusals since the start by kind (:data:`REFUSAL_KINDS`)
+        self.refused_by_kind: dict[str, int] = {}
 
     def __len__(self) -> int:
         """How many clients are tracked."""
@@ -147,7 +153,10 @@ class ClientCallLimiter:
         if limit is None:
             limit = self._max_arg_bytes
         if limit and arg_bytes > limit:
-            self.refuse(client_id, gate_id, method.wire_name, f"{arg_bytes} argument bytes, over {limit}")
+            self.refuse(
+                client_id, gate_id, method.wire_name, f"{arg_bytes} argument bytes, over {limit}",
+                kind="too_large",
+            )
             return False
         rate = method.rate
         if rate is None:
@@ -160,7 +169,7 @@ class ClientCallLimiter:
         if client is None:
             client = self._track(client_id, gate_id, now)
         elif client.kicked:  # its gate is closing it
-            self._strike(client_id, client, method.wire_name, "kicked", now)
+            self._strike(client_id, client, method.wire_name, "kicked", now, "kicked")
             return False
         client.last = now
         bucket = client.buckets.get(method.wire_name)
@@ -175,22 +184,28 @@ class ClientCallLimiter:
             bucket[0] = tokens - 1.0
             return True
         bucket[0] = tokens
-        self._strike(client_id, client, method.wire_name, f"over {rate:g} calls/s", now)
+        self._strike(client_id, client, method.wire_name, f"over {rate:g} calls/s", now, "rate")
         return False
 
     # ---- refusals, strikes, kicks ------------------------------------------------------
 
-    def refuse(self, client_id: str, gate_id: int, what: str, reason: str) -> None:
-        """Record a call of ``what`` refused because of the client (not logged on its own)."""
+    def refuse(
+        self, client_id: str, gate_id: int, what: str, reason: str, *, kind: str = "other"
+    ) -> None:
+        """Record a call of ``what`` refused because of the client (not logged on its own);
+        ``kind`` (one of :data:`REFUSAL_KINDS`) is what /metrics counts it as."""
         now = self._clock()
         client = self._clients.get(client_id)
         if client is None:
             client = self._track(client_id, gate_id, now)
         client.last = now
-        self._strike(client_id, client, what, reason, now)
+        self._strike(client_id, client, what, reason, now, kind)
 
-    def _strike(self, client_id: str, client: _Client, what: str, reason: str, now: float) -> None:
+    def _strike(
+        self, client_id: str, client: _Client, what: str, reason: str, now: float, kind: str
+    ) -> None:
         self.refused_total += 1
+        self.refused_by_kind[kind] = self.refused_by_kind.get(kind, 0) + 1
         last = f"{what[:REASON_CHARS]}: {reason[:REASON_CHARS]}"  # what a client chose, bounded
         self._note_refusal(client_id, client.gate_id, last)
         policy = self.policy

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import logging
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,8 +128,10 @@ def load(path: Path) -> dict[str, Any]:
 
 def restore(rt: GameRuntime, state: dict[str, Any]) -> None:
     """Rebuild ``rt`` from a snapshot without sending anything to clients."""
+    started = time.perf_counter()
     with gc_paused():
         _restore(rt, state)
+    rt.stats.restore.observe(time.perf_counter() - started)
 
 
 def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
@@ -163,6 +166,7 @@ def run_freeze(
     rt: GameRuntime, on_failed: Callable[[str], None]
 ) -> bytes | None:
     """Snapshot and stop; returns the file bytes, or None (after ``on_failed``) on failure."""
+    started = time.perf_counter()
     try:
         with gc_paused():
             state = snapshot(rt)
@@ -174,4 +178,5 @@ def run_freeze(
         on_failed(f"snapshot failed: {type(exc).__name__}: {exc}")
         return None
     stop_timers(rt)
+    rt.stats.freeze.observe(time.perf_counter() - started)
     return data

@@ -183,11 +183,13 @@ class GameHandlers:
         client_id, name = env.client_id, env.name  # protobuf fields: read once
         entity = rt.entities.get(env.entity_id)
         if entity is None:
-            limiter.refuse(client_id, env.gate_id, name, f"no entity {env.entity_id} here")
+            limiter.refuse(
+                client_id, env.gate_id, name, f"no entity {env.entity_id} here", kind="no_entity"
+            )
             return
         method = rt.client_rpc(entity, name, client_id)
         if isinstance(method, str):
-            limiter.refuse(client_id, env.gate_id, name, method)
+            limiter.refuse(client_id, env.gate_id, name, method, kind="not_allowed")
             return
         payload = env.payload
         if not limiter.admit(client_id, env.gate_id, method, len(payload)):
@@ -195,11 +197,13 @@ class GameHandlers:
         try:
             args, _end = codec.decode_args(payload)
         except RemoteProtocolError as exc:
-            limiter.refuse(client_id, env.gate_id, name, f"bad arguments ({exc})")
+            limiter.refuse(
+                client_id, env.gate_id, name, f"bad arguments ({exc})", kind="bad_arguments"
+            )
             return
         refused = rt.run_rpc(entity, method, args, client_id)
         if refused is not None:
-            limiter.refuse(client_id, env.gate_id, name, refused)
+            limiter.refuse(client_id, env.gate_id, name, refused, kind="bad_arguments")
 
     def _call_nil_spaces(self, did: int, env: Envelope) -> None:
         space = self.rt.nil_space

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from game.loader import GamePackageError, load_game_package
@@ -69,6 +70,7 @@ def check_compatible(rt: GameRuntime, registry: Registry) -> None:
 
 def reload_in_place(rt: GameRuntime, app: str) -> str:
     """Swap in the package's new code; returns a summary, raises GamePackageError/HotSwapError."""
+    started = time.perf_counter()
     package = str(app).rstrip("/").split("/")[-1]
     saved = {m: mod for m, mod in sys.modules.items() if m == package or m.startswith(package + ".")}
     try:
@@ -88,5 +90,6 @@ def reload_in_place(rt: GameRuntime, app: str) -> str:
         entity.desc = desc
     rt.registry = registry
     summary = f"{len(registry.types)} types, {swapped} live entities rebound"
+    rt.stats.reload.observe(time.perf_counter() - started)
     logger.info("in-place reload: %s", summary)
     return summary

@@ -27,6 +27,7 @@ from game.entity_table import EntityTable
 from game.migration import Migration
 from game.outbox import Outbox
 from game.services import ServiceManager
+from game.stats import GameStats
 from game.timers import EntityTimers, GlobalTimer, run_logged
 from goworld.cluster.envelopes import Envelope
 from goworld.entity.client import GameClient
@@ -75,6 +76,8 @@ class GameRuntime:
         self._sync_dirty: list[Entity] = []
         self._posted: deque[Callable[[], Any]] = deque()
         self._drain_scheduled = False
+        #: counters read by /metrics (RPCs run per type and method, freeze/restore times)
+        self.stats = GameStats()
         # the parts, in dependency order
         self.table = EntityTable(registry)
         self.entities: Mapping[str, Entity] = self.table.entities
@@ -386,10 +389,15 @@ class GameRuntime:
             if client_id is None:
                 logger.warning("call %r.%s dropped: %s", entity, method.wire_name, exc)
             return f"bad arguments: {exc}"
+        counts = self.stats.rpcs
+        key = (entity.desc.name, method.wire_name, client_id is not None)
+        counts[key] = counts.get(key, 0) + 1
         try:
             getattr(entity, method.attr_name)(*bound)
         except Exception:
             logger.exception("%r.%s raised", entity, method.wire_name)
+            errors, where = self.stats.rpc_errors, (key[0], key[1])
+            errors[where] = errors.get(where, 0) + 1
         return None
 
     # ---- posted callbacks and asynchronous operations --------------------------------------

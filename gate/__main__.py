@@ -14,10 +14,12 @@ from pathlib import Path
 
 from gate.limits import GateLimits
 from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
+from gate.metrics import GateFigures
 from gate.service import GateService
 from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope
 from goworld.cluster.link import DispatcherLink
+from goworld.metrics import Exporter, ops_token
 from goworld.proto.dialect import Dialect
 from goworld.proto.msgtypes import MsgType
 
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             tls = tls_context(str(gcfg.rsa_certificate), str(gcfg.rsa_key))
         host, port = gcfg.listen_addr.host, gcfg.listen_addr.port
         section = f"[gate{args.id}]"
+        figures = GateFigures(gate, links)  # /metrics and /status on http_addr
+        ops = Exporter("gate", args.id, token=ops_token(cfg), figures=figures)
         try:
             what = f"{section} listen_addr = {gcfg.listen_addr} (TCP)"
             tcp = await start_tcp(gate, host, port, tls=tls, start_serving=False)
@@ -68,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
                 tls=tls,
                 static_dir=Path(args.static) if args.static else None,
                 start_serving=False,
+                ops=ops,
             )
             what = f"{section} listen_addr = {gcfg.listen_addr} (KCP, UDP)"
             kcp = await start_kcp(gate, host, port, tls=tls)
+            figures.kcp = kcp
         except OSError as exc:
             logger.critical("gate%d cannot listen on %s: %s", args.id, what, exc.strerror or exc)
             return 1
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             process.pid_info(),
         )
         process.announce_started("gate")
+        ops.start()
         jobs = [
             asyncio.create_task(_flush_syncs(gate, gcfg.position_sync_interval_ms / 1000)),
             asyncio.create_task(_watch_links(gate, links)),

@@ -41,7 +41,7 @@ from goworld.proto.snappy_stream import SnappyStreamDecoder, SnappyStreamEncoder
 if TYPE_CHECKING:
     from gate.service import GateService
 
-__all__ = ["ClientProxy", "HOLD_GAME", "HOLD_LINK", "HOLD_STOP", "MAX_PENDING_OUTPUT"]
+__all__ = ["ClientProxy", "HOLD_GAME", "HOLD_LINK", "HOLD_STOP", "MAX_PENDING_OUTPUT", "Traffic"]
 
 logger = logging.getLogger("goworld.gate")
 
@@ -58,6 +58,19 @@ HOLD_GAME = 1
 HOLD_LINK = 2
 HOLD_STOP = 4  # the cluster is stopping: nothing new is read, what was read is handled
 
+
+class Traffic:
+    """What the clients of one transport sent and received, since the gate started (read by
+    the gate's /metrics). Counted once per read and once per flush, not per packet."""
+
+    __slots__ = ("packets_in", "bytes_in", "packets_out", "bytes_out", "throttled")
+
+    def __init__(self) -> None:
+        self.packets_in = 0
+        self.bytes_in = 0  # as the proxy gets them: compressed if the gate compresses, after TLS
+        self.packets_out = 0
+        self.bytes_out = 0  # as the proxy writes them (before TLS)
+        self.throttled = 0  # times a client was not read for going over a rate limit
 
 
 class ClientProxy(asyncio.Protocol):
@@ -90,10 +103,18 @@ class ClientProxy(asyncio.Protocol):
         "_paused",
         "_held",
         "_partial",
+        "_traffic",
     )
 
     def __init__(
-        self, gate: GateService, client_id: str, boot_eid: str, *, kind: str, compress: bool
+        self,
+        gate: GateService,
+        client_id: str,
+        boot_eid: str,
+        *,
+        kind: str,
+        compress: bool,
+        traffic: Traffic | None = None,
     ) -> None:
         self.gate = gate
         self.transport: Any = None
@@ -129,6 +150,7 @@ class ClientProxy(asyncio.Protocol):
         self._paused = False  # by a rate limit, until a timer
         self._held = 0  # HOLD_* reasons the cluster has for not reading this client
         self._partial = 0  # this client's bytes in gate.partial_bytes
+        self._traffic = traffic if traffic is not None else Traffic()
 
     # ---- asyncio.Protocol ----------------------------------------------------------------
 
@@ -143,6 +165,8 @@ class ClientProxy(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        traffic = self._traffic
+        traffic.bytes_in += len(data)
         try:
             if self._decoder is not None:
                 data = self._decoder.feed(data)
@@ -199,6 +223,7 @@ class ClientProxy(asyncio.Protocol):
                 )
                 return
         if payloads:
+            traffic.packets_in += len(payloads)
             self.got_packet = True
             self.heartbeat = now
             self.partial_since = now if buffered else 0.0
@@ -245,6 +270,7 @@ class ClientProxy(asyncio.Protocol):
         if not self._held and not self._pause_reader():
             return
         self._paused = True
+        self._traffic.throttled += 1
         asyncio.get_running_loop().call_later(delay, self._resume)
 
     def _resume(self) -> None:
@@ -338,12 +364,16 @@ class ClientProxy(asyncio.Protocol):
         if not out or self._closed:
             out.clear()
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
+        n = len(out)
+        data = out[0] if n == 1 else b"".join(out)
         out.clear()
         if self._encoder is not None:
             data = self._encoder.encode(data)
         transport = self.transport
         transport.write(data)
+        traffic = self._traffic
+        traffic.packets_out += n
+        traffic.bytes_out += len(data)
         pending = getattr(transport, "get_write_buffer_size", None)
         if pending is not None and pending() > MAX_PENDING_OUTPUT:
             # not told: it does not read (and telling it would write more)

@@ -144,8 +144,11 @@ class Summary:
         self.clock = clock
         # kind -> [window start, count since the logged line, sources, last detail]
         self._kinds: dict[str, list[Any]] = {}
+        #: kind -> events since the start (the gate's /metrics shows them by reason)
+        self.totals: dict[str, int] = {}
 
     def event(self, kind: str, detail: str, source: str = "") -> None:
+        self.totals[kind] = self.totals.get(kind, 0) + 1
         state = self._kinds.get(kind)
         now = self.clock()
         if state is not None and now - state[0] < self.interval:

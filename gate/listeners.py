@@ -13,6 +13,10 @@ WebSocket message is at most ``ws_max_message_size`` bytes (1009 close above it)
 queues at most :data:`_WS_QUEUE` received messages before it stops reading the socket, and the
 WebSocket opening handshake must finish within ``handshake_timeout``. Under TLS, a KCP session
 must finish its TLS handshake within ``handshake_timeout``.
+
+The same HTTP listener serves the operators' ``/metrics``, ``/status`` and status page
+(``/goworld/status``) when given an exporter (:mod:`goworld.ops_http`: its access rule, and
+these paths come before the game's web files).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from websockets.server import ServerProtocol
 from gate.acceptor import Acceptor, Slot, bind_tcp
 from gate.client_proxy import ClientProxy
 from gate.service import GateService
+from goworld import ops_http
+from goworld.metrics import Exporter
 from goworld.net.kcp import KCPConfig, KCPServer, start_kcp_server
 from goworld.net.tls import TLSProtocol
 
@@ -175,6 +181,17 @@ def _response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
+def _ops_response(reply: ops_http.Reply) -> Response:
+    status = HTTPStatus(reply.status)
+    headers = Headers()
+    headers["Content-Type"] = reply.content_type
+    headers["Content-Length"] = str(len(reply.body))
+    headers["Cache-Control"] = "no-store"
+    for name, value in reply.headers:
+        headers[name] = value
+    return Response(status.value, status.phrase, headers, reply.body)
+
+
 async def start_websocket(
     gate: GateService,
     host: str,
@@ -183,6 +200,7 @@ async def start_websocket(
     tls: ssl.SSLContext | None = None,
     static_dir: Path | None = None,
     start_serving: bool = True,
+    ops: Exporter | None = None,
 ) -> Server:
     limits = gate.limits
     ws_logger = logging.getLogger("goworld.gate.ws")
@@ -211,6 +229,11 @@ async def start_websocket(
     def process_request(conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] == "/ws":
             return None
+        if ops is not None:
+            peer = ops_http.peer_host(conn.remote_address)
+            reply = ops_http.respond(ops, request.path, peer, request.headers.get("Authorization"))
+            if reply is not None:
+                return _ops_response(reply)
         if static_dir is not None and "upgrade" not in request.headers.get("Connection", "").lower():
             return _static_response(static_dir, request.path)
         return conn.respond(HTTPStatus.NOT_FOUND, "not found\n")

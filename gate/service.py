@@ -52,7 +52,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 
-from gate.client_proxy import HOLD_LINK, HOLD_STOP, ClientProxy
+from gate.client_proxy import HOLD_LINK, HOLD_STOP, ClientProxy, Traffic
 from gate.filters import FilterIndex
 from gate.limits import AddressBook, GateLimits, Summary
 from goworld.cluster.envelopes import Envelope
@@ -100,6 +100,8 @@ class GateService:
         self.dialect = dialect
         self.compress = compress
         self.clients: dict[str, ClientProxy] = {}
+        #: per transport ("tcp", "kcp", "ws"): packets and bytes in and out (/metrics)
+        self.traffic: dict[str, Traffic] = {kind: Traffic() for kind in ("tcp", "kcp", "ws")}
         self.filters = FilterIndex()
         self._dirty: list[ClientProxy] = []
         self._flush_scheduled = False
@@ -122,8 +124,12 @@ class GateService:
 
     def new_proxy(self, kind: str) -> ClientProxy:
         """A protocol instance for a new connection (TCP/KCP factories call this)."""
+        traffic = self.traffic.get(kind)
+        if traffic is None:
+            traffic = self.traffic[kind] = Traffic()
         return ClientProxy(
-            self, new_client_id(), new_entity_id(), kind=kind, compress=self.compress
+            self, new_client_id(), new_entity_id(), kind=kind, compress=self.compress,
+            traffic=traffic,
         )
 
     def client_connected(self, proxy: ClientProxy) -> None:

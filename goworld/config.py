@@ -72,6 +72,10 @@ Our additions (documented in the shipped ``goworld.ini``)
       environment variable ``GOWORLD_CLUSTER_SECRET`` wins over both). Unset, ``goworld
       start`` makes one per run in ``.goworld/cluster.secret``; a dispatcher listening beyond
       loopback refuses to start without one of these.
+    * ``[deployment]`` ``ops_token`` (at least 16 characters; never shown in an error): the
+      bearer token every process's ``/metrics`` and ``/status`` require on its ``http_addr``
+      (the environment variable ``GOWORLD_OPS_TOKEN``, when not empty, wins). Unset, only
+      loopback peers are served (:mod:`goworld.ops_http`).
     * Every role: ``log_repeat_limit`` (default 10; 0 = off) WARNING records per message
       template per ``log_repeat_interval`` seconds (default 10; ERROR 5x, INFO and DEBUG
       100x), then one summary line (``goworld.log.RepeatFilter``); ``log_backups`` (default 5, at most 100) generations of
@@ -140,6 +144,8 @@ class DeploymentConfig:
     # ours: the cluster secret (goworld.cluster.auth); never in a repr or an error message
     cluster_secret: str = field(default="", kw_only=True, repr=False)  # "" = not set
     cluster_secret_file: Path | None = field(default=None, kw_only=True)  # absolute; first line
+    # ours: the bearer token of /metrics and /status (goworld.ops_http); "" = loopback only
+    ops_token: str = field(default="", kw_only=True, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,13 +357,19 @@ def _optional_path(raw: str) -> Path | None:
 #: The shortest cluster secret accepted (characters; goworld.cluster.auth).
 CLUSTER_SECRET_MIN_LENGTH = 16
 #: Keys whose value no error message shows.
-_SECRET_KEYS = frozenset({"cluster_secret"})
+_SECRET_KEYS = frozenset({"cluster_secret", "ops_token"})
 
 
 def _secret(raw: str) -> str:
     if raw and len(raw) < CLUSTER_SECRET_MIN_LENGTH:
         raise ValueError(f"must be at least {CLUSTER_SECRET_MIN_LENGTH} characters (or empty)")
     return raw
+
+
+def _ops_token(raw: str) -> str:
+    if any(not 33 <= ord(c) <= 126 for c in raw):
+        raise ValueError("must be printable ASCII without spaces (it is sent in an HTTP header)")
+    return _secret(raw)
 
 
 def _log_level(raw: str) -> str:
@@ -420,6 +432,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("deployment", "desired_gates", _COUNT, None),
     ("deployment", "cluster_secret", _secret, ""),  # ours
     ("deployment", "cluster_secret_file", _optional_path, ""),  # ours
+    ("deployment", "ops_token", _ops_token, ""),  # ours
     ("debug", "debug", _bool, "false"),
     ("dispatcher", "listen_addr", _LISTEN, "127.0.0.1:13000"),
     ("dispatcher", "advertise_addr", _DIAL, "127.0.0.1:13000"),

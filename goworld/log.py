@@ -7,7 +7,8 @@ Loggers in use (``grep -rn "getLogger(\\|get_logger(" goworld game gate dispatch
   runs in a game: goworld/api.py, goworld/entity/entity.py and state.py);
 - ``goworld.cluster`` (the dispatcher links), ``goworld.storage`` (storage backends, the SQLite
   worker), ``goworld.net.kcp``, ``goworld.net.tls``, ``goworld.config``, ``goworld.process``,
-  ``goworld.gobot``, ``goworld.supervisor`` (its own log, ``.goworld/supervisor.log``).
+  ``goworld.gobot``, ``goworld.supervisor`` (its own log, ``.goworld/supervisor.log``),
+  ``goworld.metrics`` (the metrics and status endpoints, goworld/metrics.py and ops_http.py).
 
 Library modules only ask for a logger (``logging.getLogger("goworld.x")`` or :func:`get_logger`);
 the roles' start-up (``goworld.process``) calls :func:`configure`. The CLI logs nothing: it

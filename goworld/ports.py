@@ -7,8 +7,8 @@ the refusal early and clear.
 
 Only addresses that something really listens on are listed: each dispatcher's ``listen_addr``
 (gRPC, TCP), each gate's ``listen_addr`` (TCP and KCP over UDP) and ``http_addr``
-(WebSocket). The dispatchers' and games' ``http_addr`` are accepted for GoWorld's sake but
-nothing serves them.
+(WebSocket, and the gate's metrics and status), and each dispatcher's and game's ``http_addr``
+(metrics and status, :mod:`goworld.ops_http`).
 
 ``goworld start --only`` (one host's share of a cluster spread over several hosts) checks only
 the listeners of the processes it starts: another host's processes listen on another machine,
@@ -44,6 +44,9 @@ def listeners(cfg: ClusterConfig, only: Collection[str] | None = None) -> list[L
     out = []
     for did, d in cfg.dispatchers.items():
         out.append(Listener(f"dispatcher{did}", "listen_addr", d.listen_addr, "tcp", "gRPC"))
+        out.append(Listener(f"dispatcher{did}", "http_addr", d.http_addr, "tcp", "metrics and status"))
+    for gid, game in cfg.games.items():
+        out.append(Listener(f"game{gid}", "http_addr", game.http_addr, "tcp", "metrics and status"))
     for gid, g in cfg.gates.items():
         name = f"gate{gid}"
         out.append(Listener(name, "listen_addr", g.listen_addr, "tcp", "TCP clients"))

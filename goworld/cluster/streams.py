@@ -40,7 +40,7 @@ class BatchWriter:
 
     __slots__ = (
         "_queue", "_wakeup", "_closed", "_write", "batches_sent", "messages_sent", "backlog_bytes",
-        "_queued_bytes",
+        "_queued_bytes", "bytes_sent",
     )
 
     def __init__(self, write: Callable[[Batch], Awaitable[object]]) -> None:
@@ -50,6 +50,8 @@ class BatchWriter:
         self._write = write
         self.batches_sent = 0
         self.messages_sent = 0
+        #: bytes written, as :func:`envelope_size` weighs them (not the exact wire size)
+        self.bytes_sent = 0
         #: bytes queued or being written (see :func:`envelope_size`)
         self.backlog_bytes = 0
         self._queued_bytes = 0  # the part still in the queue
@@ -91,6 +93,7 @@ class BatchWriter:
                 self.backlog_bytes -= in_flight
                 self.batches_sent += 1
                 self.messages_sent += len(messages)
+                self.bytes_sent += in_flight
                 if self._queue:
                     self._wakeup.set()
             if self._closed and not self._queue:

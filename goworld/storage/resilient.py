@@ -41,6 +41,10 @@ waits for what was called before it) and adds:
 * ``close()`` waits for every queued operation, retrying as usual, for up to
   ``close_timeout`` (300 s); if that expires it logs an ERROR naming what is lost, fails those
   futures and closes the backend.
+* **Counted**: per kind of operation (``save``, ``load``, ``get``...), how many finished, how
+  many of them failed, and a histogram of their latency from the call to the outcome
+  (retries and time held in an outage included), in :attr:`RetryStatistics.operations`; the
+  game's ``/metrics`` shows them (:mod:`game.metrics`).
 
 ``get_or_put`` is not idempotent: if an attempt was cut off after Redis ran it, the retry finds
 the caller's own value already there. The wrapper then reports ``None`` ("you stored it"),
@@ -52,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -59,12 +64,14 @@ from functools import partial
 from typing import Any
 
 from goworld.errors import StorageError
+from goworld.histogram import Histogram
 from goworld.log import get_logger
 from goworld.storage.base import EntityData, EntityStorage, check_name, pack_data, unpack_data
 
 __all__ = [
     "READ",
     "SCAN",
+    "OperationStats",
     "UPDATE",
     "WRITE",
     "ResilientEntityStorage",
@@ -161,7 +168,7 @@ class _Op:
 
     __slots__ = (
         "queue", "seq", "what", "kind", "key", "fn", "args", "adapt", "future", "born",
-        "followers", "attempts", "waited", "settled", "result", "error", "abandoned",
+        "followers", "attempts", "waited", "settled", "result", "error", "abandoned", "started",
     )  # fmt: skip
 
     def __init__(
@@ -194,6 +201,7 @@ class _Op:
         self.result: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.started = time.perf_counter()  # for the latency figure (the loop's clock is coarse)
 
     @property
     def writes(self) -> bool:
@@ -242,6 +250,15 @@ class _Outage:
     attempts: int = 0
 
 
+@dataclass(slots=True)
+class OperationStats:
+    """Live counters of one kind of operation (``save``, ``get``...) of one :class:`RetryQueue`."""
+
+    count: int = 0  # finished, successfully or not
+    errors: int = 0  # finished with an error
+    seconds: Histogram = field(default_factory=Histogram)  # from the call to the outcome
+
+
 @dataclass(frozen=True, slots=True)
 class RetryStatistics:
     """Counters of one :class:`RetryQueue` since it was created."""
@@ -250,6 +267,8 @@ class RetryStatistics:
     retried: int  # operations sent to the backend again
     in_outage: bool  # an outage is going on now
     queued: int  # operations called and not finished yet (handed over, held or to be retried)
+    #: per kind of operation (the first word of its description: save, load, get...)
+    operations: dict[str, OperationStats] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -303,6 +322,7 @@ class RetryQueue:
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._counters = _Counters()
+        self._operations: dict[str, OperationStats] = {}
 
     # ------------------------------------------------------------------ caller side
 
@@ -359,7 +379,19 @@ class RetryQueue:
                 for ops in (self._inflight, self._redo, self._held)
                 for op in ops
             ),
+            operations=dict(self._operations),
         )
+
+    def _count(self, op: _Op, failed: bool) -> None:
+        """``op`` finished (a storage operation, not a message: a dict lookup is fine here)."""
+        name = op.what.partition(" ")[0]
+        stats = self._operations.get(name)
+        if stats is None:
+            stats = self._operations[name] = OperationStats()
+        stats.count += 1
+        if failed:
+            stats.errors += 1
+        stats.seconds.observe(time.perf_counter() - op.started)
 
     async def close(self) -> None:
         """Wait for every queued operation (up to ``close_timeout``), then close the backend."""
@@ -415,6 +447,7 @@ class RetryQueue:
             if self._failed_at is None and inflight[0] is op:  # the usual case, kept short
                 inflight.popleft()
                 if op.followers is None and op.attempts == 1:
+                    self._count(op, False)
                     if not op.future.done():
                         op.future.set_result(op.result)
                 else:
@@ -552,6 +585,7 @@ class RetryQueue:
         if error is None and op.adapt is not None and op.attempts > 1:
             result = op.adapt(result)
         for done in (op, *op.followers) if op.followers else (op,):
+            self._count(done, error is not None)
             if done.future.done():  # cancelled by its caller: the operation still happened
                 continue
             if error is not None:
@@ -594,6 +628,7 @@ class RetryQueue:
         )
         for op in lost:
             op.abandoned = True
+            self._count(op, True)
             if not op.future.done():
                 op.future.set_exception(
                     StorageError(f"{self.describe}: {op.what}: lost at close ({reason})")

@@ -47,7 +47,9 @@ from goworld.runctl import ProcFile
 
 __all__ = ["main"]
 
-START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 30.0}
+# A gate gives up on unreachable dispatchers after 30 s itself (its log names them): the CLI
+# waits longer, so that is what the operator sees. A game waits for them as long as it takes.
+START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 45.0}
 #: After the last gate: how long every game may take to report deployment-ready + services.
 SERVE_TIMEOUT = 60.0
 STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}  # games wait for queued saves

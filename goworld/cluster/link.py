@@ -38,6 +38,12 @@ __all__ = ["DEFAULT_MAX_BACKLOG_BYTES", "DispatcherLink"]
 
 #: Bytes a link holds for its dispatcher (down or behind) before it drops envelopes.
 DEFAULT_MAX_BACKLOG_BYTES = 256 * 1024 * 1024
+#: Seconds between the WARNINGs of a link whose dispatcher cannot be reached (gRPC itself keeps
+#: trying silently): on another host, a wrong advertise_addr or a firewall shows this way.
+UNREACHABLE_WARNING_INTERVAL = 10.0
+#: The cluster's own traffic never goes through an HTTP proxy (gRPC would use one named by
+#: http_proxy/https_proxy/grpc_proxy for any address not in no_proxy: another host's).
+_CHANNEL_OPTIONS = [*GRPC_OPTIONS, ("grpc.enable_http_proxy", 0)]
 
 logger = logging.getLogger("goworld.cluster")
 
@@ -148,8 +154,8 @@ class DispatcherLink:
             await asyncio.sleep(self._retry)
 
     async def _session(self, first: bool) -> None:
-        async with grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS) as channel:
-            await channel.channel_ready()
+        async with grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
+            await self._wait_ready(channel)
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             auth = self._auth
             call = stub.Connect(metadata=auth.metadata(self.dispatcher_id) if auth else None)
@@ -190,6 +196,23 @@ class DispatcherLink:
             finally:
                 writer_task.cancel()
                 call.cancel()
+
+    async def _wait_ready(self, channel: grpc.aio.Channel) -> None:
+        """``channel.channel_ready()``, saying so every :data:`UNREACHABLE_WARNING_INTERVAL` s
+        while the dispatcher cannot be reached (the address is its advertise_addr: it must be
+        reachable from this host)."""
+        ready = asyncio.ensure_future(channel.channel_ready())
+        waited = 0.0
+        try:
+            while not (await asyncio.wait({ready}, timeout=UNREACHABLE_WARNING_INTERVAL))[0]:
+                waited += UNREACHABLE_WARNING_INTERVAL
+                logger.warning(
+                    "dispatcher%d at %s (its advertise_addr) not reachable from here for %.0f s; "
+                    "still trying", self.dispatcher_id, self.address, waited,
+                )
+            ready.result()
+        finally:
+            ready.cancel()
 
 
 def _short(exc: BaseException) -> str:

@@ -940,19 +940,19 @@ def _live_cells(p: dict[str, Any]) -> str:
 
 def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
     procs = report["processes"]
-    d = cluster.cfg.deployment
-    count = {r: sum(1 for p in procs if p["role"] == r and p["up"]) for r in ("dispatcher", "game", "gate")}
+    roles = ("dispatcher", "game", "gate")
+    count = {r: sum(1 for p in procs if p["role"] == r and p["up"]) for r in roles}
+    total = {r: len(cluster.procs(r)) for r in roles}  # the ini's (desired_*), or --only's
     sup = report["supervisor"]
     if sup["up"]:
         supervisor = f"supervisor pid {sup['pid']}"
     else:
         expected = sup["expected"] and any(p["up"] for p in procs)
         supervisor = "supervisor NOT RUNNING" if expected else "not supervised"
-    click.echo(
-        f"{count['dispatcher']}/{d.desired_dispatchers} dispatchers, {count['game']}/"
-        f"{d.desired_games} games ({report['app'] or '-'}), {count['gate']}/{d.desired_gates} "
-        f"gates running; {supervisor}"
-    )
+    parts = [f"{count[r]}/{total[r]} {r}s" + (f" ({report['app'] or '-'})" if r == "game" else "")
+             for r in roles if total[r] or cluster.only is None]
+    share = f" (this host's share: {','.join(cluster.only)})" if cluster.only is not None else ""
+    click.echo(f"{', '.join(parts)} running{share}; {supervisor}")
     click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  "
                f"{'CLIENTS':<8} {'ENTITIES':<9} {'LAG':<8} {'CPU':<8} {'RSS':<7}  LAST RESTART")
     for p in procs:

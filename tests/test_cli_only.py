@@ -103,6 +103,10 @@ def test_status_only_and_the_recorded_selection(ini: Path) -> None:
     result = run("status", "--json", "--only", "game2,gate1", "--ini", str(ini))
     assert result.returncode == 3, result.stderr
     assert [p["name"] for p in json.loads(result.stdout)["processes"]] == ["game2", "gate1"]
+    result = run("status", "--only", "game2,gate1", "--ini", str(ini))
+    assert result.stdout.startswith(
+        "0/1 games (-), 0/1 gates running (this host's share: game2,gate1); not supervised\n"
+    ), result.stdout
 
     result = run("status", "--only", "game9", "--ini", str(ini))
     assert result.returncode == 2 and f"{ini} has no game9" in result.stderr

@@ -559,6 +559,10 @@ def reload_command(app: Path | None, in_place: bool, ini_path: Path, only: str |
         click.echo("goworld reload: no cluster was started here (goworld start first)", err=True)
         sys.exit(1)
     _check_app(cluster, app, "reload")
+    if not cluster.procs("game"):
+        click.echo(f"goworld reload: no game among this host's processes ({', '.join(cluster.only or ())}): "
+                   "run it on the games' hosts")
+        return
     ok = _reload_in_place(cluster) if in_place else _reload_by_restart(cluster, Path(current))
     if not ok:
         sys.exit(1)

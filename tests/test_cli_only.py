@@ -123,6 +123,9 @@ def test_status_only_and_the_recorded_selection(ini: Path) -> None:
     result = run("restart", "gate1", "--ini", str(ini))
     assert result.returncode == 2
     assert "gate1 is not one of this host's processes (game1, game2; --only)" in result.stderr
+    result = run("reload", "--only", "dispatcher1,gate1", "--ini", str(ini))
+    assert result.returncode == 0, result.stderr
+    assert "no game among this host's processes (dispatcher1, gate1)" in result.stdout
 
     runctl.write_cluster_app(run_dir, ROOT / "tests" / "apps" / "cluster_app", only=["game5"])
     result = run("status", "--ini", str(ini))  # an ini edited since: said where the name came from

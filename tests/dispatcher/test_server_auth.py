@@ -142,3 +142,60 @@ async def test_a_replayed_token_is_refused(
     assert await _stream(address, GATE1, once) == grpc.StatusCode.OK
     assert await _stream(address, GATE1, once) == grpc.StatusCode.UNAUTHENTICATED
     assert connections.seen == ["gate1"] and servicer.refused == 1
+
+
+@pytest.mark.asyncio
+async def test_a_link_with_another_secret_is_refused_and_says_why(
+    dispatcher: tuple[str, DispatcherServicer, Connections], caplog: pytest.LogCaptureFixture,
+) -> None:
+    address, servicer, connections = dispatcher
+    other = auth.ClusterSecret(b"o" * 32, "test")
+    link = DispatcherLink(
+        1, address, hello=lambda: _hello(GATE1), on_message=lambda d, e: None,
+        auth=auth.TokenSigner(other, GATE1), retry_interval=0.05,
+    )
+    with caplog.at_level(logging.WARNING, logger="goworld.cluster"):
+        link.start()
+        try:
+            for _ in range(200):
+                if servicer.refused >= 2:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await link.close()
+    assert servicer.refused >= 2 and connections.seen == []
+    assert not link.connected.is_set()
+    lost = [r.getMessage() for r in caplog.records if r.name == "goworld.cluster"]
+    assert lost and all(
+        "refused: UNAUTHENTICATED: wrong cluster credentials (another cluster secret?)" in m
+        for m in lost
+    ), lost
+    assert not any("connected" in m for m in lost)
+
+
+@pytest.mark.asyncio
+async def test_a_dispatcher_without_a_secret_takes_links_with_or_without_credentials() -> None:
+    service = DispatcherService(1, desired_games=1, desired_gates=2, clock=time.monotonic)
+    connections = Connections(service)
+    server = grpc.aio.server()
+    cluster_pb2_grpc.add_DispatcherServicer_to_server(DispatcherServicer(service), server)
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    gate2 = auth.Identity("gate", 2)
+    links = [
+        DispatcherLink(1, address, hello=lambda: _hello(GATE1), on_message=lambda d, e: None,
+                       auth=auth.TokenSigner(SECRET, GATE1)),
+        DispatcherLink(1, address, hello=lambda: _hello(gate2), on_message=lambda d, e: None),
+    ]
+    try:
+        for link in links:
+            link.start()
+        for _ in range(200):
+            if len(connections.seen) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(connections.seen) == ["gate1", "gate2"]
+    finally:
+        for link in links:
+            await link.close()
+        await server.stop(0)

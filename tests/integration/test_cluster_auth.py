@@ -96,8 +96,9 @@ def _attempts(secret: bytes) -> list[tuple[str, Metadata | None, grpc.StatusCode
 
 @pytest.mark.asyncio
 async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untouched(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv(auth.SECRET_ENV, raising=False)  # the secret goworld start makes
     with running_cluster(tmp_path, APP, dispatchers=1, games=1, gates=1) as runner:
         address = f"127.0.0.1:{runner.ports['dispatcher'][0]}"
         secret_file = runctl.run_dir(tmp_path) / runctl.CLUSTER_SECRET_FILE

@@ -1078,12 +1078,14 @@ def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:
     "--steps",
     metavar="N,N,...",
     help="Capacity scenarios: the bot counts to ramp through (default 200,400,800,1200,1600,"
-    "2000,2500,3000 with the Go bot, 100-1600 with the Python bot).",
+    "2000,2500,3000 with the Go bot, 100-1600 with the Python bot); sidebyside: the N of each "
+    "step (default 100,300,1000).",
 )
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),
-    help="Capacity scenarios: seconds measured per step (default 10).",
+    help="Capacity scenarios: seconds measured per step (default 10); sidebyside: the bot's "
+    "-duration per run (default 40).",
 )
 @click.option(
     "--bot",

@@ -6,7 +6,8 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["busy_fraction", "cpu_rss", "cpu_seconds", "rss_bytes"]
+__all__ = ["busy_fraction", "cpu_rss", "cpu_seconds", "machine_cpu_seconds", "peak_rss_bytes",
+           "rss_bytes"]
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -25,6 +26,26 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_bytes(pid: int) -> int:
     return cpu_rss(pid)[1]
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The largest RSS ``pid`` has had so far (VmHWM); OSError if it is gone."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no VmHWM in /proc/{pid}/status")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of every core since boot, from /proc/stat: busy is user, nice,
+    system, irq and softirq time (what processes cost; idle, iowait and steal are not), total
+    adds the rest. The difference of two samples says how busy the machine was between them."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    fields += [0] * (8 - len(fields))
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    busy = user + nice + system + irq + softirq
+    return busy / _CLK, (busy + idle + iowait + steal) / _CLK
 
 
 def busy_fraction(seconds: float = 1.0) -> float:

@@ -65,10 +65,37 @@ def _plot_names(scenario: str) -> tuple[str, str]:
     return f"bench-{scenario}-rtt.png", f"bench-{scenario}-cpu.png"
 
 
+SIDEBYSIDE_PNG = "bench-sidebyside.png"
+
+
+def _sidebyside_plot(result: Result, out: Path, plt: Any) -> str:
+    """Both engines' total server CPU per 1000 things and average thing latency against N."""
+    s = result.series
+    labels = {"python": "ours (Python)", "go": "GoWorld (Go)"}
+    fig, (cpu_ax, lat_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for engine, label in labels.items():
+        cpu_ax.plot(s["n"], s[f"{engine}.cpu_per_1k"], "o-", label=label)
+        lat_ax.plot(s["n"], s[f"{engine}.avg_ms"], "o-", label=label)
+    cpu_ax.set(xlabel="bots (N)", ylabel="CPU s per 1000 things",
+               title="Server CPU (dispatcher + game + gate)")
+    lat_ax.set(xlabel="bots (N)", ylabel="ms", title="Average thing latency (as the bot prints it)")
+    for ax in (cpu_ax, lat_ax):
+        ax.set_xscale("log")
+        ax.set_xticks(s["n"], [str(n) for n in s["n"]])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / SIDEBYSIDE_PNG, dpi=100)
+    plt.close(fig)
+    return SIDEBYSIDE_PNG
+
+
 def plots(results: list[Result], out: Path) -> tuple[dict[str, list[str]], str | None]:
-    """PNG files per capacity scenario ({scenario: files}, why skipped)."""
+    """PNG files per capacity or side-by-side scenario ({scenario: files}, why skipped)."""
     caps = [r for r in results if r.scenario.startswith("capacity") and r.series.get("n")]
-    if not caps:
+    sides = [r for r in results if r.scenario == "sidebyside" and r.series.get("n")]
+    if not caps and not sides:
         return {}, None
     try:
         import matplotlib
@@ -100,6 +127,8 @@ def plots(results: list[Result], out: Path) -> tuple[dict[str, list[str]], str |
         fig.savefig(out / cpu_png, dpi=100)
         plt.close(fig)
         files[cap.scenario] = [rtt_png, cpu_png]
+    for side in sides:
+        files[side.scenario] = [_sidebyside_plot(side, out, plt)]
     return files, None
 
 
@@ -126,7 +155,7 @@ def write(results: list[Result], out: Path, not_yet: dict[str, str]) -> Path:
         lines += [f"- {n}" for n in r.notes]
         lines += [f"- Command: `{c}`" for c in r.commands]
         lines += [f"- Measured {r.when}, took {r.seconds} s.", ""]
-        if r.scenario.startswith("capacity"):
+        if r.scenario.startswith("capacity") or r.scenario == "sidebyside":
             lines += [f"![{f}]({f})" for f in files.get(r.scenario, [])]
             if skipped:
                 lines.append(f"*{skipped}.*")

@@ -28,12 +28,9 @@ Use
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import itertools
 import os
 import select
-import shutil
 import subprocess
 import tempfile
 import time
@@ -45,9 +42,9 @@ from typing import Any
 import pymongo
 import pytest
 
+from goworld.bench import mongo_java
+
 ENV_URL = "GOWORLD_TEST_MONGODB_URL"
-TOOL_DIR = Path(__file__).resolve().parent.parent / "tools" / "mongo_server"
-CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "goworld-test"
 DB_PREFIX = f"goworld_test_{os.getpid()}_"
 _START_TIMEOUT = 30.0
 _database_numbers = itertools.count(1)
@@ -56,84 +53,16 @@ _database_numbers = itertools.count(1)
 # -- building the launcher ------------------------------------------------------------------------
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None) -> str:
-    """Run a build step; '' on success, else why it failed."""
-    try:
-        proc = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{what} failed: {exc}"
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()[-3000:]
-        return f"{what} failed (exit {proc.returncode}); `{' '.join(argv)}` said:\n{output}"
-    return ""
-
-
-@functools.cache
 def _launcher() -> tuple[list[str] | None, str]:
-    """The command starting mongo-java-server (host and port to append), or (None, why not)."""
-    tools = {name: shutil.which(name) for name in ("java", "javac", "mvn")}
-    missing = [name for name, path in tools.items() if path is None]
-    if missing:
-        return None, (
-            f"the MongoDB tests need a MongoDB-wire server: set {ENV_URL}=mongodb://host:port/ "
-            f"or install a JDK (17+) and Maven so the fixture can run mongo-java-server "
-            f"(Debian: apt-get install openjdk-17-jdk-headless maven); not on PATH: "
-            f"{', '.join(missing)}"
-        )
-    java, javac, mvn = (str(tools[name]) for name in ("java", "javac", "mvn"))
-    digest = hashlib.sha256()
-    for name in ("pom.xml", "MongoServerMain.java"):
-        digest.update(name.encode() + b"\0" + (TOOL_DIR / name).read_bytes() + b"\0")
-    version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
-    digest.update(version.stderr.encode())
-    target = CACHE_DIR / f"mongo_server-{digest.hexdigest()[:16]}"
-    classpath_file = target / "classpath.txt"
-    if classpath_file.exists():
-        classpath = classpath_file.read_text().strip()
-        if all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
-            return [
-                java,
-                "-cp",
-                f"{target / 'classes'}{os.pathsep}{classpath}",
-                "MongoServerMain",
-            ], ""
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE_DIR) as tmp:
-        build = Path(tmp) / "build"
-        build.mkdir()
-        why = _run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(TOOL_DIR / "pom.xml"),
-                "dependency:build-classpath",
-                f"-Dmdep.outputFile={build / 'classpath.txt'}",
-            ],
-            "resolving de.bwaldvogel:mongo-java-server from Maven Central",
-        )
-        if why:
-            return None, why
-        classpath = (build / "classpath.txt").read_text().strip()
-        why = _run(
-            [
-                javac,
-                "-cp",
-                classpath,
-                "-d",
-                str(build / "classes"),
-                str(TOOL_DIR / "MongoServerMain.java"),
-            ],
-            "compiling tests/tools/mongo_server/MongoServerMain.java",
-        )
-        if why:
-            return None, why
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(build, target)
-    return [java, "-cp", f"{target / 'classes'}{os.pathsep}{classpath}", "MongoServerMain"], ""
+    """The command starting mongo-java-server (host and port to append), or (None, why not).
+
+    :func:`goworld.bench.mongo_java.launcher` builds and caches it (``goworld bench --only
+    sidebyside`` runs the same server)."""
+    command, why = mongo_java.launcher()
+    if command is None and mongo_java.missing_tools():
+        why = (f"the MongoDB tests need a MongoDB-wire server: set {ENV_URL}=mongodb://host:port/ "
+               f"or install the tools so the fixture can run mongo-java-server; {why}")
+    return command, why
 
 
 # -- running it -----------------------------------------------------------------------------------

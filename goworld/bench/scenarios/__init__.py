@@ -21,6 +21,7 @@ from goworld.bench.scenarios import (
     memory,
     reload,
     routing,
+    sidebyside,
 )
 
 
@@ -45,6 +46,7 @@ SCENARIOS: dict[str, Scenario] = {
     "codec": codec,
     "hostile": hostile,
     "faults": faults,
+    "sidebyside": sidebyside,
 }
 #: In the issue, not measured yet (listed in the report).
 NOT_YET: dict[str, str] = {}

@@ -1,0 +1,115 @@
+"""``goworld bench --only sidebyside`` at a tiny size, end to end, and what it relies on.
+
+The bench starts our cluster and GoWorld's own (built from ../shared/goworld-go) on
+mongo-java-server and drives both with GoWorld's Go bot, so it needs Go, a JDK and Maven
+(scripts/install-test-deps installs them): without them these tests skip, saying which is
+missing. Timings are the bench's business, not asserted here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from goworld import config as gwconfig
+from goworld import gobot
+from goworld.bench import BenchError, mongo_java
+from goworld.bench.scenarios import sidebyside
+from goworld.testing import write_ini
+
+ROOT = Path(__file__).resolve().parent.parent
+GOWORLD = Path(sys.executable).with_name("goworld")
+
+
+def _missing() -> list[str]:
+    missing = [] if gobot.find_go() else ["go (Go toolchain)"]
+    return missing + mongo_java.missing_tools()
+
+
+needs_tools = pytest.mark.skipif(
+    bool(_missing()),
+    reason=f"the side-by-side bench needs Go, a JDK and Maven; missing: {', '.join(_missing())}",
+)
+
+
+def _run_bench(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """The bench as a process; on timeout SIGINT first (its finally blocks stop the clusters),
+    then SIGKILL to its process group."""
+    proc = subprocess.Popen([str(GOWORLD), "bench", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"goworld bench {' '.join(args)} took more than {timeout} s\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.mark.slow
+@needs_tools
+def test_sidebyside_measures_both_engines(tmp_path: Path) -> None:
+    result = _run_bench(["--quick", "--only", "sidebyside", "--steps", "5", "--window", "8",
+                         "--out", str(tmp_path)], timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "bench-results.jsonl").read_text().splitlines()]
+    assert record["scenario"] == "sidebyside" and record["quick"] is True
+    figures = record["figures"]
+    for engine in ("python", "go"):
+        key = f"5.{engine}"
+        # The same strict Go bot passed against both: exit 0, no error line, 5 connected.
+        assert figures[f"{key}.rc"] == 0 and figures[f"{key}.errors"] == 0, record["notes"]
+        assert figures[f"{key}.connected"] == 5, record["notes"]
+        assert figures[f"{key}.things"] > 0
+        assert 0 < figures[f"{key}.avg_ms"] <= figures[f"{key}.max_ms"]
+        for role in ("dispatcher", "game", "gate"):
+            assert figures[f"{key}.rss_mb.{role}"] > 0
+            assert figures[f"{key}.cpu_s.{role}"] >= 0
+        assert figures[f"{key}.cpu_per_1k.total"] > 0
+        assert figures[f"{key}.cpu_s.storage"] >= 0  # mongo-java-server, measured apart
+    for ratio in ("cpu_per_1k.total", "avg_ms", "rss_mb.total", "things"):
+        assert figures[f"5.ratio.{ratio}"] > 0, ratio
+    assert [row[1] for row in record["rows"]] == ["ours (Python)", "GoWorld (Go)", "**Python/Go**"]
+    assert "--steps 5 --window 8" in record["commands"][0]
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "## Side by side with GoWorld" in report
+    assert "![bench-sidebyside.png](bench-sidebyside.png)" in report
+    assert (tmp_path / "bench-sidebyside.png").stat().st_size > 0
+
+
+def test_sidebyside_refuses_a_port_in_use(tmp_path: Path) -> None:
+    ports = write_ini(tmp_path, dispatchers=1, games=1, gates=1)
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", ports["gate_tcp"][0]))
+        holder.listen()
+        with pytest.raises(BenchError, match="refusing to run, a port is not free: gate1"):
+            sidebyside.preflight(gwconfig.load(tmp_path / "goworld.ini", check_files=False))
+
+
+@needs_tools
+def test_mongo_java_server_answers_getnonce(tmp_path: Path) -> None:
+    # GoWorld's Go driver (mgo) sends the legacy getnonce on every connection.
+    with mongo_java.running(tmp_path / "mongo.log") as server:
+        client: pymongo.MongoClient[dict[str, object]]
+        with pymongo.MongoClient(server.url, serverSelectionTimeoutMS=10_000) as client:
+            reply = client.admin.command("getnonce")
+            assert reply["ok"] == 1
+            nonce = reply["nonce"]
+            assert isinstance(nonce, str) and len(nonce) == 16 and int(nonce, 16) >= 0
+            client.admin.command("ping")  # the connection is still good
+    assert server.proc.poll() is not None  # stopped

@@ -228,8 +228,8 @@ def test_client() -> Path:
 def test_dispatcher_game_and_gate_on_three_hosts(test_client: Path, network: Network, tmp_path: Path) -> None:
     t0 = time.monotonic()
     hosts = network.hosts
-    ini = INI.format(secret=secrets.token_hex(16), token=secrets.token_hex(16), a=ADDRESSES["A"], c=ADDRESSES["C"],
-                     dport=DISPATCHER_PORT, gport=GATE_PORT, hport=GATE_HTTP_PORT)
+    ini = INI.format(secret=secrets.token_hex(16), token=secrets.token_hex(16), a=ADDRESSES["A"],
+                     c=ADDRESSES["C"], dport=DISPATCHER_PORT, gport=GATE_PORT, hport=GATE_HTTP_PORT)
     dirs: dict[str, Path] = {}
     for letter in "ABC":  # each host its own copy: separate machines, separate disks
         dirs[letter] = tmp_path / f"host{letter}"
@@ -278,13 +278,13 @@ def test_dispatcher_game_and_gate_on_three_hosts(test_client: Path, network: Net
         assert gate_log.count(f"connected over tcp from {ADDRESSES['D']}") == N, gate_log[-3000:]
 
         pids = {letter: _pids(dirs[letter]) for letter in "ABC"}
+        assert all(len(p) == 2 for p in pids.values()), pids  # a process and its supervisor each
         for letter in "CBA":  # gates, games, dispatchers: each host its own share
             only = ",".join(hosts[letter].processes)
             code, out = finish(goworld(hosts[letter], dirs[letter], "stop", "--only", only))
             assert code == 0, f"host {letter}: {out}\n{logs(dirs)}"
             for name, pid in pids[letter].items():
                 assert not runctl.alive(pid), f"host {letter}: {name} (pid {pid}) still runs after stop"
-        assert all(len(p) == 2 for p in pids.values()), pids  # a process and its supervisor each
         for letter in "ABC":
             assert network.pids(hosts[letter].netns) == [], f"host {letter}: something still runs"
         print(f"---- the whole test: {time.monotonic() - t0:.1f} s")

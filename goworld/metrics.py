@@ -77,6 +77,7 @@ __all__ = [
     "gauge",
     "histogram",
     "link_families",
+    "links_summary",
     "ops_token",
 ]
 

@@ -21,8 +21,9 @@ logger = logging.getLogger("goworld.dispatcher")
 
 def main(argv: list[str] | None = None) -> int:
     args, cfg, dcfg = process.start_role("dispatcher", argv)
-
     verifier = process.cluster_verifier(cfg, args.id)  # exits if it needs a secret it lacks
+    tls = process.cluster_tls(cfg, f"dispatcher{args.id}")  # None: plaintext gRPC
+
     async def serve(stop: asyncio.Event) -> int:
         service = DispatcherService(
             args.id,
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster_pb2_grpc.add_DispatcherServicer_to_server(servicer, server)
         addr = str(dcfg.listen_addr)
         try:
-            server.add_insecure_port(addr)
+            if tls is None:
+                server.add_insecure_port(addr)
+            else:  # mutual TLS: a client certificate of the cluster's CA is required
+                server.add_secure_port(addr, tls.server_credentials())
         except RuntimeError:
             logger.critical(
                 "dispatcher%d cannot listen on [dispatcher%d] listen_addr = %s: the address is "
@@ -51,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         await server.start()
-        logger.info("dispatcher%d listening on %s (%s)", args.id, addr, process.pid_info())
+        logger.info(
+            "dispatcher%d listening on %s%s (%s)",
+            args.id, addr, " (mutual TLS)" if tls else "", process.pid_info(),
+        )
         ops = ops_http.start_ops_server(
             "dispatcher", args.id, cfg, dcfg.http_addr, DispatcherFigures(service)
         )

@@ -182,6 +182,7 @@ def _build(
     handlers = GameHandlers(rt, on_ready, control.freeze_acked, control.barrier.answered)
     hello = _hello_factory(rt, restoring, boot.gcfg.ban_boot_entity)
     signer = process.cluster_signer(boot.cfg, "game", boot.game_id)
+    tls = process.cluster_tls(boot.cfg, f"game{boot.game_id}")
     for did, dcfg in boot.cfg.dispatchers.items():
         links[did] = DispatcherLink(
             did,
@@ -190,6 +191,7 @@ def _build(
             on_message=handlers.handle,
             reconnect=True,
             auth=signer,
+            tls=tls,
         )
     return _Game(rt, control, links, storage, kvdb)
 

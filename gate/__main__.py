@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.critical("gate%d cannot listen on %s: %s", args.id, what, exc.strerror or exc)
             return 1
         signer = process.cluster_signer(cfg, "gate", args.id)
+        cluster_tls = process.cluster_tls(cfg, f"gate{args.id}")
         for did, dcfg in cfg.dispatchers.items():
             links[did] = DispatcherLink(
                 did,
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 on_message=gate.handle_dispatcher_message,
                 reconnect=True,  # GoWorld's gate quits; ours keeps its clients and comes back
                 auth=signer,
+                tls=cluster_tls,
             )
             links[did].start()
         try:

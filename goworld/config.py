@@ -71,7 +71,12 @@ Our additions (documented in the shipped ``goworld.ini``)
       and gates prove to the dispatchers they know (:mod:`goworld.cluster.auth`; the
       environment variable ``GOWORLD_CLUSTER_SECRET`` wins over both). Unset, ``goworld
       start`` makes one per run in ``.goworld/cluster.secret``; a dispatcher listening beyond
-      loopback refuses to start without one of these.
+      loopback refuses to start without one of these, or mutual TLS:
+    * ``[deployment]`` ``cluster_tls_ca``, ``cluster_tls_cert``, ``cluster_tls_key`` (all
+      three or none; PEM, relative to the ini; with ``check_files`` they must load and the key
+      match the certificate) and ``cluster_tls_server_name`` (the name in the dispatchers'
+      certificates; empty: their ``advertise_addr`` host): mutual TLS on the cluster's gRPC
+      streams (:mod:`goworld.cluster.tls`).
     * ``[deployment]`` ``ops_token`` (at least 16 characters; never shown in an error): the
       bearer token every process's ``/metrics`` and ``/status`` require on its ``http_addr``
       (the environment variable ``GOWORLD_OPS_TOKEN``, when not empty, wins). Unset, only
@@ -144,6 +149,11 @@ class DeploymentConfig:
     # ours: the cluster secret (goworld.cluster.auth); never in a repr or an error message
     cluster_secret: str = field(default="", kw_only=True, repr=False)  # "" = not set
     cluster_secret_file: Path | None = field(default=None, kw_only=True)  # absolute; first line
+    # ours: mutual TLS between games/gates and dispatchers (goworld.cluster.tls); all three or none
+    cluster_tls_ca: Path | None = field(default=None, kw_only=True)  # absolute
+    cluster_tls_cert: Path | None = field(default=None, kw_only=True)
+    cluster_tls_key: Path | None = field(default=None, kw_only=True)
+    cluster_tls_server_name: str = field(default="", kw_only=True)  # "" = the advertise_addr host
     # ours: the bearer token of /metrics and /status (goworld.ops_http); "" = loopback only
     ops_token: str = field(default="", kw_only=True, repr=False)
 
@@ -360,6 +370,12 @@ CLUSTER_SECRET_MIN_LENGTH = 16
 _SECRET_KEYS = frozenset({"cluster_secret", "ops_token"})
 
 
+def _host_name(raw: str) -> str:
+    if any(c.isspace() or c in "/:[]" for c in raw):
+        raise ValueError("expected a host name (or empty)")
+    return raw
+
+
 def _secret(raw: str) -> str:
     if raw and len(raw) < CLUSTER_SECRET_MIN_LENGTH:
         raise ValueError(f"must be at least {CLUSTER_SECRET_MIN_LENGTH} characters (or empty)")
@@ -432,6 +448,10 @@ _SCHEMA: tuple[_Row, ...] = (
     ("deployment", "desired_gates", _COUNT, None),
     ("deployment", "cluster_secret", _secret, ""),  # ours
     ("deployment", "cluster_secret_file", _optional_path, ""),  # ours
+    ("deployment", "cluster_tls_ca", _optional_path, ""),  # ours, and the next three
+    ("deployment", "cluster_tls_cert", _optional_path, ""),
+    ("deployment", "cluster_tls_key", _optional_path, ""),
+    ("deployment", "cluster_tls_server_name", _host_name, ""),
     ("deployment", "ops_token", _ops_token, ""),  # ours
     ("debug", "debug", _bool, "false"),
     ("dispatcher", "listen_addr", _LISTEN, "127.0.0.1:13000"),
@@ -560,13 +580,10 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
             raise ConfigError("unknown section", path=str(path), section=name)
     if "deployment" not in sections:
         raise ConfigError("missing required section [deployment]", path=str(path))
-    deployment = DeploymentConfig(**_parse_keys(path, "deployment", "deployment", sections)[0])
-    if deployment.cluster_secret and deployment.cluster_secret_file is not None:
-        raise ConfigError(
-            "set cluster_secret or cluster_secret_file, not both",
-            path=str(path), section="deployment", key="cluster_secret_file",
-        )
+    deployment_values, deployment_origins = _parse_keys(path, "deployment", "deployment", sections)
+    deployment = DeploymentConfig(**deployment_values)
     files = _FileChecker(path) if check_files else None
+    _check_cluster_auth(path, deployment, deployment_origins, files)
     roles = {
         role: MappingProxyType(_role_configs(path, role, sections, deployment, files))
         for role in _ROLES
@@ -582,6 +599,34 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
         kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "", files)) else None,
         supervisor=SupervisorConfig(**_parse_keys(path, "supervisor", "supervisor", sections)[0]),
     )
+
+
+_CLUSTER_TLS_KEYS = ("cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key")
+
+
+def _check_cluster_auth(
+    path: Path, deployment: DeploymentConfig, origins: _Origins, files: _FileChecker | None
+) -> None:
+    """One secret at most; mutual TLS with all three files or none (and those files load)."""
+    where = {"path": str(path), "section": "deployment"}
+    if deployment.cluster_secret and deployment.cluster_secret_file is not None:
+        raise ConfigError(
+            "set cluster_secret or cluster_secret_file, not both", key="cluster_secret_file", **where
+        )
+    tls = {key: getattr(deployment, key) for key in _CLUSTER_TLS_KEYS}
+    missing = [key for key, file in tls.items() if file is None]
+    if missing and len(missing) < len(tls):
+        raise ConfigError(
+            f"mutual TLS needs {', '.join(_CLUSTER_TLS_KEYS)}: {', '.join(missing)} not set",
+            key=missing[0], **where,
+        )
+    if missing and deployment.cluster_tls_server_name:
+        raise ConfigError(
+            "cluster_tls_server_name without cluster_tls_cert (mutual TLS is off)",
+            key="cluster_tls_server_name", **where,
+        )
+    if not missing and files is not None:
+        files.cluster_tls(tls, origins)
 
 
 def _read_sections(path: Path) -> dict[str, _Raw]:
@@ -842,3 +887,29 @@ class _FileChecker:
                 message = f"encrypt_connection is on, but {key} is not a PEM private key"
             raise self._error(message, origins["rsa_key"]) from exc
         self.checked.add((key, cert))
+
+    def cluster_tls(self, files: Mapping[str, Path], origins: _Origins) -> None:
+        """The cluster's CA, certificate and key load as the processes will load them."""
+        ca, cert, key = files["cluster_tls_ca"], files["cluster_tls_cert"], files["cluster_tls_key"]
+        for name, file in files.items():
+            try:
+                with open(file, "rb"):
+                    pass
+            except OSError as exc:
+                raise self._error(f"cannot read {file}: {exc.strerror or exc}", origins[name]) from exc
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        for name, file in (("cluster_tls_ca", ca), ("cluster_tls_cert", cert)):
+            try:
+                ctx.load_verify_locations(cafile=file)
+            except ssl.SSLError as exc:
+                raise self._error(f"{file} is not a PEM certificate", origins[name]) from exc
+        try:
+            ctx.load_cert_chain(cert, key, password=_no_passphrase)
+        except _KeyIsEncrypted:
+            raise self._error(
+                f"{key} is protected by a passphrase, which the processes cannot use",
+                origins["cluster_tls_key"],
+            ) from None
+        except ssl.SSLError as exc:
+            reason = "does not match" if exc.reason == "KEY_VALUES_MISMATCH" else "is not a PEM key for"
+            raise self._error(f"{key} {reason} the certificate {cert}", origins["cluster_tls_key"]) from exc

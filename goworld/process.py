@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goworld import log, runctl
 from goworld.cluster import auth
@@ -34,6 +34,9 @@ from goworld.runctl import (
 )
 
 __all__ = ["RoleArgs", "parse_role_args", "start_role", "started_tag", "announce_started", "run_loop"]
+
+if TYPE_CHECKING:
+    from goworld.cluster.tls import ClusterTLS
 
 logger = logging.getLogger("goworld.process")
 
@@ -124,6 +127,12 @@ def cluster_verifier(cfg: ClusterConfig, dispatcher_id: int) -> auth.TokenVerifi
     except ConfigError as exc:
         logger.critical("dispatcher%d: %s", dispatcher_id, exc)
         raise SystemExit(2) from exc
+    if secret is None and cfg.deployment.cluster_tls_cert is not None:
+        logger.info(
+            "dispatcher%d: streams need a certificate of the cluster's CA (mutual TLS); with no "
+            "cluster secret, such a process can join as any game or gate", dispatcher_id,
+        )
+        return None
     if secret is None:
         logger.warning(
             "dispatcher%d: no cluster secret (%s, [deployment] cluster_secret or "
@@ -134,6 +143,18 @@ def cluster_verifier(cfg: ClusterConfig, dispatcher_id: int) -> auth.TokenVerifi
     logger.info("dispatcher%d: streams must prove the cluster secret from %s",
                 dispatcher_id, secret.source)
     return auth.TokenVerifier(secret, dispatcher_id)
+
+
+def cluster_tls(cfg: ClusterConfig, name: str) -> ClusterTLS | None:
+    """The cluster's mutual TLS material (None: off; :mod:`goworld.cluster.tls`). Exits with
+    status 2 when a file cannot be read."""
+    from goworld.cluster.tls import load_tls  # grpc: only for the roles
+
+    try:
+        return load_tls(cfg)
+    except ConfigError as exc:
+        logger.critical("%s: %s", name, exc)
+        raise SystemExit(2) from exc
 
 
 def setup_logging(

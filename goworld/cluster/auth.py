@@ -10,13 +10,16 @@ The secret (:func:`resolve_secret`, first found wins)
     3. ``.goworld/cluster.secret`` next to the ini (:data:`goworld.runctl.CLUSTER_SECRET_FILE`):
        ``goworld start`` writes a fresh random one there (mode 0600) when neither of the above
        is set, so a cluster started by the CLI on one host is protected by default; restarts,
-       reloads and the supervisor's processes read the same file and rejoin.
+       reloads and the supervisor's processes read the same file and rejoin. Only while every
+       dispatcher listens and is advertised on loopback: it is no use across hosts.
 
     At least :data:`MIN_SECRET_LENGTH` characters. A dispatcher that listens on an address that
     is not loopback refuses to start without a secret from 1 or 2 (every host of a cluster
-    needs the same one; :func:`dispatcher_secret`). A dispatcher without any secret (run by
-    hand on loopback) accepts every local process, with a warning. The secret is never logged
-    and never sent.
+    needs the same one; :func:`dispatcher_secret`), unless mutual TLS is on
+    (:mod:`goworld.cluster.tls`; then a certificate of the cluster's CA is what lets a process
+    in, and without a secret it may say it is any game or gate). A dispatcher without any
+    secret (run by hand on loopback) accepts every local process, with a warning. The secret
+    is never logged and never sent.
 
 The token (call metadata :data:`METADATA_KEY` of ``Dispatcher.Connect``)
     ``v1:<role><id>:<unix seconds>:<nonce>:<mac>``, e.g. ``v1:gate1:1767000000:9f..:3a..``:
@@ -124,7 +127,7 @@ def resolve_secret(
             ``cluster_secret_file`` cannot be read or holds too short a secret.
     """
     explicit = _explicit_secret(cfg, environ)
-    if explicit is not None:
+    if explicit is not None or _beyond_loopback(cfg):  # the run file is for one host only
         return explicit
     path = runctl.run_dir(cfg.config_dir) / runctl.CLUSTER_SECRET_FILE
     try:
@@ -179,6 +182,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _tls_on(cfg: ClusterConfig) -> bool:
+    return cfg.deployment.cluster_tls_cert is not None
+
+
 def _beyond_loopback(cfg: ClusterConfig) -> list[str]:
     return [
         f"[dispatcher{d.id}] {key} = {addr}"
@@ -190,22 +197,23 @@ def _beyond_loopback(cfg: ClusterConfig) -> list[str]:
 
 def prepare_run_secret(
     cfg: ClusterConfig, *, fresh: bool, environ: Mapping[str, str] | None = None
-) -> ClusterSecret:
+) -> ClusterSecret | None:
     """For ``goworld start``: the secret its processes will use. The environment's or the
-    ini's if set; else a random one in ``.goworld/cluster.secret``, new when ``fresh`` (no
-    process of the cluster runs), else the one there.
+    ini's if set; else, on one host, a random one in ``.goworld/cluster.secret``, new when
+    ``fresh`` (no process of the cluster runs), else the one there; None for a cluster across
+    hosts that relies on mutual TLS alone.
 
     Raises:
-        ConfigError: none is set and a dispatcher listens or is advertised beyond loopback
-            (a cluster across hosts needs the same secret everywhere), or as
-            :func:`resolve_secret`.
+        ConfigError: none is set, a dispatcher listens or is advertised beyond loopback (a
+            cluster across hosts needs the same secret everywhere) and mutual TLS is off, or
+            as :func:`resolve_secret`.
     """
     explicit = _explicit_secret(cfg, environ)
-    if explicit is not None:
-        if fresh:  # an earlier run's, which nothing would read
-            (runctl.run_dir(cfg.config_dir) / runctl.CLUSTER_SECRET_FILE).unlink(missing_ok=True)
-        return explicit
     beyond = _beyond_loopback(cfg)
+    if (explicit is not None or beyond) and fresh:  # an earlier run's, which nothing would read
+        (runctl.run_dir(cfg.config_dir) / runctl.CLUSTER_SECRET_FILE).unlink(missing_ok=True)
+    if explicit is not None or (beyond and _tls_on(cfg)):
+        return explicit
     if beyond:
         raise ConfigError(
             f"{', '.join(beyond)} reach beyond loopback, so every host needs the same cluster "
@@ -223,15 +231,16 @@ def dispatcher_secret(
     """The secret dispatcher ``dispatcher_id`` checks tokens with; None: accept every peer.
 
     Raises:
-        ConfigError: it listens beyond loopback and neither the environment nor the ini
-            sets a secret (or as :func:`resolve_secret`).
+        ConfigError: it listens beyond loopback, neither the environment nor the ini sets
+            a secret and mutual TLS is off (or as :func:`resolve_secret`).
     """
     listen = cfg.dispatchers[dispatcher_id].listen_addr
-    if not is_loopback(listen.host) and _explicit_secret(cfg, environ) is None:
+    explicit = _explicit_secret(cfg, environ)
+    if not is_loopback(listen.host) and explicit is None and not _tls_on(cfg):
         raise ConfigError(
             f"dispatcher{dispatcher_id} listens on {listen}, beyond loopback, so the cluster "
-            f"needs a secret shared by every host: set cluster_secret or cluster_secret_file "
-            f"here, or the environment variable {SECRET_ENV}",
+            f"needs a secret shared by every host (or mutual TLS, cluster_tls_*): set "
+            f"cluster_secret or cluster_secret_file here, or the environment variable {SECRET_ENV}",
             path=str(cfg.path),
             section="deployment",
             key="cluster_secret",

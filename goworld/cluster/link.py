@@ -8,7 +8,9 @@ With ``auth`` (a :class:`~goworld.cluster.auth.TokenSigner`) every stream opens 
 token in its call metadata. The link writes nothing before the dispatcher has taken the stream
 (its initial metadata); a dispatcher that refuses it ends the stream (UNAUTHENTICATED, or
 PERMISSION_DENIED after a hello for another identity), which the link logs with the
-dispatcher's reason and retries like any other loss.
+dispatcher's reason and retries like any other loss. With ``tls`` (a
+:class:`~goworld.cluster.tls.ClusterTLS`) the channel is mutual TLS; a failed handshake looks
+like an unreachable dispatcher.
 
 Envelopes sent while the link is down are kept and written, in order, after the next hello.
 On loss the link either reconnects every ``retry_interval`` seconds (games) or reports the
@@ -32,6 +34,7 @@ import grpc
 from goworld.cluster.auth import ACCEPTED_METADATA, TokenSigner
 from goworld.cluster.envelopes import Envelope
 from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter, envelope_size
+from goworld.cluster.tls import ClusterTLS
 from goworld.rpc import cluster_pb2_grpc
 
 __all__ = ["DEFAULT_MAX_BACKLOG_BYTES", "DispatcherLink"]
@@ -62,10 +65,12 @@ class DispatcherLink:
         retry_interval: float = 1.0,
         max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
         auth: TokenSigner | None = None,
+        tls: ClusterTLS | None = None,
     ) -> None:
         self.dispatcher_id = dispatcher_id
         self.address = address
         self._auth = auth  # None: no credentials (a dispatcher without a secret)
+        self._tls = tls  # None: plaintext gRPC
         self._hello = hello
         self._on_message = on_message
         self._on_connected = on_connected
@@ -154,7 +159,7 @@ class DispatcherLink:
             await asyncio.sleep(self._retry)
 
     async def _session(self, first: bool) -> None:
-        async with grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
+        async with self._channel() as channel:
             await self._wait_ready(channel)
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             auth = self._auth
@@ -197,18 +202,28 @@ class DispatcherLink:
                 writer_task.cancel()
                 call.cancel()
 
+    def _channel(self) -> grpc.aio.Channel:
+        tls = self._tls
+        if tls is None:
+            return grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            self.address, tls.channel_credentials(),
+            options=[*_CHANNEL_OPTIONS, *tls.channel_options()],
+        )
+
     async def _wait_ready(self, channel: grpc.aio.Channel) -> None:
         """``channel.channel_ready()``, saying so every :data:`UNREACHABLE_WARNING_INTERVAL` s
         while the dispatcher cannot be reached (the address is its advertise_addr: it must be
         reachable from this host)."""
         ready = asyncio.ensure_future(channel.channel_ready())
         waited = 0.0
+        hint = " (or the TLS handshake fails: CA, certificates, server name)" if self._tls else ""
         try:
             while not (await asyncio.wait({ready}, timeout=UNREACHABLE_WARNING_INTERVAL))[0]:
                 waited += UNREACHABLE_WARNING_INTERVAL
                 logger.warning(
-                    "dispatcher%d at %s (its advertise_addr) not reachable from here for %.0f s; "
-                    "still trying", self.dispatcher_id, self.address, waited,
+                    "dispatcher%d at %s (its advertise_addr) not reachable from here for %.0f s%s; "
+                    "still trying", self.dispatcher_id, self.address, waited, hint,
                 )
             ready.result()
         finally:

@@ -26,7 +26,7 @@ from goworld.cluster import auth
 from goworld.cluster.envelopes import Batch, Envelope
 from goworld.proto.msgtypes import MsgType
 from goworld.rpc import cluster_pb2_grpc
-from goworld.testing import ClusterRunner, login, running_cluster
+from goworld.testing import ClusterRunner, login, make_key_pair, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "apps" / "cluster_app"
@@ -150,3 +150,78 @@ async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untou
             assert secret.decode() not in logs
         finally:
             player.close()
+
+
+async def _tls_impostor(
+    address: str, credentials: grpc.ChannelCredentials | None, *, hello: bool = True
+) -> grpc.StatusCode:
+    """A stream saying it is gate1 over plaintext or TLS with ``credentials``: how it ends
+    (OK: taken; without ``hello``, as soon as the dispatcher takes it)."""
+    channel = (
+        grpc.aio.insecure_channel(address) if credentials is None
+        else grpc.aio.secure_channel(address, credentials,
+                                     options=[("grpc.ssl_target_name_override", "goworld")])
+    )
+    async with channel:
+        call = cluster_pb2_grpc.DispatcherStub(channel).Connect()
+        try:
+            if auth.ACCEPTED_METADATA in tuple(await asyncio.wait_for(call.initial_metadata(), 10) or ()):
+                if not hello:
+                    call.cancel()
+                    return grpc.StatusCode.OK
+                await call.write(Batch(messages=[_hello("gate")]))
+                await asyncio.wait_for(call.read(), 3)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+        except TimeoutError:
+            call.cancel()
+            return grpc.StatusCode.OK  # taken
+        return await call.code()
+
+
+@pytest.mark.asyncio
+async def test_mutual_tls_alone_keeps_out_whoever_has_no_certificate_of_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[deployment] cluster_tls_*: the dispatcher listens on every interface with no cluster
+    secret (allowed with mutual TLS), games and gates dial it with the cluster's certificate;
+    plaintext, a TLS client without a certificate and one with a certificate of another CA
+    never get a stream, and the player never notices."""
+    monkeypatch.delenv(auth.SECRET_ENV, raising=False)
+    key, crt = make_key_pair(tmp_path, "cluster")  # self-signed: its own CA, CN goworld
+    other_key, other_crt = make_key_pair(tmp_path, "other")
+    runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1)
+    port = runner.ports["dispatcher"][0]
+    text = runner.ini.read_text()
+    text = text.replace("[deployment]\n", "[deployment]\ncluster_tls_ca = cluster.crt\n"
+                        "cluster_tls_cert = cluster.crt\ncluster_tls_key = cluster.key\n"
+                        "cluster_tls_server_name = goworld\n", 1)
+    text = text.replace(f"listen_addr = 127.0.0.1:{port}", f"listen_addr = 0.0.0.0:{port}", 1)
+    runner.ini.write_text(text)
+    runner.start()
+    try:
+        assert not (runctl.run_dir(tmp_path) / runctl.CLUSTER_SECRET_FILE).exists()
+        player = await login(runner, "alice")
+        try:
+            await _echo(player, 1)
+            address = f"127.0.0.1:{port}"
+            ca = crt.read_bytes()
+            for credentials in (
+                None,
+                grpc.ssl_channel_credentials(ca),  # no client certificate
+                grpc.ssl_channel_credentials(ca, other_key.read_bytes(), other_crt.read_bytes()),
+            ):
+                for _ in range(3):
+                    assert await _tls_impostor(address, credentials) == grpc.StatusCode.UNAVAILABLE
+                await _echo(player, 2)
+            # the control: with the cluster's certificate a stream is taken (no secret asked)
+            good = grpc.ssl_channel_credentials(ca, key.read_bytes(), crt.read_bytes())
+            assert await _tls_impostor(address, good, hello=False) == grpc.StatusCode.OK
+            assert not runner.grep("connected again: dropping its previous connection")
+            assert runner.grep("listening on 0.0.0.0:") and runner.grep("(mutual TLS)")
+            assert runner.grep("streams need a certificate of the cluster's CA")
+        finally:
+            player.close()
+    finally:
+        runner.stop()
+        runner.kill()

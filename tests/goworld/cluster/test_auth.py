@@ -247,3 +247,64 @@ def test_start_writes_a_private_random_secret_and_reuses_it_while_the_cluster_ru
     env = {auth.SECRET_ENV: "y" * 20}
     assert auth.prepare_run_secret(cfg, fresh=True, environ=env).value == b"y" * 20
     assert not path.exists()
+
+
+# ----------------------------------------------------------------------------- mutual TLS
+
+TLS = ("cluster_tls_ca = cluster.crt\ncluster_tls_cert = cluster.crt\n"
+       "cluster_tls_key = cluster.key\n")
+
+
+def test_mutual_tls_alone_is_enough_beyond_loopback_and_the_run_file_is_not_used(
+    tmp_path: Path,
+) -> None:
+    from goworld.testing import make_key_pair
+
+    make_key_pair(tmp_path, "cluster")
+    cfg = load(ini(tmp_path, TLS, listen="0.0.0.0"))
+    rd = runctl.run_dir(tmp_path)
+    rd.mkdir()
+    (rd / runctl.CLUSTER_SECRET_FILE).write_text("from-the-run-file-0123456789\n")
+    assert auth.resolve_secret(cfg, {}) is None  # one host's secret is no use across hosts
+    assert auth.dispatcher_secret(cfg, 1, {}) is None
+    assert auth.prepare_run_secret(cfg, fresh=True, environ={}) is None
+    assert not (rd / runctl.CLUSTER_SECRET_FILE).exists()
+    got = auth.dispatcher_secret(cfg, 1, {auth.SECRET_ENV: "z" * 16})  # both: both are checked
+    assert got is not None and got.value == b"z" * 16
+
+
+def test_tls_material_loads_for_grpc(tmp_path: Path) -> None:
+    from goworld.cluster.tls import load_tls
+    from goworld.testing import make_key_pair
+
+    key, crt = make_key_pair(tmp_path, "cluster")
+    cfg = load(ini(tmp_path, TLS + "cluster_tls_server_name = goworld\n"))
+    tls = load_tls(cfg)
+    assert tls is not None and tls.cert == crt.read_bytes() and tls.ca == crt.read_bytes()
+    assert tls.channel_options() == [("grpc.ssl_target_name_override", "goworld")]
+    assert key.read_text() not in repr(tls)
+    tls.server_credentials()
+    tls.channel_credentials()
+    assert load_tls(load(ini(tmp_path))) is None
+
+
+@pytest.mark.parametrize("extra,key,message", [
+    ("cluster_tls_cert = cluster.crt\n", "cluster_tls_ca", "needs cluster_tls_ca, cluster_tls_cert"),
+    ("cluster_tls_server_name = goworld\n", "cluster_tls_server_name", "mutual TLS is off"),
+    ("cluster_tls_ca = nope.crt\ncluster_tls_cert = cluster.crt\ncluster_tls_key = cluster.key\n",
+     "cluster_tls_ca", "cannot read"),
+    ("cluster_tls_ca = cluster.key\ncluster_tls_cert = cluster.crt\ncluster_tls_key = cluster.key\n",
+     "cluster_tls_ca", "is not a PEM certificate"),
+    ("cluster_tls_ca = cluster.crt\ncluster_tls_cert = cluster.crt\ncluster_tls_key = other.key\n",
+     "cluster_tls_key", "does not match the certificate"),
+])
+def test_tls_settings_are_checked_when_the_ini_is_loaded(
+    tmp_path: Path, extra: str, key: str, message: str
+) -> None:
+    from goworld.testing import make_key_pair
+
+    make_key_pair(tmp_path, "cluster")
+    make_key_pair(tmp_path, "other")
+    with pytest.raises(ConfigError, match=message) as info:
+        load(ini(tmp_path, extra))
+    assert f"[deployment] {key}" in str(info.value)

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             args.id, addr, " (mutual TLS)" if tls else "", process.pid_info(),
         )
         ops = ops_http.start_ops_server(
-            "dispatcher", args.id, cfg, dcfg.http_addr, DispatcherFigures(service)
+            "dispatcher", args.id, cfg, dcfg.http_addr,
+            DispatcherFigures(service, lambda: servicer.refused),
         )
         process.announce_started("dispatcher")
         ticker = asyncio.create_task(_tick(service))

@@ -6,7 +6,7 @@ holds (:meth:`DispatcherService.held`) and the clients it paused.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.core import Metric
@@ -40,8 +40,9 @@ _STATS = (
 class DispatcherFigures:
     """:class:`goworld.metrics.Figures` of one dispatcher."""
 
-    def __init__(self, service: DispatcherService) -> None:
+    def __init__(self, service: DispatcherService, refused: Callable[[], int] = lambda: 0) -> None:
         self.service = service
+        self._refused = refused  # streams refused by the cluster authentication
 
     def collect(self) -> Iterable[Metric]:
         s = self.service
@@ -79,6 +80,11 @@ class DispatcherFigures:
             "bytes held instead of routed, by queue",
             ["queue"],
             ((queue, size) for queue, (_, size) in held),
+        )
+        yield counter(
+            "goworld_dispatcher_refused_streams",
+            "cluster streams refused by the authentication (impostors, another cluster's secret)",
+            values=[((), self._refused())],
         )
         yield from _peer_families(_peers(s))
 

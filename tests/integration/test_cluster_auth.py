@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -143,6 +144,7 @@ async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untou
             newcomer.close()
 
             assert len(_refusals(runner)) <= 10, "the flood is summarised, not logged line by line"
+            assert _refused_metric(runner) >= 9 + 3 + 30  # every refusal counted in /metrics
             assert not runner.grep("connected again: dropping its previous connection"), runner.logs()
             assert not runner.grep("gate1 disconnected") and not runner.grep("game1 disconnected")
             assert not runner.grep("game1 is down")
@@ -150,6 +152,19 @@ async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untou
             assert secret.decode() not in logs
         finally:
             player.close()
+
+
+def _refused_metric(runner: ClusterRunner) -> float:
+    """goworld_dispatcher_refused_streams_total from dispatcher1's /metrics (loopback: no token)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    addr = runner.config().dispatchers[1].http_addr
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "goworld_dispatcher_refused_streams":
+            return sum(s.value for s in family.samples if s.name.endswith("_total"))
+    raise AssertionError("no goworld_dispatcher_refused_streams in /metrics")
 
 
 async def _tls_impostor(

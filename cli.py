@@ -32,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ import click
 
 from goworld import ports, runctl
 from goworld.cluster import auth
-from goworld.config import Address, ClusterConfig, load
+from goworld.config import Address, ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
 from goworld.errors import ConfigError, GoWorldError
 from goworld.runctl import ProcFile
 
@@ -146,7 +146,10 @@ class Cluster:
         self.only = None if only is None else select_procs(cfg, only)
 
     def procs(self, role: str) -> list[Proc]:
-        table = {"dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates}[role]
+        tables: dict[str, Mapping[int, DispatcherConfig | GameConfig | GateConfig]] = {
+            "dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates,
+        }
+        table = tables[role]
         procs = [Proc(role, pid, self.root / c.log_file, c.log_backups) for pid, c in table.items()]
         return procs if self.only is None else [p for p in procs if p.name in self.only]
 

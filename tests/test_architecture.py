@@ -137,7 +137,7 @@ def test_lint_is_clean() -> None:
 
 
 def test_types_are_strict(tmp_path: Path) -> None:
-    """mypy, configured in pyproject.toml: strict on goworld, dispatcher, gate and game."""
+    """mypy, configured in pyproject.toml: strict on goworld, dispatcher, gate, game and the CLI."""
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml", "--cache-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True,
@@ -146,10 +146,11 @@ def test_types_are_strict(tmp_path: Path) -> None:
 
 
 def test_typing_config_stays_strict() -> None:
-    """The mypy config checks the four packages strictly; only generated code is exempt."""
+    """The mypy config checks the four packages and the CLI strictly; only generated code is
+    exempt."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
     assert config["strict"] is True
-    assert set(config["files"]) == {"goworld", "dispatcher", "gate", "game"}
+    assert set(config["files"]) == {"goworld", "dispatcher", "gate", "game", "cli.py"}
     relaxing = {"ignore_errors", "disallow_untyped_defs", "disallow_incomplete_defs", "check_untyped_defs",
                 "disallow_any_generics", "warn_return_any", "strict", "disallow_untyped_calls"}
     for override in config.get("overrides", []):

@@ -216,6 +216,23 @@ class ClusterRunner:
         return hits
 
 
+#: :func:`parse_metrics`'s result: sample name -> {sorted (label, value) pairs: value}
+Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def parse_metrics(text: str) -> Scraped:
+    """Prometheus text (a /metrics page) read with prometheus_client's own parser: sample name
+    (``_total`` included) -> {its labels but ``role`` and ``id``, sorted: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Scraped = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("role", "id")))
+            out.setdefault(sample.name, {})[labels] = sample.value
+    return out
+
+
 @contextlib.contextmanager
 def running_cluster(directory: Path, app: Path, **ini: object) -> Iterator[ClusterRunner]:
     """A cluster started by the CLI, stopped (and killed, whatever is left) afterwards."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dispatcher.metrics import DispatcherFigures
 from dispatcher.server import StreamPeer
@@ -14,19 +13,12 @@ from goworld.cluster.envelopes import Envelope
 from goworld.cluster.streams import ENVELOPE_OVERHEAD, BatchWriter
 from goworld.metrics import Exporter
 from goworld.proto.msgtypes import MsgType
+from goworld.testing import Scraped, parse_metrics
 from tests.dispatcher.test_service import E1, E2, E3, _client_call, call, cluster, notify_create
-
-Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 def scrape(figures: DispatcherFigures) -> Scraped:
-    text = Exporter("dispatcher", 1, figures=figures).metrics_text().decode()
-    out: Scraped = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("role", "id")))
-            out.setdefault(s.name, {})[labels] = s.value
-    return out
+    return parse_metrics(Exporter("dispatcher", 1, figures=figures).metrics_text().decode())
 
 
 def test_routing_queues_and_paused_clients() -> None:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from game import freeze
 from game.metrics import GameFigures
@@ -17,9 +16,8 @@ from goworld.errors import StorageError
 from goworld.metrics import Exporter
 from goworld.storage.memory import MemoryEntityStorage
 from goworld.storage.resilient import ResilientEntityStorage
+from goworld.testing import Scraped, parse_metrics
 from tests.game.test_runtime import EVENTS, Harness, _from_client, new_client
-
-Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 @pytest.fixture(autouse=True)
@@ -31,13 +29,7 @@ def _clean() -> Iterator[None]:
 
 
 def scrape(figures: GameFigures) -> Scraped:
-    text = Exporter("game", 1, figures=figures).metrics_text().decode()
-    out: Scraped = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("role", "id")))
-            out.setdefault(s.name, {})[labels] = s.value
-    return out
+    return parse_metrics(Exporter("game", 1, figures=figures).metrics_text().decode())
 
 
 @pytest.mark.asyncio

@@ -8,7 +8,6 @@ import dataclasses
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from gate.limits import GateLimits
 from gate.metrics import GateFigures
@@ -18,6 +17,7 @@ from goworld.metrics import Exporter
 from goworld.proto import codec
 from goworld.proto.framing import frame
 from goworld.proto.messages import CallEntityMethodFromClient, HeartbeatFromClient
+from goworld.testing import Scraped, parse_metrics
 from tests.gate.test_limits import Transport
 
 HEARTBEAT = codec.encode(HeartbeatFromClient())
@@ -33,15 +33,9 @@ class Link:
         self.backlog_bytes = backlog
 
 
-def scrape(figures: GateFigures) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+def scrape(figures: GateFigures) -> Scraped:
     """sample name -> {labels (role/id left out): value}, through the real text format."""
-    text = Exporter("gate", 1, figures=figures).metrics_text().decode()
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("role", "id")))
-            out.setdefault(s.name, {})[labels] = s.value
-    return out
+    return parse_metrics(Exporter("gate", 1, figures=figures).metrics_text().decode())
 
 
 def connect(gate: GateService, kind: str, ip: str = "127.0.0.1") -> tuple[Any, Transport]:

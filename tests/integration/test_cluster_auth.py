@@ -27,7 +27,7 @@ from goworld.cluster import auth
 from goworld.cluster.envelopes import Batch, Envelope
 from goworld.proto.msgtypes import MsgType
 from goworld.rpc import cluster_pb2_grpc
-from goworld.testing import ClusterRunner, login, make_key_pair, running_cluster
+from goworld.testing import ClusterRunner, login, make_key_pair, parse_metrics, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "apps" / "cluster_app"
@@ -156,15 +156,10 @@ async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untou
 
 def _refused_metric(runner: ClusterRunner) -> float:
     """goworld_dispatcher_refused_streams_total from dispatcher1's /metrics (loopback: no token)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     addr = runner.config().dispatchers[1].http_addr
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    for family in text_string_to_metric_families(text):
-        if family.name == "goworld_dispatcher_refused_streams":
-            return sum(s.value for s in family.samples if s.name.endswith("_total"))
-    raise AssertionError("no goworld_dispatcher_refused_streams in /metrics")
+        scraped = parse_metrics(resp.read().decode())
+    return scraped["goworld_dispatcher_refused_streams_total"][()]
 
 
 async def _tls_impostor(

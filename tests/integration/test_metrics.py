@@ -19,12 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from goworld.config import Address
 from goworld.metrics import OPS_TOKEN_ENV
-from goworld.testing import ClusterRunner, login, running_cluster
+from goworld.testing import ClusterRunner, Scraped, login, parse_metrics, running_cluster
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
 TOKEN = "integration-ops-token-0123456789"
 
-Scraped = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +57,7 @@ def fetch(addr: Address, path: str, token: str | None = TOKEN) -> tuple[int, str
 def scrape(addr: Address) -> Scraped:
     code, content_type, body = fetch(addr, "/metrics")
     assert code == 200 and content_type.startswith("text/plain; version=0.0.4"), (code, body[:200])
-    out: Scraped = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for s in family.samples:
-            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in ("role", "id")))
-            out.setdefault(s.name, {})[labels] = s.value
-    return out
+    return parse_metrics(body.decode())
 
 
 def scrape_all(runner: ClusterRunner) -> dict[str, Scraped]:

@@ -83,6 +83,7 @@ def _sidebyside_plot(result: Result, out: Path, plt: Any) -> str:
         ax.set_xscale("log")
         ax.set_xticks(s["n"], [str(n) for n in s["n"]])
         ax.minorticks_off()
+        ax.margins(y=0.15)
         ax.set_ylim(bottom=0)
         ax.legend()
     fig.tight_layout()

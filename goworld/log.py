@@ -8,7 +8,8 @@ Loggers in use (``grep -rn "getLogger(\\|get_logger(" goworld game gate dispatch
 - ``goworld.cluster`` (the dispatcher links), ``goworld.storage`` (storage backends, the SQLite
   worker), ``goworld.net.kcp``, ``goworld.net.tls``, ``goworld.config``, ``goworld.process``,
   ``goworld.gobot``, ``goworld.supervisor`` (its own log, ``.goworld/supervisor.log``),
-  ``goworld.metrics`` (the metrics and status endpoints, goworld/metrics.py and ops_http.py).
+  ``goworld.metrics`` (the metrics and status endpoints, goworld/metrics.py and ops_http.py),
+  ``goworld.bench`` (the side-by-side bench's GoWorld cluster and mongo-java-server).
 
 Library modules only ask for a logger (``logging.getLogger("goworld.x")`` or :func:`get_logger`);
 the roles' start-up (``goworld.process``) calls :func:`configure`. The CLI logs nothing: it

@@ -32,7 +32,7 @@ from goworld import gobot
 
 __all__ = ["CACHE_DIR", "TARGETS", "GoWorldCluster", "build_servers"]
 
-logger = logging.getLogger("goworld.bench.goworld_go")
+logger = logging.getLogger("goworld.bench")
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = ROOT / ".cache" / "goworld-go"

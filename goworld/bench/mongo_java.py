@@ -30,7 +30,7 @@ from goworld.bench.result import BenchError
 
 __all__ = ["TOOLS", "MongoJavaServer", "launcher", "missing_tools", "running"]
 
-logger = logging.getLogger("goworld.bench.mongo_java")
+logger = logging.getLogger("goworld.bench")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL_DIR = ROOT / "tests" / "tools" / "mongo_server"

@@ -691,14 +691,24 @@ def _freeze_with_standby(
 
 
 def _wait_standby(cluster: Cluster, proc: Proc, standby: int) -> str | None:
-    """Let the standby finish its imports before the pause starts; the failure, if any."""
+    """Let the standby finish its imports before the pause starts; the failure, if any.
+
+    The marker names the standby's pid: one left by an earlier reload's standby (now the
+    running game) does not count, or the freeze would start while this one still imports."""
     marker = cluster.file(proc, ProcFile.STANDBY)
     deadline = time.monotonic() + START_TIMEOUT["game"]
-    while not marker.exists() and _alive(standby) and time.monotonic() < deadline:
+    while not _is_standby(marker, standby) and _alive(standby) and time.monotonic() < deadline:
         time.sleep(0.005)
-    if marker.exists():
+    if _is_standby(marker, standby):
         return None
     return f"FAILED\nthe standby {proc.name} did not come up\n{cluster.tail(proc)}"
+
+
+def _is_standby(marker: Path, pid: int) -> bool:
+    try:
+        return marker.read_text().strip() == str(pid)
+    except OSError:
+        return False
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

@@ -1,17 +1,19 @@
 """``python -m game -gid N -app DIR [-configfile goworld.ini]``: the composition root.
 
 ``main`` loads the config and the game package's registry; ``_serve`` then builds, in order:
-the state to restore (``_load_state``: with ``-restore``, the freeze file, after the standby
-handshake when ``-after-pid`` is given), storage and KVDB (``_open_backends``), the runtime
-with its migration, services and crontab parts, the operator's ``GameControl``, the message
-handlers and one link per dispatcher (``_build``), the restored entities or a fresh nil space
-(``_restore_or_create``); it connects every link (``_connect``), announces GAME STARTED and
-runs the periodic jobs (position sync, load reports, saves; ``_start_jobs``) until SIGTERM or a
-completed freeze. Then ``_stop``: after SIGTERM :func:`game.shutdown.shutdown` makes sure what
-the dispatchers had for the game is handled, destroys every entity (saving the persistent
-ones), waits for storage and closes the links; after a freeze ``_write_freeze``
-writes the freeze file and closes without destroying. Shutdown runs in reverse order of
-construction. The files, flags and signals shared with the CLI are ``goworld.runctl``'s.
+storage and KVDB (``_open_backends``), the runtime with its migration, services and crontab
+parts, the operator's ``GameControl``, the message handlers and one link per dispatcher
+(``_build``), the state to restore (``_load_state``: with ``-restore``, the freeze file, after
+the standby handshake when ``-after-pid`` is given: a standby has everything built before it
+says it is ready, so that the clients' pause holds only the restore itself), the restored
+entities or a fresh nil space (``_restore_or_create``); it connects every link (``_connect``),
+announces GAME STARTED and runs the periodic jobs (position sync, load reports, saves;
+``_start_jobs``) until SIGTERM or a completed freeze. Then ``_stop``: after SIGTERM
+:func:`game.shutdown.shutdown` makes sure what the dispatchers had for the game is handled,
+destroys every entity (saving the persistent ones), waits for storage and closes the links;
+after a freeze ``_write_freeze`` writes the freeze file and closes without destroying.
+Shutdown runs in reverse order of construction. The files, flags and signals shared with the
+CLI are ``goworld.runctl``'s.
 """
 
 from __future__ import annotations
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
     try:
-        state = await _load_state(boot)
         storage, kvdb = _open_backends(boot)
-        game = _build(boot, state is not None, storage, kvdb, stop)
+        game = _build(boot, boot.args.restore, storage, kvdb, stop)
+        state = await _load_state(boot)
         _restore_or_create(game, state)
     except _StartupFailed:
         return 2
@@ -134,11 +136,14 @@ async def _load_state(boot: _Boot) -> dict[str, Any] | None:
         name = runctl.proc_name("game", args.id)
         runctl.write_status(runctl.run_dir(Path.cwd()), name, ProcFile.STANDBY, str(os.getpid()))
         await _wait_for_freeze(args.after_pid, path)
+    t0 = time.perf_counter()
     try:
-        return freeze.load(path)
+        state = freeze.load(path)
     except (OSError, freeze.FreezeError) as exc:
         logger.critical("game%d cannot restore: %s", args.id, exc)
         raise _StartupFailed from exc
+    logger.info("game%d read %s in %.0f ms", args.id, path.name, (time.perf_counter() - t0) * 1000)
+    return state
 
 
 def _open_backends(boot: _Boot) -> tuple[object, object]:
@@ -192,6 +197,7 @@ def _build(
             reconnect=True,
             auth=signer,
             tls=tls,
+            flush_interval=boot.gcfg.link_flush_interval_ms / 1000,
         )
     return _Game(rt, control, links, storage, kvdb)
 
@@ -233,6 +239,7 @@ def _restore_or_create(game: _Game, state: dict[str, Any] | None) -> None:
         logger.critical("game%d cannot restore: %s", rt.game_id, exc, exc_info=True)
         raise _StartupFailed from exc
     logger.info("game%d restore took %.0f ms", rt.game_id, (time.perf_counter() - t0) * 1000)
+    game.control.restored_at = time.perf_counter()
 
 
 async def _connect(game: _Game, *, restored: bool) -> None:
@@ -244,7 +251,10 @@ async def _connect(game: _Game, *, restored: bool) -> None:
     if restored:
         gid = game.rt.game_id
         runctl.freeze_file(Path.cwd(), gid).replace(runctl.restored_file(Path.cwd(), gid))
-        logger.info("game%d back on every dispatcher", gid)
+        logger.info(
+            "game%d back on every dispatcher (%.0f ms after the restore)",
+            gid, (time.perf_counter() - game.control.restored_at) * 1000,
+        )
 
 
 async def _stop(game: _Game) -> None:
@@ -287,6 +297,8 @@ class GameControl:
         self.state = GameState.RUNNING
         self.acks: set[int] = set()
         self.frozen: bytes | None = None
+        #: when the restore ended (perf_counter), for the log
+        self.restored_at = 0.0
         self.run_dir = runctl.run_dir(Path.cwd())
         self.name = runctl.proc_name("game", rt.game_id)
         self.barrier = shutdown.StopBarrier(rt.game_id)
@@ -376,8 +388,12 @@ async def _write_freeze(
     if rt.pending_saves:
         await asyncio.wait(list(rt.pending_saves), timeout=60)
     path = runctl.freeze_file(Path.cwd(), rt.game_id)
+    t0 = time.perf_counter()
     runctl.write_atomically(path, data)
-    logger.info("game%d frozen: %d entities, %d bytes in %s", rt.game_id, len(rt.entities), len(data), path)
+    logger.info(
+        "game%d frozen: %d entities, %d bytes in %s (written in %.0f ms)",
+        rt.game_id, len(rt.entities), len(data), path, (time.perf_counter() - t0) * 1000,
+    )
     for backend in (storage, kvdb):
         close = getattr(backend, "close", None)
         if close is not None:

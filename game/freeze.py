@@ -12,7 +12,10 @@ entity, the record a migration carries too (type, attributes, position, yaw, spa
 binding, client syncing, timers with their wall-clock due times, and each entity's own Python
 fields: anything picklable, references to other entities stored by id and resolved on
 restore), the local service shards and the deployment-ready flag. The file is a pickled dict
-with a ``version``; a file of another version (an older layout) is refused with an error.
+with a ``version``; a file of another version (an older layout) is refused with an error. Each
+entity is one tuple of the EntityState's fields in order (:data:`LAYOUT`, stored in the file
+and checked): ``EntityState(*record)``. Tuples pickle and unpickle in half the time of dicts,
+and need no conversion on the way back (the file is our own output).
 
 Restore (``-restore``): rebuild spaces (AOI re-enabled), then entities, with clients detached
 so that no 1002/1003 is sent; enter spaces quietly (AOI neighbours rebuilt); re-attach clients;
@@ -23,6 +26,7 @@ The file is removed only once every dispatcher has taken the game back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import pickle
@@ -34,30 +38,57 @@ from typing import TYPE_CHECKING, Any
 from game.migration import apply_states
 from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
 from goworld.entity.space import Space
-from goworld.entity.state import EntityState, FieldsError
+from goworld.entity.state import ENGINE_FIELDS, EntityState, FieldsError
 from goworld.entity.vector import Vector3
 from goworld.errors import GoWorldError
 
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["FORMAT_VERSION", "FreezeError", "snapshot", "restore"]
+__all__ = ["FORMAT_VERSION", "LAYOUT", "FreezeError", "record_of", "snapshot", "restore"]
 
 logger = logging.getLogger("goworld.game")
 
-#: The freeze file's layout. 2: entities as ``EntityState.to_plain()`` records.
-FORMAT_VERSION = 2
+#: The freeze file's layout. 2: entities as ``EntityState.to_plain()`` dicts; 3: as tuples of
+#: the EntityState's fields in :data:`LAYOUT` order.
+FORMAT_VERSION = 3
+#: The order of a record's items: EntityState's fields (the file names them; a restore checks).
+LAYOUT = tuple(f.name for f in dataclasses.fields(EntityState))
+_ENGINE = frozenset(ENGINE_FIELDS)
 
 
 class FreezeError(GoWorldError):
     """A freeze could not be completed (a hook raised, or state cannot be saved)."""
 
 
-def _record(entity: Entity) -> dict[str, Any]:
-    try:
-        return EntityState.capture(entity).to_plain()
-    except FieldsError as exc:
-        raise FreezeError(str(exc)) from exc
+def record_of(entity: Entity) -> tuple[Any, ...]:
+    """``EntityState.capture(entity)`` as a :data:`LAYOUT` tuple; raises :class:`FreezeError`.
+
+    An entity with none of its own fields, not a space (almost all of them), is read here
+    directly, at half the cost: the same values as ``capture`` (a test compares them)."""
+    if isinstance(entity, Space) or not entity.__dict__.keys() <= _ENGINE:
+        try:
+            state = EntityState.capture(entity)
+        except FieldsError as exc:
+            raise FreezeError(str(exc)) from exc
+        return tuple(getattr(state, name) for name in LAYOUT)
+    p = entity.position
+    c = entity.client
+    space = entity.space
+    timers = entity.timer_records
+    return (
+        entity.desc.name,
+        entity.id,
+        entity.attrs.to_builtin(),
+        (p.x, p.y, p.z),
+        entity.yaw,
+        space.id if space is not None else None,
+        (c.client_id, c.gate_id, c.owner_id) if c is not None else None,
+        entity.client_syncing,
+        [(r.method, r.args, r.fire_at, r.interval, r.repeat) for r in timers.values()],
+        b"",
+        None,
+    )
 
 
 @contextlib.contextmanager
@@ -94,7 +125,8 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
     return {
         "version": FORMAT_VERSION,
         "game_id": rt.game_id,
-        "entities": [_record(e) for e in [*spaces, *others]],
+        "layout": LAYOUT,
+        "entities": [record_of(e) for e in [*spaces, *others]],
         "services": [[name, shard, eid] for (name, shard), eid in rt.services.local.items()],
         "service_calls": rt.services.pending_state(),
         "ready": rt.deployment_ready,
@@ -102,8 +134,10 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
 
 
 def stop_timers(rt: GameRuntime) -> None:
+    stop_all = rt.timers.stop_all
     for entity in rt.entities.values():
-        rt.timers.stop_all(entity)
+        if entity.timer_records:
+            stop_all(entity)
 
 
 def dumps(state: dict[str, Any]) -> bytes:
@@ -118,12 +152,21 @@ def load(path: Path) -> dict[str, Any]:
         raise FreezeError(f"{path}: not a readable freeze file ({exc})") from exc
     if not isinstance(state, dict) or "version" not in state:
         raise FreezeError(f"{path}: unknown freeze format")
-    if state["version"] != FORMAT_VERSION:
+    _check_format(state, f"{path}: ")
+    return state
+
+
+def _check_format(state: dict[str, Any], where: str = "") -> None:
+    if state.get("version") != FORMAT_VERSION:
         raise FreezeError(
-            f"{path}: freeze format version {state['version']!r}, this code reads version "
+            f"{where}freeze format version {state.get('version')!r}, this code reads version "
             f"{FORMAT_VERSION} only (written by another release: restart the game instead)"
         )
-    return state
+    if tuple(state.get("layout", ())) != LAYOUT:
+        raise FreezeError(
+            f"{where}entity records of {state.get('layout')}, this code reads {LAYOUT} "
+            "(written by another release: restart the game instead)"
+        )
 
 
 def restore(rt: GameRuntime, state: dict[str, Any]) -> None:
@@ -135,18 +178,37 @@ def restore(rt: GameRuntime, state: dict[str, Any]) -> None:
 
 
 def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
-    if state.get("version") != FORMAT_VERSION:
-        raise FreezeError(f"freeze format version {state.get('version')!r}, not {FORMAT_VERSION}")
+    _check_format(state)
     if state["game_id"] != rt.game_id:
         raise FreezeError(f"the freeze file is game{state['game_id']}'s, not game{rt.game_id}'s")
-    states = [EntityState.from_plain(rec) for rec in state["entities"]]
+    t0 = time.perf_counter()
+    states = [EntityState(*rec) for rec in state["entities"]]
     if any(st.type_name == "__space__" for st in states) and rt.registry.space_desc is None:
         rt.registry.register_space(Space)
     # 1. instances, attributes, clients (nothing is sent), timers, then the fields
     entities = apply_states(rt, states, trusted=True)
+    t1 = time.perf_counter()
+    _enter_spaces(rt, states, entities)  # 2. spaces: AOI rebuilt in bulk
+    t2 = time.perf_counter()
+    rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
+    rt.services.restore_pending(state.get("service_calls", []))
+    rt.deployment_ready = bool(state.get("ready"))
+    for entity in entities:  # 3. hooks last, with everything in place
+        entity.run_hook("on_restored")
+    logger.info(
+        "game%d restored %d entities: instances %.0f ms, spaces and AOI %.0f ms, hooks %.0f ms",
+        rt.game_id, len(entities), (t1 - t0) * 1000, (t2 - t1) * 1000,
+        (time.perf_counter() - t2) * 1000,
+    )
+
+
+def _enter_spaces(rt: GameRuntime, states: list[EntityState], entities: list[Entity]) -> None:
+    """Every entity back into its space, quietly, each space's AOI rebuilt in one go; all
+    marked for a full position sync."""
     members: dict[Space, list[tuple[Entity, Vector3]]] = {}
-    for st, entity in zip(states, entities, strict=True):  # 2. spaces: AOI rebuilt in bulk
-        space = rt.entities.get(st.space_id) if st.space_id else None
+    get = rt.entities.get
+    for st, entity in zip(states, entities, strict=True):
+        space = get(st.space_id) if st.space_id else None
         if isinstance(space, Space) and not isinstance(entity, Space):
             members.setdefault(space, []).append((entity, entity.position))
     for space, entered in members.items():
@@ -154,12 +216,6 @@ def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
     for entity in entities:
         if entity.space is not None:
             entity.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
-    rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
-    rt.services.restore_pending(state.get("service_calls", []))
-    rt.deployment_ready = bool(state.get("ready"))
-    for entity in entities:  # 3. hooks last, with everything in place
-        entity.run_hook("on_restored")
-    logger.info("game%d restored %d entities", rt.game_id, len(entities))
 
 
 def run_freeze(

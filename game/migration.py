@@ -65,24 +65,28 @@ def apply_states(
     the remaining hooks.
     """
     built: list[Entity] = []
-    for st in states:
-        entity = rt.table.instantiate(rt, st.type_name, st.entity_id, st.attrs, trusted=trusted)
+    instantiate = rt.table.instantiate
+    restore_timers = rt.timers.restore
+    for st in states:  # a restore runs this for every entity of the game: kept lean
+        entity = instantiate(rt, st.type_name, st.entity_id, st.attrs, trusted=trusted)
         entity.yaw = st.yaw
-        entity.position = Vector3(*st.position)
+        entity.position = Vector3._make(st.position)
         entity.client_syncing = st.client_syncing
         if st.client is not None:
             client_id, gate_id, owner_id = st.client
             entity.client = GameClient(client_id, gate_id, owner_id or st.entity_id)
-        if isinstance(entity, Space) and st.aoi_distance:
+        if st.aoi_distance and isinstance(entity, Space):
             entity.restore_aoi(st.aoi_distance)
-        rt.timers.restore(entity, st.timers)
+        if st.timers:
+            restore_timers(entity, st.timers)
         built.append(entity)
     if before_fields is not None:
         for entity in built:
             before_fields(entity)
     lookup = rt.entities.get
     for st, entity in zip(states, built, strict=True):
-        st.load_fields(entity, lookup)
+        if st.fields:
+            st.load_fields(entity, lookup)
     return built
 
 

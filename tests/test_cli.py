@@ -214,6 +214,37 @@ def test_a_game_that_exits_without_a_freeze_file_is_a_failure_despite_an_old_res
     assert failure is not None and "game1 exited without writing" in failure
 
 
+FAKE_STANDBY = """
+import os, sys, time
+from pathlib import Path
+marker = Path(sys.argv[1])
+time.sleep(0.3)  # still importing
+marker.write_text(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+def test_the_freeze_waits_for_this_standby_not_the_marker_of_an_earlier_one(tmp_path: Path) -> None:
+    # The game running now was the standby of the previous reload: its marker is still there.
+    import cli
+    from goworld.config import load
+    from goworld.runctl import ProcFile
+
+    (tmp_path / "goworld.ini").write_text(ONE_EACH)
+    cluster = cli.Cluster(load(tmp_path / "goworld.ini", check_files=False))
+    proc = cli.Proc("game", 1, tmp_path / "game.log")
+    marker = cluster.file(proc, ProcFile.STANDBY)
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(str(os.getpid()))  # an earlier standby's pid
+    standby = subprocess.Popen([sys.executable, "-c", FAKE_STANDBY, str(marker)])
+    try:
+        assert cli._wait_standby(cluster, proc, standby.pid) is None
+        assert marker.read_text() == str(standby.pid)
+    finally:
+        standby.kill()
+        standby.wait()
+
+
 # ---- status and restart without a running cluster ----------------------------------------------
 
 ONE_EACH = "[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n"

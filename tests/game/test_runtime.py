@@ -1985,13 +1985,18 @@ async def test_a_freeze_file_of_another_format_version_is_refused(tmp_path: Any)
     state = freeze.snapshot(h.rt)
     good = tmp_path / "game1_freezed.dat"
     good.write_bytes(freeze.dumps(state))
-    assert freeze.load(good)["version"] == freeze.FORMAT_VERSION == 2
+    assert freeze.load(good)["version"] == freeze.FORMAT_VERSION == 3
     old = tmp_path / "old.dat"  # version 1: the layout before EntityState
     old.write_bytes(freeze.dumps({**state, "version": 1}))
-    with pytest.raises(freeze.FreezeError, match="freeze format version 1, this code reads version 2"):
+    with pytest.raises(freeze.FreezeError, match="freeze format version 1, this code reads version 3"):
         freeze.load(old)
     with pytest.raises(freeze.FreezeError, match="version 1"):
         freeze.restore(Harness(bare=True).rt, {**state, "version": 1})
+    # records are EntityState's fields in order: a file written with other fields is refused
+    other = tmp_path / "other.dat"
+    other.write_bytes(freeze.dumps({**state, "layout": (*freeze.LAYOUT, "mood")}))
+    with pytest.raises(freeze.FreezeError, match="entity records of .*'mood'"):
+        freeze.load(other)
 
 
 async def test_a_freeze_refuses_fields_that_cannot_be_saved() -> None:
@@ -2005,5 +2010,24 @@ async def test_a_freeze_refuses_fields_that_cannot_be_saved() -> None:
     assert "gen" in failed[0]
     # the freeze and a migration write the same record
     del a.gen
-    (rec,) = [r for r in freeze.snapshot(h.rt)["entities"] if r["I"] == a.id]
-    assert EntityState.from_plain(rec) == EntityState.capture(a)
+    (rec,) = [r for r in freeze.snapshot(h.rt)["entities"] if r[1] == a.id]
+    assert EntityState(*rec) == EntityState.capture(a)
+
+
+async def test_a_freeze_record_is_the_entity_state_capture_takes() -> None:
+    # record_of reads most entities directly (no own fields, not a space): the same values
+    h = Harness()
+    space = h.space(1, aoi=100)
+    walker = h.avatar(space, (10.5, 2.0, -3.25), client=new_client(2))
+    walker.yaw = 90.0
+    walker.set_client_syncing(True)
+    walker.attrs["bag"] = {"potion": 3, "coins": [1, 2, {"gold": 5}]}
+    walker.add_timer(5, "tick", "t")
+    walker.add_callback(7, "once")
+    loner = h.avatar()  # nil space, no client, no timer
+    own = h.avatar(space)
+    own.mood = ["fine"]  # an own field: through EntityState.capture
+    for entity in (walker, loner, own, space, h.nil):
+        assert entity is not None
+        assert EntityState(*freeze.record_of(entity)) == EntityState.capture(entity)
+    assert freeze.record_of(walker)[8] and freeze.record_of(own)[9]

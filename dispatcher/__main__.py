@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share
         # it with the first (and half the games would join the wrong cluster). Refuse instead.
         server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
-        servicer = DispatcherServicer(service, verifier)
+        servicer = DispatcherServicer(
+            service, verifier, flush_interval=dcfg.link_flush_interval_ms / 1000
+        )
         cluster_pb2_grpc.add_DispatcherServicer_to_server(servicer, server)
         addr = str(dcfg.listen_addr)
         try:

@@ -64,9 +64,16 @@ class StreamPeer:
 
 
 class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
-    def __init__(self, service: DispatcherService, verifier: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        service: DispatcherService,
+        verifier: TokenVerifier | None = None,
+        *,
+        flush_interval: float = 0.0,
+    ) -> None:
         self.service = service
         self.verifier = verifier  # None: every stream is taken at its word (no secret)
+        self.flush_interval = flush_interval  # BatchWriter.min_interval of every peer's stream
         self.refused = 0  # streams refused by the authentication
 
     async def Connect(
@@ -86,7 +93,7 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             await self._check_hello(identity, hello, context)
         task = asyncio.current_task()
         assert task is not None
-        writer = BatchWriter(context.write)
+        writer = BatchWriter(context.write, self.flush_interval)
         service = self.service
         handle: Callable[[int, Envelope], None]
         heard: Callable[[int], None] | None = None  # a game's health: it sends something

@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 reconnect=True,  # GoWorld's gate quits; ours keeps its clients and comes back
                 auth=signer,
                 tls=cluster_tls,
+                flush_interval=gcfg.link_flush_interval_ms / 1000,
             )
             links[did].start()
         try:

@@ -62,6 +62,9 @@ Our additions (documented in the shipped ``goworld.ini``)
       game or gate that is behind (then messages for it are dropped and logged), and
       ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose
       calls wait for it paused at their gates (:mod:`dispatcher.service`).
+    * Every role's ``link_flush_interval_ms`` (default 2; 0 = every loop turn): a cluster
+      stream (a dispatcher's to each peer, a game's or gate's to each dispatcher) writes at
+      most once per interval, gathering what comes meanwhile (:mod:`goworld.cluster.streams`).
     * Dispatcher ``game_hang_timeout`` (default 3 s; 0 = never): a game that sends nothing
       that long is unhealthy and gets no new entities until it sends again;
       ``boot_wait_timeout`` (default 30 s): how long a new client waits for a healthy boot
@@ -179,6 +182,8 @@ class DispatcherConfig:
     game_hang_timeout: int = field(default=3, kw_only=True)  # seconds
     # ours: how long a new client waits for a healthy boot game before it is closed
     boot_wait_timeout: int = field(default=30, kw_only=True)  # seconds
+    # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
+    link_flush_interval_ms: int = field(default=2, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,8 @@ class GameConfig:
     client_rpc_max_strikes: int = field(default=20, kw_only=True)  # refused calls per window, then kick
     client_rpc_strike_window: int = field(default=10, kw_only=True)  # seconds
     client_rpc_max_clients: int = field(default=50_000, kw_only=True)  # clients tracked at once
+    # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
+    link_flush_interval_ms: int = field(default=2, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +248,8 @@ class GateConfig:
     partial_frame_budget: int = field(default=64 * 1024 * 1024, kw_only=True)  # bytes, per gate
     ws_max_message_size: int = field(default=256 * 1024, kw_only=True)  # bytes
     link_pause_backlog_bytes: int = field(default=4 * 1024 * 1024, kw_only=True)  # hold every client
+    # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
+    link_flush_interval_ms: int = field(default=2, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +478,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("dispatcher", "game_hang_timeout", _int(0), "3"),  # ours; 0 = never
     ("dispatcher", "boot_wait_timeout", _int(1), "30"),  # ours
+    ("dispatcher", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("game", "boot_entity", _text, "Boot"),
     ("game", "save_interval", _int(1), "300"),
     ("game", "log_file", _text, "game.log"),
@@ -488,6 +498,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "client_rpc_max_strikes", _int(0), "20"),
     ("game", "client_rpc_strike_window", _int(1), "10"),
     ("game", "client_rpc_max_clients", _int(1), "50000"),
+    ("game", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
     ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),
     ("gate", "log_file", _text, "gate.log"),
@@ -517,6 +528,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
     ("gate", "ws_max_message_size", _int(0), str(256 * 1024)),
     ("gate", "link_pause_backlog_bytes", _int(0), str(4 * 1024 * 1024)),  # ours; 0 = off
+    ("gate", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("supervisor", "enabled", _bool, "true"),  # ours, the whole section
     ("supervisor", "restart_backoff", _seconds(0.0), "1"),
     ("supervisor", "restart_backoff_max", _seconds(0.0), "60"),

@@ -66,8 +66,10 @@ class DispatcherLink:
         max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
         auth: TokenSigner | None = None,
         tls: ClusterTLS | None = None,
+        flush_interval: float = 0.0,
     ) -> None:
         self.dispatcher_id = dispatcher_id
+        self.flush_interval = flush_interval  # BatchWriter.min_interval (link_flush_interval_ms)
         self.address = address
         self._auth = auth  # None: no credentials (a dispatcher without a secret)
         self._tls = tls  # None: plaintext gRPC
@@ -169,7 +171,7 @@ class DispatcherLink:
                 raise ConnectionError(
                     f"refused: {(await call.code()).name}: {await call.details()}"
                 )
-            writer = BatchWriter(call.write)
+            writer = BatchWriter(call.write, self.flush_interval)
             writer.send(self._hello())
             for env in self._pending:
                 writer.send(env)

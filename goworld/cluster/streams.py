@@ -4,6 +4,12 @@
 loop iteration: ``send`` only appends and wakes the writer task, which swaps the queue out and
 awaits the write. While a write is in flight new envelopes accumulate, so under load batches
 grow by themselves and the per-item gRPC cost (~75 µs) is paid once per batch, not per message.
+With ``min_interval`` (the ini's ``link_flush_interval_ms``, 2 ms by default) a write that
+follows the previous one sooner waits for the rest of the interval, gathering what comes
+meanwhile: an idle stream writes at once, a busy one at most once per interval (GoWorld's
+connections wait a little before a flush too). Measured under GoWorld's bot at N=1000 on
+1+1+1: 2 ms saves ~5 % of the cluster's CPU per bot action (dispatcher ~6 %) for ~0.5 ms more
+latency; 10 ms saved ~12 % for ~8 ms.
 
 The writer counts the bytes it holds (queued and in flight, each envelope as its payload plus
 :data:`ENVELOPE_OVERHEAD`): :attr:`BatchWriter.backlog_bytes` is how far behind the peer is.
@@ -40,10 +46,13 @@ class BatchWriter:
 
     __slots__ = (
         "_queue", "_wakeup", "_closed", "_write", "batches_sent", "messages_sent", "backlog_bytes",
-        "_queued_bytes", "bytes_sent",
+        "_queued_bytes", "bytes_sent", "min_interval",
     )
 
-    def __init__(self, write: Callable[[Batch], Awaitable[object]]) -> None:
+    def __init__(
+        self, write: Callable[[Batch], Awaitable[object]], min_interval: float = 0.0
+    ) -> None:
+        self.min_interval = min_interval  # seconds from one write to the next, at least
         self._queue: list[Envelope] = []
         self._wakeup = asyncio.Event()
         self._closed = False
@@ -83,9 +92,17 @@ class BatchWriter:
 
     async def run(self) -> None:
         """Write batches until :meth:`close`; exceptions from the stream propagate."""
+        loop = asyncio.get_running_loop()
+        interval = self.min_interval
+        last = -interval
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            if interval and self._queue and not self._closed:
+                wait = last + interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # gather what comes meanwhile
+                last = loop.time()
             if self._queue:
                 messages, self._queue = self._queue, []
                 in_flight, self._queued_bytes = self._queued_bytes, 0

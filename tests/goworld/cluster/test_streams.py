@@ -40,6 +40,35 @@ async def test_backlog_counts_queued_and_in_flight_bytes_until_written() -> None
     await asyncio.wait_for(task, 1)
 
 
+async def _batches(min_interval: float) -> list[int]:
+    """Sizes of the batches written for one envelope, then 5 more sent a loop turn apart."""
+    written: list[int] = []
+
+    async def write(batch: Batch) -> None:
+        written.append(len(batch.messages))
+
+    writer = BatchWriter(write, min_interval)
+    task = asyncio.create_task(writer.run())
+    writer.send(env(1))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    first = list(written)
+    for _ in range(5):
+        writer.send(env(1))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    writer.close()
+    await asyncio.wait_for(task, 1)
+    assert first == [1]  # an idle stream writes at once, whatever the interval
+    return written
+
+
+@pytest.mark.asyncio
+async def test_min_interval_gathers_what_follows_a_write_into_one_batch() -> None:
+    assert await _batches(0.0) == [1, 1, 1, 1, 1, 1]  # every loop turn: a write
+    assert await _batches(0.05) == [1, 5]  # the five waited for the interval, then went together
+
+
 @pytest.mark.asyncio
 async def test_take_gives_back_the_queue_and_its_bytes() -> None:
     writer = BatchWriter(lambda batch: asyncio.sleep(0))

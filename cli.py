@@ -1105,9 +1105,15 @@ def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:
     type=click.Choice(["go", "python"]),
     help="Capacity scenarios: the load, GoWorld's Go bot (default) or our Python bot.",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1, max=20),
+    help="sidebyside: runs of each engine at each N (default 3; the table shows medians and "
+    "the spread).",
+)
 def bench_command(
     quick: bool, only: str | None, out_dir: Path, steps: str | None, window: float | None,
-    bot: str | None,
+    bot: str | None, repeat: int | None,
 ) -> None:
     """Measure the engine (capacity, routing, fan-out, memory, AOI, reload pause, codec) and
     write BENCHMARKS.md."""
@@ -1116,7 +1122,7 @@ def bench_command(
 
     try:
         names = runner.parse_only(only)
-        options = {"steps": _parse_steps(steps), "window": window, "bot": bot}
+        options = {"steps": _parse_steps(steps), "window": window, "bot": bot, "repeat": repeat}
         runner.check_options(names, options)
     except BenchError as exc:
         click.echo(f"goworld: {exc}", err=True)

@@ -113,3 +113,35 @@ def test_mongo_java_server_answers_getnonce(tmp_path: Path) -> None:
             assert isinstance(nonce, str) and len(nonce) == 16 and int(nonce, 16) >= 0
             client.admin.command("ping")  # the connection is still good
     assert server.proc.poll() is not None  # stopped
+
+
+def _fake_run(engine: str, things: int, avg_ms: float, game_cpu: float, *, rc: int = 0,
+              reason: str = "") -> sidebyside.Run:
+    r = sidebyside.Run(engine, 100, 40, rc=rc, connected=100, things=things, avg_ms=avg_ms,
+                       max_ms=2 * avg_ms, seconds=41.0, reason=reason)
+    r.cpu_s = {"dispatcher": things / 1000, "game": game_cpu, "gate": things / 1000}
+    r.peak_rss_mb = {"dispatcher": 50.0, "game": 60.0 + avg_ms, "gate": 55.0}
+    return r
+
+
+def test_repeated_runs_are_reported_as_medians_with_their_spread() -> None:
+    runs = [
+        _fake_run("python", 1000, 10.0, 1.0),  # game: 1.0 s per 1k things
+        _fake_run("python", 2000, 30.0, 6.0),  # 3.0
+        _fake_run("python", 1500, 20.0, 3.0),  # 2.0
+        _fake_run("python", 0, 0.0, 0.0, rc=1, reason="did not start"),  # left out of medians
+        _fake_run("go", 1000, 40.0, 2.0),
+    ]
+    m = sidebyside._median_run(runs[:4])
+    assert (m.runs, m.things, m.avg_ms, m.max_ms) == (3, 1500, 20.0, 60.0)
+    assert m.per_1k("game") == pytest.approx(2.0)
+    assert m.per_1k("total") == pytest.approx(4.0)
+    assert m.total_range == pytest.approx((3.0, 5.0)) and m.avg_range == (10.0, 30.0)
+    assert m.rc == 1 and m.reason == ""  # the failed run shows in the exit column and the notes
+    result = sidebyside._result(runs, {"steps": [100], "window": 40.0, "repeat": 4},
+                                quick=False, custom=True)
+    assert result.figures["100.python.cpu_per_1k.total"] == pytest.approx(4.0)
+    assert result.figures["100.ratio.cpu_per_1k.total"] == pytest.approx(4.0 / 4.0)
+    assert result.figures["100.ratio.avg_ms"] == pytest.approx(0.5)
+    assert "--repeat 4" in result.commands[0]
+    assert any("did not start" in note for note in result.notes)

@@ -1,9 +1,11 @@
-"""Side by side with GoWorld: the same Go bot load on our cluster and on GoWorld's own, one run.
+"""Side by side with GoWorld: the same Go bot load on our cluster and on GoWorld's own, in one run.
 
 For each N of a ramp (default 100, 300, 1000; ``--steps``), GoWorld's Go bot
-(``test_client -strict -N N -duration D``, D = ``--window``, default 40 s) runs once against our
-cluster (examples/test_game) and once against GoWorld's (its dispatcher, gate and test_game,
-built from ../shared/goworld-go by :mod:`goworld.bench.goworld_go`), ours first. Both are
+(``test_client -strict -N N -duration D``, D = ``--window``, default 40 s) runs ``--repeat``
+times (default 3) against our cluster (examples/test_game) and as often against GoWorld's (its
+dispatcher, gate and test_game, built from ../shared/goworld-go by
+:mod:`goworld.bench.goworld_go`), alternating, ours first; the table shows each engine's
+medians over its runs and the spread (min–max) of total CPU and average latency. Both are
 1 + 1 + 1 on loopback with the same goworld.ini from :func:`goworld.testing.write_ini` (free
 ports, ``position_sync_interval_ms = 100`` for game and gate, ``log_level = info``), both
 store entities and KVDB in MongoDB served by one mongo-java-server (a database per run), both
@@ -24,6 +26,7 @@ import contextlib
 import math
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,9 +40,9 @@ from goworld.bench.scenarios import _script
 from goworld.config import ClusterConfig
 
 TITLE = "Side by side with GoWorld (1 + 1 + 1 each, GoWorld's Go bot, MongoDB on mongo-java-server)"
-OPTIONS = ("steps", "window")
-FULL: dict[str, Any] = {"steps": [100, 300, 1000], "window": 40.0}
-QUICK: dict[str, Any] = {"steps": [5], "window": 8.0}
+OPTIONS = ("steps", "window", "repeat")
+FULL: dict[str, Any] = {"steps": [100, 300, 1000], "window": 40.0, "repeat": 3}
+QUICK: dict[str, Any] = {"steps": [5], "window": 8.0, "repeat": 1}
 #: The order of the runs at each N.
 ENGINES = ("python", "go")
 LABELS = {"python": "ours (Python)", "go": "GoWorld (Go)"}
@@ -71,6 +74,9 @@ class Run:
     other_load: float = math.nan  # other work's share of all cores during the run (0..1)
     reason: str = ""  # why the run failed; "" when it passed
     logs: str = ""
+    runs: int = 1  # the runs this one is the median of (_median_run)
+    total_range: tuple[float, float] = (math.nan, math.nan)  # total CPU s/1k things, min..max
+    avg_range: tuple[float, float] = (math.nan, math.nan)  # average thing latency ms, min..max
 
     def per_1k(self, role: str) -> float:
         if role == "total":
@@ -83,12 +89,15 @@ class Run:
         return sum(self.peak_rss_mb.get(r, math.nan) for r in ROLES)
 
 
-def run(quick: bool, steps: list[int] | None = None, window: float | None = None) -> Result:
+def run(quick: bool, steps: list[int] | None = None, window: float | None = None,
+        repeat: int | None = None) -> Result:
     plan: dict[str, Any] = dict(QUICK if quick else FULL)
     if steps:
         plan["steps"] = list(steps)
     if window:
         plan["window"] = window
+    if repeat:
+        plan["repeat"] = repeat
     duration = max(3, math.ceil(plan["window"]))
     try:
         bot = gobot.build_test_client()
@@ -100,16 +109,17 @@ def run(quick: bool, steps: list[int] | None = None, window: float | None = None
         tmp = Path(tmp_name)
         with mongo_java.running(tmp / "mongo-java-server.log") as mongo:
             for n in plan["steps"]:
-                for engine in ENGINES:
-                    busy = 0.0 if quick else _settle()
-                    r = _run(engine, n, duration, tmp, mongo, bot, servers)
-                    r.busy_before = busy
-                    _print_run(r)
-                    runs.append(r)
+                for rep in range(plan["repeat"]):  # alternating: drift hits both engines alike
+                    for engine in ENGINES:
+                        busy = 0.0 if quick else _settle()
+                        r = _run(engine, n, duration, tmp, mongo, bot, servers, rep)
+                        r.busy_before = busy
+                        _print_run(r)
+                        runs.append(r)
     if not any(r.things for r in runs):
         raise BenchError("no run completed a thing: " + "; ".join(
             f"{LABELS[r.engine]} N={r.n}: {r.reason}" for r in runs)[:2000])
-    return _result(runs, plan, quick, custom=bool(steps or window))
+    return _result(runs, plan, quick, custom=bool(steps or window or repeat))
 
 
 def _settle() -> float:
@@ -119,15 +129,15 @@ def _settle() -> float:
 
 
 def _run(engine: str, n: int, duration: int, tmp: Path, mongo: mongo_java.MongoJavaServer,
-         bot: Path, servers: dict[str, Path]) -> Run:
+         bot: Path, servers: dict[str, Path], rep: int = 0) -> Run:
     """Start the engine's cluster, run the bot against it, stop the cluster (whatever happens)."""
     from goworld import config as gwconfig
     from goworld.testing import ClusterRunner, write_ini
 
-    workdir = tmp / f"{engine}-N{n}"
+    workdir = tmp / f"{engine}-N{n}-{rep}"
     workdir.mkdir()
     result = Run(engine, n, duration)
-    backend = f"type = mongodb\nurl = {mongo.url}\ndb = bench_{engine}_{n}"
+    backend = f"type = mongodb\nurl = {mongo.url}\ndb = bench_{engine}_{n}_{rep}"
     ini_options: dict[str, Any] = {"dispatchers": 1, "games": 1, "gates": 1,
                                    "position_sync_interval_ms": 100, "storage": backend,
                                    "kvdb": backend + "\ncollection = __kv__"}
@@ -249,6 +259,42 @@ def _print_run(r: Run) -> None:
         print(f"    logs: {r.logs}", flush=True)
 
 
+def _median_run(runs: list[Run]) -> Run:
+    """One row for the runs of one engine at one N: the medians of the runs that passed (all
+    of them when none did), the worst exit status, the spread of total CPU and latency."""
+    ok = [r for r in runs if not r.reason] or runs
+    first = ok[0]
+    m = Run(first.engine, first.n, first.duration, runs=len(ok))
+    m.rc = next((r.rc for r in runs if r.rc != 0), 0)
+    m.connected = min(r.connected for r in ok)
+    m.things = round(statistics.median(r.things for r in ok))
+    m.avg_ms = statistics.median(r.avg_ms for r in ok)
+    m.max_ms = max(r.max_ms for r in ok)
+    m.errors = sum(r.errors for r in runs)
+    m.first_error = next((r.first_error for r in runs if r.first_error), "")
+    m.seconds = statistics.median(r.seconds for r in ok)
+    for key in {k for r in ok for k in r.cpu_s}:  # so that per_1k(key) is the median per 1k
+        per_1k = statistics.median(1000 * r.cpu_s.get(key, math.nan) / r.things
+                                   if r.things else math.nan for r in ok)
+        m.cpu_s[key] = per_1k * m.things / 1000
+    for role in ROLES:
+        m.peak_rss_mb[role] = statistics.median(r.peak_rss_mb.get(role, math.nan) for r in ok)
+    m.busy_before = max(r.busy_before for r in runs)
+    m.other_load = max(r.other_load for r in runs)
+    m.reason = "" if any(not r.reason for r in runs) else runs[0].reason
+    m.logs = next((r.logs for r in runs if r.logs), "")
+    totals = [r.per_1k("total") for r in ok]
+    m.total_range = (min(totals), max(totals))
+    latencies = [r.avg_ms for r in ok]
+    m.avg_range = (min(latencies), max(latencies))
+    return m
+
+
+def _span(span: tuple[float, float], digits: int) -> str:
+    low, high = span
+    return "" if math.isnan(low) else f"{low:.{digits}f}–{high:.{digits}f}"
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
@@ -266,16 +312,20 @@ def _exit_cell(r: Run) -> str:
 def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) -> Result:
     rows: list[list[Any]] = []
     figures: dict[str, float] = {}
-    by: dict[tuple[int, str], Run] = {(r.n, r.engine): r for r in runs}
+    groups: dict[tuple[int, str], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.n, r.engine), []).append(r)
+    by = {key: _median_run(group) for key, group in groups.items()}
     steps = [n for n in plan["steps"] if any(k[0] == n for k in by)]
     for n in steps:
         for engine in ENGINES:
-            r = by.get((n, engine))
-            if r is None:
+            if (n, engine) not in by:
                 continue
-            rows.append([n, LABELS[engine], _exit_cell(r), r.connected, r.things,
-                         round(r.avg_ms, 1), round(r.max_ms), *(r.per_1k(x) for x in ROLES),
-                         r.per_1k("total"), *(r.peak_rss_mb.get(x, math.nan) for x in ROLES),
+            r = by[(n, engine)]
+            rows.append([n, LABELS[engine], r.runs, _exit_cell(r), r.connected, r.things,
+                         round(r.avg_ms, 1), _span(r.avg_range, 1), round(r.max_ms),
+                         *(r.per_1k(x) for x in ROLES), r.per_1k("total"),
+                         _span(r.total_range, 2), *(r.peak_rss_mb.get(x, math.nan) for x in ROLES),
                          f"{100 * r.busy_before:.0f} / {100 * r.other_load:.0f}"])
             key = f"{n}.{engine}"
             figures.update({f"{key}.rc": float(r.rc if r.rc is not None else -9),
@@ -286,6 +336,10 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
                             f"{key}.other_load_pct": 100 * r.other_load,
                             f"{key}.busy_before_pct": 100 * r.busy_before,
                             f"{key}.cpu_per_1k.total": r.per_1k("total"),
+                            f"{key}.cpu_per_1k.total.min": r.total_range[0],
+                            f"{key}.cpu_per_1k.total.max": r.total_range[1],
+                            f"{key}.avg_ms.min": r.avg_range[0],
+                            f"{key}.avg_ms.max": r.avg_range[1], f"{key}.runs": float(r.runs),
                             f"{key}.rss_mb.total": r.total_rss_mb})
             for role in (*ROLES, *(k for k in r.cpu_s if k not in ROLES)):
                 figures[f"{key}.cpu_s.{role}"] = r.cpu_s.get(role, math.nan)
@@ -302,9 +356,9 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
                                            go.peak_rss_mb.get(x, math.nan)) for x in ROLES},
                   "rss_mb.total": _ratio(py.total_rss_mb, go.total_rss_mb)}
         figures.update({f"{n}.ratio.{k}": v for k, v in ratios.items()})
-        rows.append([n, "**Python/Go**", "", "", _x(ratios["things"]), _x(ratios["avg_ms"]),
-                     _x(ratios["max_ms"]), *(_x(ratios[f"cpu_per_1k.{x}"]) for x in ROLES),
-                     _x(ratios["cpu_per_1k.total"]),
+        rows.append([n, "**Python/Go**", "", "", "", _x(ratios["things"]), _x(ratios["avg_ms"]),
+                     "", _x(ratios["max_ms"]), *(_x(ratios[f"cpu_per_1k.{x}"]) for x in ROLES),
+                     _x(ratios["cpu_per_1k.total"]), "",
                      *(_x(ratios[f"rss_mb.{x}"]) for x in ROLES), ""])
     both = [n for n in steps if f"{n}.ratio.cpu_per_1k.total" in figures]
     if both:
@@ -323,8 +377,10 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
     if failed:
         summary += f" {len(failed)} of {len(runs)} runs failed (see the notes)."
     steps_arg = ",".join(str(n) for n in plan["steps"])
-    flags = f" --steps {steps_arg} --window {plan['window']:g}" if custom else ""
-    default = "" if custom else f"  (N = {steps_arg}, {plan['window']:g} s per run)"
+    flags = (f" --steps {steps_arg} --window {plan['window']:g} --repeat {plan['repeat']}"
+             if custom else "")
+    default = ("" if custom else
+               f"  (N = {steps_arg}, {plan['window']:g} s per run, {plan['repeat']} runs each)")
     notes = [
         "Both clusters: 1 dispatcher + 1 game + 1 gate on loopback, the same goworld.ini "
         "(goworld.testing.write_ini: free ports, position_sync_interval_ms = 100 for game and "
@@ -367,8 +423,9 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
         scenario="sidebyside",
         title="Side by side with GoWorld",
         commands=[f"goworld bench --only sidebyside{' --quick' if quick else ''}{flags}{default}"],
-        columns=["N", "engine", "bot exit", "connected", "things", "avg ms", "max ms",
-                 *(f"{x} CPU s/1k things" for x in ROLES), "total CPU s/1k things",
+        columns=["N", "engine", "runs", "bot exit", "connected", "things", "avg ms",
+                 "avg ms range", "max ms", *(f"{x} CPU s/1k things" for x in ROLES),
+                 "total CPU s/1k things", "total range",
                  *(f"{x} peak RSS MB" for x in ROLES), "load before / other during %"],
         rows=rows,
         figures=figures,

@@ -145,3 +145,19 @@ def test_repeated_runs_are_reported_as_medians_with_their_spread() -> None:
     assert result.figures["100.ratio.avg_ms"] == pytest.approx(0.5)
     assert "--repeat 4" in result.commands[0]
     assert any("did not start" in note for note in result.notes)
+
+
+def test_memory_per_client_is_the_rss_growth_between_the_smallest_and_largest_n() -> None:
+    def at(engine: str, n: int, rss: float) -> sidebyside.Run:
+        r = _fake_run(engine, 1000, 10.0, 1.0)
+        r.n = n
+        r.peak_rss_mb = {"dispatcher": rss, "game": rss, "gate": rss}
+        return r
+
+    runs = [at("python", 100, 50), at("go", 100, 10), at("python", 1100, 51), at("go", 1100, 20)]
+    result = sidebyside._result(runs, {"steps": [100, 1100], "window": 40.0, "repeat": 1},
+                                quick=False, custom=True)
+    assert result.figures["python.rss_kb_per_client"] == pytest.approx(3 * 1024 / 1000)
+    assert result.figures["go.rss_kb_per_client"] == pytest.approx(30 * 1024 / 1000)
+    assert result.figures["ratio.rss_kb_per_client"] == pytest.approx(0.1)
+    assert "Memory per connected client" in result.summary

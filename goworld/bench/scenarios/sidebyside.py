@@ -290,6 +290,20 @@ def _median_run(runs: list[Run]) -> Run:
     return m
 
 
+def _rss_per_client(by: dict[tuple[int, str], Run], steps: list[int]) -> dict[str, float]:
+    """KB of peak RSS (the three processes) each client adds, from the smallest N where both
+    engines ran to the largest: what a connected client costs beyond the fixed footprint."""
+    if len(steps) < 2:
+        return {}
+    low, high = steps[0], steps[-1]
+    out = {f"{engine}.rss_kb_per_client": 1024 * (by[(high, engine)].total_rss_mb
+                                                  - by[(low, engine)].total_rss_mb) / (high - low)
+           for engine in ENGINES}
+    out["ratio.rss_kb_per_client"] = _ratio(out["python.rss_kb_per_client"],
+                                            out["go.rss_kb_per_client"])
+    return out
+
+
 def _span(span: tuple[float, float], digits: int) -> str:
     low, high = span
     return "" if math.isnan(low) else f"{low:.{digits}f}–{high:.{digits}f}"
@@ -373,6 +387,15 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
         )
     else:
         summary = "No N where both engines ran: no ratio."
+    per_client = _rss_per_client(by, both)
+    if per_client:
+        figures.update(per_client)
+        summary += (
+            f" Memory per connected client (peak RSS growth of the three processes from N={both[0]}"
+            f" to N={both[-1]}): ours {per_client['python.rss_kb_per_client']:.1f} KB, GoWorld's "
+            f"{per_client['go.rss_kb_per_client']:.1f} KB "
+            f"({_x(per_client['ratio.rss_kb_per_client'])})."
+        )
     failed = [r for r in runs if r.reason]
     if failed:
         summary += f" {len(failed)} of {len(runs)} runs failed (see the notes)."

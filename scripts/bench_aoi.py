@@ -1,7 +1,7 @@
 """AOI figures for goworld.entity.aoi (not a test; prints figures).
 
 Usage: .venv/bin/python scripts/bench_aoi.py [--entities 10000] [--neighbours 20] [--seed 1]
-                                              [--quick] [--cells] [--json FILE]
+                                              [--quick] [--cells] [--pure] [--json FILE]
 
 One space with D = 100 and N entities spread uniformly over a square whose side gives
 about ``--neighbours`` neighbours each (the mean is measured and printed). Then ticks of
@@ -15,7 +15,8 @@ Then the brute-force reference on a smaller space (1k entities, same density): b
 the same moves, and the script checks that every move gives the same (enter, leave) sets
 and the same neighbour sets, and prints both costs. ``--cells`` also times a plain grid
 (two-sided tests everywhere, any cell size) at D/2, D and 2D, to justify cell size = D.
-``--json FILE`` also writes the figures as JSON.
+``--pure`` times GridAOI run from its source even when the mypyc extension is built (the
+first line says which one runs). ``--json FILE`` also writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -31,14 +32,20 @@ import pstats
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from goworld.entity.aoi import AOIManager, BruteForceAOI, GridAOI
+from goworld.entity import aoi as aoi_module
+from goworld.entity.aoi import AOIManager, BruteForceAOI, GridAOI, pure_grid
 
 D = 100.0
 STEP = 5.0
+Grid: type[GridAOI[Any]] = GridAOI  # --pure: pure_grid().GridAOI
+
+
+def grid_kind() -> str:
+    return "mypyc-compiled" if Grid is GridAOI and aoi_module.COMPILED else "pure Python"
 
 
 class Ent:
@@ -136,10 +143,10 @@ def bench_grid(n: int, neighbours: float, seed: int, quick: bool) -> dict[str, A
     rng = random.Random(seed)
     side = side_for(n, neighbours)
     t0 = time.perf_counter()
-    aoi, counter, ents, pos = populate(lambda a, b: GridAOI(D, a, b), n, side, rng)
+    aoi, counter, ents, pos = populate(lambda a, b: Grid(D, a, b), n, side, rng)
     t_enter = time.perf_counter() - t0
     mean = mean_neighbours(aoi, ents)
-    print(f"GridAOI: {n} entities, D={D:g}, square {side:.0f} x {side:.0f}")
+    print(f"GridAOI ({grid_kind()}): {n} entities, D={D:g}, square {side:.0f} x {side:.0f}")
     print(
         f"  enter all: {t_enter * 1e3:.1f} ms ({t_enter / n * 1e6:.2f} us/enter), "
         f"mean neighbours {mean:.1f}"
@@ -237,7 +244,7 @@ def bench_reference(n: int, neighbours: float, seed: int, quick: bool) -> dict[s
     ents = [Ent(i) for i in range(n)]
     pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(n)]
     rec_g, rec_b = Recorder(), Recorder()
-    grid: GridAOI[Ent] = GridAOI(D, rec_g.on_enter, rec_g.on_leave)
+    grid: GridAOI[Ent] = Grid(D, rec_g.on_enter, rec_g.on_leave)
     brute: BruteForceAOI[Ent] = BruteForceAOI(D, rec_b.on_enter, rec_b.on_leave)
     for e, (x, z) in zip(ents, pos, strict=True):
         grid.enter(e, x, z)
@@ -317,6 +324,9 @@ class PlainGrid:
     def leave(self, obj: Ent) -> None:
         raise NotImplementedError
 
+    def enter_many(self, items: Iterable[tuple[Ent, float, float]]) -> None:
+        raise NotImplementedError
+
     def moved(self, obj: Ent, x: float, z: float) -> None:
         _, _, old_key = self.pos[obj]
         key = (int(x // self.cs), int(z // self.cs))
@@ -354,7 +364,7 @@ def bench_cells(n: int, neighbours: float, seed: int, quick: bool) -> list[dict[
     print(f"Cell size ({n} entities, 1000 walking moves per tick, the same moves for each "
           f"variant, interleaved; median of {ticks} ticks):")
     variants: list[tuple[str, Factory]] = [
-        ("GridAOI (cell D, one-sided tests)", lambda a, b: GridAOI(D, a, b)),
+        ("GridAOI (cell D, one-sided tests)", lambda a, b: Grid(D, a, b)),
     ]
     for f in (0.5, 1.0, 2.0):
         variants.append((f"plain grid, cell {f:g}D", plain_grid(f * D)))
@@ -393,13 +403,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer ticks (a smoke run)")
     ap.add_argument("--cells", action="store_true", help="also compare cell sizes")
+    ap.add_argument("--pure", action="store_true",
+                    help="time GridAOI from its source even if the extension is built")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
+    global Grid
+    if args.pure:
+        Grid = pure_grid().GridAOI
     load_start = os.getloadavg()[0]
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
           f"load average {load_start:.2f} (other processes skew the figures)")
     figures: dict[str, Any] = {
         "python": platform.python_version(), "cores": os.cpu_count(), "quick": args.quick,
+        "implementation": grid_kind(),
         "grid": bench_grid(args.entities, args.neighbours, args.seed, args.quick),
         "reference": bench_reference(1000, args.neighbours, args.seed, args.quick),
     }

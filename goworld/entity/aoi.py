@@ -44,13 +44,26 @@ Implementations
     :class:`BruteForceAOI`
         Compares the mover with everybody using :func:`within` (the exact test by
         difference); O(n) per operation, self-contained, obviously right: the oracle.
-    :class:`GridAOI`
+    :class:`GridAOI` (module :mod:`goworld.entity.aoi_grid`)
         A uniform grid of ``D x D`` cells, ``dict`` from ``(x // D, z // D)`` to a cell that
-        holds two dicts, object -> x and object -> z. Every neighbour lies in the 3x3 block
-        of cells around an object. ``enter`` and a move to another cell rebuild the set from
-        that block and diff it (one C-level dict comparison says "unchanged"); a move inside
-        the same cell (most walking moves) only re-tests the 8 surrounding cells against the
-        current set and builds nothing unless a pair changes.
+        lists its objects' entries (object, x, z and the bounds ``x +- D``, ``z +- D``) in
+        the order they came into the cell. Every neighbour lies in the 3x3 block of cells
+        around an object. ``enter`` and a move to another cell rebuild the set from that
+        block and diff it (one C-level dict comparison says "unchanged"); a move inside the
+        same cell (most walking moves) only looks at the 8 surrounding cells, and since the
+        set was exact for the previous position, an object there changes side iff it lies
+        between the previous bound and the new one: no dict is touched unless a pair
+        changes.
+
+Compiled or not
+    ``aoi_grid.py`` is plain typed Python; the build (``setup.py``, run by ``pip install -e``
+    and so by ``scripts/setup``) also compiles it with mypyc into an extension next to it,
+    unless ``GOWORLD_NO_MYPYC=1`` or there is no C compiler. This module imports the
+    extension when it is there and not older than the source (else the source, with a
+    warning on the ``goworld.game`` logger if it was stale): :data:`COMPILED` says which.
+    Both give the same events in the same order (tests/goworld/entity/test_aoi.py runs
+    both, and checks the order against the first version of the grid). Compiled, a walking
+    move costs ~2 us instead of ~7 us (docs/bench/BENCHMARKS.md "AOI").
 
 Why the cell size is exactly ``D``
     * Each cell is the half-open ``[i*D, (i+1)*D)`` and ``x // D`` is the exact floor, so
@@ -64,15 +77,18 @@ Why the cell size is exactly ``D``
       the exact real-number test.
     * Each cell caches its 8 neighbouring cells (``ring``), so a move does no dict lookup
       for them. Cells are therefore kept when they empty; once there are more than
-      ``4 * len(self) + SWEEP_SLACK`` cells, the empty ones are dropped and the rings
+      ``4 * len(self) + sweep_slack`` cells, the empty ones are dropped and the rings
       rebuilt lazily, so memory follows the objects and not where they have been.
     * Measured (``scripts/bench_aoi.py --cells``: 10k objects, ~20 neighbours each, the same
-      walking moves interleaved): a plain grid testing every candidate on both axes costs
-      ~17 us per move with cells of ``D``, ~22 us with ``D/2`` and ~26 us with ``2D``; this
-      grid ~9 us on the same (loaded) run. A ``D/2`` version of this grid (5x5 cells, the
-      inner 3x3 free, 16 outer cells tested) was 15-30% slower than ``D``: the extra loops
-      cost more than the candidates they save. Replacing the membership lookups of a
-      move inside a cell by a comparison against the previous bounds gained nothing.
+      walking moves interleaved) with the first, dict-based version of this grid: a plain
+      grid testing every candidate on both axes costs ~17 us per move with cells of ``D``,
+      ~22 us with ``D/2`` and ~26 us with ``2D``; this grid ~9 us on the same (loaded) run.
+      A ``D/2`` version of this grid (5x5 cells, the inner 3x3 free, 16 outer cells tested)
+      was 15-30% slower than ``D``: the extra loops cost more than the candidates they save.
+    * Sorted per-cell coordinates, so that ``bisect`` finds the objects between the two
+      bounds of a move, were measured too (pure Python, 10k objects, 1k walking moves):
+      ~9.5 ms per tick against ~7 ms for the scan they replace. With ~5 objects per cell,
+      two C calls per cell edge and keeping the lists sorted cost more than the scan.
     * Around ``|x| = 2**48 * D`` float floor division stops being exact, so coordinates
       beyond are clamped into one edge cell per side (clamping the cell index never puts two
       neighbours more than one cell apart), where everything is tested on both axes:
@@ -81,26 +97,91 @@ Why the cell size is exactly ``D``
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import logging
 import math
 import sys
 from collections.abc import Callable, Hashable, Iterable, KeysView
 from collections.abc import Set as AbstractSet
 from fractions import Fraction
-from typing import Any, Generic, Protocol, TypeVar
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-__all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "GridAOI", "within"]
+from goworld.entity import aoi_grid as _loaded_grid
+
+__all__ = ["AOICallback", "AOIManager", "BruteForceAOI", "COMPILED", "GridAOI", "pure_grid",
+           "within"]
 
 T = TypeVar("T", bound=Hashable)
 
 AOICallback = Callable[[T, T], None]
 """``on_enter(a, b)`` / ``on_leave(a, b)``: ``a`` is the object that entered, moved or left."""
 
-_INF = math.inf
-_MAX = sys.float_info.max
-# Cell indices stay exact for -2**48 * D <= x < 2**48 * D (float floor division is exact
-# below 2**50): cells -2**48 .. 2**48 - 1. Beyond, coordinates go to cell 2**48 or
-# -2**48 - 1, which only they reach.
-_CLAMP = 2.0**48
+
+def _is_extension(module: ModuleType) -> bool:
+    return str(getattr(module, "__file__", "")).endswith(
+        tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    )
+
+
+_pure: ModuleType | None = None
+
+
+def pure_grid() -> ModuleType:
+    """:mod:`goworld.entity.aoi_grid` run from its source, never compiled (tests, benches).
+
+    When the extension is not in use this is the module :class:`GridAOI` comes from;
+    otherwise the source is loaded once more under the name ``goworld.entity.aoi_grid_py``.
+    """
+    global _pure
+    if _pure is None:
+        if not _is_extension(_loaded_grid):
+            _pure = _loaded_grid
+        else:
+            name = "goworld.entity.aoi_grid_py"
+            spec = importlib.util.spec_from_file_location(
+                name, Path(__file__).with_name("aoi_grid.py")
+            )
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            _pure = module
+    return _pure
+
+
+def _choose(loaded: ModuleType) -> ModuleType:
+    """``loaded`` if it is source, or an extension not older than its source; else the source."""
+    if not _is_extension(loaded):
+        return loaded
+    built = Path(str(loaded.__file__))
+    source = built.with_name("aoi_grid.py")
+    try:
+        stale = source.stat().st_mtime > built.stat().st_mtime
+    except OSError:  # no source next to it (an installed wheel): the build is the code
+        return loaded
+    if not stale:
+        return loaded
+    logging.getLogger("goworld.game").warning(
+        "%s is older than %s: using the source, uncompiled (pip install -e . rebuilds it)",
+        built.name, source.name,
+    )
+    return pure_grid()
+
+
+if TYPE_CHECKING:
+    from goworld.entity.aoi_grid import GridAOI, _add_down, _add_up, _coords
+else:
+    _grid = _choose(_loaded_grid)
+    GridAOI = _grid.GridAOI
+    _add_down = _grid._add_down
+    _add_up = _grid._add_up
+    _coords = _grid._coords
+
+COMPILED: bool = _is_extension(sys.modules[GridAOI.__module__])
+"""Whether :class:`GridAOI` is the mypyc-compiled one."""
 
 
 class AOIManager(Protocol[T]):
@@ -146,35 +227,6 @@ def within(a: float, b: float, distance: float) -> bool:
     return False  # outside, or overflowed to an infinity (the real one is outside too)
 
 
-def _add_down(a: float, b: float) -> float:
-    """The largest float <= a + b (the real sum), for finite a and b > 0."""
-    s = a + b
-    if s == _INF:  # the real sum is above the largest float
-        return _MAX
-    # TwoSum: the real sum is exactly s + err.
-    bv = s - a
-    av = s - bv
-    err = (a - av) + (b - bv)
-    return math.nextafter(s, -_INF) if err < 0.0 else s
-
-
-def _add_up(a: float, b: float) -> float:
-    """The smallest float >= a + b (the real sum), for finite a and b < 0."""
-    return -_add_down(-a, -b)
-
-
-def _coords(x: float, z: float) -> tuple[float, float]:
-    """Both coordinates as finite floats, or ValueError."""
-    try:
-        fx = float(x)
-        fz = float(z)
-    except OverflowError:
-        raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})") from None
-    if not (math.isfinite(fx) and math.isfinite(fz)):
-        raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})")
-    return fx, fz
-
-
 class _AOIBase(Generic[T]):
     """The distance, the callbacks and the neighbour sets (obj -> dict used as a set)."""
 
@@ -184,7 +236,7 @@ class _AOIBase(Generic[T]):
         self, distance: float, on_enter: AOICallback[T], on_leave: AOICallback[T]
     ) -> None:
         d = float(distance)
-        if not 0.0 < d < _INF:
+        if not 0.0 < d < math.inf:
             raise ValueError(f"AOI distance must be finite and > 0, got {distance!r}")
         self._distance = d
         self._on_enter = on_enter
@@ -299,434 +351,3 @@ class BruteForceAOI(_AOIBase[T]):
             self._on_leave(obj, b)
         for b in came:
             self._on_enter(obj, b)
-
-
-class _Cell(Generic[T]):
-    """One ``D x D`` cell of a :class:`GridAOI`."""
-
-    __slots__ = ("cx", "cz", "exact", "xs", "zs", "ring")
-
-    def __init__(self, cx: float, cz: float, exact: bool) -> None:
-        self.cx = cx
-        self.cz = cz
-        # Not a clamped edge cell: membership proves where the coordinates are.
-        self.exact = exact
-        self.xs: dict[T, float] = {}  # obj -> x
-        self.zs: dict[T, float] = {}  # obj -> z, same keys
-        # The 8 neighbouring cells: below, above, left, right, then the corners left-below,
-        # left-above, right-below, right-above. Built on first use, forgotten by a sweep.
-        self.ring: tuple[_Cell[T], ...] | None = None
-
-
-_NO_NBRS: dict[Any, None] = {}  # placeholder while GridAOI.enter_many places everybody
-
-
-class _Entry(Generic[T]):
-    """Where one object of a :class:`GridAOI` is."""
-
-    __slots__ = ("x", "z", "cell", "nbrs")
-
-    def __init__(self, x: float, z: float, cell: _Cell[T], nbrs: dict[T, None]) -> None:
-        self.x = x
-        self.z = z
-        self.cell = cell
-        self.nbrs = nbrs  # the same dict as GridAOI._nbrs[obj]
-
-
-class GridAOI(_AOIBase[T]):
-    """A uniform grid of ``D x D`` cells (see the module docstring)."""
-
-    __slots__ = ("_cells", "_entries", "_lim")
-
-    #: Empty cells are dropped once there are more than ``4 * len(self) + SWEEP_SLACK``.
-    SWEEP_SLACK = 1024
-
-    def __init__(
-        self, distance: float, on_enter: AOICallback[T], on_leave: AOICallback[T]
-    ) -> None:
-        super().__init__(distance, on_enter, on_leave)
-        self._cells: dict[tuple[float, float], _Cell[T]] = {}
-        self._entries: dict[T, _Entry[T]] = {}
-        # |x| < _lim keeps x // D exact; inf when D is so large that it always is.
-        self._lim = self._distance * _CLAMP
-
-    # -- cells ---------------------------------------------------------------------------
-
-    def _clamped(self, x: float, z: float) -> tuple[float, float]:
-        """The cell of (x, z) when one is beyond the clamp (or not finite: ValueError)."""
-        x, z = _coords(x, z)
-        d = self._distance
-        lim = self._lim
-        # This clamps the cell index (to -2**48 - 1 .. 2**48), so it never moves two cells
-        # apart. The fast paths test -lim < x < lim: also false for NaN and infinities.
-        cx = x // d if -lim <= x < lim else (_CLAMP if x > 0.0 else -_CLAMP - 1.0)
-        cz = z // d if -lim <= z < lim else (_CLAMP if z > 0.0 else -_CLAMP - 1.0)
-        return cx, cz
-
-    def _cell(self, cx: float, cz: float) -> _Cell[T]:
-        """The cell (cx, cz), created if needed."""
-        cell = self._cells.get((cx, cz))
-        if cell is None:
-            cell = _Cell(cx, cz, -_CLAMP <= cx < _CLAMP and -_CLAMP <= cz < _CLAMP)
-            self._cells[(cx, cz)] = cell
-        return cell
-
-    def _place(self, obj: T, x: float, z: float) -> _Cell[T]:
-        """Put ``obj`` (finite x, z) into its cell; returns the cell."""
-        lim = self._lim
-        if -lim < x < lim and -lim < z < lim:
-            d = self._distance
-            cell = self._cell(x // d, z // d)
-        else:
-            cell = self._cell(*self._clamped(x, z))
-        cell.xs[obj] = x
-        cell.zs[obj] = z
-        return cell
-
-    def _link(self, cell: _Cell[T]) -> tuple[_Cell[T], ...]:
-        """Build ``cell.ring``. ``cell`` holds an object, so a sweep here keeps it."""
-        if len(self._cells) > 4 * len(self._entries) + self.SWEEP_SLACK:
-            self._sweep()
-        cx = cell.cx
-        cz = cell.cz
-        get = self._cell
-        ring = (
-            get(cx, cz - 1.0),
-            get(cx, cz + 1.0),
-            get(cx - 1.0, cz),
-            get(cx + 1.0, cz),
-            get(cx - 1.0, cz - 1.0),
-            get(cx - 1.0, cz + 1.0),
-            get(cx + 1.0, cz - 1.0),
-            get(cx + 1.0, cz + 1.0),
-        )
-        cell.ring = ring
-        return ring
-
-    def _sweep(self) -> None:
-        """Drop the empty cells; forget every ring (it may point at a dropped cell)."""
-        kept = {}
-        for key, cell in self._cells.items():
-            cell.ring = None
-            if cell.xs:
-                kept[key] = cell
-        self._cells = kept
-
-    def _bounds(self, x: float, z: float) -> tuple[float, float, float, float]:
-        """``xlo, xhi, zlo, zhi``: a float v has ``|v - x| <= D`` iff ``xlo <= v <= xhi``."""
-        d = self._distance
-        nd = -d
-        xhi = x + d
-        if xhi - x != d or xhi - d != x:  # inexact (one of the two is exact: Fast2Sum)
-            xhi = _add_down(x, d)
-        xlo = x + nd
-        if xlo - x != nd or xlo - nd != x:
-            xlo = _add_up(x, nd)
-        zhi = z + d
-        if zhi - z != d or zhi - d != z:
-            zhi = _add_down(z, d)
-        zlo = z + nd
-        if zlo - z != nd or zlo - nd != z:
-            zlo = _add_up(z, nd)
-        return xlo, xhi, zlo, zhi
-
-    def _scan(self, obj: T, x: float, z: float, cell: _Cell[T]) -> dict[T, None]:
-        """The neighbours of ``obj``, which is already in ``cell`` at (x, z)."""
-        ring = cell.ring
-        if ring is None:
-            ring = self._link(cell)
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
-        new: dict[T, None]
-        if not cell.exact:  # a clamped edge cell: test everybody, both sides
-            new = {}
-            for c in (cell, *ring):
-                zs = c.zs
-                for o, ox in c.xs.items():
-                    if xlo <= ox <= xhi and zlo <= zs[o] <= zhi:
-                        new[o] = None
-            del new[obj]
-            return new
-
-        new = dict.fromkeys(cell.xs)  # own cell: all in
-        del new[obj]
-        below, above, left, right, lb, la, rb, ra = ring
-        for o, oz in below.zs.items():
-            if oz >= zlo:
-                new[o] = None
-        for o, oz in above.zs.items():
-            if oz <= zhi:
-                new[o] = None
-        for o, ox in left.xs.items():
-            if ox >= xlo:
-                new[o] = None
-        for o, ox in right.xs.items():
-            if ox <= xhi:
-                new[o] = None
-        zs = lb.zs
-        for o, ox in lb.xs.items():
-            if ox >= xlo and zs[o] >= zlo:
-                new[o] = None
-        zs = la.zs
-        for o, ox in la.xs.items():
-            if ox >= xlo and zs[o] <= zhi:
-                new[o] = None
-        zs = rb.zs
-        for o, ox in rb.xs.items():
-            if ox <= xhi and zs[o] >= zlo:
-                new[o] = None
-        zs = ra.zs
-        for o, ox in ra.xs.items():
-            if ox <= xhi and zs[o] <= zhi:
-                new[o] = None
-        return new
-
-    def _step(self, obj: T, x: float, z: float, cell: _Cell[T], old: dict[T, None]) -> None:
-        """``obj`` moved inside its own exact ``cell``, whose members all stay neighbours.
-
-        Only the objects of the 8 ring cells can change side: test them against ``old``
-        (the current set) directly, building nothing unless a pair changes.
-        """
-        ring = cell.ring
-        if ring is None:
-            ring = self._link(cell)
-        xlo, xhi, zlo, zhi = self._bounds(x, z)
-        below, above, left, right, lb, la, rb, ra = ring
-        gone: list[T] = []
-        came: list[T] = []
-        for o, oz in below.zs.items():
-            if oz >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, oz in above.zs.items():
-            if oz <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, ox in left.xs.items():
-            if ox >= xlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        for o, ox in right.xs.items():
-            if ox <= xhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        zs = lb.zs
-        for o, ox in lb.xs.items():
-            if ox >= xlo and zs[o] >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        zs = la.zs
-        for o, ox in la.xs.items():
-            if ox >= xlo and zs[o] <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        zs = rb.zs
-        for o, ox in rb.xs.items():
-            if ox <= xhi and zs[o] >= zlo:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        zs = ra.zs
-        for o, ox in ra.xs.items():
-            if ox <= xhi and zs[o] <= zhi:
-                if o not in old:
-                    came.append(o)
-            elif o in old:
-                gone.append(o)
-        if gone or came:
-            self._apply(obj, old, gone, came)
-
-    # -- events --------------------------------------------------------------------------
-
-    def _diff(self, obj: T, old: dict[T, None], new: dict[T, None]) -> None:
-        """``obj``'s set goes from ``old`` (live) to ``new`` (scratch, known to differ)."""
-        # Usually one pair changes: find the likely side first, the other only if needed.
-        gone: list[T]
-        came: list[T]
-        if len(new) > len(old):
-            came = [b for b in new if b not in old]
-            kept = len(new) - len(came)
-            gone = [b for b in old if b not in new] if kept != len(old) else []
-        else:
-            gone = [b for b in old if b not in new]
-            kept = len(old) - len(gone)
-            came = [b for b in new if b not in old] if kept != len(new) else []
-        self._apply(obj, old, gone, came)
-
-    def _apply(self, obj: T, old: dict[T, None], gone: list[T], came: list[T]) -> None:
-        """Update both sides of every changed pair, then fire leaves, then enters."""
-        nbrs = self._nbrs
-        for b in gone:
-            del old[b]
-            del nbrs[b][obj]
-        for b in came:
-            old[b] = None
-            nbrs[b][obj] = None
-        on_leave = self._on_leave
-        for b in gone:
-            on_leave(obj, b)
-        on_enter = self._on_enter
-        for b in came:
-            on_enter(obj, b)
-
-    # -- the interface -------------------------------------------------------------------
-
-    def enter(self, obj: T, x: float, z: float) -> None:
-        """Add ``obj`` at (x, z); ValueError if it is already in or on a bad coordinate."""
-        if obj in self._entries:
-            raise ValueError(f"{obj!r} is already in this AOI")
-        x, z = _coords(x, z)
-        cell = self._place(obj, x, z)
-        new = self._scan(obj, x, z, cell)
-        self._entries[obj] = _Entry(x, z, cell, new)
-        nbrs = self._nbrs
-        nbrs[obj] = new
-        for b in new:
-            nbrs[b][obj] = None
-        on_enter = self._on_enter
-        for b in new:
-            on_enter(obj, b)
-
-    def enter_many(self, items: Iterable[tuple[T, float, float]]) -> None:
-        """Add every ``(obj, x, z)``, firing no events (see the module docstring).
-
-        Everybody is put in their cell first. Into an empty manager (a restore), the pairs
-        are then found cell by cell: everybody in one cell is a neighbour (a C-level copy of
-        the cell), and each pair of adjacent cells is visited once, from the left/lower one,
-        with the one-sided tests of :meth:`_scan`. Otherwise (or with clamped edge cells)
-        each newcomer is scanned and the objects already in learn about it.
-        """
-        checked = self._checked(items)
-        entries = self._entries
-        nbrs = self._nbrs
-        was_empty = not nbrs
-        placed: list[tuple[T, _Entry[T]]] = []
-        cells: dict[_Cell[T], None] = {}
-        for obj, x, z in checked:
-            cell = self._place(obj, x, z)
-            e = _Entry(x, z, cell, _NO_NBRS)
-            entries[obj] = e
-            placed.append((obj, e))
-            cells[cell] = None
-        if was_empty and all(c.exact for c in cells):
-            self._pair_cells(cells)
-            for obj, e in placed:
-                e.nbrs = nbrs[obj]
-            return
-        for obj, e in placed:
-            e.nbrs = nbrs[obj] = self._scan(obj, e.x, e.z, e.cell)
-        if not was_empty:  # the objects already in learn about the newcomers
-            for obj, e in placed:
-                for b in e.nbrs:
-                    theirs = nbrs[b]
-                    if obj not in theirs:  # b was in before (a newcomer's scan found obj)
-                        theirs[obj] = None
-
-    def _pair_cells(self, cells: Iterable[_Cell[T]]) -> None:
-        """Every neighbour set from scratch, for exact cells holding every object."""
-        nbrs = self._nbrs
-        for cell in cells:  # own cell: everybody
-            members = cell.xs
-            for obj in members:
-                mine = nbrs[obj] = dict.fromkeys(members)
-                del mine[obj]
-        get = self._cells.get
-        bounds = self._bounds
-        for cell in cells:  # each adjacent pair of cells once: right, above, and both
-            cx = cell.cx  # right-hand diagonals
-            cz = cell.cz
-            right = get((cx + 1.0, cz))
-            above = get((cx, cz + 1.0))
-            ra = get((cx + 1.0, cz + 1.0))
-            rb = get((cx + 1.0, cz - 1.0))
-            if not (right or above or ra or rb):
-                continue
-            for obj, x in cell.xs.items():
-                _, xhi, zlo, zhi = bounds(x, cell.zs[obj])
-                mine = nbrs[obj]
-                if right is not None:
-                    for o, ox in right.xs.items():
-                        if ox <= xhi:
-                            mine[o] = None
-                            nbrs[o][obj] = None
-                if above is not None:
-                    for o, oz in above.zs.items():
-                        if oz <= zhi:
-                            mine[o] = None
-                            nbrs[o][obj] = None
-                if ra is not None:
-                    zs = ra.zs
-                    for o, ox in ra.xs.items():
-                        if ox <= xhi and zs[o] <= zhi:
-                            mine[o] = None
-                            nbrs[o][obj] = None
-                if rb is not None:
-                    zs = rb.zs
-                    for o, ox in rb.xs.items():
-                        if ox <= xhi and zs[o] >= zlo:
-                            mine[o] = None
-                            nbrs[o][obj] = None
-
-    def leave(self, obj: T) -> None:
-        """Remove ``obj`` (KeyError if it is not in) and fire a leave per neighbour."""
-        e = self._entries.pop(obj)
-        del e.cell.xs[obj]
-        del e.cell.zs[obj]
-        nbrs = self._nbrs
-        mine = nbrs.pop(obj)
-        gone = list(mine)
-        mine.clear()
-        for b in gone:
-            del nbrs[b][obj]
-        on_leave = self._on_leave
-        for b in gone:
-            on_leave(obj, b)
-
-    def moved(self, obj: T, x: float, z: float) -> None:
-        """Move ``obj`` (KeyError if it is not in, ValueError on a bad coordinate)."""
-        e = self._entries[obj]
-        try:
-            x = float(x)
-            z = float(z)
-        except OverflowError:
-            raise ValueError(f"AOI coordinates must be finite, got ({x!r}, {z!r})") from None
-        if x == e.x and z == e.z:
-            return
-        lim = self._lim
-        if -lim < x < lim and -lim < z < lim:  # also false for NaN and infinities
-            d = self._distance
-            cx = x // d
-            cz = z // d
-        else:
-            cx, cz = self._clamped(x, z)
-        e.x = x
-        e.z = z
-        cell = e.cell
-        if cx == cell.cx and cz == cell.cz:
-            cell.xs[obj] = x
-            cell.zs[obj] = z
-            if cell.exact:
-                self._step(obj, x, z, cell, e.nbrs)
-                return
-        else:
-            del cell.xs[obj]
-            del cell.zs[obj]
-            cell = e.cell = self._cell(cx, cz)
-            cell.xs[obj] = x
-            cell.zs[obj] = z
-        new = self._scan(obj, x, z, cell)
-        old = e.nbrs
-        if new != old:  # C-level; a different length answers at once
-            self._diff(obj, old, new)

@@ -1,32 +1,49 @@
-"""Tests for goworld.entity.aoi: the rules by hand on both implementations, then GridAOI
-checked against BruteForceAOI and a from-scratch relation over Hypothesis operation sequences.
+"""Tests for goworld.entity.aoi: the rules by hand on every implementation, then GridAOI
+checked against BruteForceAOI and a from-scratch relation over Hypothesis operation sequences,
+and against the first GridAOI (legacy_grid_aoi.py) for the order of the events.
+
+GridAOI runs twice when the mypyc extension is built: compiled (``aoi.GridAOI``) and from its
+source (``aoi.pure_grid().GridAOI``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from goworld.entity import aoi as aoi_module
 from goworld.entity.aoi import (
     AOIManager,
     BruteForceAOI,
     GridAOI,
     _add_down,
     _add_up,
+    pure_grid,
     within,
 )
 from goworld.entity.vector import Vector3
+from tests.goworld.entity.legacy_grid_aoi import GridAOI as LegacyGridAOI
 
 D = 100.0
 MAX = 1.7976931348623157e308
-IMPLS = [BruteForceAOI, GridAOI]
+PureGridAOI: type[GridAOI[Any]] = pure_grid().GridAOI
+GRIDS = [GridAOI] if PureGridAOI is GridAOI else [GridAOI, PureGridAOI]
+IMPLS = [BruteForceAOI, *GRIDS]
+
+
+def impl_id(cls: type) -> str:
+    if cls is BruteForceAOI:
+        return "BruteForceAOI"
+    return "GridAOI-compiled" if cls is GridAOI and aoi_module.COMPILED else "GridAOI-source"
 
 Event = tuple[str, object, object]
 
@@ -63,7 +80,7 @@ def exact_near(a: tuple[float, float], b: tuple[float, float], d: float) -> bool
     return abs(Fraction(a[0]) - Fraction(b[0])) <= fd and abs(Fraction(a[1]) - Fraction(b[1])) <= fd
 
 
-@pytest.fixture(params=IMPLS, ids=lambda c: c.__name__)
+@pytest.fixture(params=IMPLS, ids=impl_id)
 def impl(request: pytest.FixtureRequest) -> type[AnyAOI]:
     return request.param  # type: ignore[no-any-return]
 
@@ -432,25 +449,30 @@ BUCKETS = [(1, "0"), (5, "1-4"), (20, "5-19"), (100, "20-99"), (math.inf, "100+"
 
 
 class Differential:
-    """Runs the same operations on a GridAOI and a BruteForceAOI and checks them."""
+    """Runs the same operations on a GridAOI, a BruteForceAOI and the first GridAOI.
 
-    def __init__(self, d: float, grid_cls: type[AnyAOI] = GridAOI) -> None:
+    The grid must agree with the brute force on every set and event (as sets), and with the
+    first grid on the exact sequence of events and the order of every neighbour set.
+    """
+
+    def __init__(self, d: float, grid_cls: Callable[..., AnyAOI] = GridAOI) -> None:
         self.d = d
-        self.grid, self.grec = make(grid_cls, d)
+        self.grid, self.grec = make(grid_cls, d)  # type: ignore[arg-type]
         self.brute, self.brec = make(BruteForceAOI, d)
+        self.legacy, self.lrec = make(LegacyGridAOI, d)  # type: ignore[arg-type]
         self.pos: dict[int, tuple[float, float]] = {}
         self.replayed: dict[object, set[object]] = {}  # neighbour sets rebuilt from the events
         self.counts = {"ops": 0, "errors": 0, "events": 0, "max neighbours": 0}
 
     def both(self, call: Callable[[AnyAOI], None]) -> type[BaseException] | None:
         errors: list[type[BaseException] | None] = []
-        for aoi in (self.grid, self.brute):
+        for aoi in (self.grid, self.brute, self.legacy):
             try:
                 call(aoi)
                 errors.append(None)
             except (KeyError, ValueError) as exc:
                 errors.append(type(exc))
-        assert errors[0] == errors[1]
+        assert errors[0] == errors[1] == errors[2]
         return errors[0]
 
     def run(self, op: Op) -> None:
@@ -489,6 +511,7 @@ class Differential:
 
     def check(self, op: Op) -> None:
         g, b = self.grec.take(), self.brec.take()
+        assert g == self.lrec.take(), op  # the same events in the same order
         self.counts["events"] += len(g)
         assert len(g) == len(set(g)) and len(b) == len(set(b)), "an event fired twice"
         assert set(g) == set(b), op
@@ -505,6 +528,7 @@ class Differential:
                 self.replayed[a].remove(c)
                 self.replayed[c].remove(a)
         for i in self.pos:
+            assert list(self.grid.neighbours(i)) == list(self.legacy.neighbours(i)), (op, i)
             mine = set(self.grid.neighbours(i))
             assert mine == set(self.brute.neighbours(i)), (op, i)
             assert mine == self.replayed.get(i, set()), (op, i)
@@ -566,16 +590,18 @@ def scenarios(draw: st.DrawFn, d: float = D) -> list[Op]:
     return first + draw(st.lists(op, min_size=10, max_size=150))
 
 
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios())
-def test_grid_agrees_with_brute_force(op_list: list[Op]) -> None:
-    diff = Differential(D)
+def test_grid_agrees_with_brute_force(grid: type[AnyAOI], op_list: list[Op]) -> None:
+    diff = Differential(D, grid)
     for op in op_list:
         diff.run(op)
     diff.finish()
 
 
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
@@ -583,21 +609,20 @@ def test_grid_agrees_with_brute_force(op_list: list[Op]) -> None:
         lambda d: st.tuples(st.just(d), scenarios(d))
     )
 )
-def test_grid_agrees_with_brute_force_other_distances(d_ops: tuple[float, list[Op]]) -> None:
+def test_grid_agrees_with_brute_force_other_distances(
+    grid: type[AnyAOI], d_ops: tuple[float, list[Op]]
+) -> None:
     d, op_list = d_ops
-    diff = Differential(d)
+    diff = Differential(d, grid)
     for op in op_list:
         diff.run(op)
     diff.finish()
 
 
-class SweepingGrid(GridAOI[object]):
-    SWEEP_SLACK = 0
-
-
-def test_walkers_and_teleports_agree_and_cells_are_swept() -> None:
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+def test_walkers_and_teleports_agree_and_cells_are_swept(grid: type[AnyAOI]) -> None:
     rng = random.Random(11)
-    diff = Differential(D, SweepingGrid)
+    diff = Differential(D, functools.partial(grid, sweep_slack=0))
     for i in range(30):
         diff.run(("enter", i, rng.uniform(-500, 500), rng.uniform(-500, 500)))
     for _ in range(1500):
@@ -611,14 +636,15 @@ def test_walkers_and_teleports_agree_and_cells_are_swept() -> None:
             diff.run(("leave", i))
         else:
             diff.run(("enter", i, rng.uniform(-500, 500), rng.uniform(-500, 500)))
-    assert isinstance(diff.grid, SweepingGrid)
+    assert isinstance(diff.grid, grid) and diff.grid.sweep_slack == 0
     cells = diff.grid._cells
     assert len(cells) <= 4 * len(diff.grid) + 9
 
 
-def test_huge_coordinates_are_clamped_but_correct() -> None:
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+def test_huge_coordinates_are_clamped_but_correct(grid: type[AnyAOI]) -> None:
     lim = 2.0**48 * D
-    diff = Differential(D)
+    diff = Differential(D, grid)
     pts = [
         (lim - 50.0, 0.0), (lim + 50.0, 0.0), (lim, lim), (lim - 100.0, lim - 100.0),
         (1e300, 0.0), (1e300 + 2.0**948, 0.0), (-lim - 40.0, -lim + 40.0), (-lim, -lim),
@@ -636,11 +662,12 @@ def test_huge_coordinates_are_clamped_but_correct() -> None:
     assert set(diff.grid.neighbours(8)) == {9}
 
 
-def test_extreme_distances() -> None:
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+def test_extreme_distances(grid: type[AnyAOI]) -> None:
     for d, pts in [(MAX, [(MAX, -MAX), (-MAX, MAX), (0.0, 0.0), (MAX, MAX)]),
                    (1e300, [(MAX, 0.0), (-MAX, 0.0), (MAX - 1e300, 0.0)]),
                    (5e-324, [(0.0, 0.0), (5e-324, 0.0), (1e-323, 5e-324), (1.0, 1.0)])]:
-        diff = Differential(d)
+        diff = Differential(d, grid)
         for i, (x, z) in enumerate(pts):
             diff.run(("enter", i, x, z))
         for i in range(len(pts)):
@@ -653,14 +680,125 @@ def iter_ops(n: int, seed: int) -> Iterator[Op]:
         yield ("nudge", rng.randrange(30), rng.uniform(-3, 3), rng.uniform(-3, 3))
 
 
-def test_a_long_walk_in_a_crowd() -> None:
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+def test_a_long_walk_in_a_crowd(grid: type[AnyAOI]) -> None:
     # Dense (~all within reach) and long: exercises the same-cell path thoroughly.
     rng = random.Random(5)
-    diff = Differential(D)
+    diff = Differential(D, grid)
     for i in range(30):
         diff.run(("enter", i, rng.uniform(-150, 150), rng.uniform(-150, 150)))
     for op in iter_ops(1500, 6):
         diff.run(op)
+
+
+@st.composite
+def walks(draw: st.DrawFn) -> tuple[float, list[Op]]:
+    """A crowd that walks, and now and then teleports, leaves or comes back.
+
+    Up to 40 objects over a square of 1 to 8 cells a side, steps from a hair to more than a
+    cell (so moves inside a cell, to the next cell and farther), positions sometimes on the
+    cell edges and exactly D apart.
+    """
+    d = draw(st.sampled_from([D, 1.0, 37.5]))
+    side = draw(st.sampled_from([1.0, 2.5, 4.0, 8.0])) * d
+    n = draw(st.integers(2, 40))
+    edge = st.integers(0, int(side / d) * 4).map(lambda k: k * d / 4)
+    coord = st.one_of(st.floats(0.0, side), st.floats(0.0, side), edge)
+    reach = draw(st.sampled_from([0.01, 0.1, 0.5, 1.5])) * d
+    step = st.one_of(st.floats(-reach, reach), st.sampled_from([0.0, d / 4, -d / 4, d, -d]))
+    first: list[Op] = [("enter", i, draw(coord), draw(coord)) for i in range(n)]
+    op = st.one_of(
+        *[st.tuples(st.just("nudge"), st.integers(0, n - 1), step, step)] * 8,
+        st.tuples(st.just("move"), st.integers(0, n - 1), coord, coord),  # a teleport
+        st.tuples(st.just("leave"), st.integers(0, n - 1)),
+        st.tuples(st.just("enter"), st.integers(0, n - 1), coord, coord),
+    )
+    return d, first + draw(st.lists(op, min_size=1, max_size=200))
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(walks())
+def test_random_walks_and_teleports_agree_with_brute_force_and_the_first_grid(
+    grid: type[AnyAOI], d_ops: tuple[float, list[Op]]
+) -> None:
+    d, op_list = d_ops
+    diff = Differential(d, grid)
+    for op in op_list:
+        diff.run(op)
+    diff.finish()
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
+def test_a_long_random_walk_in_a_big_crowd_keeps_the_order_of_the_first_grid(
+    grid: type[AnyAOI],
+) -> None:
+    """400 objects (~20 neighbours each), 6000 moves: 90 % walking, 10 % teleports."""
+    rng = random.Random(17)
+    side = math.sqrt(400 * (2 * D) ** 2 / 20)
+    rec, lrec = Rec(), Rec()
+    new = grid(D, rec.on_enter, rec.on_leave)
+    old = LegacyGridAOI(D, lrec.on_enter, lrec.on_leave)
+    pos = [[rng.uniform(0, side), rng.uniform(0, side)] for _ in range(400)]
+    for i, (x, z) in enumerate(pos):
+        new.enter(i, x, z)
+        old.enter(i, x, z)
+    for _ in range(6000):
+        i = rng.randrange(400)
+        if rng.random() < 0.1:
+            pos[i] = [rng.uniform(0, side), rng.uniform(0, side)]
+        else:
+            pos[i] = [p + rng.uniform(-5.0, 5.0) for p in pos[i]]
+        new.moved(i, *pos[i])
+        old.moved(i, *pos[i])
+        assert rec.take() == lrec.take()
+    assert all(list(new.neighbours(i)) == list(old.neighbours(i)) for i in range(400))
+
+
+# -- compiled or not -----------------------------------------------------------------------
+
+
+def test_the_source_module_is_never_the_extension() -> None:
+    module = pure_grid()
+    assert str(module.__file__).endswith("aoi_grid.py")
+    assert PureGridAOI.__module__ == module.__name__
+    assert (GridAOI is not PureGridAOI) == aoi_module.COMPILED
+
+
+def test_a_built_extension_is_in_use() -> None:
+    """When the build made the extension (setup.py), the module imports it: not stale."""
+    here = Path(aoi_module.__file__).parent
+    built = [p for p in here.glob("aoi_grid.*") if p.suffix in (".so", ".pyd")]
+    if not built:
+        pytest.skip("no compiled aoi_grid here (GOWORLD_NO_MYPYC=1, or no C compiler)")
+    assert aoi_module.COMPILED, (
+        f"{built[0].name} is older than aoi_grid.py: run scripts/setup (pip install -e .)"
+    )
+
+
+def test_a_stale_extension_gives_way_to_the_source(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import types
+
+    fake = types.ModuleType("goworld.entity.aoi_grid")
+    built = tmp_path / "aoi_grid.cpython-311-x86_64-linux-gnu.so"
+    fake.__file__ = str(built)
+    built.write_bytes(b"")
+    assert aoi_module._choose(fake) is fake  # no source next to it: an installed wheel
+    source = tmp_path / "aoi_grid.py"
+    source.write_text("")
+    os.utime(source, (1000.0, 1000.0))
+    os.utime(built, (2000.0, 2000.0))
+    assert aoi_module._choose(fake) is fake  # built after the last edit
+    os.utime(source, (3000.0, 3000.0))
+    with caplog.at_level("WARNING", logger="goworld.game"):
+        assert aoi_module._choose(fake) is pure_grid()  # edited since: the source
+    assert "older than aoi_grid.py" in caplog.text
+    plain = pure_grid()
+    assert aoi_module._choose(plain) is plain
 
 
 # -- enter_many: a restore's bulk load ----------------------------------------------------
@@ -683,19 +821,22 @@ def bulk_scenarios(draw: st.DrawFn) -> tuple[list[Op], list[tuple[int, float, fl
     return before, batch, after
 
 
+@pytest.mark.parametrize("grid", GRIDS, ids=impl_id)
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(bulk_scenarios())
 def test_enter_many_equals_entering_one_by_one_without_events(
-    scenario: tuple[list[Op], list[tuple[int, float, float]], list[Op]],
+    grid: type[AnyAOI], scenario: tuple[list[Op], list[tuple[int, float, float]], list[Op]],
 ) -> None:
     before, batch, after = scenario
-    diff = Differential(D)
+    diff = Differential(D, grid)
     for op in before:
         diff.run(op)
-    for aoi in (diff.grid, diff.brute):
+    for aoi in (diff.grid, diff.brute, diff.legacy):
         aoi.enter_many(batch)
-    assert diff.grec.take() == [] and diff.brec.take() == []  # nobody is told
+    assert diff.grec.take() == [] and diff.brec.take() == [] and diff.lrec.take() == []
+    for i, _, _ in batch:  # the sets come out in the same order as the first grid's
+        assert list(diff.grid.neighbours(i)) == list(diff.legacy.neighbours(i))
     for i, x, z in batch:
         diff.pos[i] = (x, z)
     truth = relation(diff.pos, D)

@@ -103,8 +103,8 @@ async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
     try:
         storage, kvdb = _open_backends(boot)
         game = _build(boot, boot.args.restore, storage, kvdb, stop)
-        state = await _load_state(boot)
-        _restore_or_create(game, state)
+        state, prebuilt = await _load_state(boot, game.rt)
+        _restore_or_create(game, state, prebuilt)
     except _StartupFailed:
         return 2
     await _connect(game, restored=state is not None)
@@ -125,17 +125,24 @@ async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
     return 0
 
 
-async def _load_state(boot: _Boot) -> dict[str, Any] | None:
+async def _load_state(
+    boot: _Boot, rt: GameRuntime
+) -> tuple[dict[str, Any] | None, freeze.Prebuilt | None]:
     """With -restore, the freeze file's state (a standby first tells the CLI it is up and
-    waits for the freezing process); else None."""
+    waits for the freezing process, filling the AOIs from the layout that process writes
+    first); else None."""
     args = boot.args
     if not args.restore:
-        return None
+        return None, None
     path = runctl.freeze_file(Path.cwd(), args.id)
+    prebuilt = None
     if args.after_pid:
+        layout = _layout_file(Path.cwd(), args.id)
+        layout.unlink(missing_ok=True)  # an earlier reload's
         name = runctl.proc_name("game", args.id)
         runctl.write_status(runctl.run_dir(Path.cwd()), name, ProcFile.STANDBY, str(os.getpid()))
-        await _wait_for_freeze(args.after_pid, path)
+        prebuilt = await _wait_for_freeze(args.after_pid, path, layout, rt)
+        layout.unlink(missing_ok=True)  # not seen before the freeze file
     t0 = time.perf_counter()
     try:
         state = freeze.load(path)
@@ -143,7 +150,13 @@ async def _load_state(boot: _Boot) -> dict[str, Any] | None:
         logger.critical("game%d cannot restore: %s", args.id, exc)
         raise _StartupFailed from exc
     logger.info("game%d read %s in %.0f ms", args.id, path.name, (time.perf_counter() - t0) * 1000)
-    return state
+    return state, prebuilt
+
+
+def _layout_file(root: Path, game_id: int) -> Path:
+    """Where a freezing game writes its AOI layout (:func:`game.freeze.aoi_layout`) for the
+    standby, before its snapshot."""
+    return runctl.freeze_file(root, game_id).with_suffix(".aoi")
 
 
 def _open_backends(boot: _Boot) -> tuple[object, object]:
@@ -227,14 +240,16 @@ def _hello_factory(
     return hello_for
 
 
-def _restore_or_create(game: _Game, state: dict[str, Any] | None) -> None:
+def _restore_or_create(
+    game: _Game, state: dict[str, Any] | None, prebuilt: freeze.Prebuilt | None = None
+) -> None:
     rt = game.rt
     if state is None:
         rt.create_nil_space()
         return
     t0 = time.perf_counter()
     try:
-        freeze.restore(rt, state)
+        freeze.restore(rt, state, prebuilt)
     except Exception as exc:
         logger.critical("game%d cannot restore: %s", rt.game_id, exc, exc_info=True)
         raise _StartupFailed from exc
@@ -342,7 +357,7 @@ class GameControl:
         rt = self.rt
         await shutdown.drain(rt, timeout, "freezing")
         t0 = time.perf_counter()
-        data = freeze.run_freeze(rt, self._freeze_failed)
+        data = freeze.run_freeze(rt, self._freeze_failed, early=self._write_layout)
         if data is not None:
             logger.info(
                 "game%d snapshot of %d entities took %.0f ms",
@@ -353,7 +368,15 @@ class GameControl:
             self.state = GameState.FROZEN
             self.stop.set()
 
+    def _write_layout(self, data: bytes) -> None:
+        """The AOI layout for the standby (no fsync: only a head start; renamed when whole)."""
+        path = _layout_file(Path.cwd(), self.rt.game_id)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
     def _freeze_failed(self, reason: str) -> None:
+        _layout_file(Path.cwd(), self.rt.game_id).unlink(missing_ok=True)
         logger.error("game%d: freeze failed, the game keeps running: %s", self.rt.game_id, reason)
         self.state = GameState.RUNNING
         self.rt.outbox.to_all(
@@ -405,22 +428,47 @@ async def _write_freeze(
     os._exit(0)
 
 
-async def _wait_for_freeze(pid: int, path: Path, timeout: float = 300.0) -> None:
+async def _wait_for_freeze(
+    pid: int, path: Path, layout: Path, rt: GameRuntime, timeout: float = 300.0
+) -> freeze.Prebuilt | None:
     """A standby restore process, everything imported: wait for the freezing process's file
-    (written atomically, so its presence means complete) or for that process to end."""
+    (written atomically, so its presence means complete) or for that process to end. The
+    AOI ``layout`` comes first: the AOIs are filled from it meanwhile (returned)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    prebuilt = None
     while loop.time() < deadline:
         if path.exists():
-            return
+            return prebuilt
+        if prebuilt is None and layout.exists():
+            prebuilt = _prebuild(rt, layout)
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 if f.read().rsplit(b") ", 1)[1][:1] == b"Z":
-                    return  # exited, not yet reaped
+                    return prebuilt  # exited, not yet reaped
         except (OSError, IndexError):
-            return
+            return prebuilt
         await asyncio.sleep(0.002)
     logger.error("process %d is still running after %.0f s", pid, timeout)
+    return prebuilt
+
+
+def _prebuild(rt: GameRuntime, layout: Path) -> freeze.Prebuilt:
+    """Fill the AOIs from the freezing game's layout (consumed); on any failure nothing is
+    built beforehand and the restore does it all."""
+    t0 = time.perf_counter()
+    try:
+        data = layout.read_bytes()
+        layout.unlink()
+        prebuilt = freeze.prebuild(rt, data)
+    except Exception:
+        logger.warning("game%d: AOI layout not used", rt.game_id, exc_info=True)
+        return freeze.Prebuilt()
+    logger.info(
+        "game%d filled %d AOIs with %d entities in %.0f ms while the freeze file was written",
+        rt.game_id, len(prebuilt.aois), prebuilt.entities, (time.perf_counter() - t0) * 1000,
+    )
+    return prebuilt
 
 
 async def _every(interval: float, fn: object) -> None:

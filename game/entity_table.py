@@ -45,11 +45,14 @@ class EntityTable:
         attrs: dict[str, Any] | None,
         *,
         trusted: bool = False,
+        made: Entity | None = None,
     ) -> Entity:
         """A new entity in the table, no hook run. ``trusted``: ``attrs`` is our own
-        ``to_builtin()`` output (a freeze snapshot) and is rebuilt without re-checking."""
+        ``to_builtin()`` output (a freeze snapshot) and is rebuilt without re-checking.
+        ``made``: the object to use if it is a bare ``cls.__new__`` of this type (a restore
+        makes them early, to build the AOI while the freeze file is written)."""
         desc = self.registry.get(type_name)
-        entity: Entity = desc.cls.__new__(desc.cls)
+        entity: Entity = made if type(made) is desc.cls else desc.cls.__new__(desc.cls)
         entity.bind_runtime(rt, desc, entity_id)
         if trusted:
             entity.attrs = MapAttr.from_trusted(attrs or {}, entity)

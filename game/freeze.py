@@ -21,6 +21,14 @@ Restore (``-restore``): rebuild spaces (AOI re-enabled), then entities, with cli
 so that no 1002/1003 is sent; enter spaces quietly (AOI neighbours rebuilt); re-attach clients;
 re-arm timers at their due times; mark every entity for a position re-sync; ``on_restored``.
 The file is removed only once every dispatcher has taken the game back.
+
+A head start for the standby: right after the hooks, before its snapshot, the freezing game
+writes its AOI layout (:func:`aoi_layout`: each space with AOI, who is in it and where, in
+restore order; ``game<id>_freezed.aoi``). The standby makes those entities' bare objects and
+fills the AOIs from it (:func:`prebuild`, the largest part of a restore: ~65 ms of ~120 at 10k
+entities) while the snapshot is taken and written, on another core. The restore uses those
+objects and takes a space's AOI only if its members are exactly the snapshot's, in order
+(else it rebuilds that one): the layout is never trusted, at worst it saves nothing.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ import gc
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from game.migration import apply_states
+from goworld.entity.aoi import GridAOI
 from goworld.entity.entity import SYNC_NEIGHBOURS, SYNC_OWN, Entity
+from goworld.entity.registry import SPACE_TYPE_NAME
 from goworld.entity.space import Space
 from goworld.entity.state import ENGINE_FIELDS, EntityState, FieldsError
 from goworld.entity.vector import Vector3
@@ -45,7 +55,10 @@ from goworld.errors import GoWorldError
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
-__all__ = ["FORMAT_VERSION", "LAYOUT", "FreezeError", "record_of", "snapshot", "restore"]
+__all__ = [
+    "FORMAT_VERSION", "LAYOUT", "FreezeError", "Prebuilt", "aoi_layout", "prebuild", "record_of",
+    "restore", "snapshot",
+]
 
 logger = logging.getLogger("goworld.game")
 
@@ -112,8 +125,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def snapshot(rt: GameRuntime) -> dict[str, Any]:
-    """The whole state of ``rt`` as plain data; raises :class:`FreezeError`."""
+def snapshot(rt: GameRuntime, early: Callable[[bytes], None] | None = None) -> dict[str, Any]:
+    """The whole state of ``rt`` as plain data; raises :class:`FreezeError`. ``early`` gets
+    the pickled :func:`aoi_layout` first, after the hooks (a failure there is only logged)."""
     for entity in list(rt.entities.values()):
         try:
             entity.on_freeze()
@@ -122,6 +136,11 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
     spaces = [e for e in rt.entities.values() if isinstance(e, Space)]
     spaces.sort(key=lambda s: 0 if s.is_nil else 1)
     others = [e for e in rt.entities.values() if not isinstance(e, Space)]
+    if early is not None:
+        try:
+            early(dumps(aoi_layout(spaces, others)))
+        except Exception:
+            logger.warning("game%d: the AOI layout was not written", rt.game_id, exc_info=True)
     return {
         "version": FORMAT_VERSION,
         "game_id": rt.game_id,
@@ -131,6 +150,74 @@ def snapshot(rt: GameRuntime) -> dict[str, Any]:
         "service_calls": rt.services.pending_state(),
         "ready": rt.deployment_ready,
     }
+
+
+def aoi_layout(spaces: list[Space], others: list[Entity]) -> dict[str, Any]:
+    """Each space with AOI and what a restore will put into that AOI, in the same order:
+    ``(space type, space id, distance, [(type, entity id, x, z), ...])``. The freezing game
+    writes it before its snapshot; a standby fills the AOIs from it (:func:`prebuild`)
+    while the snapshot is being taken and written."""
+    entries: dict[Space, list[tuple[str, str, float, float]]] = {}
+    for e in others:
+        space = e.space
+        if space is not None and space.aoi is not None and e.desc.use_aoi:
+            p = e.position
+            entries.setdefault(space, []).append((e.desc.name, e.id, p.x, p.z))
+    layout = []
+    for space in spaces:
+        if space in entries and space.aoi is not None:
+            layout.append((space.desc.name, space.id, space.aoi.distance, entries[space]))
+    return {"version": FORMAT_VERSION, "spaces": layout}
+
+
+@dataclasses.dataclass
+class Prebuilt:
+    """What a standby made from an :func:`aoi_layout` before the freeze file came: bare
+    entities (``cls.__new__``) by id, and per space id its AOI filled with them plus the
+    ``(entity, x, z)`` items given. A restore uses the objects for those entities and takes
+    a space's AOI only if its members turn out to be exactly those items."""
+
+    made: dict[str, Entity] = dataclasses.field(default_factory=dict)
+    aois: dict[str, tuple[GridAOI[Entity], list[tuple[Entity, float, float]]]] = (
+        dataclasses.field(default_factory=dict)
+    )
+
+    @property
+    def entities(self) -> int:
+        return sum(len(items) for _, items in self.aois.values())
+
+
+def prebuild(rt: GameRuntime, data: bytes) -> Prebuilt:
+    """Fill the AOIs of a pickled :func:`aoi_layout` with bare entities (raises on a bad
+    layout: the restore then rebuilds everything itself)."""
+    pre = Prebuilt()
+    with gc_paused():
+        layout = pickle.loads(data)
+        if layout.get("version") != FORMAT_VERSION:
+            raise FreezeError(f"AOI layout version {layout.get('version')!r}")
+        _register_space_type(rt, (space_type for space_type, *_ in layout["spaces"]))
+        get = rt.registry.get
+        for space_type, space_id, distance, entries in layout["spaces"]:
+            space_cls = get(space_type).cls
+            space = space_cls.__new__(space_cls)
+            assert isinstance(space, Space)
+            space.restore_aoi(distance)  # a bare space, only to make its kind of AOI
+            aoi = space.aoi
+            assert aoi is not None
+            items = []
+            for type_name, eid, x, z in entries:
+                cls = get(type_name).cls
+                obj = pre.made[eid] = cls.__new__(cls)
+                items.append((obj, x, z))
+            aoi.enter_many(items)
+            pre.aois[space_id] = (aoi, items)
+    return pre
+
+
+def _register_space_type(rt: GameRuntime, type_names: Iterable[str]) -> None:
+    """The base space type, if the game registers none and the snapshot has spaces."""
+    if rt.registry.space_desc is None and SPACE_TYPE_NAME in type_names:
+        rt.registry.register_space(Space)
 
 
 def stop_timers(rt: GameRuntime) -> None:
@@ -169,26 +256,26 @@ def _check_format(state: dict[str, Any], where: str = "") -> None:
         )
 
 
-def restore(rt: GameRuntime, state: dict[str, Any]) -> None:
-    """Rebuild ``rt`` from a snapshot without sending anything to clients."""
+def restore(rt: GameRuntime, state: dict[str, Any], prebuilt: Prebuilt | None = None) -> None:
+    """Rebuild ``rt`` from a snapshot without sending anything to clients (``prebuilt``:
+    what :func:`prebuild` made meanwhile, checked against the snapshot)."""
     started = time.perf_counter()
     with gc_paused():
-        _restore(rt, state)
+        _restore(rt, state, prebuilt or Prebuilt())
     rt.stats.restore.observe(time.perf_counter() - started)
 
 
-def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
+def _restore(rt: GameRuntime, state: dict[str, Any], prebuilt: Prebuilt) -> None:
     _check_format(state)
     if state["game_id"] != rt.game_id:
         raise FreezeError(f"the freeze file is game{state['game_id']}'s, not game{rt.game_id}'s")
     t0 = time.perf_counter()
     states = [EntityState(*rec) for rec in state["entities"]]
-    if any(st.type_name == "__space__" for st in states) and rt.registry.space_desc is None:
-        rt.registry.register_space(Space)
+    _register_space_type(rt, (st.type_name for st in states))
     # 1. instances, attributes, clients (nothing is sent), timers, then the fields
-    entities = apply_states(rt, states, trusted=True)
+    entities = apply_states(rt, states, trusted=True, made=prebuilt.made)
     t1 = time.perf_counter()
-    _enter_spaces(rt, states, entities)  # 2. spaces: AOI rebuilt in bulk
+    taken = _enter_spaces(rt, states, entities, prebuilt)  # 2. spaces: AOI rebuilt in bulk
     t2 = time.perf_counter()
     rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
     rt.services.restore_pending(state.get("service_calls", []))
@@ -196,36 +283,43 @@ def _restore(rt: GameRuntime, state: dict[str, Any]) -> None:
     for entity in entities:  # 3. hooks last, with everything in place
         entity.run_hook("on_restored")
     logger.info(
-        "game%d restored %d entities: instances %.0f ms, spaces and AOI %.0f ms, hooks %.0f ms",
-        rt.game_id, len(entities), (t1 - t0) * 1000, (t2 - t1) * 1000,
-        (time.perf_counter() - t2) * 1000,
+        "game%d restored %d entities: instances %.0f ms, spaces and AOI %.0f ms (%d of %d "
+        "AOIs built beforehand), hooks %.0f ms", rt.game_id, len(entities), (t1 - t0) * 1000,
+        (t2 - t1) * 1000, taken, len(prebuilt.aois), (time.perf_counter() - t2) * 1000,
     )
 
 
-def _enter_spaces(rt: GameRuntime, states: list[EntityState], entities: list[Entity]) -> None:
-    """Every entity back into its space, quietly, each space's AOI rebuilt in one go; all
-    marked for a full position sync."""
+def _enter_spaces(
+    rt: GameRuntime, states: list[EntityState], entities: list[Entity], prebuilt: Prebuilt
+) -> int:
+    """Every entity back into its space, quietly, each space's AOI rebuilt in one go (or
+    taken from ``prebuilt``: returns how many were); all marked for a full position sync."""
     members: dict[Space, list[tuple[Entity, Vector3]]] = {}
     get = rt.entities.get
     for st, entity in zip(states, entities, strict=True):
         space = get(st.space_id) if st.space_id else None
         if isinstance(space, Space) and not isinstance(entity, Space):
             members.setdefault(space, []).append((entity, entity.position))
+    taken = 0
     for space, entered in members.items():
-        space.restore_members(entered)
+        taken += space.restore_members(entered, prebuilt.aois.get(space.id))
     for entity in entities:
         if entity.space is not None:
             entity.mark_sync_flags(SYNC_OWN | SYNC_NEIGHBOURS)
+    return taken
 
 
 def run_freeze(
-    rt: GameRuntime, on_failed: Callable[[str], None]
+    rt: GameRuntime,
+    on_failed: Callable[[str], None],
+    early: Callable[[bytes], None] | None = None,
 ) -> bytes | None:
-    """Snapshot and stop; returns the file bytes, or None (after ``on_failed``) on failure."""
+    """Snapshot and stop; returns the file bytes, or None (after ``on_failed``) on failure.
+    ``early``: see :func:`snapshot`."""
     started = time.perf_counter()
     try:
         with gc_paused():
-            state = snapshot(rt)
+            state = snapshot(rt, early)
             data = dumps(state)
     except FreezeError as exc:
         on_failed(str(exc))

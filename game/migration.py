@@ -23,7 +23,7 @@ they arrive in order.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from goworld.cluster.envelopes import Envelope, pack, unpack
@@ -51,6 +51,7 @@ def apply_states(
     *,
     trusted: bool,
     before_fields: Callable[[Entity], None] | None = None,
+    made: Mapping[str, Entity] | None = None,
 ) -> list[Entity]:
     """Rebuild entities from ``states`` on ``rt``, in order, sending nothing to anyone.
 
@@ -62,13 +63,17 @@ def apply_states(
     entities exist so that references among them resolve (:meth:`EntityState.load_fields`).
 
     Left to the caller: space membership (``state.space_id`` and ``state.position``) and
-    the remaining hooks.
+    the remaining hooks. ``made``: bare objects by entity id, used for those entities (see
+    :meth:`~game.entity_table.EntityTable.instantiate`).
     """
     built: list[Entity] = []
     instantiate = rt.table.instantiate
     restore_timers = rt.timers.restore
+    made_for = (made or {}).get
     for st in states:  # a restore runs this for every entity of the game: kept lean
-        entity = instantiate(rt, st.type_name, st.entity_id, st.attrs, trusted=trusted)
+        entity = instantiate(
+            rt, st.type_name, st.entity_id, st.attrs, trusted=trusted, made=made_for(st.entity_id)
+        )
         entity.yaw = st.yaw
         entity.position = Vector3._make(st.position)
         entity.client_syncing = st.client_syncing

@@ -128,11 +128,18 @@ class Space(Entity):
             entity.run_hook("on_enter_space")
             self.run_hook("on_entity_enter_space", entity)
 
-    def restore_members(self, members: list[tuple[Entity, Vector3]]) -> None:
+    def restore_members(
+        self,
+        members: list[tuple[Entity, Vector3]],
+        built: tuple[GridAOI[Entity], list[tuple[Entity, float, float]]] | None = None,
+    ) -> bool:
         """Put restored entities back, in order, with no hook, event or client message.
 
         Their clients are not attached yet, so entering one by one would only run AOI
         callbacks with nobody to tell; the AOI is rebuilt in one :meth:`GridAOI.enter_many`.
+        ``built``: an AOI of this distance already filled by ``enter_many(items)`` (a restore
+        does it while the freeze file is written), taken instead when ``items`` are exactly
+        the ``(entity, x, z)`` entering here, in order. Returns whether it was taken.
         """
         aoi = self.aoi
         in_aoi = []
@@ -142,11 +149,17 @@ class Space(Entity):
             self.entities[entity] = None
             if aoi is not None and entity.desc.use_aoi:
                 in_aoi.append((entity, pos.x, pos.z))
+        taken = False
         if in_aoi:
             assert aoi is not None
-            aoi.enter_many(in_aoi)
+            if built is not None and built[0].distance == aoi.distance and built[1] == in_aoi:
+                self.aoi = aoi = built[0]
+                taken = True
+            else:
+                aoi.enter_many(in_aoi)
             for entity, _, _ in in_aoi:
                 entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
+        return taken
 
     def remove_member(self, entity: Entity, *, quiet: bool = False) -> None:
         """Remove ``entity``: neighbours' destroys first, then the space's destroy."""

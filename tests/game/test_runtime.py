@@ -1979,6 +1979,47 @@ async def test_freeze_snapshot_restores_the_same_world_silently() -> None:
         assert {e.id for e in new.interested_in} == {e.id for e in old.interested_in}
 
 
+async def test_aois_filled_from_the_early_layout_are_the_ones_a_restore_builds() -> None:
+    # The freezing game hands out its AOI layout before the snapshot; a standby fills the AOIs
+    # from it while the file is written, and the restore takes them when they match.
+    h = Harness()
+    space, other = h.space(1, aoi=100), h.space(2, aoi=50)
+    rng = random.Random(7)
+    crowd = [h.avatar(space, (rng.uniform(0, 400), 0, rng.uniform(0, 400))) for _ in range(60)]
+    crowd += [h.avatar(other, (rng.uniform(0, 200), 0, rng.uniform(0, 200))) for _ in range(20)]
+    h.rt.create_entity_locally("Counter", space=space)  # no AOI for its type
+    layouts: list[bytes] = []
+    data = freeze.dumps(freeze.snapshot(h.rt, layouts.append))
+
+    def restored(prebuilt: freeze.Prebuilt | None) -> tuple[Harness, int]:
+        h2 = Harness(bare=True)
+        freeze.restore(h2.rt, pickle.loads(data), prebuilt)
+        assert h2.take() == []
+        return h2, sum(s.aoi is prebuilt.aois[s.id][0] for s in h2.rt.spaces.values()
+                       if prebuilt is not None and s.id in prebuilt.aois)
+
+    plain, _ = restored(None)
+    h2 = Harness(bare=True)
+    pre = freeze.prebuild(h2.rt, layouts[0])
+    assert (len(pre.aois), pre.entities) == (2, 80)
+    early, taken = restored(pre)
+    assert taken == 2
+    for old in crowd:  # the same neighbours, in the same order (events follow that order)
+        a, b = plain.rt.entities[old.id], early.rt.entities[old.id]
+        assert b is pre.made[old.id]
+        assert [e.id for e in a.interested_in] == [e.id for e in b.interested_in]
+        assert {e.id for e in a.interested_in} == {e.id for e in old.interested_in}
+    # a layout that does not match the snapshot (here: one entity elsewhere) is not taken
+    state = pickle.loads(layouts[0])
+    kind, sid, distance, entries = state["spaces"][0]
+    entries[0] = (*entries[0][:2], 9999.0, 9999.0)
+    stale = freeze.prebuild(Harness(bare=True).rt, freeze.dumps(state))
+    h3, taken = restored(stale)
+    assert taken == 1  # the other space's still is
+    for old in crowd:
+        assert {e.id for e in h3.rt.entities[old.id].interested_in} == {e.id for e in old.interested_in}
+
+
 async def test_a_freeze_file_of_another_format_version_is_refused(tmp_path: Any) -> None:
     h = Harness()
     h.avatar()

@@ -4,8 +4,9 @@ Starts a 1 dispatcher + 1 game + 1 gate cluster (tests/apps/cluster_app), puts N
 entities into a space next to a probe client's avatar, then runs `goworld reload` while the
 probe calls an echo RPC every 2 ms. Prints, per N: the freeze file size, how long the CLI took,
 and the client-visible pause (the longest gap between two consecutive echo replies, i.e. last
-reply before the reload to first reply after), median of --repeat reloads. ``--json FILE``
-also writes the figures as JSON.
+reply before the reload to first reply after), median of --repeat reloads; then the median
+(min..max) of each step the game logs during a reload (:data:`STEPS`). ``--json FILE`` also
+writes the figures as JSON.
 
 Usage: .venv/bin/python scripts/bench_reload.py [--sizes 1000,10000] [--repeat 3] [--json FILE]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -29,6 +31,42 @@ from goworld.client import GoWorldClient  # noqa: E402
 from goworld.testing import ClusterRunner  # noqa: E402
 
 APP = ROOT / "tests" / "apps" / "cluster_app"
+
+#: step -> the game log line (game/__main__.py, game/freeze.py) that gives its milliseconds
+STEPS = {
+    "snapshot": r"snapshot of \d+ entities took (\d+) ms",  # hooks, AOI layout, records, pickle
+    "write": r"frozen: .* \(written in (\d+) ms\)",
+    "aoi_head_start": r"filled \d+ AOIs with \d+ entities in (\d+) ms",  # standby, meanwhile
+    "read": r"read game\d+_freezed\.dat in (\d+) ms",
+    "restore": r"restore took (\d+) ms",  # instances + spaces/AOI + hooks + gc
+    "instances": r"restored \d+ entities: instances (\d+) ms",
+    "spaces_aoi": r"spaces and AOI (\d+) ms",
+    "reconnect": r"back on every dispatcher \((\d+) ms after the restore\)",
+}
+
+
+class LogSteps:
+    """The step timings a reload adds to the game's log (read from where the last one ended)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size
+
+    def take(self) -> dict[str, float]:
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode(errors="replace")
+            self.offset = f.tell()
+        found = {}
+        for step, pattern in STEPS.items():
+            m = re.search(pattern, text)
+            if m:
+                found[step] = float(m.group(1))
+        return found
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}..{max(values):.0f})"
 
 
 async def measure(runner: ClusterRunner, client: GoWorldClient) -> tuple[float, float]:
@@ -84,24 +122,25 @@ async def main() -> None:
                 await client.wait_call("OnSpawned", timeout=120)
                 client.record = False
                 pauses, clis = [], []
+                log = LogSteps(Path(tmp) / "game1.log")
+                steps: dict[str, list[float]] = {}
                 for _ in range(args.repeat):
                     pause, cli = await measure(runner, client)
                     pauses.append(pause * 1000)
                     clis.append(cli)
+                    for step, ms in log.take().items():
+                        steps.setdefault(step, []).append(ms)
                 size = (Path(tmp) / "game1_freezed.restored").stat().st_size / 1024
                 print(
                     f"{n:8d}  {size:14.0f}  {statistics.median(clis):12.2f}  "
                     f"{statistics.median(pauses):8.0f} ({min(pauses):.0f}..{max(pauses):.0f})"
                 )
-                log = [line.split(" ", 2)[-1] for line in
-                       runner.grep("took") + runner.grep("back on every") + runner.grep("frozen:")]
-                for line in log:
-                    print("   ", line)
+                print("    steps, ms:", ", ".join(f"{k} {spread(v)}" for k, v in steps.items()))
                 sizes.append({
                     "entities": n, "freeze_file_kb": size,
                     "reload_cli_s": statistics.median(clis), "reload_cli_s_all": clis,
                     "pause_ms": statistics.median(pauses), "pause_ms_min": min(pauses),
-                    "pause_ms_max": max(pauses), "pause_ms_all": pauses, "log": log,
+                    "pause_ms_max": max(pauses), "pause_ms_all": pauses, "steps_ms": steps,
                 })
                 sys.stdout.flush()
                 await client.aclose()

@@ -127,7 +127,8 @@ def gc_paused() -> Iterator[None]:
 
 def snapshot(rt: GameRuntime, early: Callable[[bytes], None] | None = None) -> dict[str, Any]:
     """The whole state of ``rt`` as plain data; raises :class:`FreezeError`. ``early`` gets
-    the pickled :func:`aoi_layout` first, after the hooks (a failure there is only logged)."""
+    the pickled :func:`aoi_layout` first, after the hooks, when a space has an AOI (a
+    failure there is only logged)."""
     for entity in list(rt.entities.values()):
         try:
             entity.on_freeze()
@@ -138,7 +139,9 @@ def snapshot(rt: GameRuntime, early: Callable[[bytes], None] | None = None) -> d
     others = [e for e in rt.entities.values() if not isinstance(e, Space)]
     if early is not None:
         try:
-            early(dumps(aoi_layout(spaces, others)))
+            layout = aoi_layout(spaces, others)
+            if layout["spaces"]:
+                early(dumps(layout))
         except Exception:
             logger.warning("game%d: the AOI layout was not written", rt.game_id, exc_info=True)
     return {

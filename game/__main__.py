@@ -353,8 +353,11 @@ class GameControl:
 
     async def _freeze_when_quiet(self, timeout: float = 10.0) -> None:
         """Nothing arrives from the dispatchers any more: let posted callbacks and storage/KVDB
-        callbacks finish (GoWorld drains posts and async jobs), then snapshot in one step."""
+        callbacks finish (GoWorld drains posts and async jobs), let the links write what the
+        game already sent, then snapshot in one step."""
         rt = self.rt
+        await shutdown.drain(rt, timeout, "freezing")
+        await self._flush_links()
         await shutdown.drain(rt, timeout, "freezing")
         t0 = time.perf_counter()
         data = freeze.run_freeze(rt, self._freeze_failed, early=self._write_layout)
@@ -367,6 +370,15 @@ class GameControl:
             self.frozen = data
             self.state = GameState.FROZEN
             self.stop.set()
+
+    async def _flush_links(self, timeout: float = 0.05) -> None:
+        """Replies to the calls handled just before the hold are still in the links' queues
+        (a link writes once per interval): out with them, or their clients would wait for
+        the snapshot and the restore too."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(link.backlog_bytes for link in self.links.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.001)
 
     def _write_layout(self, data: bytes) -> None:
         """The AOI layout for the standby (no fsync: only a head start; renamed when whole)."""

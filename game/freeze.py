@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from game.runtime import GameRuntime
 
 __all__ = [
-    "FORMAT_VERSION", "LAYOUT", "FreezeError", "Prebuilt", "aoi_layout", "prebuild", "record_of",
+    "FORMAT_VERSION", "LAYOUT", "READABLE", "FreezeError", "Prebuilt", "aoi_layout", "prebuild", "record_of",
     "restore", "snapshot",
 ]
 
@@ -65,6 +65,9 @@ logger = logging.getLogger("goworld.game")
 #: The freeze file's layout. 2: entities as ``EntityState.to_plain()`` dicts; 3: as tuples of
 #: the EntityState's fields in :data:`LAYOUT` order.
 FORMAT_VERSION = 3
+#: What a restore reads: a reload freezes with the running (older) code and restores with the
+#: new code, so the first reload onto this release gets a version 2 file.
+READABLE = (2, 3)
 #: The order of a record's items: EntityState's fields (the file names them; a restore checks).
 LAYOUT = tuple(f.name for f in dataclasses.fields(EntityState))
 _ENGINE = frozenset(ENGINE_FIELDS)
@@ -247,12 +250,14 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def _check_format(state: dict[str, Any], where: str = "") -> None:
-    if state.get("version") != FORMAT_VERSION:
+    version = state.get("version")
+    if version not in READABLE:
         raise FreezeError(
-            f"{where}freeze format version {state.get('version')!r}, this code reads version "
-            f"{FORMAT_VERSION} only (written by another release: restart the game instead)"
+            f"{where}freeze format version {version!r}, this code reads versions "
+            f"{' and '.join(map(str, READABLE))} (written by another release: restart the game "
+            "instead)"
         )
-    if tuple(state.get("layout", ())) != LAYOUT:
+    if version == FORMAT_VERSION and tuple(state.get("layout", ())) != LAYOUT:
         raise FreezeError(
             f"{where}entity records of {state.get('layout')}, this code reads {LAYOUT} "
             "(written by another release: restart the game instead)"
@@ -273,7 +278,10 @@ def _restore(rt: GameRuntime, state: dict[str, Any], prebuilt: Prebuilt) -> None
     if state["game_id"] != rt.game_id:
         raise FreezeError(f"the freeze file is game{state['game_id']}'s, not game{rt.game_id}'s")
     t0 = time.perf_counter()
-    states = [EntityState(*rec) for rec in state["entities"]]
+    if state["version"] == FORMAT_VERSION:
+        states = [EntityState(*rec) for rec in state["entities"]]
+    else:  # version 2: written by the release before, frozen by it for this reload
+        states = [EntityState.from_plain(rec) for rec in state["entities"]]
     _register_space_type(rt, (st.type_name for st in states))
     # 1. instances, attributes, clients (nothing is sent), timers, then the fields
     entities = apply_states(rt, states, trusted=True, made=prebuilt.made)

@@ -2029,10 +2029,18 @@ async def test_a_freeze_file_of_another_format_version_is_refused(tmp_path: Any)
     assert freeze.load(good)["version"] == freeze.FORMAT_VERSION == 3
     old = tmp_path / "old.dat"  # version 1: the layout before EntityState
     old.write_bytes(freeze.dumps({**state, "version": 1}))
-    with pytest.raises(freeze.FreezeError, match="freeze format version 1, this code reads version 3"):
+    with pytest.raises(freeze.FreezeError, match="freeze format version 1, this code reads versions 2 and 3"):
         freeze.load(old)
     with pytest.raises(freeze.FreezeError, match="version 1"):
         freeze.restore(Harness(bare=True).rt, {**state, "version": 1})
+    # version 2 (dicts: EntityState.to_plain) is what the release before writes when a reload
+    # moves a game onto this code: still restored
+    v2 = {k: v for k, v in state.items() if k != "layout"}
+    v2.update(version=2, entities=[EntityState(*rec).to_plain() for rec in state["entities"]])
+    (tmp_path / "v2.dat").write_bytes(freeze.dumps(v2))
+    h2 = Harness(bare=True)
+    freeze.restore(h2.rt, freeze.load(tmp_path / "v2.dat"))
+    assert sorted(h2.rt.entities) == sorted(h.rt.entities)
     # records are EntityState's fields in order: a file written with other fields is refused
     other = tmp_path / "other.dat"
     other.write_bytes(freeze.dumps({**state, "layout": (*freeze.LAYOUT, "mood")}))

@@ -33,11 +33,13 @@ class Space(Entity):
 
     aoi: GridAOI[Entity] | None
     entities: dict[Entity, None]
+    _type_counts: dict[str, int]  # members per type name, for count_entities
 
     def bind_runtime(self, rt: Any, desc: Any, entity_id: str) -> None:
         super().bind_runtime(rt, desc, entity_id)
         self.aoi = None
         self.entities = {}
+        self._type_counts = {}
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -69,7 +71,7 @@ class Space(Entity):
         return len(self.entities)
 
     def count_entities(self, type_name: str) -> int:
-        return sum(1 for e in self.entities if e.desc.name == type_name)
+        return self._type_counts.get(type_name, 0)
 
     def for_each_entity(self, fn: Callable[[Entity], Any]) -> None:
         for e in list(self.entities):
@@ -114,7 +116,7 @@ class Space(Entity):
         """Add ``entity`` at ``pos``. ``quiet`` (restore, migration-in) skips the hooks."""
         entity.space = self
         entity.position = pos
-        self.entities[entity] = None
+        self._join(entity)
         rt = self._rt
         client = entity.client
         if client is not None and not self.is_nil:
@@ -146,7 +148,7 @@ class Space(Entity):
         for entity, pos in members:
             entity.space = self
             entity.position = pos
-            self.entities[entity] = None
+            self._join(entity)
             if aoi is not None and entity.desc.use_aoi:
                 in_aoi.append((entity, pos.x, pos.z))
         taken = False
@@ -161,6 +163,13 @@ class Space(Entity):
                 entity.interested_in = aoi.neighbours(entity)  # type: ignore[assignment]
         return taken
 
+    def _join(self, entity: Entity) -> None:
+        if entity not in self.entities:
+            self.entities[entity] = None
+            counts = self._type_counts
+            name = entity.desc.name
+            counts[name] = counts.get(name, 0) + 1
+
     def remove_member(self, entity: Entity, *, quiet: bool = False) -> None:
         """Remove ``entity``: neighbours' destroys first, then the space's destroy."""
         aoi = self.aoi
@@ -170,7 +179,10 @@ class Space(Entity):
         client = entity.client
         if client is not None and not self.is_nil:
             self._rt.send_client(client, _DESTROY, self._destroy_body())
-        self.entities.pop(entity, None)
+        if entity in self.entities:
+            del self.entities[entity]
+            counts = self._type_counts
+            counts[entity.desc.name] -= 1
         entity.space = None
         if not quiet:
             entity.run_hook("on_leave_space", self)

@@ -70,6 +70,7 @@ ENGINE_FIELDS: Mapping[str, str] = {
     "destroying": "not kept: only live entities are captured",
     "aoi": "aoi_distance",
     "entities": "not kept: a space's members are rebuilt from their own space_id",
+    "_type_counts": "not kept: counted again as the members are rebuilt",
 }
 
 

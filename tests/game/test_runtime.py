@@ -393,6 +393,7 @@ async def test_create_entity_notifies_its_shard_and_runs_hooks_in_order(h: Harne
     assert (space.id, "on_entity_enter_space", (eid,)) in EVENTS
     assert av.space is space and av.position == Vector3(3, 0, 4)
     assert av in space.entities
+    assert space.count_entities("Avatar") == 1 and space.count_entities("Account") == 0
     # without a space the entity lands in the nil space
     other = h.avatar()
     assert other.space is h.nil and events_of(other.id)[-1] == "on_enter_space"
@@ -666,6 +667,9 @@ async def test_aoi_enter_and_leave_as_seen_by_clients(h: Harness) -> None:
         ("create", "__space__", other.id, False),
     ]
     assert h.items(ca) == [("destroy", "Avatar", b.id)]
+    assert (space.count_entities("Avatar"), other.count_entities("Avatar")) == (1, 1)
+    b.destroy()
+    assert other.count_entities("Avatar") == 0 and other.get_entity_count() == 0
 
 
 async def test_entering_the_nil_space_sends_nothing(h: Harness) -> None:
@@ -1596,7 +1600,7 @@ async def test_engine_fields_are_exactly_what_entities_and_spaces_set_up() -> No
     space = MySpace.__new__(MySpace)
     space.bind_runtime(h.rt, h.rt.registry.get("__space__"), new_entity_id())
     assert set(vars(space)) == set(ENGINE_FIELDS)
-    assert set(vars(entity)) == set(ENGINE_FIELDS) - {"aoi", "entities"}
+    assert set(vars(entity)) == set(ENGINE_FIELDS) - {"aoi", "entities", "_type_counts"}
     # every place named is a field of the record, and every field of the record is named
     record_fields = set(EntityState.__dataclass_fields__)
     places = {v for v in ENGINE_FIELDS.values() if not v.startswith("not kept")}

@@ -57,6 +57,7 @@ class Entity:
     _rt: Runtime
     _sync: int
     timer_records: dict[int, Any]
+    _seen_body: tuple[Vector3, float, MapAttr, bytes] | None  # _create_body(own=False)'s cache
 
     def bind_runtime(self, rt: Runtime, desc: EntityTypeDesc, entity_id: str) -> None:
         self._rt = rt
@@ -73,6 +74,7 @@ class Entity:
         self._sync = 0
         self.timer_records = {}
         self.attrs = MapAttr()
+        self._seen_body = None
 
     def __repr__(self) -> str:
         desc = getattr(self, "desc", None)
@@ -138,6 +140,7 @@ class Entity:
         return targets
 
     def _emit_attr(self, msgtype: int, root_key: str, path: Any, *rest: Any) -> None:
+        self._seen_body = None  # what neighbours are sent when they meet it has changed
         targets = self._attr_targets(root_key)
         if targets:
             self._rt.send_clients(targets, msgtype, attr_body(msgtype, self.id, path, *rest))
@@ -169,7 +172,18 @@ class Entity:
 
     def _create_body(self, *, own: bool) -> bytes:
         p = self.position
-        return create_body(own, self.id, self.desc.name, p.x, p.y, p.z, self.yaw, self.client_data(own=own))
+        if own:
+            return create_body(True, self.id, self.desc.name, p.x, p.y, p.z, self.yaw,
+                               self.client_data(own=True))
+        # What its neighbours' clients get when they meet it: the same for all of them until
+        # it moves, turns or changes an attribute (an AOI enter sends it to ~20 at once).
+        seen = self._seen_body
+        if seen is not None and seen[0] is p and seen[1] == self.yaw and seen[2] is self.attrs:
+            return seen[3]
+        body = create_body(False, self.id, self.desc.name, p.x, p.y, p.z, self.yaw,
+                           self.client_data(own=False))
+        self._seen_body = (p, self.yaw, self.attrs, body)
+        return body
 
     def _destroy_body(self) -> bytes:
         return destroy_body(self.desc.name, self.id)

@@ -71,6 +71,7 @@ ENGINE_FIELDS: Mapping[str, str] = {
     "aoi": "aoi_distance",
     "entities": "not kept: a space's members are rebuilt from their own space_id",
     "_type_counts": "not kept: counted again as the members are rebuilt",
+    "_seen_body": "not kept: a cache of the create body its neighbours get",
 }
 
 

@@ -672,6 +672,32 @@ async def test_aoi_enter_and_leave_as_seen_by_clients(h: Harness) -> None:
     assert other.count_entities("Avatar") == 0 and other.get_entity_count() == 0
 
 
+async def test_what_neighbours_get_follows_attribute_changes_and_moves(h: Harness) -> None:
+    """A's create body is computed once for all the clients that meet it at once, and again
+    after any attribute change, move or turn (Entity._create_body's cache)."""
+    space = h.space(aoi=100)
+    a = h.avatar(space, (0, 0, 0))
+    clients = [new_client(1) for _ in range(4)]
+    for i, client in enumerate(clients[:2]):
+        h.avatar(space, (10 + i, 0, 0), client=client)
+
+    def met_a(client: GameClient) -> tuple[Any, ...]:
+        return next(i for i in h.items(client) if i[0] == "create" and i[2] == a.id)
+
+    seen = [met_a(c) for c in clients[:2]]
+    assert seen[0] == seen[1] and seen[0][4] == {"name": "anon", "hp": 100}
+    a.attrs["hp"] = 50
+    h.avatar(space, (20, 0, 0), client=clients[2])
+    assert met_a(clients[2])[4] == {"name": "anon", "hp": 50}
+    a.set_position((5, 0, 5))
+    h.avatar(space, (30, 0, 0), client=clients[3])
+    assert met_a(clients[3])[4] == {"name": "anon", "hp": 50}
+    payload = next(e.payload for _, e in h.of_type(MT.CREATE_ENTITY_ON_CLIENT)
+                   if e.client_id == clients[3].client_id and a.id.encode() in e.payload)
+    body = codec.decode_payload(payload)
+    assert (body.x, body.z) == (5, 5)  # type: ignore[attr-defined]
+
+
 async def test_entering_the_nil_space_sends_nothing(h: Harness) -> None:
     space = h.space()
     c = new_client()

@@ -40,7 +40,6 @@ from typing import Any
 
 import pytest
 
-from goworld import gobot
 from goworld.testing import ClusterRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +59,6 @@ bf = _load_harness()
 PLAN = bf.Plan(players=6, saved=1, bots=10, bot_seconds=12, after_bots=10, after_seconds=12,
                stop_seconds=4.0, settle=2.0, backoff="0.2")
 
-
-@pytest.fixture(scope="module")
-def go_bot() -> Path:
-    try:
-        return gobot.build_test_client()
-    except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
-        pytest.fail(f"cannot build GoWorld's Go test bot: {exc}", pytrace=False)
 
 
 class Cluster:
@@ -100,9 +92,9 @@ def cluster222(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from _cluster(tmp_path_factory, "222")
 
 
-async def _fault(cluster: Cluster, go_bot: Path, role: str, kind: str) -> Any:
+async def _fault(cluster: Cluster, test_client: Path, role: str, kind: str) -> Any:
     cluster.faults += 1
-    out = await bf.run_fault(cluster.runner, cluster.layout, role, kind, PLAN, binary=go_bot,
+    out = await bf.run_fault(cluster.runner, cluster.layout, role, kind, PLAN, binary=test_client,
                              first_bot=1 + 100 * cluster.faults, saved=cluster.saved)
     print(f"\n{bf._line(out, 0)}")
     context = f"{out.to_json()}\n{cluster.runner.logs()}"
@@ -139,27 +131,27 @@ class Test111:
     """1 dispatcher, 1 game, 1 gate."""
 
     @pytest.mark.asyncio
-    async def test_kill_9_game(self, cluster111: Cluster, go_bot: Path) -> None:
-        out = await _fault(cluster111, go_bot, "game", "kill")
+    async def test_kill_9_game(self, cluster111: Cluster, test_client: Path) -> None:
+        out = await _fault(cluster111, test_client, "game", "kill")
         # One game: every player lived there, each is told why.
         assert out.disturbed == out.connected, out.to_json()
         assert out.close_codes == {"game_lost": out.connected}, out.to_json()
 
     @pytest.mark.asyncio
-    async def test_sigstop_game(self, cluster111: Cluster, go_bot: Path) -> None:
-        out = await _fault(cluster111, go_bot, "game", "stop")
+    async def test_sigstop_game(self, cluster111: Cluster, test_client: Path) -> None:
+        out = await _fault(cluster111, test_client, "game", "stop")
         assert out.disturbed == 0, out.to_json()  # paused, then served again
         # The dispatcher noticed (game_hang_timeout) and said so.
         assert cluster111.runner.grep("game1 sent nothing"), out.to_json()
 
     @pytest.mark.asyncio
-    async def test_kill_9_gate(self, cluster111: Cluster, go_bot: Path) -> None:
-        out = await _fault(cluster111, go_bot, "gate", "kill")
+    async def test_kill_9_gate(self, cluster111: Cluster, test_client: Path) -> None:
+        out = await _fault(cluster111, test_client, "gate", "kill")
         _gate1_only(out)
 
     @pytest.mark.asyncio
-    async def test_kill_9_dispatcher(self, cluster111: Cluster, go_bot: Path) -> None:
-        out = await _fault(cluster111, go_bot, "dispatcher", "kill")
+    async def test_kill_9_dispatcher(self, cluster111: Cluster, test_client: Path) -> None:
+        out = await _fault(cluster111, test_client, "dispatcher", "kill")
         assert out.disturbed == 0, out.to_json()  # the gate keeps its clients and reconnects
 
     @pytest.mark.asyncio
@@ -194,14 +186,14 @@ class Test222:
     """2 dispatchers, 2 games, 2 gates."""
 
     @pytest.mark.asyncio
-    async def test_kill_9_dispatcher1(self, cluster222: Cluster, go_bot: Path) -> None:
-        out = await _fault(cluster222, go_bot, "dispatcher", "kill")
+    async def test_kill_9_dispatcher1(self, cluster222: Cluster, test_client: Path) -> None:
+        out = await _fault(cluster222, test_client, "dispatcher", "kill")
         assert out.disturbed == 0, out.to_json()
 
     @pytest.mark.asyncio
-    async def test_kill_9_game1(self, cluster222: Cluster, go_bot: Path) -> None:
+    async def test_kill_9_game1(self, cluster222: Cluster, test_client: Path) -> None:
         cluster222.spaces_lost = True
-        out = await _fault(cluster222, go_bot, "game", "kill")
+        out = await _fault(cluster222, test_client, "game", "kill")
         # The players whose avatar lived on game1 are told why; the others are undisturbed.
         assert set(out.close_codes) <= {"game_lost"}, out.to_json()
 

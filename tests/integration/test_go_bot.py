@@ -67,13 +67,6 @@ SECURE_RUNS = [
 RELOAD_RUN = Run("tcp-across-reload", "tcp", (PLAIN_GATE, SECURE_GATE), 601, RELOAD_DURATION)
 
 
-@pytest.fixture(scope="module")
-def test_client() -> Path:
-    try:
-        return gobot.build_test_client()
-    except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
-        pytest.fail(f"cannot build GoWorld's Go test bot: {exc}", pytrace=False)
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:

@@ -215,13 +215,6 @@ def bot_wrapper(binary: Path, host: Host, directory: Path) -> Path:
     return script
 
 
-@pytest.fixture(scope="module")
-def test_client() -> Path:
-    try:
-        return gobot.build_test_client()
-    except (gobot.GoToolchainMissing, gobot.BuildError) as exc:
-        pytest.fail(f"cannot build GoWorld's Go test bot: {exc}", pytrace=False)
-
 
 @needs_netns[0]
 @needs_netns[1]

@@ -1,7 +1,11 @@
-"""Regenerate goworld/rpc/cluster_pb2*.py from goworld/rpc/cluster.proto.
+"""Regenerate the committed protobuf modules from their .proto files.
+
+* goworld/rpc/cluster.proto -> goworld/rpc/cluster_pb2.py, .pyi and cluster_pb2_grpc.py
+* goworld/lockstep/lockstep.proto -> goworld/lockstep/lockstep_pb2.py and .pyi (no services)
 
 The generated modules are committed (so a plain install needs no code generation); run this
-after editing the .proto. tests/goworld/rpc/test_generated.py checks they are up to date.
+after editing a .proto. tests/goworld/rpc/test_cluster_schema.py and
+tests/goworld/lockstep/test_schema.py check they are up to date.
 
 Usage: python scripts/gen_proto.py [OUTPUT_ROOT]   (default: the repository root)
 """
@@ -14,23 +18,29 @@ from pathlib import Path
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO = "goworld/rpc/cluster.proto"
+#: (proto file relative to ROOT, whether it declares gRPC services)
+PROTOS = [
+    ("goworld/rpc/cluster.proto", True),
+    ("goworld/lockstep/lockstep.proto", False),
+]
 
 
 def generate(out_root: Path) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     include = Path(protoc.__file__).parent / "_proto"
-    args = [
-        "grpc_tools.protoc",
-        f"-I{ROOT}",
-        f"-I{include}",
-        f"--python_out={out_root}",
-        f"--pyi_out={out_root}",
-        f"--grpc_python_out={out_root}",
-        PROTO,
-    ]
-    if protoc.main(args) != 0:
-        raise SystemExit(f"protoc failed on {PROTO}")
+    for proto, services in PROTOS:
+        args = [
+            "grpc_tools.protoc",
+            f"-I{ROOT}",
+            f"-I{include}",
+            f"--python_out={out_root}",
+            f"--pyi_out={out_root}",
+        ]
+        if services:
+            args.append(f"--grpc_python_out={out_root}")
+        args.append(proto)
+        if protoc.main(args) != 0:
+            raise SystemExit(f"protoc failed on {proto}")
 
 
 if __name__ == "__main__":

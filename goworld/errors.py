@@ -18,13 +18,19 @@ Defined beside the code that raises them, in the same tree:
 
     GoWorldError
     ├── AuthRefused          a cluster stream's credentials are refused (goworld.cluster.auth)
+    ├── LockstepClosed       a lockstep client's connection is gone (goworld.lockstep.client)
     ├── FieldsError          an entity's own fields cannot be captured (goworld.entity.state)
     ├── FreezeError          a reload snapshot cannot be taken or read (game.freeze)
     ├── GamePackageError     the game package does not load (game.loader)
     │   └── HotSwapError     an in-place reload refused the new code (game.hotswap)
     ├── GoToolchainMissing   no Go to build GoWorld's bot (goworld.gobot)
     ├── BuildError           building GoWorld's programs failed (goworld.gobot)
-    └── BenchError           a benchmark scenario could not measure (goworld.bench)
+    ├── BenchError           a benchmark scenario could not measure (goworld.bench)
+    └── ProtocolError
+        └── RemoteProtocolError
+            ├── LockstepDecodeError     a lockstep body that does not parse (goworld.lockstep.codec)
+            └── PacketTooLarge
+                └── LockstepPacketTooLarge  a lockstep body over 1024 bytes (goworld.lockstep.codec)
 
 Decoders in :mod:`goworld.proto` raise only :class:`RemoteProtocolError` (or its subclass
 :class:`PacketTooLarge`) on malformed input; nothing else escapes them.

@@ -599,3 +599,27 @@ def test_bot_moves_are_deterministic_per_player(tmp_path: Path) -> None:
     for moves in got:
         for m in moves:
             assert 0 <= m["sid"] <= 4 and 0 <= m["x"] < 16 and 0 <= m["y"] < 16
+
+
+def test_the_servers_codec_agrees(tmp_path: Path) -> None:
+    """The engine's own lockstep_pb2/codec build the same packets as lockstep.js."""
+    codec = pytest.importorskip("goworld.lockstep.codec")
+    pb2 = pytest.importorskip("goworld.lockstep.lockstep_pb2")
+    c2s = [
+        (1, "C2S_ConnectMsg", {"playerID": 3, "battleID": 2**60, "token": "tok", "resumeFrame": 9}),
+        (20, "C2S_ProgressMsg", {"pro": 100}),
+        (60, "C2S_InputMsg", {"sid": 4, "x": -1, "y": 15, "frameID": 77}),
+        (70, "C2S_ResultMsg", {"winnerID": 2}),
+    ]
+    got = node(
+        [{"op": "packet", "id": i, "value": _to_js(v), "dir": "c2s"} for i, _n, v in c2s]
+        + [{"op": "packet", "id": i, "value": None} for i in (2, 10, 30)],
+        tmp_path,
+    )
+    want = [codec.encode_message(i, getattr(pb2, name)(**v)).hex() for i, name, v in c2s]
+    want += [codec.encode(i).hex() for i in (2, 10, 30)]
+    assert got == want
+    for name, value in REFERENCE_CASES:
+        theirs = getattr(pb2, name)()
+        _fill(theirs, value)
+        assert theirs.SerializeToString() == pb_bytes(name, value), name

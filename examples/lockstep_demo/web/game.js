@@ -211,7 +211,8 @@
       seat: 0,
       seats: 0,
       players: {},
-      winner: null,
+      winner: null, // the leader when the room closed (the same on every page)
+      resultSent: null, // the winnerID this page reported
       closeReason: null,
       errors: [],
       log: [],
@@ -378,9 +379,11 @@
     }
 
     function sendResult() {
+      if (demo.resultSent !== null) return;
+      $("finish").disabled = true;
       const seat = sim ? sim.leader() : 0;
       const winner = demo.players[seat] !== undefined ? parseId(demo.players[seat], "0") : 0;
-      demo.winner = String(winner);
+      demo.resultSent = String(winner);
       conn.result(winner);
       log("result sent: winner " + winner + " (seat " + seat + ")");
     }
@@ -447,12 +450,18 @@
         showStatus();
         draw();
         if (auto) runBot();
+        else $("finish").disabled = false;
       });
       conn.on("frames", onFrames);
       conn.on("result", () => log("result acknowledged"));
       conn.on("close", () => {
         demo.state = "closed";
         demo.closeReason = "room closed by the server";
+        $("finish").disabled = true;
+        if (sim) {
+          const seat = sim.leader();
+          demo.winner = demo.players[seat] !== undefined ? demo.players[seat] : "seat " + seat;
+        }
         log("close: " + (sim ? sim.tick + " ticks, hash " + sim.hash() : "before start"));
         showStatus();
       });
@@ -480,6 +489,9 @@
 
     doc.addEventListener("keydown", onKey);
     canvas.addEventListener("click", onClick);
+    $("finish").addEventListener("click", () => {
+      if (demo.state === "playing") sendResult();
+    });
     run();
   }
 

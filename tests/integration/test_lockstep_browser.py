@@ -207,3 +207,41 @@ async def test_keyboard_mouse_and_finish_button(lockstep_http: tuple[ClusterRunn
             assert a["ticks"] == a["frame"] + 1 and a["frame"] > 45
         finally:
             await browser.close()
+
+
+@pytest.mark.asyncio
+async def test_a_reloaded_page_replays_the_history(
+    lockstep_http: tuple[ClusterRunner, int],
+) -> None:
+    """A page reloaded mid-game connects again, sends Ready, gets Start and every frame so far
+    (LOCKSTEP.md §9), rebuilds the same state and plays on."""
+    from playwright.async_api import async_playwright
+
+    runner, http = lockstep_http
+    base = f"http://127.0.0.1:{http}/static/index.html?room=21&members=1,2"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            one, two = [await (await browser.new_context()).new_page() for _ in range(2)]
+            await asyncio.gather(one.goto(f"{base}&player=1"), two.goto(f"{base}&player=2"))
+            for page in (one, two):
+                await page.wait_for_function("() => window.lockstepDemo.state === 'playing'")
+            seen = "(n) => (window.lockstepDemo.inputsSeen[{p}] || 0) >= n"
+            for n, key in enumerate(["ArrowDown", "ArrowDown", "ArrowRight"], start=1):
+                await two.keyboard.press(key)
+                await two.wait_for_function(seen.format(p=2), arg=n)
+            await two.reload()
+            await two.wait_for_function("() => window.lockstepDemo.state === 'playing'")
+            await two.wait_for_function(seen.format(p=2), arg=3)  # the history came back
+            await two.keyboard.press("ArrowLeft")
+            await one.wait_for_function(seen.format(p=2), arg=4)
+            await one.click("#finish")
+            await two.click("#finish")
+            a, b = await asyncio.gather(_wait_closed(one, runner), _wait_closed(two, runner))
+            assert a["errors"] == b["errors"] == []
+            assert a["inputsSeen"] == b["inputsSeen"] == {"2": 4}
+            assert (a["frame"], a["hash"]) == (b["frame"], b["hash"])
+            assert b["ticks"] == b["frame"] + 1
+            assert any("start, time" in line for line in b["log"])
+        finally:
+            await browser.close()

@@ -41,7 +41,15 @@ import click
 
 from goworld import ports, runctl
 from goworld.cluster import auth
-from goworld.config import Address, ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
+from goworld.config import (
+    Address,
+    ClusterConfig,
+    DispatcherConfig,
+    GameConfig,
+    GateConfig,
+    LockstepConfig,
+    load,
+)
 from goworld.errors import ConfigError, GoWorldError
 from goworld.runctl import ProcFile
 
@@ -49,10 +57,10 @@ __all__ = ["main"]
 
 # A gate gives up on unreachable dispatchers after 30 s itself (its log names them): the CLI
 # waits longer, so that is what the operator sees. A game waits for them as long as it takes.
-START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 45.0}
+START_TIMEOUT = {"dispatcher": 10.0, "game": 600.0, "gate": 45.0, "lockstep": 45.0}
 #: After the last gate: how long every game may take to report deployment-ready + services.
 SERVE_TIMEOUT = 60.0
-STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}  # games wait for queued saves
+STOP_TIMEOUT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0, "lockstep": 30.0}  # games wait for queued saves
 
 _INI_OPTION = click.option(
     "--ini",
@@ -117,7 +125,8 @@ def select_procs(cfg: ClusterConfig, names: Sequence[str]) -> tuple[str, ...]:
     """``--only``'s names checked against the ini, in the ini's start order (dispatchers,
     games, gates); :class:`GoWorldError` names what the ini lacks and what it has."""
     known = [runctl.proc_name(role, i) for role, table in
-             (("dispatcher", cfg.dispatchers), ("game", cfg.games), ("gate", cfg.gates))
+             (("dispatcher", cfg.dispatchers), ("game", cfg.games), ("gate", cfg.gates),
+              ("lockstep", cfg.lockstep_procs))
              for i in table]
     wanted = [n.strip() for n in names if n.strip()]
     if not wanted:
@@ -146,15 +155,16 @@ class Cluster:
         self.only = None if only is None else select_procs(cfg, only)
 
     def procs(self, role: str) -> list[Proc]:
-        tables: dict[str, Mapping[int, DispatcherConfig | GameConfig | GateConfig]] = {
+        tables: dict[str, Mapping[int, DispatcherConfig | GameConfig | GateConfig | LockstepConfig]] = {
             "dispatcher": self.cfg.dispatchers, "game": self.cfg.games, "gate": self.cfg.gates,
+            "lockstep": self.cfg.lockstep_procs,
         }
         table = tables[role]
         procs = [Proc(role, pid, self.root / c.log_file, c.log_backups) for pid, c in table.items()]
         return procs if self.only is None else [p for p in procs if p.name in self.only]
 
     def all_procs(self) -> list[Proc]:
-        return self.procs("dispatcher") + self.procs("game") + self.procs("gate")
+        return self.procs("dispatcher") + self.procs("game") + self.procs("gate") + self.procs("lockstep")
 
     def file(self, proc: Proc, kind: ProcFile) -> Path:
         """One of ``proc``'s files in the run directory (its pid, stderr, status files)."""
@@ -901,7 +911,10 @@ def _add_live_figures(cluster: Cluster, procs: list[dict[str, Any]]) -> None:
     from goworld.metrics import ops_token
 
     token = ops_token(cluster.cfg)
-    sections = {"dispatcher": cluster.cfg.dispatchers, "game": cluster.cfg.games, "gate": cluster.cfg.gates}
+    sections = {
+        "dispatcher": cluster.cfg.dispatchers, "game": cluster.cfg.games, "gate": cluster.cfg.gates,
+        "lockstep": cluster.cfg.lockstep_procs,
+    }
     up = [p for p in procs if p["up"]]
     for p in procs:
         p.update(dict.fromkeys(_LIVE_KEYS), status_error=None)
@@ -957,7 +970,7 @@ def _live_cells(p: dict[str, Any]) -> str:
 
 def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
     procs = report["processes"]
-    roles = ("dispatcher", "game", "gate")
+    roles = ("dispatcher", "game", "gate", "lockstep")
     count = {r: sum(1 for p in procs if p["role"] == r and p["up"]) for r in roles}
     total = {r: len(cluster.procs(r)) for r in roles}  # the ini's (desired_*), or --only's
     sup = report["supervisor"]
@@ -967,7 +980,7 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
         expected = sup["expected"] and any(p["up"] for p in procs)
         supervisor = "supervisor NOT RUNNING" if expected else "not supervised"
     parts = [f"{count[r]}/{total[r]} {r}s" + (f" ({report['app'] or '-'})" if r == "game" else "")
-             for r in roles if total[r] or cluster.only is None]
+             for r in roles if total[r] or (cluster.only is None and r != "lockstep")]
     share = f" (this host's share: {','.join(cluster.only)})" if cluster.only is not None else ""
     click.echo(f"{', '.join(parts)} running{share}; {supervisor}")
     click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  "

@@ -37,6 +37,15 @@ from goworld.rpc import cluster_pb2_grpc
 
 __all__ = ["DispatcherServicer", "StreamPeer"]
 
+#: A joined stream: its peer id, peer, message handler, health note (games) and leave handler.
+_Joined = tuple[
+    int,
+    "StreamPeer",
+    Callable[[int, Envelope], None],
+    Callable[[int], None] | None,
+    Callable[[int, "StreamPeer"], None],
+]
+
 logger = logging.getLogger("goworld.dispatcher")
 
 
@@ -94,26 +103,14 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         task = asyncio.current_task()
         assert task is not None
         writer = BatchWriter(context.write, self.flush_interval)
-        service = self.service
-        handle: Callable[[int, Envelope], None]
-        heard: Callable[[int], None] | None = None  # a game's health: it sends something
-        if hello.msgtype == MsgType.SET_GAME_ID:
-            peer_id = hello.game_id
-            peer = StreamPeer(f"game{peer_id}", writer, task)
-            service.game_connected(peer_id, peer, hello)
-            handle = service.handle_game
-            heard = service.game_heard
-        elif hello.msgtype == MsgType.SET_GATE_ID:
-            peer_id = hello.gate_id
-            peer = StreamPeer(f"gate{peer_id}", writer, task)
-            service.gate_connected(peer_id, peer, hello.name)
-            handle = service.handle_gate
-        else:
+        joined = self._join(hello, writer, task)
+        if joined is None:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"first message must be SET_GAME_ID or SET_GATE_ID, got {hello.msgtype}",
+                f"first message must be SET_GAME_ID, SET_GATE_ID or SET_LOCKSTEP_ID, got {hello.msgtype}",
             )
             return
+        peer_id, peer, handle, heard, left = joined
         writer_task = asyncio.create_task(writer.run(), name=f"writer-{peer.name}")
         try:
             for env in first.messages[1:]:
@@ -128,10 +125,25 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             logger.info("%s: stream closed by the dispatcher", peer.name)
         finally:
             writer_task.cancel()
-            if hello.msgtype == MsgType.SET_GAME_ID:
-                service.game_disconnected(peer_id, peer)
-            else:
-                service.gate_disconnected(peer_id, peer)
+            left(peer_id, peer)
+
+    def _join(self, hello: Envelope, writer: BatchWriter, task: asyncio.Task[object]) -> _Joined | None:
+        """Tell the service who connected (from its hello); None for a hello of no kind."""
+        service = self.service
+        if hello.msgtype == MsgType.SET_GAME_ID:
+            peer = StreamPeer(f"game{hello.game_id}", writer, task)
+            service.game_connected(hello.game_id, peer, hello)
+            # a game's health: it sends something
+            return hello.game_id, peer, service.handle_game, service.game_heard, service.game_disconnected
+        if hello.msgtype == MsgType.SET_GATE_ID:
+            peer = StreamPeer(f"gate{hello.gate_id}", writer, task)
+            service.gate_connected(hello.gate_id, peer, hello.name)
+            return hello.gate_id, peer, service.handle_gate, None, service.gate_disconnected
+        if hello.msgtype == MsgType.SET_LOCKSTEP_ID:
+            peer = StreamPeer(f"lockstep{hello.game_id}", writer, task)
+            service.lockstep_connected(hello.game_id, peer, hello)
+            return hello.game_id, peer, service.handle_lockstep, None, service.lockstep_disconnected
+        return None
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> Identity | None:
         """The identity the stream's token proves (None without a verifier); a refused
@@ -155,6 +167,8 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             claimed = Identity("game", hello.game_id)
         elif hello.msgtype == MsgType.SET_GATE_ID:
             claimed = Identity("gate", hello.gate_id)
+        elif hello.msgtype == MsgType.SET_LOCKSTEP_ID:
+            claimed = Identity("lockstep", hello.game_id)
         else:
             return  # refused by Connect as for any stream
         if claimed != identity:

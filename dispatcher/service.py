@@ -54,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dispatcher.rooms import LockstepRooms
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.cluster.streams import ENVELOPE_OVERHEAD, envelope_size
 from goworld.proto import positions
@@ -206,6 +207,7 @@ class DispatcherService:
         #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
         self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
         self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
+        self.lockstep = LockstepRooms(self._send_to_entity, clock)  # docs/LOCKSTEP-DESIGN.md
         self._game_handlers = self._game_handler_table()
         self._gate_handlers = self._gate_handler_table()
 
@@ -229,6 +231,7 @@ class DispatcherService:
             MsgType.SYNC_POSITION_YAW_ON_CLIENTS: self._to_gate,
             MsgType.KICK_CLIENT: self._to_gate,
             MsgType.STOP_BARRIER: self._on_stop_barrier,
+            MsgType.LOCKSTEP_CREATE_ROOM: self._on_lockstep_create_room,
         }
 
     def _gate_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
@@ -497,6 +500,25 @@ class DispatcherService:
                 self._send_to_game_info(game, note)
             self._settle_kvreg()
 
+    # ---- lockstep processes (dispatcher.rooms) -------------------------------------------
+
+    def lockstep_connected(self, lockstep_id: int, peer: Peer, hello: Envelope) -> None:
+        self.lockstep.connected(lockstep_id, peer)
+
+    def lockstep_disconnected(self, lockstep_id: int, peer: Peer) -> None:
+        self.lockstep.disconnected(lockstep_id, peer)
+
+    def handle_lockstep(self, lockstep_id: int, env: Envelope) -> None:
+        """One envelope from a lockstep process: a call to an entity (room created, result),
+        or its load."""
+        if env.msgtype == _CALL_ENTITY_METHOD:
+            self._send_to_entity(env.entity_id, env)
+        elif not self.lockstep.handle(lockstep_id, env):
+            self.stats["dropped"] += 1
+
+    def _on_lockstep_create_room(self, game_id: int, env: Envelope) -> None:
+        self.lockstep.place(env)
+
     # ---- incoming messages ---------------------------------------------------------------
 
     def handle_game(self, game_id: int, env: Envelope) -> None:
@@ -554,6 +576,7 @@ class DispatcherService:
             self._expire_waiting_boot(now)
         if self._gates_away:
             self._expire_gates_away(now)
+        self.lockstep.expire(now)
         if self._kvreg_claims:
             self._settle_kvreg()
         for eid, route in list(self.entities.items()):

@@ -101,6 +101,22 @@ class Outbox:
             ),
         )
 
+    def lockstep_create_room(
+        self, owner_id: str, members: list[int], *, on_created: str, on_result: str, seed: int
+    ) -> None:
+        """Ask the least loaded lockstep process for a room (through the owner's dispatcher:
+        the answers are calls to the owner, docs/LOCKSTEP-DESIGN.md)."""
+        self.to_entity(
+            owner_id,
+            Envelope(
+                msgtype=MsgType.LOCKSTEP_CREATE_ROOM,
+                entity_id=owner_id,
+                game_id=self.game_id,
+                name=on_created,
+                payload=pack({"members": members, "seed": seed, "on_result": on_result}),
+            ),
+        )
+
     def call_nil_spaces(self, method: str, args: tuple[Any, ...]) -> None:
         """Dispatcher 1 sends it to every other game's nil space."""
         self.to_dispatcher(

@@ -332,6 +332,13 @@ class GameRuntime:
         else:
             self.outbox.call(entity_id, method, args)
 
+    def create_lockstep_room(
+        self, owner_id: str, members: list[int], on_created: str, on_result: str, seed: int
+    ) -> None:
+        self.outbox.lockstep_create_room(
+            owner_id, members, on_created=on_created, on_result=on_result, seed=seed
+        )
+
     def call_nil_spaces(self, method: str, args: tuple[Any, ...]) -> None:
         """Call ``method`` on every game's nil space: dispatcher 1 sends it to the other games,
         this game's own is posted."""

@@ -158,6 +158,35 @@ def call_nil_spaces(method: str, *args: Any) -> None:
     _rt().call_nil_spaces(method, args)
 
 
+# ---- lockstep rooms ------------------------------------------------------------------------
+
+
+def create_lockstep_room(
+    owner: Entity,
+    members: list[int],
+    *,
+    on_created: str = "OnLockstepRoom",
+    on_result: str = "OnLockstepResult",
+    seed: int = 0,
+) -> None:
+    """Ask the cluster's lockstep service (``[lockstep]`` in goworld.ini) for a frame-sync room
+    for the player ids ``members`` (seat order; 1 to ``max_players`` of them).
+
+    ``owner.<on_created>(info)`` is called with ``{"room": id, "tokens": {player: token},
+    "kcp": "host:port", "ws": "ws://host:port/path"}`` (each player connects with its token),
+    or ``{"error": reason}``. When the room ends, ``owner.<on_result>(result)`` with
+    ``{"room", "reason", "results": {player: winner}, "frames", "members", "started",
+    "dropped_inputs"}``. Both are ordinary entity calls: they follow the owner if it migrates
+    and wait while its game reloads, so the methods must be ``@rpc`` methods.
+    """
+    if not members:
+        raise EntityError("a lockstep room needs at least one member")
+    ids = [int(m) for m in members]
+    if any(not 0 <= m < 1 << 64 for m in ids):
+        raise EntityError("lockstep player ids are unsigned 64-bit integers")
+    _rt().create_lockstep_room(owner.id, ids, on_created, on_result, int(seed))
+
+
 # ---- services ------------------------------------------------------------------------------
 
 
@@ -300,6 +329,7 @@ __all__ = [
     "get_nil_space",
     "call",
     "call_nil_spaces",
+    "create_lockstep_room",
     "call_service_any",
     "call_service_all",
     "call_service_shard_index",

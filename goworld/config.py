@@ -121,6 +121,7 @@ __all__ = [
     "GameConfig",
     "GateConfig",
     "KVDBConfig",
+    "LockstepConfig",
     "StorageConfig",
     "SupervisorConfig",
     "load",
@@ -298,6 +299,43 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LockstepConfig:
+    """``[lockstep]`` (ours): the lockstep (frame-sync) room service, docs/LOCKSTEP-DESIGN.md.
+
+    The process is ``lockstep``; it runs whenever the section is present."""
+
+    listen_addr: Address  # KCP over UDP, like lockstepserver's -udp
+    advertise_addr: Address | None  # the KCP address given to players; None = listen_addr
+    http_addr: Address  # room API, WebSocket (ws_path), /metrics; like lockstepserver's -web
+    ws_path: str
+    web_dir: Path | None  # files served under /static/ on http_addr (absolute), None = none
+    tick_hz: int
+    max_rooms: int
+    max_players: int  # per room, at most 16
+    max_sessions: int  # KCP + WebSocket sessions at once
+    ready_seconds: float  # a room starts with whoever is there this long after creation
+    room_seconds: float  # a room ends this long after creation
+    max_frames: int
+    stale_seconds: float  # a member silent this long gets no frames until it speaks
+    session_timeout: float  # a session silent this long is closed
+    require_token: bool  # rooms from the HTTP API refuse every Connect (ERR_Token)
+    replay_dir: Path | None  # each ended room's input log is written here (absolute)
+    log_file: str
+    log_stderr: bool
+    log_level: str
+    log_repeat_limit: int = field(default=10, kw_only=True)
+    log_repeat_interval: int = field(default=10, kw_only=True)
+    log_backups: int = field(default=5, kw_only=True)
+    log_max_bytes: int = field(default=0, kw_only=True)
+    link_flush_interval_ms: int = field(default=2, kw_only=True)
+    id: int = field(default=1, kw_only=True)  # the process is lockstep<id>
+
+    @property
+    def public_kcp(self) -> Address:
+        return self.advertise_addr or self.listen_addr
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     path: Path  # absolute path of the file read
     deployment: DeploymentConfig
@@ -308,10 +346,16 @@ class ClusterConfig:
     storage: StorageConfig
     kvdb: KVDBConfig | None  # None: KVDB disabled
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)  # ours
+    lockstep: LockstepConfig | None = None  # ours: None = no [lockstep] section
 
     @property
     def config_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def lockstep_procs(self) -> Mapping[int, LockstepConfig]:
+        """The lockstep process by id (``lockstep1``), or nothing without ``[lockstep]``."""
+        return MappingProxyType({1: self.lockstep} if self.lockstep is not None else {})
 
 
 # ----------------------------------------------------------------------------- value parsers
@@ -432,6 +476,16 @@ def _url(*schemes: str) -> _Parser:
     return parse
 
 
+def _optional_addr(raw: str) -> Address | None:
+    return _addr(dial=True)(raw) if raw else None
+
+
+def _ws_path(raw: str) -> str:
+    if not raw.startswith("/") or any(c.isspace() or c in "?#" for c in raw):
+        raise ValueError("expected a path such as /ws")
+    return raw
+
+
 def _legacy_protocol(raw: str) -> int | None:
     if raw in ("", "2017", "2018"):
         return int(raw) if raw else None
@@ -534,6 +588,30 @@ _SCHEMA: tuple[_Row, ...] = (
     ("supervisor", "restart_backoff_max", _seconds(0.0), "60"),
     ("supervisor", "max_restarts", _int(0), "5"),
     ("supervisor", "restart_window", _seconds(1.0), "300"),
+    ("lockstep", "listen_addr", _LISTEN, "127.0.0.1:10086"),  # ours, the whole section
+    ("lockstep", "advertise_addr", _optional_addr, ""),
+    ("lockstep", "http_addr", _LISTEN, "127.0.0.1:10002"),
+    ("lockstep", "ws_path", _ws_path, "/ws"),
+    ("lockstep", "web_dir", _optional_path, ""),
+    ("lockstep", "tick_hz", _int(1, 1000), "30"),
+    ("lockstep", "max_rooms", _int(1), "1000"),
+    ("lockstep", "max_players", _int(1, 16), "8"),
+    ("lockstep", "max_sessions", _int(1), "10000"),
+    ("lockstep", "ready_seconds", _seconds(0.0), "20"),
+    ("lockstep", "room_seconds", _seconds(1.0), "300"),
+    ("lockstep", "max_frames", _int(1), "5500"),
+    ("lockstep", "stale_seconds", _seconds(0.1), "2"),
+    ("lockstep", "session_timeout", _seconds(0.5), "5"),
+    ("lockstep", "require_token", _bool, "false"),
+    ("lockstep", "replay_dir", _optional_path, ""),
+    ("lockstep", "log_file", _text, "lockstep.log"),
+    ("lockstep", "log_stderr", _bool, "true"),
+    ("lockstep", "log_level", _log_level, "info"),
+    ("lockstep", "log_repeat_limit", _int(0), "10"),
+    ("lockstep", "log_repeat_interval", _int(1), "10"),
+    ("lockstep", "log_backups", _int(0, 100), "5"),
+    ("lockstep", "log_max_bytes", _int(0), "0"),
+    ("lockstep", "link_flush_interval_ms", _int(0, 1000), "2"),
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
     ("storage.mongodb", "db", _text, "goworld"),
@@ -554,7 +632,10 @@ _ROLES: dict[str, tuple[type[Any], str]] = {
 }
 _BACKEND_TYPES = ("sqlite", "mongodb", "redis")
 _PLAIN_SECTIONS = frozenset(
-    {"deployment", "debug", "storage", "kvdb", "supervisor", *(f"{role}_common" for role in _ROLES)}
+    {
+        "deployment", "debug", "storage", "kvdb", "supervisor", "lockstep",
+        *(f"{role}_common" for role in _ROLES),
+    }
 )
 _ROLE_SECTION_RE = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
 _START_NODES = "start_nodes_"
@@ -610,7 +691,19 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
         storage=StorageConfig(**_backend(path, "storage", sections, "sqlite", files)),
         kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "", files)) else None,
         supervisor=SupervisorConfig(**_parse_keys(path, "supervisor", "supervisor", sections)[0]),
+        lockstep=_lockstep(path, sections, files),
     )
+
+
+def _lockstep(
+    path: Path, sections: Mapping[str, _Raw], files: _FileChecker | None
+) -> LockstepConfig | None:
+    if "lockstep" not in sections:
+        return None
+    values, origins = _parse_keys(path, "lockstep", "lockstep", sections)
+    if files is not None:
+        files.log_file(values["log_file"], origins["log_file"])
+    return LockstepConfig(**values)
 
 
 _CLUSTER_TLS_KEYS = ("cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key")

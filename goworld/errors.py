@@ -19,6 +19,7 @@ Defined beside the code that raises them, in the same tree:
     GoWorldError
     ├── AuthRefused          a cluster stream's credentials are refused (goworld.cluster.auth)
     ├── LockstepClosed       a lockstep client's connection is gone (goworld.lockstep.client)
+    ├── RoomRefused          a lockstep room cannot be created (goworld.lockstep.rooms)
     ├── FieldsError          an entity's own fields cannot be captured (goworld.entity.state)
     ├── FreezeError          a reload snapshot cannot be taken or read (game.freeze)
     ├── GamePackageError     the game package does not load (game.loader)

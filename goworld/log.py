@@ -1,6 +1,6 @@
 """Named loggers and the one place that configures logging handlers.
 
-Loggers in use (``grep -rn "getLogger(\\|get_logger(" goworld game gate dispatcher``):
+Loggers in use (``grep -rn "getLogger(\\|get_logger(" goworld game gate dispatcher lockstep``):
 
 - ``goworld.dispatcher`` (dispatcher/), ``goworld.gate`` (gate/), ``goworld.gate.ws`` (the
   websockets server's own logger, gate/listeners.py), ``goworld.game`` (game/, and code that
@@ -9,7 +9,10 @@ Loggers in use (``grep -rn "getLogger(\\|get_logger(" goworld game gate dispatch
   worker), ``goworld.net.kcp``, ``goworld.net.tls``, ``goworld.config``, ``goworld.process``,
   ``goworld.gobot``, ``goworld.supervisor`` (its own log, ``.goworld/supervisor.log``),
   ``goworld.metrics`` (the metrics and status endpoints, goworld/metrics.py and ops_http.py),
-  ``goworld.bench`` (the side-by-side bench's GoWorld cluster and mongo-java-server).
+  ``goworld.bench`` (the side-by-side bench's GoWorld cluster and mongo-java-server),
+  ``goworld.lockstep`` (lockstep/ and its rooms, goworld/lockstep/room.py and rooms.py),
+  ``goworld.lockstep.ws`` (the websockets server's own logger in lockstep/server.py),
+  ``goworld.lockstep.client`` (the protocol's test client).
 
 Library modules only ask for a logger (``logging.getLogger("goworld.x")`` or :func:`get_logger`);
 the roles' start-up (``goworld.process``) calls :func:`configure`. The CLI logs nothing: it

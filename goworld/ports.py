@@ -36,7 +36,8 @@ class Listener:
     purpose: str  #: e.g. "KCP"
 
     def __str__(self) -> str:
-        return f"{self.process}'s [{self.process}] {self.key} = {self.addr} ({self.purpose})"
+        section = "lockstep" if self.process.startswith("lockstep") else self.process
+        return f"{self.process}'s [{section}] {self.key} = {self.addr} ({self.purpose})"
 
 
 def listeners(cfg: ClusterConfig, only: Collection[str] | None = None) -> list[Listener]:
@@ -52,6 +53,10 @@ def listeners(cfg: ClusterConfig, only: Collection[str] | None = None) -> list[L
         out.append(Listener(name, "listen_addr", g.listen_addr, "tcp", "TCP clients"))
         out.append(Listener(name, "listen_addr", g.listen_addr, "udp", "KCP clients"))
         out.append(Listener(name, "http_addr", g.http_addr, "tcp", "WebSocket clients"))
+    for lid, ls in cfg.lockstep_procs.items():
+        name = f"lockstep{lid}"
+        out.append(Listener(name, "listen_addr", ls.listen_addr, "udp", "lockstep KCP clients"))
+        out.append(Listener(name, "http_addr", ls.http_addr, "tcp", "lockstep rooms and WebSocket"))
     return out if only is None else [item for item in out if item.process in only]
 
 

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from goworld import log, runctl
 from goworld.cluster import auth
-from goworld.config import ClusterConfig, DispatcherConfig, GameConfig, GateConfig, load
+from goworld.config import (
+    ClusterConfig,
+    DispatcherConfig,
+    GameConfig,
+    GateConfig,
+    LockstepConfig,
+    load,
+)
 from goworld.errors import ConfigError
 from goworld.runctl import (
     AFTER_PID_FLAG,
@@ -87,8 +94,9 @@ def start_role(role: str, argv: list[str] | None = None) -> tuple[RoleArgs, Clus
     # Only a gate uses files the config names (its TLS key pair; log files are every role's
     # own): a game restored by `goworld reload` must not fail on a gate's certificate.
     cfg = load_config_or_exit(args.configfile, check_files=role == "gate")
-    by_role: dict[str, Mapping[int, DispatcherConfig | GateConfig | GameConfig]] = {
+    by_role: dict[str, Mapping[int, DispatcherConfig | GateConfig | GameConfig | LockstepConfig]] = {
         "dispatcher": cfg.dispatchers, "gate": cfg.gates, "game": cfg.games,
+        "lockstep": cfg.lockstep_procs,
     }
     sections = by_role[role]
     if args.id not in sections:
@@ -161,7 +169,7 @@ def setup_logging(
     level: str,
     log_file: str,
     stderr: bool,
-    section: DispatcherConfig | GateConfig | GameConfig | None = None,
+    section: DispatcherConfig | GateConfig | GameConfig | LockstepConfig | None = None,
 ) -> None:
     """Configure ``goworld.log`` for this process.
 

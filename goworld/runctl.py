@@ -144,7 +144,7 @@ CLUSTER_FILE = "cluster.json"
 CLUSTER_SECRET_FILE = "cluster.secret"
 
 #: Each role's id flag (GoWorld's spelling; ``python -m game -gid 1``).
-ID_FLAGS = {"dispatcher": "dispid", "game": "gid", "gate": "gateid"}
+ID_FLAGS = {"dispatcher": "dispid", "game": "gid", "gate": "gateid", "lockstep": "lockstepid"}
 #: The ini every process reads (``-configfile PATH``).
 CONFIG_FLAG = "configfile"
 #: A game's package directory (``-app DIR``).

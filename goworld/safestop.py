@@ -37,7 +37,7 @@ __all__ = ["SafeStop", "StopTarget"]
 #: How long one gate may take to report drained (it gives up waiting for quiet after 3 s).
 DRAIN_WAIT = 6.0
 #: Each role's own bound on its exit after SIGTERM (within the overall timeout).
-EXIT_WAIT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0}
+EXIT_WAIT = {"gate": 30.0, "game": 600.0, "dispatcher": 30.0, "lockstep": 30.0}
 _POLL = 0.05
 #: How long a gate or dispatcher may still take once the timeout is over.
 _LATE_GRACE = 1.0
@@ -87,6 +87,10 @@ class SafeStop:
         self.drain(gates)
         for gate in gates:
             self.stop_one(gate)
+        # rooms end before the games stop, so their owners still hear the results
+        for room_host in cluster.procs("lockstep"):
+            if cluster.pid(room_host) is not None:
+                self.stop_one(room_host)
         self.stop_games([p for p in cluster.procs("game") if cluster.pid(p) is not None])
         for dispatcher in cluster.procs("dispatcher"):
             if cluster.pid(dispatcher) is not None:

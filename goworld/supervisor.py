@@ -294,6 +294,7 @@ class RunDirProcesses:
             *(("dispatcher", c) for c in cfg.dispatchers.values()),
             *(("game", c) for c in cfg.games.values()),
             *(("gate", c) for c in cfg.gates.values()),
+            *(("lockstep", c) for c in cfg.lockstep_procs.values()),
         ]
         logs = [self.root / c.log_file for _, c in sections]
         self.procs: dict[str, _Proc] = {}

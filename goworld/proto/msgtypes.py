@@ -64,6 +64,14 @@ class MsgType(IntEnum):
     #: sends it back on the game's stream, after everything it had queued for the game
     #: (:mod:`game.shutdown`).
     STOP_BARRIER = 31
+    #: Ours, the lockstep process (docs/LOCKSTEP-DESIGN.md): its hello (``game_id`` = its id,
+    #: ``name`` = its instance); a game's request for a room (game -> dispatcher -> the least
+    #: loaded lockstep process; ``entity_id`` = the owner, ``name`` = its on_created method,
+    #: payload msgpack {"members", "seed", "on_result", "game"}); the process's load
+    #: (lockstep -> dispatcher; payload msgpack {"players", "rooms"}).
+    SET_LOCKSTEP_ID = 32
+    LOCKSTEP_CREATE_ROOM = 33
+    LOCKSTEP_LOAD = 34
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001

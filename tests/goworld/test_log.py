@@ -298,7 +298,7 @@ def test_configure_rotates_by_size(tmp_path: Path, goworld_logger: None) -> None
 def test_the_docstring_names_every_logger_the_code_uses_and_no_other() -> None:
     used: set[str] = set()
     pattern = re.compile(r"""(getLogger|get_logger)\(\s*["']([\w.]+)["']""")
-    for package in ("goworld", "game", "gate", "dispatcher"):
+    for package in ("goworld", "game", "gate", "dispatcher", "lockstep"):
         for path in (ROOT / package).rglob("*.py"):
             if path == ROOT / "goworld" / "log.py":
                 continue  # its docstring's example

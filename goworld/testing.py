@@ -78,6 +78,7 @@ def write_ini(
     storage: str = "type = sqlite\npath = entities.db",
     kvdb: str = "type = sqlite\npath = kv.db",
     position_sync_interval_ms: int = 50,
+    lockstep: str | None = None,
 ) -> dict[str, list[int]]:
     """Write ``directory/goworld.ini``; return the ports chosen.
 
@@ -85,6 +86,8 @@ def write_ini(
     (default: SQLite files in ``directory``), e.g. ``"type = redis\\nurl = redis://…"``.
     ``gate_extra`` goes into ``[gate_common]``; ``gate_extras`` maps a gate id (1-based) to
     lines for that gate's own section, e.g. ``{2: "encrypt_connection = 1\\n..."}``.
+    ``lockstep`` (lines, possibly empty) adds a ``[lockstep]`` section on free ports
+    (``ports["lockstep_kcp"]``, ``ports["lockstep_http"]``).
     """
     unknown = sorted(set(gate_extras or {}) - set(range(1, gates + 1)))
     if unknown:
@@ -148,6 +151,16 @@ def write_ini(
         ]
         if gate_extras and gate_extras.get(i):
             lines.append(gate_extras[i])
+    if lockstep is not None:
+        kcp, http = unique_port(udp_too=True), unique_port()
+        ports["lockstep_kcp"], ports["lockstep_http"] = [kcp], [http]
+        lines += [
+            "[lockstep]",
+            f"listen_addr = 127.0.0.1:{kcp}",
+            f"http_addr = 127.0.0.1:{http}",
+            "log_file = lockstep1.log",
+            lockstep,
+        ]
     (directory / "goworld.ini").write_text("\n".join(lines) + "\n")
     return ports
 

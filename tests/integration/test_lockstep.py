@@ -1,0 +1,261 @@
+"""The lockstep service in a real cluster started by the CLI, played by protocol clients.
+
+One cluster (1 dispatcher, 1 game, 1 gate, the lockstep process) runs tests/apps/lockstep_app,
+whose RoomKeeper service asks for rooms from game code. Rooms made through the HTTP API are
+played by :mod:`goworld.lockstep.client` over KCP and WebSocket at once (real UDP and TCP on
+127.0.0.1): every member must receive the same inputs in the same frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goworld.lockstep.client import LockstepClient, open_kcp, open_ws
+from goworld.lockstep.codec import ErrorCode, MsgId
+from goworld.testing import ClusterRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "tests" / "apps" / "lockstep_app"
+_room_ids = itertools.count(1000)
+
+Frame = tuple[int, tuple[tuple[int, int, int, int, int], ...]]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
+    runner = ClusterRunner(
+        tmp_path_factory.mktemp("lockstep"), APP, dispatchers=1, games=1, gates=1,
+        lockstep="max_players = 8\nsession_timeout = 2\nstale_seconds = 1\nlog_level = info",
+    )
+    runner.start()
+    try:
+        yield runner
+    finally:
+        stopped = runner.stop()
+        runner.kill()
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def _http(runner: ClusterRunner, path: str) -> str:
+    port = runner.ports["lockstep_http"][0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+        return reply.read().decode()
+
+
+def _create(runner: ClusterRunner, members: Sequence[int]) -> int:
+    room = next(_room_ids)
+    text = _http(runner, f"/create?room={room}&member={','.join(map(str, members))}")
+    assert text.startswith(f"room.ID=[{room}] room.Secret=[test_room] room.Time=["), text
+    assert text.endswith(f"room.Member=[{','.join(map(str, members))}]"), text
+    return room
+
+
+async def _open(runner: ClusterRunner, transport: str) -> LockstepClient:
+    if transport == "kcp":
+        return await open_kcp("127.0.0.1", runner.ports["lockstep_kcp"][0])
+    return await open_ws(f"ws://127.0.0.1:{runner.ports['lockstep_http'][0]}/ws")
+
+
+def _with_inputs(client: LockstepClient) -> list[Frame]:
+    """The frames that carry inputs, each once (a resync may repeat a frame)."""
+    seen: dict[int, Frame] = {}
+    for frame in client.frames:
+        if frame[1]:
+            seen.setdefault(frame[0], frame)
+    return [seen[k] for k in sorted(seen)]
+
+
+async def _join(clients: Sequence[LockstepClient], room: int, players: Sequence[int]) -> None:
+    for client, player in zip(clients, players, strict=True):
+        assert await client.connect(player, room) == ErrorCode.ERR_Ok
+        client.start_heartbeats(0.3)
+    for client in clients:
+        client.ready()
+    for client in clients:
+        await client.wait_for(MsgId.MSG_Start, 10)
+
+
+async def _play(clients: Sequence[LockstepClient], moves: int, gap: float = 0.04) -> None:
+    """Each client sends ``moves`` inputs, waiting ``gap`` between rounds (more than a tick:
+    one input per player per frame is all the server keeps)."""
+    for move in range(moves):
+        for seat, client in enumerate(clients, 1):
+            client.send_input(move, seat, -move)
+        await asyncio.sleep(gap)
+
+
+async def _finish(clients: Sequence[LockstepClient]) -> None:
+    await asyncio.sleep(0.3)  # the last inputs' frame goes out on the next tick
+    for client in clients:
+        client.result(1)
+    await asyncio.wait_for(asyncio.gather(*(c.closed.wait() for c in clients)), 10)
+
+
+@pytest.mark.parametrize("players", [2, 5, 8])
+@pytest.mark.asyncio
+async def test_members_over_kcp_and_websocket_get_the_same_frames(
+    cluster: ClusterRunner, players: int
+) -> None:
+    members = list(range(1, players + 1))
+    room = _create(cluster, members)
+    clients = [await _open(cluster, "kcp" if i % 2 else "ws") for i in range(players)]
+    try:
+        await _join(clients, room, members)
+        joined = await clients[-1].join_room()
+        assert joined.roomseatid == players
+        assert list(joined.others) == members[:-1]  # seat order, not map order
+        await _play(clients, 12)
+        await _finish(clients)
+        first = _with_inputs(clients[0])
+        for client in clients:
+            assert client.room_closed and client.error is None
+            assert _with_inputs(client) == first
+            assert client.last_frame_id == clients[0].last_frame_id
+        inputs = [item for _, frame in first for item in frame]
+        for seat, player in enumerate(members, 1):
+            mine = [item for item in inputs if item[0] == player]
+            assert [m[1] for m in mine] == list(range(12)), mine  # every move, in order, once
+            assert all(m[4] == seat and m[2] == seat and m[3] == -m[1] for m in mine)
+        for frame_id, frame in first:  # one input per player per frame
+            assert len({item[0] for item in frame}) == len(frame), frame_id
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_reconnecting_player_gets_exactly_the_frames_it_missed(cluster: ClusterRunner) -> None:
+    room = _create(cluster, [1, 2, 3])
+    clients = [await _open(cluster, t) for t in ("kcp", "ws", "kcp")]
+    try:
+        await _join(clients, room, [1, 2, 3])
+        await _play(clients, 5)
+        leaver = clients[2]
+        await asyncio.sleep(0.3)
+        resume = leaver.next_frame_id
+        had = list(leaver.frames)
+        await leaver.close()
+        await _play(clients[:2], 8)  # the room plays on without player 3
+        back = await _open(cluster, "ws")
+        clients[2] = back
+        assert await back.connect(3, room, resume_frame=resume) == ErrorCode.ERR_Ok
+        back.start_heartbeats(0.3)
+        back.ready()
+        start = await back.wait_for(MsgId.MSG_Start, 5)
+        assert start.timeStamp > 0
+        await _play(clients, 4)
+        await _finish(clients)
+        resent = [f for f in back.frames if f[0] < resume]
+        assert resent == [], f"frames before {resume} sent again: {resent[:3]}"
+        combined = {f[0]: f for f in had + back.frames if f[1]}
+        assert [combined[k] for k in sorted(combined)] == _with_inputs(clients[0])
+        assert back.last_frame_id == clients[0].last_frame_id
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_member_does_not_stall_the_others(cluster: ClusterRunner) -> None:
+    room = _create(cluster, [1, 2, 3])
+    clients = [await _open(cluster, "kcp") for _ in range(3)]
+    try:
+        await _join(clients, room, [1, 2, 3])
+        silent = clients[2]
+        silent.stop_heartbeats()  # it sends nothing from now on, and reads nothing
+        before = silent.last_frame_id or 0
+        await _play(clients[:2], 40, gap=0.05)  # 2 s: past stale_seconds and session_timeout
+        await _finish(clients[:2])
+        for client in clients[:2]:
+            moves = [i for _, f in _with_inputs(client) for i in f]
+            assert len(moves) == 80, len(moves)
+        assert clients[0].last_frame_id is not None and clients[0].last_frame_id > before + 40
+        assert (silent.last_frame_id or 0) < before + 45  # frames stopped going to it
+    finally:
+        for client in clients:
+            await client.close()
+    assert cluster.grep("nothing received for 2 s"), cluster.logs()
+
+
+def _events(runner: ClusterRunner) -> list[dict[str, Any]]:
+    path = runner.dir / "lockstep_events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _wait_event(runner: ClusterRunner, kind: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in _events(runner) if e["event"] == kind]
+        if found:
+            return found[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} event: {_events(runner)}\n{runner.logs()}")
+
+
+@pytest.mark.asyncio
+async def test_game_code_rooms_survive_a_reload_and_report_their_result(cluster: ClusterRunner) -> None:
+    created = _wait_event(cluster, "created")
+    info = created["data"]
+    refused = _wait_event(cluster, "refused")
+    assert "too many players" in refused["data"]["error"]
+    assert info["members"] == [11, 12, 13]
+    assert info["kcp"] == f"127.0.0.1:{cluster.ports['lockstep_kcp'][0]}"
+    tokens = {int(k): v for k, v in info["tokens"].items()}
+    room = info["room"]
+    clients = [await _open(cluster, t) for t in ("kcp", "ws", "kcp")]
+    try:
+        assert await clients[0].connect(11, room, token="forged") == ErrorCode.ERR_Token
+        assert await clients[0].connect(11, room, token=tokens[12]) == ErrorCode.ERR_Token
+        for client, player in zip(clients, (11, 12, 13), strict=True):
+            assert await client.connect(player, room, token=tokens[player]) == ErrorCode.ERR_Ok
+            client.start_heartbeats(0.3)
+            client.ready()
+        for client in clients:
+            await client.wait_for(MsgId.MSG_Start, 10)
+        await _play(clients, 5)
+        reload = await asyncio.to_thread(cluster.cli, "reload")
+        assert reload.returncode == 0, reload.stdout + reload.stderr
+        await _play(clients, 5)  # the room played on through the reload
+        await asyncio.sleep(0.3)
+        for client in clients:
+            client.result(12)
+        await asyncio.wait_for(asyncio.gather(*(c.closed.wait() for c in clients)), 10)
+        frames = _with_inputs(clients[0])
+        assert sum(len(f) for _, f in frames) == 30
+        for client in clients:
+            assert _with_inputs(client) == frames
+    finally:
+        for client in clients:
+            await client.close()
+    result = _wait_event(cluster, "result")
+    assert result["pid"] != created["pid"], "the result reached the reloaded game"
+    data = result["data"]
+    assert data["room"] == room and data["reason"] == "results"
+    assert {int(k): v for k, v in data["results"].items()} == {11: 12, 12: 12, 13: 12}
+    assert data["members"] == [11, 12, 13] and data["started"] is True
+    assert data["frames"] >= clients[0].last_frame_id
+
+
+def test_the_room_api_and_metrics(cluster: ClusterRunner) -> None:
+    room = _create(cluster, [5, 6])
+    assert _http(cluster, f"/create?room={room}&member=5,6") == f"room id[{room}] exists"
+    assert "<form" in _http(cluster, "/")
+    assert _http(cluster, "/?room=1") == ""
+    metrics = _http(cluster, "/metrics")
+    assert 'goworld_lockstep_rooms{id="1",role="lockstep"}' in metrics
+    assert "goworld_lockstep_rooms_created_total" in metrics
+    status = json.loads(_http(cluster, "/status"))
+    assert status["role"] == "lockstep" and status["rooms"] >= 1
+    shown = cluster.cli("status")
+    assert "lockstep1" in shown.stdout and "1/1 locksteps" in shown.stdout, shown.stdout

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from goworld.lockstep import replay
 from goworld.lockstep.client import LockstepClient, open_kcp, open_ws
 from goworld.lockstep.codec import ErrorCode, MsgId
 from goworld.testing import ClusterRunner
@@ -34,7 +35,8 @@ Frame = tuple[int, tuple[tuple[int, int, int, int, int], ...]]
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
     runner = ClusterRunner(
         tmp_path_factory.mktemp("lockstep"), APP, dispatchers=1, games=1, gates=1,
-        lockstep="max_players = 8\nsession_timeout = 2\nstale_seconds = 1\nlog_level = info",
+        lockstep="max_players = 8\nsession_timeout = 2\nstale_seconds = 1\nlog_level = info\n"
+        "replay_dir = replays",
     )
     runner.start()
     try:
@@ -127,6 +129,10 @@ async def test_members_over_kcp_and_websocket_get_the_same_frames(
             assert all(m[4] == seat and m[2] == seat and m[3] == -m[1] for m in mine)
         for frame_id, frame in first:  # one input per player per frame
             assert len({item[0] for item in frame}) == len(frame), frame_id
+        # the input log the room saved replays to the same frames
+        saved = list((cluster.dir / "replays").glob(f"room-{room}-*.json"))
+        assert len(saved) == 1, saved
+        assert replay.check(replay.load(saved[0])) == first
     finally:
         for client in clients:
             await client.close()

@@ -318,6 +318,7 @@ class LockstepConfig:
     max_frames: int
     stale_seconds: float  # a member silent this long gets no frames until it speaks
     session_timeout: float  # a session silent this long is closed
+    max_packets_per_sec: int  # per session, averaged over a second; more closes it (0 = off)
     require_token: bool  # rooms from the HTTP API refuse every Connect (ERR_Token)
     replay_dir: Path | None  # each ended room's input log is written here (absolute)
     log_file: str
@@ -602,6 +603,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("lockstep", "max_frames", _int(1), "5500"),
     ("lockstep", "stale_seconds", _seconds(0.1), "2"),
     ("lockstep", "session_timeout", _seconds(0.5), "5"),
+    ("lockstep", "max_packets_per_sec", _int(0), "200"),
     ("lockstep", "require_token", _bool, "false"),
     ("lockstep", "replay_dir", _optional_path, ""),
     ("lockstep", "log_file", _text, "lockstep.log"),

@@ -11,9 +11,9 @@ bytes to and from it and calls its ``tick`` on time:
   files from ``web_dir``, ``/metrics`` and ``/status``; any other path: lockstepserver's form
   (no query) or an empty 200 (a query).
 * **Bounds**: a session is closed (one log line) when it sends a body over 1024 bytes, an
-  unreadable Connect, anything but Connect/Heartbeat/MSG_END before Connect, nothing for
-  ``session_timeout`` seconds, or when more than :data:`SEND_BUFFER_LIMIT` bytes wait to be
-  sent to it. At most ``max_sessions`` sessions exist; more are closed at once.
+  unreadable Connect, anything but Connect/Heartbeat/MSG_END before Connect, more than
+  ``max_packets_per_sec`` packets in a second, nothing for ``session_timeout`` seconds, or
+  when more than :data:`SEND_BUFFER_LIMIT` bytes wait to be sent to it. At most ``max_sessions`` sessions exist; more are closed at once.
 * **The clock**: one task sleeps until the earliest room is due (:meth:`RoomManager.next_due`)
   and ticks every due room; a room's frame N is due at its start + N / tick_hz whatever the
   loop's delays (:class:`goworld.lockstep.room.Room`).
@@ -100,7 +100,10 @@ class Traffic:
 class _Session:
     """One client connection, whatever carries it; the room layer's ``Session``."""
 
-    __slots__ = ("server", "kind", "peer", "reader", "last_heard", "closed", "__weakref__")
+    __slots__ = (
+        "server", "kind", "peer", "reader", "last_heard", "closed", "window", "packets",
+        "__weakref__",
+    )
 
     def __init__(self, server: LockstepServer, kind: str, peer: str) -> None:
         self.server = server
@@ -109,6 +112,8 @@ class _Session:
         self.reader = PacketReader()
         self.last_heard = server.now()
         self.closed = False
+        self.window = 0  # the whole second packets are counted in
+        self.packets = 0
 
     def received(self, data: bytes) -> None:
         server = self.server
@@ -121,6 +126,15 @@ class _Session:
             self.abort("bad_packet", str(exc))
             return
         traffic.packets_in += len(packets)
+        limit = server.cfg.max_packets_per_sec
+        if limit:
+            second = int(now)
+            if second != self.window:
+                self.window, self.packets = second, 0
+            self.packets += len(packets)
+            if self.packets > limit:
+                self.abort("rate", f"over max_packets_per_sec = {limit}")
+                return
         receive = server.rooms.receive
         for msg_id, body in packets:
             if self.closed:

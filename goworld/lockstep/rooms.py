@@ -226,7 +226,10 @@ class RoomManager:
             session.send(encode(MsgId.MSG_END, body))
         else:
             self.stats["sessions_closed_bad_packet"] += 1
-            logger.info("closed a lockstep session: message %d before Connect", msg_id)
+            logger.info(
+                "closed lockstep session %s: message %d before Connect",
+                getattr(session, "peer", "?"), msg_id,
+            )
             session.close()
 
     def _connect(self, session: Session, body: bytes, now: float) -> None:
@@ -235,7 +238,7 @@ class RoomManager:
             msg.ParseFromString(body)
         except Exception:  # noqa: BLE001 - protobuf's DecodeError
             self.stats["sessions_closed_bad_packet"] += 1
-            logger.info("closed a lockstep session: unreadable Connect")
+            logger.info("closed lockstep session %s: unreadable Connect", getattr(session, "peer", "?"))
             session.close()
             return
         room = self.rooms.get(msg.battleID)

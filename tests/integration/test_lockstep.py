@@ -265,3 +265,39 @@ def test_the_room_api_and_metrics(cluster: ClusterRunner) -> None:
     assert status["role"] == "lockstep" and status["rooms"] >= 1
     shown = cluster.cli("status")
     assert "lockstep1" in shown.stdout and "1/1 locksteps" in shown.stdout, shown.stdout
+
+
+@pytest.mark.asyncio
+async def test_hostile_sessions_are_closed_alone(cluster: ClusterRunner) -> None:
+    """An oversized body, a message before Connect, a packet flood and raw garbage each cost
+    only their own session (one log line each); a room playing meanwhile never notices."""
+    room = _create(cluster, [1, 2])
+    players = [await _open(cluster, "kcp"), await _open(cluster, "ws")]
+    hostile: list[LockstepClient] = []
+    try:
+        await _join(players, room, [1, 2])
+        big = await _open(cluster, "kcp")
+        big.send_raw(b"\x07\xd0\x01" + b"x" * 2000)  # a body of 2000 bytes announced
+        early = await _open(cluster, "ws")
+        early.send(MsgId.MSG_JoinRoom)  # before Connect
+        flood = await _open(cluster, "kcp")
+        flood.send_raw(b"\x00\x00\x02" * 1000)  # 1000 heartbeats at once
+        hostile += [big, early, flood]
+        sock = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", cluster.ports["lockstep_kcp"][0])
+        )
+        for n in range(50):  # not KCP at all
+            sock[0].sendto(bytes([n]) * (n + 1))
+        sock[0].close()
+        await _play(players, 10)
+        await _finish(players)
+        await asyncio.wait_for(early.disconnected.wait(), 5)
+    finally:
+        for client in players + hostile:
+            await client.close()
+    first = _with_inputs(players[0])
+    assert _with_inputs(players[1]) == first and sum(len(f) for _, f in first) == 20
+    cluster.wait_for_log("1024")
+    cluster.wait_for_log("message 10 before Connect")
+    cluster.wait_for_log("over max_packets_per_sec = 200")
+    assert not cluster.grep("Traceback"), cluster.logs()

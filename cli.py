@@ -543,6 +543,11 @@ def start_command(app: Path, ini_path: Path, timeout: float, no_supervise: bool,
         http = _reachable(g.http_addr)
         page = f"  browser client {scheme}://{http}/" if web else ""
         click.echo(f"gate{g.id}: tcp/kcp {g.listen_addr}  ws://{http}/ws{page}")
+    for p in cluster.procs("lockstep"):
+        ls = cluster.cfg.lockstep_procs[p.id]
+        http = _reachable(ls.http_addr)
+        page = f"  pages http://{http}/static/" if ls.web_dir is not None else ""
+        click.echo(f"{p.name}: kcp {ls.listen_addr}  rooms http://{http}/create  ws://{http}{ls.ws_path}{page}")
 
 
 def _reachable(addr: Address) -> str:

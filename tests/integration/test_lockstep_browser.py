@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from goworld.testing import ClusterRunner, free_port
+from goworld.testing import ClusterRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "examples" / "lockstep_demo"
@@ -35,28 +35,8 @@ CHROMIUM_FLAGS = [
 MOVES = 20
 
 
-def _add_lockstep_section(ini: Path) -> int:
-    """Append [lockstep] with ports no other key of the ini uses; return its HTTP port."""
-    text = ini.read_text()
-    used = {int(p) for p in re.findall(r":(\d+)\b", text)}
-    ports: list[int] = []
-    while len(ports) < 2:
-        port = free_port(udp_too=not ports)
-        if port not in used and port not in ports:
-            ports.append(port)
-    kcp, http = ports
-    ini.write_text(
-        text
-        + "\n[lockstep]\n"
-        + f"listen_addr = 127.0.0.1:{kcp}\n"
-        + f"http_addr = 127.0.0.1:{http}\n"
-        + "ws_path = /ws\n"
-        + "tick_hz = 30\n"
-        + f"web_dir = {APP / 'web'}\n"  # absolute: the ini is not in the app's directory
-        + "log_file = lockstep1.log\n"
-        + "log_level = info\n"
-    )
-    return http
+# web_dir is absolute: the test's goworld.ini is not in the app's directory
+LOCKSTEP_INI = f"ws_path = /ws\ntick_hz = 30\nweb_dir = {APP / 'web'}\nlog_level = info"
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +44,14 @@ def lockstep_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cl
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (scripts/install-test-deps installs it)")
     runner = ClusterRunner(
-        tmp_path_factory.mktemp("lockstep_demo"), APP, dispatchers=1, games=1, gates=1
+        tmp_path_factory.mktemp("lockstep_demo"),
+        APP,
+        dispatchers=1,
+        games=1,
+        gates=1,
+        lockstep=LOCKSTEP_INI,
     )
-    http = _add_lockstep_section(runner.ini)
+    http = runner.ports["lockstep_http"][0]
     runner.start()
     try:
         yield runner, http

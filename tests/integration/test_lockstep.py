@@ -301,3 +301,42 @@ async def test_hostile_sessions_are_closed_alone(cluster: ClusterRunner) -> None
     cluster.wait_for_log("message 10 before Connect")
     cluster.wait_for_log("over max_packets_per_sec = 200")
     assert not cluster.grep("Traceback"), cluster.logs()
+
+
+@pytest.mark.asyncio
+async def test_goworld_stop_closes_rooms_and_reports_them_stopped(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The lockstep process stops after the gates and before the games: players get Close, and
+    the owner (still running) hears the result, reason "stopped"."""
+    runner = ClusterRunner(
+        tmp_path_factory.mktemp("lockstep_stop"), APP, dispatchers=1, games=1, gates=1,
+        lockstep="log_level = info",
+    )
+    runner.start()
+    clients: list[LockstepClient] = []
+    try:
+        info = _wait_event(runner, "created")["data"]
+        tokens = {int(k): v for k, v in info["tokens"].items()}
+        for player in (11, 12, 13):
+            client = await _open(runner, "kcp")
+            clients.append(client)
+            assert await client.connect(player, info["room"], token=tokens[player]) == ErrorCode.ERR_Ok
+            client.start_heartbeats(0.3)
+            client.ready()
+        for client in clients:
+            await client.wait_for(MsgId.MSG_Start, 10)
+        await _play(clients, 3)
+        stopped = await asyncio.to_thread(runner.stop)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "stopping lockstep1" in stopped.stdout, stopped.stdout
+        for client in clients:
+            await asyncio.wait_for(client.closed.wait(), 5)
+            assert client.room_closed  # MSG_Close, not just a lost session
+    finally:
+        for client in clients:
+            await client.close()
+        runner.kill()
+    result = _wait_event(runner, "result", timeout=5)["data"]
+    assert result["room"] == info["room"] and result["reason"] == "stopped"
+    assert result["started"] is True and result["frames"] > 0

@@ -40,6 +40,7 @@ from goworld.entity.entity import Entity
 from goworld.entity.registry import ALL_CLIENTS, CLIENT, PERSISTENT, rpc
 from goworld.entity.space import Space
 from goworld.entity.vector import Vector3
+from goworld.ratelimit import RateLimiter
 
 del _rpc_subpackage
 
@@ -57,5 +58,6 @@ __all__ = [
     "CLIENT",
     "ALL_CLIENTS",
     "PERSISTENT",
+    "RateLimiter",
     *_api_all,
 ]

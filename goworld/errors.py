@@ -20,6 +20,7 @@ Defined beside the code that raises them, in the same tree:
     ├── AuthRefused          a cluster stream's credentials are refused (goworld.cluster.auth)
     ├── LockstepClosed       a lockstep client's connection is gone (goworld.lockstep.client)
     ├── RoomRefused          a lockstep room cannot be created (goworld.lockstep.rooms)
+    ├── ReplayError          a lockstep input log that cannot be read or replayed (goworld.lockstep.replay)
     ├── FieldsError          an entity's own fields cannot be captured (goworld.entity.state)
     ├── FreezeError          a reload snapshot cannot be taken or read (game.freeze)
     ├── GamePackageError     the game package does not load (game.loader)

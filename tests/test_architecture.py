@@ -112,7 +112,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(goworld.__all__) == sorted(
         [
             "__version__", "Entity", "Space", "Vector3", "MapAttr", "ListAttr", "GameClient",
-            "rpc", "CLIENT", "ALL_CLIENTS", "PERSISTENT", "activate_registry",
+            "rpc", "CLIENT", "ALL_CLIENTS", "PERSISTENT", "RateLimiter", "activate_registry",
             "register_entity", "register_space", "register_service", "create_entity_locally",
             "create_entity_on_game", "create_entity_anywhere", "create_space_locally",
             "create_space_on_game", "create_space_anywhere", "load_entity_on_game",

@@ -269,6 +269,7 @@ class LockstepServer:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.tick_lateness: deque[float] = deque(maxlen=4096)  # s past due, recent ticks
+        self._period = 1.0 / cfg.tick_hz
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -380,10 +381,13 @@ class LockstepServer:
                 await self._wake.wait()
                 continue
             wait = due - now()
-            if wait > 0:
+            if wait > self._period:  # nothing due this tick (rooms closing): a new room may be
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            if wait > 0:  # the common case: every room is due on the next grid tick
+                await asyncio.sleep(wait)
                 continue
             t = now()
             lateness.append(t - due)

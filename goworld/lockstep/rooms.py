@@ -18,6 +18,7 @@ import hashlib
 import heapq
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -114,10 +115,13 @@ class RoomManager:
         if len(set(members)) > self.max_players:
             raise RoomRefused(f"too many players ({len(set(members))} > {self.max_players})")
         tokens = {m: self.token(room_id, m) for m in members} if with_tokens else None
+        # Every room ticks on one grid (multiples of the tick period): the server wakes once
+        # per tick for all of them, not once per room. The first tick moves < 1 period.
+        period = 1.0 / self.settings.tick_hz
         room = Room(
             room_id,
             members,
-            now,
+            math.ceil(now / period - 1e-6) * period,
             settings=self.settings,
             seed=seed,
             tokens=tokens,
@@ -264,9 +268,8 @@ class RoomManager:
             return
         assert room is not None
         player = room.players[msg.playerID]
-        old = player.session
-        if old is not None and old is not session:
-            self._bound.pop(old, None)
+        # A session it replaces stays mapped, detached: its late packets are ignored (not
+        # taken as an unbound session's), until it is closed (room.bind closes it).
         room.set_resume(player, msg.resumeFrame if msg.HasField("resumeFrame") else None)
         room.bind(session, player.id, now)
         self._bound[session] = (room, player)

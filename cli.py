@@ -1110,13 +1110,13 @@ def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:
     metavar="N,N,...",
     help="Capacity scenarios: the bot counts to ramp through (default 200,400,800,1200,1600,"
     "2000,2500,3000 with the Go bot, 100-1600 with the Python bot); sidebyside: the N of each "
-    "step (default 100,300,1000).",
+    "step (default 100,300,1000); lockstep: the room counts (default 10,25,50,100,150,200,...,800).",
 )
 @click.option(
     "--window",
     type=click.FloatRange(min=1.0),
     help="Capacity scenarios: seconds measured per step (default 10); sidebyside: the bot's "
-    "-duration per run (default 40).",
+    "-duration per run (default 40); lockstep: seconds per measured window (default 5).",
 )
 @click.option(
     "--bot",
@@ -1127,14 +1127,14 @@ def _restart_one(cluster: Cluster, proc: Proc, app: Path) -> int:
     "--repeat",
     type=click.IntRange(min=1, max=20),
     help="sidebyside: runs of each engine at each N (default 3; the table shows medians and "
-    "the spread).",
+    "the spread); lockstep: windows per step (default 3, medians).",
 )
 def bench_command(
     quick: bool, only: str | None, out_dir: Path, steps: str | None, window: float | None,
     bot: str | None, repeat: int | None,
 ) -> None:
-    """Measure the engine (capacity, routing, fan-out, memory, AOI, reload pause, codec) and
-    write BENCHMARKS.md."""
+    """Measure the engine (capacity, routing, fan-out, memory, AOI, reload pause, codec,
+    lockstep rooms) and write BENCHMARKS.md."""
     from goworld.bench import BenchError, report, runner
     from goworld.bench.scenarios import NOT_YET
 

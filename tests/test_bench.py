@@ -161,3 +161,29 @@ def test_quick_cluster_scenarios_measure_something(tmp_path: Path) -> None:
     for scenario, keys in expect.items():
         for key in keys:
             assert records[scenario]["figures"][key] > 0, (scenario, key, records[scenario])
+
+
+def test_quick_lockstep_measures_rooms_and_lateness(tmp_path: Path) -> None:
+    # issue 18's benchmark, shrunk to 2 and 4 rooms of 4 for a second each: the cluster with a
+    # [lockstep] section starts, the load's KCP sessions play, and every figure comes back.
+    result = subprocess.run(
+        [str(GOWORLD), "bench", "--quick", "--only", "lockstep", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "bench-results.jsonl").read_text().splitlines()]
+    assert record["scenario"] == "lockstep" and record["quick"] is True
+    figures = record["figures"]
+    assert figures["tick_hz"] == 30 and figures["players_per_room"] == 4
+    for rooms in (2, 4):
+        # every player gets a frame message at least every 3 ticks: >= 10/s each
+        assert figures[f"{rooms}.frames_per_s"] >= 10 * 4 * rooms * 0.8, figures
+        assert figures[f"{rooms}.server_cpu"] > 0 and figures[f"{rooms}.rooms_per_core"] > 0
+        for key in ("late_p50_ms", "late_p99_ms", "late_max_ms", "gap_p99_ms", "tick_late_p99_ms"):
+            assert figures[f"{rooms}.{key}"] >= 0, (key, figures)
+        assert figures[f"{rooms}.late_p50_ms"] <= figures[f"{rooms}.late_p99_ms"] <= figures[f"{rooms}.late_max_ms"]
+    assert [row[0] for row in record["rows"]] == [2, 4]
+    assert "goworld bench --only lockstep --quick" in record["commands"][0]
+    assert "scripts/bench_lockstep.py --steps 2,4" in record["commands"][1]
+    report = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "## Lockstep rooms" in report and "| rooms | players | frame msgs/s |" in report

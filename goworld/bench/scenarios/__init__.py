@@ -18,6 +18,7 @@ from goworld.bench.scenarios import (
     fanout,
     faults,
     hostile,
+    lockstep,
     memory,
     reload,
     routing,
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Scenario] = {
     "hostile": hostile,
     "faults": faults,
     "sidebyside": sidebyside,
+    "lockstep": lockstep,
 }
 #: In the issue, not measured yet (listed in the report).
 NOT_YET: dict[str, str] = {}

@@ -1,8 +1,18 @@
-"""The boot entity of every client: registration and login."""
+"""The boot entity of every client: registration and login.
+
+Login asks LoginGuard first (a name locked after too many failures is refused with how long
+to wait) and tells it about each failure and success. If the guard does not answer within
+``GUARD_TIMEOUT`` (its game stalled, or dead: a service shard is not re-created elsewhere), the
+login goes on without it, logged: the engine's per-connection limit on Login still holds.
+"""
+
+from __future__ import annotations
 
 import logging
 
 import goworld
+
+from . import rules, settings
 
 logger = logging.getLogger("chatroom")
 
@@ -10,6 +20,9 @@ logger = logging.getLogger("chatroom")
 class Account(goworld.Entity):
     def on_init(self) -> None:
         self.logging_in = False
+        self.guard_seq = 0
+        #: the login waiting for LoginGuard: (seq, name, password)
+        self.pending: tuple[int, str, str] | None = None
 
     # Limits on calls from a client (the game's defaults: 50 calls/s, 64 KiB): a person registers
     # once and logs in a few times; a client refused too often is closed (client_rpc_max_strikes).
@@ -17,6 +30,10 @@ class Account(goworld.Entity):
     def register(self, username: str, password: str) -> None:
         if not username or not password:
             self.call_client("ShowError", "user name and password must not be empty")
+            return
+        err = rules.check_user_name(username) or rules.check_password(password)
+        if err:
+            self.call_client("ShowError", err)
             return
 
         def got_password(old: str | None, err: Exception | None) -> None:
@@ -37,16 +54,71 @@ class Account(goworld.Entity):
     @goworld.rpc(client=True, name="Login", rate=1, burst=5, max_arg_bytes=512)
     def login(self, username: str, password: str) -> None:
         if self.logging_in:
+            self.call_client("ShowError", "a login is already in progress")
             return
+        if not username or not password:
+            self.call_client("ShowError", "user name and password must not be empty")
+            return
+        err = rules.check_user_name(username)
+        if err:
+            self.call_client("ShowError", err)
+            return
+        self.logging_in = True
+        self.guard_seq += 1
+        self.pending = (self.guard_seq, username, password)
+        goworld.call_service_any("LoginGuard", "Check", self.id, self.guard_seq, username)
+        self.add_callback(settings.GUARD_TIMEOUT, "guard_timeout", self.guard_seq)
+
+    @goworld.rpc(name="OnGuardAnswer")
+    def on_guard_answer(self, seq: int, wait: float) -> None:
+        pending = self.pending
+        if pending is None or pending[0] != seq:
+            return  # answered after the timeout went on without it
+        self.pending = None
+        _, username, password = pending
+        if wait > 0:
+            self.logging_in = False
+            self.call_client(
+                "ShowError",
+                f"too many failed logins for {username}: try again in {rules.format_wait_whole(wait)}",
+            )
+            return
+        self._check_password(username, password)
+
+    def guard_timeout(self, seq: int) -> None:
+        pending = self.pending
+        if pending is None or pending[0] != seq:
+            return
+        self.pending = None
+        logger.warning("LoginGuard did not answer within %.1f s: login of %r goes on without it",
+                       settings.GUARD_TIMEOUT, pending[1])
+        self._check_password(pending[1], pending[2])
+
+    @goworld.rpc(name="OnLockedOut")
+    def on_locked_out(self, username: str, seconds: float) -> None:
+        self.call_client(
+            "ShowError",
+            f"too many failed logins for {username}: try again in {rules.format_wait_whole(seconds)}",
+        )
+
+    def _check_password(self, username: str, password: str) -> None:
+        def failed(text: str) -> None:
+            self.logging_in = False
+            self.call_client("ShowError", text)
+            goworld.call_service_any("LoginGuard", "Failed", self.id, username)
 
         def got_password(stored: str | None, err: Exception | None) -> None:
-            if err is not None or stored is None:
-                self.call_client("ShowError", "no such account")
+            if err is not None:
+                self.logging_in = False
+                self.call_client("ShowError", "server error, please try again later")
+                return
+            if stored is None:
+                failed("no such account")
                 return
             if stored != password:
-                self.call_client("ShowError", "wrong password")
+                failed("wrong password")
                 return
-            self.logging_in = True
+            goworld.call_service_any("LoginGuard", "Succeeded", username)
             goworld.kvdb_get(f"avatarID${username}", got_avatar_id)
 
         def got_avatar_id(avatar_id: str | None, err: Exception | None) -> None:

@@ -43,6 +43,11 @@ _ERRORS = {
 }
 _HEARTBEAT = encode(MsgId.MSG_Heartbeat)
 _U64_MAX = (1 << 64) - 1
+#: Rooms tick on TICK_SLOTS grids of the tick period, offset by period / TICK_SLOTS, each new
+#: room on the emptiest: the server wakes TICK_SLOTS times per period (not once per room), and
+#: the rooms of one wake-up are a quarter of them, so the last one served is not late by the
+#: cost of ticking every room (its first tick moves < 1 period).
+TICK_SLOTS = 4
 
 
 class RoomRefused(GoWorldError):
@@ -84,6 +89,9 @@ class RoomManager:
         self._bound: dict[Session, tuple[Room, Player]] = {}
         self._due: list[tuple[float, int, Room]] = []
         self._seq = 0
+        #: rooms per tick slot; room id -> its slot (see TICK_SLOTS)
+        self._slot_rooms = [0] * TICK_SLOTS
+        self._slot_of: dict[int, int] = {}
         self.stats = {
             "rooms_created": 0,
             "rooms_ended": 0,
@@ -115,13 +123,11 @@ class RoomManager:
         if len(set(members)) > self.max_players:
             raise RoomRefused(f"too many players ({len(set(members))} > {self.max_players})")
         tokens = {m: self.token(room_id, m) for m in members} if with_tokens else None
-        # Every room ticks on one grid (multiples of the tick period): the server wakes once
-        # per tick for all of them, not once per room. The first tick moves < 1 period.
-        period = 1.0 / self.settings.tick_hz
+        slot = min(range(TICK_SLOTS), key=self._slot_rooms.__getitem__)
         room = Room(
             room_id,
             members,
-            math.ceil(now / period - 1e-6) * period,
+            self._slot_start(slot, now),
             settings=self.settings,
             seed=seed,
             tokens=tokens,
@@ -129,6 +135,8 @@ class RoomManager:
             wall=self.wall,
         )
         self.rooms[room_id] = room
+        self._slot_rooms[slot] += 1
+        self._slot_of[room_id] = slot
         self._schedule(room)
         self.stats["rooms_created"] += 1
         logger.info("room %d created for players %s", room_id, list(room.members))
@@ -193,8 +201,15 @@ class RoomManager:
                 self._schedule(room)
         return ended
 
+    def _slot_start(self, slot: int, now: float) -> float:
+        """The first time >= ``now`` on ``slot``'s grid: k * period + slot * period / slots."""
+        period = 1.0 / self.settings.tick_hz
+        offset = slot * period / TICK_SLOTS
+        return math.ceil((now - offset) / period - 1e-6) * period + offset
+
     def _forget(self, room: Room) -> None:
         del self.rooms[room.id]
+        self._slot_rooms[self._slot_of.pop(room.id)] -= 1
         for player in room.players.values():
             if player.session is not None:
                 self._bound.pop(player.session, None)
@@ -208,6 +223,8 @@ class RoomManager:
                 ended.append(room)
             room.stop(now)
         self.rooms.clear()
+        self._slot_rooms = [0] * TICK_SLOTS
+        self._slot_of.clear()
         self._bound.clear()
         self._due.clear()
         return ended

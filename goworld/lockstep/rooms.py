@@ -197,8 +197,11 @@ class RoomManager:
                 )
             if room.done:
                 self._forget(room)
-            else:
-                self._schedule(room)
+                continue
+            if room.next_tick_at <= now:  # never expected: a room that would spin the loop
+                logger.error("room %d did not move its clock past %.3f: next tick forced", room.id, now)
+                room.next_tick_at = now + 1.0 / self.settings.tick_hz
+            self._schedule(room)
         return ended
 
     def _slot_start(self, slot: int, now: float) -> float:

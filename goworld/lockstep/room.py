@@ -30,7 +30,8 @@ __all__ = ["Room", "RoomSettings", "RoomResult", "Session", "MAX_PLAYERS"]
 
 logger = logging.getLogger("goworld.lockstep")
 
-#: one frame of 16 inputs with every field at its longest is 921 bytes: it fits in one message
+#: one frame of 16 inputs fits one 1024-byte message: 777 bytes with every value at its longest
+#: (921 even with negative seats, which rooms never give)
 MAX_PLAYERS = 16
 
 _OK, _NO_PLAYER, _NO_ROOM, _ROOM_STATE, _TOKEN = range(5)
@@ -166,14 +167,19 @@ class Room:
         """New Connects get ERR_RoomState (the game is over, the room not gone yet)."""
         return self.state in (OVER, CLOSING, DONE)
 
-    def bind(self, session: Session, player_id: int, now: float) -> Player:
+    def bind(
+        self, session: Session, player_id: int, now: float, resume_frame: int | None = None
+    ) -> Player:
         """A Connect for ``player_id`` passed the checks: ``session`` becomes its connection
-        and is answered ERR_Ok. A previous session of that player is closed."""
+        and is answered ERR_Ok. A previous session of that player is closed. Its next resync
+        (Ready during the game) starts at ``resume_frame`` (None: frame 0, what
+        lockstepserver's clients expect)."""
         player = self.players[player_id]
         old = player.session
         player.session = session
         player.ready = False
         player.last_seen = now
+        player.cursor = 0 if resume_frame is None else max(0, resume_frame)
         if old is not None and old is not session:
             old.close()
         session.send(_CONNECT_OK)
@@ -290,11 +296,6 @@ class Room:
         if player.cursor < end:
             self._send_frames(session, player.cursor, end)
             player.cursor = end
-
-    def set_resume(self, player: Player, frame_id: int | None) -> None:
-        """The next resync of ``player`` starts at ``frame_id`` (None: frame 0, as
-        lockstepserver's clients expect)."""
-        player.cursor = 0 if frame_id is None else max(0, frame_id)
 
     # ---- frames --------------------------------------------------------------------------
 

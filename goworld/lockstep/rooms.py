@@ -290,8 +290,8 @@ class RoomManager:
         player = room.players[msg.playerID]
         # A session it replaces stays mapped, detached: its late packets are ignored (not
         # taken as an unbound session's), until it is closed (room.bind closes it).
-        room.set_resume(player, msg.resumeFrame if msg.HasField("resumeFrame") else None)
-        room.bind(session, player.id, now)
+        resume = msg.resumeFrame if msg.HasField("resumeFrame") else None
+        room.bind(session, player.id, now, resume)
         self._bound[session] = (room, player)
 
     def session_closed(self, session: Session) -> None:

@@ -141,16 +141,15 @@ class H:
             self.clock.now = at(self.k)
             self.room.tick(self.clock.now)
 
-    def connect(self, pid: int, name: str | None = None) -> FakeSession:
+    def connect(self, pid: int, name: str | None = None, resume: int | None = None) -> FakeSession:
         session = FakeSession(name or f"p{pid}")
-        self.room.bind(session, pid, self.now)
+        self.room.bind(session, pid, self.now, resume)
         self.s[pid] = session
         return session
 
     def reconnect(self, pid: int, resume: int | None = None, name: str = "again") -> FakeSession:
-        """A new session for ``pid`` as RoomManager binds it: set_resume, then bind."""
-        self.room.set_resume(self.room.players[pid], resume)
-        return self.connect(pid, name)
+        """A new session for ``pid`` as RoomManager binds it, with the frame it resumes at."""
+        return self.connect(pid, name, resume)
 
     def send(self, pid: int, msg_id: int, body: bytes = b"") -> None:
         self.room.receive(self.room.players[pid], msg_id, body, self.now)
@@ -482,7 +481,6 @@ def test_resync_messages_respect_both_limits(max_body: int, biggest: int) -> Non
         h.step()
     h.leave(2)
     second = FakeSession("again", max_body)
-    h.room.set_resume(h.room.players[2], None)
     h.room.bind(second, 2, h.now)
     h.send(2, MsgId.MSG_Ready)
     messages = frame_messages(second.packets)
@@ -594,11 +592,6 @@ def test_a_reconnected_player_ends_with_the_frames_of_a_player_who_stayed(
         assert not set(before_ids := [f for f, _ in before]) & set(after_ids), before_ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Room.bind keeps the player's old cursor; only RoomManager's set_resume(None) "
-    "before bind makes a reconnect resync from frame 0",
-)
 def test_bind_alone_then_ready_resyncs_from_frame_zero() -> None:
     h = H((1, 2))
     h.start()
@@ -606,7 +599,7 @@ def test_bind_alone_then_ready_resyncs_from_frame_zero() -> None:
     h.step(10)  # frames 0..8 sent to both, player 2's cursor is 9
     h.leave(2)
     h.step(5)
-    second = h.connect(2, "again")  # Room.bind, no set_resume
+    second = h.connect(2, "again")  # Room.bind without a resume frame
     h.send(2, MsgId.MSG_Ready)
     frames = frames_of(second.take())
     assert frames[0] == (0, ((1, 1, 0, 0, 1),))

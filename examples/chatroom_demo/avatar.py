@@ -184,7 +184,7 @@ class Avatar(goworld.Entity):
         else:
             self._error("join a room first: /join <room>")
 
-    @goworld.rpc(client=True, name="Say", rate=5, burst=20, max_arg_bytes=4096)
+    @goworld.rpc(client=True, name="Say", rate=10, burst=40, max_arg_bytes=4096)
     def say(self, channel: str, text: str) -> None:
         channel = rules.channel_key(channel)
         kind = "msg"
@@ -204,7 +204,7 @@ class Avatar(goworld.Entity):
     def command(self, text: str) -> None:
         self._run(*rules.parse_command(text))
 
-    @goworld.rpc(client=True, name="ListChannels", rate=5, burst=10, max_arg_bytes=512)
+    @goworld.rpc(client=True, name="ListChannels", rate=10, burst=20, max_arg_bytes=512)
     def list_channels(self, query: str) -> None:
         query, err = rules.clean_text(query, 50, "query", empty_ok=True)
         if err:
@@ -212,7 +212,7 @@ class Avatar(goworld.Entity):
         elif self._take("search"):
             goworld.call_service_any("ChannelDirectory", "List", self.id, query)
 
-    @goworld.rpc(client=True, name="SetStatus", rate=5, burst=10, max_arg_bytes=1024)
+    @goworld.rpc(client=True, name="SetStatus", rate=10, burst=20, max_arg_bytes=1024)
     def set_status(self, status: str, message: str) -> None:
         status = status.lower()
         if status not in rules.STATUSES:

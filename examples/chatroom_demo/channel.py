@@ -80,7 +80,7 @@ class Channel(goworld.Entity):
             "ops": self._ops(),
             "private": a.get_bool("private"),
             "members": [[n, self._role(n), s, m] for n, s, m in self.members.values()],
-            "history": a.get_list("history").to_builtin(),
+            "history": a.get_list("history").to_builtin()[-settings.HISTORY:],
         }
 
     def _changed(self) -> None:
@@ -110,8 +110,8 @@ class Channel(goworld.Entity):
         now = time.time()
         history = self.attrs.get_list("history")
         history.append([now, name, text, kind])
-        while len(history) > settings.HISTORY:
-            del history[0]
+        if len(history) >= settings.HISTORY + 10:  # a ListAttr pops only its last item: rewrite
+            self.attrs["history"] = history.to_builtin()[-settings.HISTORY:]
         self._changed()
         self._broadcast("OnChannelMsg", self.cname, name, text, now, kind)
         return now

@@ -30,6 +30,10 @@ class ChannelDirectory(goworld.Entity):
     def on_created(self) -> None:
         goworld.kvdb_get_range(PREFIX, PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1), self._got_channels)
 
+    def on_restored(self) -> None:
+        if not self.loaded:  # a reload came before KVDB answered: that answer is lost
+            self.on_created()
+
     def _got_channels(self, items: list[tuple[str, str]] | None, err: Exception | None) -> None:
         if err is not None or items is None:
             logger.error("ChannelDirectory: reading the channels from KVDB failed: %s; retrying", err)

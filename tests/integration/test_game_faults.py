@@ -277,13 +277,19 @@ async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_pat
                     assert dora.player is not None and dora.player.attrs["name"] == "dora"
                     await sign_in()
                     assert await page.inner_text("#me") == "erin"
-                    await page.fill("#roomName", "lobby")
-                    await page.click("#join")
-                    await page.wait_for_selector("#room:has-text('lobby')")
+                    await page.fill("#joinName", "lobby")
+                    await page.click("#joinButton")
+                    await page.wait_for_function(
+                        "() => window.chatState.channels.lobby && window.chatState.active === 'ch:lobby'",
+                        timeout=TIMEOUT * 1000,
+                    )
                     dora.call_player("SendChat", "/join lobby")
                     await dora.wait_until(lambda: dora.player is not None and dora.player.attrs.get("chatroom") == "lobby", TIMEOUT)
                     dora.call_player("SendChat", "back again")
-                    await page.wait_for_selector("#messages li:has-text('dora: back again')", timeout=TIMEOUT * 1000)
+                    await page.wait_for_selector(
+                        ".pane[data-tab='ch:lobby'] .messages li:has-text('back again')",
+                        timeout=TIMEOUT * 1000,
+                    )
                     assert errors == []
                     await dora.aclose()
                 finally:

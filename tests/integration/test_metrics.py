@@ -191,7 +191,7 @@ async def test_the_status_page_renders_in_a_browser_with_the_chat_client_at_the_
     with running_cluster(tmp_path, chatroom, dispatchers=1, games=1, gates=1) as runner:
         gate = addresses(runner)["gate1"]
         code, content_type, body = await asyncio.to_thread(fetch, gate, "/", None)
-        assert code == 200 and b"<title>goworld chatroom</title>" in body  # the game's web client
+        assert code == 200 and b"<title>goworld chat</title>" in body  # the game's web client
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             try:

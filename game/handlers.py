@@ -107,6 +107,8 @@ class GameHandlers:
 
     def _game_disconnected(self, did: int, env: Envelope) -> None:
         self.rt.online_games.discard(env.game_id)
+        if self.rt.services is not None:
+            self.rt.services.game_lost(env.game_id)
 
     def _kvreg(self, did: int, env: Envelope) -> None:
         value, _force = unpack(env.payload)

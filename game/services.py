@@ -6,8 +6,9 @@ creates the entity and publishes ``Service/Name#i/EntityID = <id>`` (force). Eve
 mirror of the kvreg, so calls to a service resolve to an entity id locally. Checks run when the
 deployment becomes ready, every 60 s, and shortly after any kvreg change.
 
-A call to a shard whose entity is not known yet (the cluster is still starting) waits in a
-queue, in order, and goes out as soon as the shard's ``EntityID`` arrives. The queue holds at
+A call to a shard whose entity is not known yet (the cluster is still starting, or the game
+that had it died and has not created it again yet: :meth:`ServiceManager.game_lost`) waits in
+a queue, in order, and goes out as soon as the shard's ``EntityID`` arrives. The queue holds at
 most ``PENDING_CALLS_MAX`` calls for the whole game; a call beyond that is refused with an
 ERROR naming the service and the bound. Queued calls are part of a reload's freeze state.
 
@@ -116,6 +117,22 @@ class ServiceManager:
                 stale = rt.entities.get(eid)
                 if stale is not None:
                     stale.destroy()
+
+    def game_lost(self, game_id: int) -> None:
+        """Game ``game_id`` is down (not frozen): the shards it owned have no entity until it
+        (restarted by the supervisor) creates them again and publishes their new ids. Until
+        then calls to them wait in the queue instead of going to the dead ids, which the
+        dispatcher would drop."""
+        owner = f"game{game_id}"
+        kvreg = self.rt.kvreg
+        for name, desc in self.rt.registry.services.items():
+            for shard in range(desc.service_shards):
+                key = f"Service/{name}#{shard}"
+                if kvreg.get(key) == owner and kvreg.pop(f"{key}/EntityID", None) is not None:
+                    logger.warning(
+                        "service %s#%d was on %s, which is down: its calls wait for it to "
+                        "come back", name, shard, owner,
+                    )
 
     def _claim(self, key: str, me: str) -> None:
         self._claiming.discard(key)

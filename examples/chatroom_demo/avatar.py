@@ -249,10 +249,10 @@ class Avatar(goworld.Entity):
             return
         status, msg = self.attrs.get_str("status"), self.attrs.get_str("status_msg")
         args = (self.id, self.name, self.admin, status, msg, legacy)
-        if channel in self.joined:
-            self.call(self.joined[channel], "Join", *args)  # answers with OnJoined again
-        else:
-            goworld.call_service_any("ChannelDirectory", "Join", channel, *args)
+        # Always through the directory, even for a channel joined before (answered with
+        # OnJoined again): it loads the channel first, so a channel lost with a dead game comes
+        # back; a call straight to that channel's id would be dropped while it is lost.
+        goworld.call_service_any("ChannelDirectory", "Join", channel, *args)
 
     def _cmd_join(self, c: rules.Command) -> None:
         self._join(c.args[0], legacy=False)

@@ -26,6 +26,8 @@ class ChannelDirectory(goworld.Entity):
         #: name -> {"id", "topic", "members", "private"}
         self.channels: dict[str, dict[str, Any]] = {}
         self.loaded = False
+        #: joins that came before KVDB answered (a restarted game): answered once loaded
+        self.waiting: list[tuple[Any, ...]] = []
 
     def on_created(self) -> None:
         goworld.kvdb_get_range(PREFIX, PREFIX[:-1] + chr(ord(PREFIX[-1]) + 1), self._got_channels)
@@ -48,6 +50,9 @@ class ChannelDirectory(goworld.Entity):
                 self._create(name, "", False, topic)
         self.loaded = True
         logger.info("ChannelDirectory: %d channel(s) loaded from KVDB", len(items))
+        waiting, self.waiting = self.waiting, []
+        for args in waiting:
+            self.join(*args)
 
     def _create(self, name: str, owner: str, private: bool, topic: str = "") -> str:
         channel_id = goworld.create_entity_anywhere(
@@ -91,6 +96,8 @@ class ChannelDirectory(goworld.Entity):
         if entry is None:
             if self.loaded:
                 self.call(avatar_id, "NoChannel", name, legacy)
+            elif len(self.waiting) < settings.JOINS_WAITING_MAX:
+                self.waiting.append((name, avatar_id, user, admin, status, msg, legacy))
             elif not legacy:
                 self._not_ready(avatar_id)
             return

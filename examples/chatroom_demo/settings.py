@@ -45,3 +45,6 @@ GUARD_TIMEOUT = 3.0
 
 #: a Channel saves itself this long after a change (goworld stop saves everything anyway)
 SAVE_DELAY = 2.0
+
+#: joins the channel directory keeps while it loads (after a restart), then answers
+JOINS_WAITING_MAX = 1000

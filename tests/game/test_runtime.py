@@ -1751,6 +1751,33 @@ async def test_calls_to_services_that_are_not_ready_wait_in_order_until_the_shar
     assert h.rt.services.pending == {} and h.rt.services.pending_count == 0
 
 
+async def test_calls_to_a_service_of_a_dead_game_wait_until_it_is_created_again(h: Harness) -> None:
+    old, new = eid_on_shard(1), eid_on_shard(1)
+    _kvreg(h, "Service/Counter#0", "game3")
+    _kvreg(h, "Service/Counter#0/EntityID", old, True)
+    _kvreg(h, "Service/Counter#1", "game4")
+    _kvreg(h, "Service/Counter#1/EntityID", eid_on_shard(2), True)
+    h.take()
+    h.rt.services.call_shard("Counter", 0, "Inc", (1,))
+    assert [e.entity_id for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [old]
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_DISCONNECTED, game_id=3))
+    h.handlers.handle(2, Envelope(msgtype=MT.NOTIFY_GAME_DISCONNECTED, game_id=3))  # each dispatcher says it
+    h.rt.services.call_shard("Counter", 0, "Inc", (2,))
+    h.rt.services.call_shard("Counter", 1, "Inc", (3,))  # game4's shard is not affected
+    await tick()
+    assert [(e.entity_id, codec.decode_args(e.payload)[0]) for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [
+        (h.rt.kvreg["Service/Counter#1/EntityID"], (3,))
+    ]
+    assert h.rt.services.pending_count == 1
+    h.take()
+    _kvreg(h, "Service/Counter#0/EntityID", new, True)  # game3, restarted, made it again
+    assert [(e.entity_id, codec.decode_args(e.payload)[0]) for _, e in h.of_type(MT.CALL_ENTITY_METHOD)] == [
+        (new, (2,))
+    ]
+    assert h.rt.services.pending_count == 0
+
+
 async def test_the_service_call_queue_is_bounded(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
     h.rt.services.pending_max = 3
     with caplog.at_level(logging.ERROR, "goworld.game"):

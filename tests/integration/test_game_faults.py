@@ -285,6 +285,11 @@ async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_pat
                     )
                     dora.call_player("SendChat", "/join lobby")
                     await dora.wait_until(lambda: dora.player is not None and dora.player.attrs.get("chatroom") == "lobby", TIMEOUT)
+                    # the channel behind the room takes dora in a moment later (it may first be
+                    # loaded again on game2): wait until the page lists dora, then talk
+                    await page.wait_for_function(
+                        "() => window.chatState.channels.lobby.members.dora", timeout=TIMEOUT * 1000
+                    )
                     dora.call_player("SendChat", "back again")
                     await page.wait_for_selector(
                         ".pane[data-tab='ch:lobby'] .messages li:has-text('back again')",

@@ -226,7 +226,7 @@ async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_pat
     game1 is killed. Both are told why (the page shows it), log in again, and chat."""
     from playwright.async_api import async_playwright
 
-    from tests.integration.test_browser_chat import CHROMIUM, CHROMIUM_FLAGS
+    from tests.integration.chromium import CHROMIUM, CHROMIUM_FLAGS
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (scripts/install-test-deps installs it)")

@@ -182,7 +182,7 @@ async def test_the_status_page_renders_in_a_browser_with_the_chat_client_at_the_
     figures and its dispatcher link in Chromium, and takes the token off the address bar."""
     from playwright.async_api import async_playwright
 
-    from tests.integration.test_browser_chat import CHROMIUM, CHROMIUM_FLAGS
+    from tests.integration.chromium import CHROMIUM, CHROMIUM_FLAGS
 
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed (scripts/install-test-deps installs it)")

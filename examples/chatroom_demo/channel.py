@@ -13,6 +13,7 @@ clients as ``OnRecvChat`` on ``chatroom`` = name.
 from __future__ import annotations
 
 import time
+from collections.abc import Sized
 from typing import Any
 
 import goworld
@@ -258,7 +259,7 @@ class Channel(goworld.Entity):
             self._tell(actor_id, "error", f"{target} owns #{ch}")
         elif target in ops:
             self._tell(actor_id, "error", f"{target} is an op of #{ch} already")
-        else:
+        elif not self._full(actor_id, "operator", ops):
             ops.append(target)
             self._changed()
             self._role_changed(target)
@@ -284,6 +285,19 @@ class Channel(goworld.Entity):
             _, status, msg = self.members[avatar_id]
             self._member_event(name, self._role(name), status, msg)
 
+    def _full(self, actor_id: str, what: str, entries: Sized) -> bool:
+        """Is the ``what`` list at CHANNEL_LIST_MAX (after dropping what expired)? Says so."""
+        now = time.time()
+        for key in ("bans", "timeouts"):
+            table = self.attrs.get_map(key)
+            for name in [n for n, until in table.items() if not rules.active(until, now)]:
+                del table[name]
+        if len(entries) < settings.CHANNEL_LIST_MAX:
+            return False
+        self._tell(actor_id, "error", f"the {what} list of #{self.cname} is full "
+                   f"({settings.CHANNEL_LIST_MAX}): remove someone from it first")
+        return True
+
     def _do_kick(self, actor_id: str, actor: str, target: str, arg: str) -> None:
         if not self._remove(target, f"kicked by {actor}"):
             self._tell(actor_id, "error", f"{target} is not in #{self.cname}")
@@ -300,7 +314,10 @@ class Channel(goworld.Entity):
                 self._tell(actor_id, "error", err)
                 return
         until = time.time() + minutes * 60 if minutes else 0.0
-        self.attrs.get_map("bans")[target] = until
+        bans = self.attrs.get_map("bans")
+        if target not in bans and self._full(actor_id, "ban", bans):
+            return
+        bans[target] = until
         ops = self._ops()
         if target in ops:
             ops.remove(target)
@@ -329,7 +346,10 @@ class Channel(goworld.Entity):
             self._tell(actor_id, "error", err)
             return
         until = time.time() + minutes * 60
-        self.attrs.get_map("timeouts")[target] = until
+        timeouts = self.attrs.get_map("timeouts")
+        if target not in timeouts and self._full(actor_id, "timeout", timeouts):
+            return
+        timeouts[target] = until
         self._changed()
         when = rules.format_until(until)
         self._system(f"{target} cannot post until {when} (timeout by {actor})")
@@ -342,6 +362,8 @@ class Channel(goworld.Entity):
         ch = self.cname
         invited = self.attrs.get_list("invited")
         if target not in invited:
+            if self._full(actor_id, "invitation", invited):
+                return
             invited.append(target)
             self._changed()
         goworld.call_service_any("Presence", "Tell", target, "info",

@@ -86,6 +86,10 @@ class ChannelDirectory(goworld.Entity):
         if name in self.channels:
             self.call(avatar_id, "Notify", "error", f"#{name} exists already: /join {name}")
             return
+        if len(self.channels) >= settings.CHANNELS_TOTAL_MAX:
+            self.call(avatar_id, "Notify", "error",
+                      f"the server holds {settings.CHANNELS_TOTAL_MAX} channels already: join one")
+            return
         channel_id = self._create(name, owner, private)
         logger.info("channel #%s created by %s (%s)", name, owner, "private" if private else "public")
         self.call(avatar_id, "ChannelCreated", name, channel_id)

@@ -1,6 +1,8 @@
 """The chat service's figures: who is an admin, limits on names and texts, throttles, the login
 guard. Plain constants, read by the entities (docs/CHAT-DESIGN.md)."""
 
+import os
+
 #: user names that are global admins: every moderation power in every channel, /notice
 ADMINS: tuple[str, ...] = ("admin",)
 
@@ -48,3 +50,9 @@ SAVE_DELAY = 2.0
 
 #: joins the channel directory keeps while it loads (after a restart), then answers
 JOINS_WAITING_MAX = 1000
+
+#: entries of one channel's ban, timeout, invitation and operator lists (saved with it); a list
+#: that is full refuses more (expired bans and timeouts are dropped first)
+CHANNEL_LIST_MAX = int(os.environ.get("CHATROOM_CHANNEL_LIST_MAX", "500"))
+#: channels that may exist at once (each is a saved entity and a KVDB key)
+CHANNELS_TOTAL_MAX = int(os.environ.get("CHATROOM_CHANNELS_TOTAL_MAX", "10000"))

@@ -707,3 +707,46 @@ async def test_channel_state_survives_reload_and_stop_start(tmp_path: Path) -> N
         await close_all(*bots)
         runner.stop()
         runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_channel_lists_and_the_channel_count_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel's ban, timeout, invitation and operator lists hold CHANNEL_LIST_MAX names (2
+    here, 500 by default) and the server CHANNELS_TOTAL_MAX channels (3 here: lobby + 2); past
+    that the command is refused with a message, and an unban frees a place."""
+    monkeypatch.setenv("CHATROOM_CHANNEL_LIST_MAX", "2")
+    monkeypatch.setenv("CHATROOM_CHANNELS_TOTAL_MAX", "3")
+    runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1)
+    runner.start()
+    owner: Bot | None = None
+    other: Bot | None = None
+    try:
+        owner = await Bot.login(runner, "b_owner")
+        other = await Bot.login(runner, "b_other", "kcp")
+        await owner.joined("cap", await owner.cmd("/create cap"))
+        for name in ("x_one", "x_two"):
+            await owner.info(f"{name} is banned", await owner.cmd(f"/ban cap {name} 1"))
+        m = await owner.cmd("/ban cap x_three")
+        assert "ban list of #cap is full (2)" in await owner.error("is full", m)
+        await owner.info("may join", await owner.cmd("/unban cap x_one"))
+        await owner.info("x_three is banned", await owner.cmd("/ban cap x_three"))
+        for name in ("y_one", "y_two"):
+            await owner.info(f"{name} may join", await owner.cmd(f"/invite cap {name}"))
+        await owner.error("invitation list of #cap is full", await owner.cmd("/invite cap y_three"))
+        for name in ("z_one", "z_two"):
+            await owner.info("cannot post", await owner.cmd(f"/timeout cap {name} 5"))
+        await owner.error("timeout list of #cap is full", await owner.cmd("/timeout cap z_three 5"))
+        for name in ("o_one", "o_two"):
+            await owner.info(f"{name} is an op", await owner.cmd(f"/op cap {name}"))
+        await owner.error("operator list of #cap is full", await owner.cmd("/op cap o_three"))
+        await other.joined("more", await other.cmd("/create more"))  # lobby + cap + more
+        m = await other.cmd("/create toomany")
+        assert "holds 3 channels already" in await other.error("channels already", m)
+    finally:
+        for bot in (owner, other):
+            if bot is not None:
+                await bot.close()
+        runner.stop()
+        runner.kill()

@@ -302,7 +302,9 @@ class SupervisorConfig:
 class LockstepConfig:
     """``[lockstep]`` (ours): the lockstep (frame-sync) room service, docs/LOCKSTEP-DESIGN.md.
 
-    The process is ``lockstep``; it runs whenever the section is present."""
+    The process is ``lockstep1``; it runs whenever the section is present. ``[lockstep2]``...
+    add processes (their keys override ``[lockstep]``'s; the dispatchers place each new room
+    on the one with the fewest players)."""
 
     listen_addr: Address  # KCP over UDP, like lockstepserver's -udp
     advertise_addr: Address | None  # the KCP address given to players; None = listen_addr
@@ -347,7 +349,9 @@ class ClusterConfig:
     storage: StorageConfig
     kvdb: KVDBConfig | None  # None: KVDB disabled
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)  # ours
-    lockstep: LockstepConfig | None = None  # ours: None = no [lockstep] section
+    #: ours: the lockstep processes by id ([lockstep] is lockstep1, [lockstepN] more); none
+    #: without such sections
+    locksteps: Mapping[int, LockstepConfig] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def config_dir(self) -> Path:
@@ -355,8 +359,13 @@ class ClusterConfig:
 
     @property
     def lockstep_procs(self) -> Mapping[int, LockstepConfig]:
-        """The lockstep process by id (``lockstep1``), or nothing without ``[lockstep]``."""
-        return MappingProxyType({1: self.lockstep} if self.lockstep is not None else {})
+        """The lockstep processes by id (``lockstep1``, ...); empty without ``[lockstep]``."""
+        return self.locksteps
+
+    @property
+    def lockstep(self) -> LockstepConfig | None:
+        """The first lockstep process's config (None: no lockstep service)."""
+        return self.locksteps[min(self.locksteps)] if self.locksteps else None
 
 
 # ----------------------------------------------------------------------------- value parsers
@@ -640,6 +649,7 @@ _PLAIN_SECTIONS = frozenset(
     }
 )
 _ROLE_SECTION_RE = re.compile(r"(dispatcher|game|gate)([1-9][0-9]*)")
+_LOCKSTEP_SECTION_RE = re.compile(r"lockstep([1-9][0-9]{0,3})")
 _START_NODES = "start_nodes_"
 _SYNTAX_ERRORS: dict[type[Exception], str] = {
     configparser.DuplicateSectionError: "duplicate section",
@@ -671,7 +681,11 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
     path = Path(path).absolute()
     sections = _read_sections(path)
     for name in sections:
-        if not (_ROLE_SECTION_RE.fullmatch(name) or name in _PLAIN_SECTIONS):
+        if not (
+            _ROLE_SECTION_RE.fullmatch(name)
+            or _LOCKSTEP_SECTION_RE.fullmatch(name)
+            or name in _PLAIN_SECTIONS
+        ):
             raise ConfigError("unknown section", path=str(path), section=name)
     if "deployment" not in sections:
         raise ConfigError("missing required section [deployment]", path=str(path))
@@ -693,19 +707,28 @@ def load(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
         storage=StorageConfig(**_backend(path, "storage", sections, "sqlite", files)),
         kvdb=KVDBConfig(**kvdb) if (kvdb := _backend(path, "kvdb", sections, "", files)) else None,
         supervisor=SupervisorConfig(**_parse_keys(path, "supervisor", "supervisor", sections)[0]),
-        lockstep=_lockstep(path, sections, files),
+        locksteps=_locksteps(path, sections, files),
     )
 
 
-def _lockstep(
+def _locksteps(
     path: Path, sections: Mapping[str, _Raw], files: _FileChecker | None
-) -> LockstepConfig | None:
-    if "lockstep" not in sections:
-        return None
-    values, origins = _parse_keys(path, "lockstep", "lockstep", sections)
-    if files is not None:
-        files.log_file(values["log_file"], origins["log_file"])
-    return LockstepConfig(**values)
+) -> Mapping[int, LockstepConfig]:
+    """The lockstep processes: ``lockstep1`` for ``[lockstep]``, and ``lockstepN`` for every
+    ``[lockstepN]``, whose keys override ``[lockstep]``'s (as ``[gateN]`` over
+    ``[gate_common]``)."""
+    ids = {int(m[1]) for name in sections if (m := _LOCKSTEP_SECTION_RE.fullmatch(name))}
+    if "lockstep" in sections:
+        ids.add(1)
+    _parse_keys(path, "lockstep", "lockstep", sections)  # errors in [lockstep] itself
+    base = sections.get("lockstep", {})
+    configs = {}
+    for n in sorted(ids):
+        values, origins = _parse_keys(path, "lockstep", f"lockstep{n}", sections, base)
+        if files is not None:
+            files.log_file(values["log_file"], origins["log_file"])
+        configs[n] = LockstepConfig(**values, id=n)
+    return MappingProxyType(configs)
 
 
 _CLUSTER_TLS_KEYS = ("cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key")

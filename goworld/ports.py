@@ -36,7 +36,7 @@ class Listener:
     purpose: str  #: e.g. "KCP"
 
     def __str__(self) -> str:
-        section = "lockstep" if self.process.startswith("lockstep") else self.process
+        section = "lockstep" if self.process == "lockstep1" else self.process
         return f"{self.process}'s [{section}] {self.key} = {self.addr} ({self.purpose})"
 
 

@@ -729,3 +729,40 @@ def test_unwritable_log_directory(tmp_path: Path) -> None:
             load_text(tmp_path, DEPLOYMENT + "[game1]\nlog_file = logs/g.log\n")
     finally:
         logs.chmod(0o700)
+
+
+# ----------------------------------------------------------------------------- [lockstep]
+
+
+def test_lockstep_sections_make_processes_whose_keys_override_the_base(tmp_path: Path) -> None:
+    assert load_text(tmp_path, DEPLOYMENT).locksteps == {}
+    assert load_text(tmp_path, DEPLOYMENT).lockstep is None
+    cfg = load_text(
+        tmp_path,
+        DEPLOYMENT
+        + "[lockstep]\nlisten_addr = 127.0.0.1:7001\ntick_hz = 20\nmax_players = 4\n"
+        + "[lockstep2]\nlisten_addr = 127.0.0.1:7002\nhttp_addr = 127.0.0.1:7102\n"
+        + "log_file = ls2.log\n",
+    )
+    one, two = cfg.locksteps[1], cfg.locksteps[2]
+    assert cfg.lockstep is one and sorted(cfg.lockstep_procs) == [1, 2]
+    assert (one.id, str(one.listen_addr), str(one.http_addr), one.tick_hz) == (
+        1, "127.0.0.1:7001", "127.0.0.1:10002", 20,
+    )
+    assert (two.id, str(two.listen_addr), str(two.http_addr), two.tick_hz, two.max_players) == (
+        2, "127.0.0.1:7002", "127.0.0.1:7102", 20, 4,
+    )
+    assert (one.log_file, two.log_file, one.ws_path, one.require_token) == (
+        "lockstep.log", "ls2.log", "/ws", False,
+    )
+
+
+def test_lockstep_values_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[lockstep\] max_players = '17'"):
+        load_text(tmp_path, DEPLOYMENT + "[lockstep]\nmax_players = 17\n")
+    with pytest.raises(ConfigError, match=r"\[lockstep2\] ws_path = 'ws'"):
+        load_text(tmp_path, DEPLOYMENT + "[lockstep]\n[lockstep2]\nws_path = ws\n")
+    with pytest.raises(ConfigError, match=r"\[lockstep0\]: unknown section"):
+        load_text(tmp_path, DEPLOYMENT + "[lockstep0]\n")
+    with pytest.raises(ConfigError, match=r"\[lockstep\] nope"):
+        load_text(tmp_path, DEPLOYMENT + "[lockstep]\nnope = 1\n")

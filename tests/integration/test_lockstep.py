@@ -22,7 +22,7 @@ import pytest
 from goworld.lockstep import replay
 from goworld.lockstep.client import LockstepClient, open_kcp, open_ws
 from goworld.lockstep.codec import ErrorCode, MsgId
-from goworld.testing import ClusterRunner
+from goworld.testing import ClusterRunner, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "apps" / "lockstep_app"
@@ -340,3 +340,39 @@ async def test_goworld_stop_closes_rooms_and_reports_them_stopped(
     result = _wait_event(runner, "result", timeout=5)["data"]
     assert result["room"] == info["room"] and result["reason"] == "stopped"
     assert result["started"] is True and result["frames"] > 0
+
+
+def test_rooms_are_placed_on_the_least_loaded_of_two_lockstep_processes(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[lockstep] plus [lockstep2]: two processes; the dispatchers spread game code's rooms
+    over them (each answer names the process's own KCP address), and goworld status shows both."""
+    monkeypatch.setenv("LOCKSTEP_APP_MORE_ROOMS", "8")
+    runner = ClusterRunner(
+        tmp_path_factory.mktemp("lockstep_two"), APP, dispatchers=2, games=1, gates=1,
+        lockstep="log_level = info",
+    )
+    second_kcp, second_http = free_port(udp_too=True), free_port()
+    with runner.ini.open("a") as ini:
+        ini.write(
+            f"[lockstep2]\nlisten_addr = 127.0.0.1:{second_kcp}\n"
+            f"http_addr = 127.0.0.1:{second_http}\nlog_file = lockstep2.log\n"
+        )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(created := [e for e in _events(runner) if e["event"] == "created"]) < 9:
+            assert time.monotonic() < deadline, f"{_events(runner)}\n{runner.logs()}"
+            time.sleep(0.2)
+        places = [e["data"]["kcp"] for e in created[1:]]  # the 8 made once both had joined
+        first = f"127.0.0.1:{runner.ports['lockstep_kcp'][0]}"
+        second = f"127.0.0.1:{second_kcp}"
+        assert set(places) == {first, second}, places
+        assert min(places.count(first), places.count(second)) >= 3, places
+        shown = runner.cli("status")
+        assert "2/2 locksteps" in shown.stdout and "lockstep2" in shown.stdout, shown.stdout
+    finally:
+        stopped = runner.stop()
+        runner.kill()
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopping lockstep2" in stopped.stdout

@@ -17,6 +17,13 @@ class RoomKeeper(goworld.Entity):
         goworld.create_lockstep_room(
             self, list(range(100, 120)), on_created="OnRefused", on_result="OnRefusedResult"
         )
+        more = int(os.environ.get("LOCKSTEP_APP_MORE_ROOMS", "0"))
+        if more:  # later, once every lockstep process has joined (placement test)
+            self.add_callback(3.0, "MakeRooms", more)
+
+    def MakeRooms(self, count: int) -> None:
+        for n in range(count):
+            goworld.create_lockstep_room(self, [21 + n, 41 + n])
 
     @goworld.rpc(name="OnLockstepRoom")
     def on_lockstep_room(self, info: dict) -> None:

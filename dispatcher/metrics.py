@@ -143,6 +143,18 @@ def _peer_families(peers: list[tuple[str, Peer]]) -> list[Metric]:
             ((name, p.writer.bytes_sent) for name, p in streams),
         ),
         counter(
+            "goworld_dispatcher_peer_sent_batches",
+            "gRPC messages (batches of envelopes) written to a game or gate",
+            ["peer"],
+            ((name, p.writer.batches_sent) for name, p in streams),
+        ),
+        counter(
+            "goworld_dispatcher_peer_received_batches",
+            "gRPC messages (batches of envelopes) received from a game or gate",
+            ["peer"],
+            ((name, p.received_batches) for name, p in streams),
+        ),
+        counter(
             "goworld_dispatcher_peer_received_messages",
             "envelopes received from a game or gate (since its stream started)",
             ["peer"],

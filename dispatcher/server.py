@@ -59,6 +59,8 @@ class StreamPeer:
         self._task = task
         #: envelopes received on this stream (counted per batch; /metrics)
         self.received = 0
+        #: batches (gRPC messages) received on this stream
+        self.received_batches = 0
 
     def close(self) -> None:
         self.writer.close()
@@ -119,6 +121,7 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
                 if heard is not None:
                     heard(peer_id)
                 peer.received += len(batch.messages)
+                peer.received_batches += 1
                 for env in batch.messages:
                     handle(peer_id, env)
         except asyncio.CancelledError:

@@ -80,6 +80,9 @@ def test_sidebyside_measures_both_engines(tmp_path: Path) -> None:
             assert figures[f"{key}.rss_mb.{role}"] > 0
             assert figures[f"{key}.cpu_s.{role}"] >= 0
         assert figures[f"{key}.cpu_per_1k.total"] > 0
+        # the kernel part of the gate's CPU, and its socket calls (every bot reads and writes)
+        assert 0 <= figures[f"{key}.sys_per_1k.gate"] <= figures[f"{key}.cpu_per_1k.gate"]
+        assert figures[f"{key}.writes_per_s.gate"] > 0 and figures[f"{key}.reads_per_s.gate"] > 0
         assert figures[f"{key}.cpu_s.storage"] >= 0  # mongo-java-server, measured apart
     for ratio in ("cpu_per_1k.total", "avg_ms", "rss_mb.total", "things"):
         assert figures[f"5.ratio.{ratio}"] > 0, ratio
@@ -121,6 +124,8 @@ def _fake_run(engine: str, things: int, avg_ms: float, game_cpu: float, *, rc: i
                        max_ms=2 * avg_ms, seconds=41.0, reason=reason)
     r.cpu_s = {"dispatcher": things / 1000, "game": game_cpu, "gate": things / 1000}
     r.peak_rss_mb = {"dispatcher": 50.0, "game": 60.0 + avg_ms, "gate": 55.0}
+    r.sys_s = {role: cpu / 2 for role, cpu in r.cpu_s.items()}
+    r.syscalls = {role: (100.0, 300.0) for role in r.cpu_s}
     return r
 
 
@@ -161,3 +166,20 @@ def test_memory_per_client_is_the_rss_growth_between_the_smallest_and_largest_n(
     assert result.figures["go.rss_kb_per_client"] == pytest.approx(30 * 1024 / 1000)
     assert result.figures["ratio.rss_kb_per_client"] == pytest.approx(0.1)
     assert "Memory per connected client" in result.summary
+
+
+def test_kernel_share_says_how_much_of_the_half_budget_our_gate_kernel_time_leaves() -> None:
+    py = _fake_run("python", 1000, 10.0, 1.0)  # 1 s per 1k things in each role: 3 in total
+    py.sys_s["gate"] = 0.6  # 0.6 s per 1k things in the kernel
+    py.syscalls["gate"] = (3800.0, 13900.0)
+    go = _fake_run("go", 1000, 20.0, 2.0)  # 1 + 2 + 1 = 4 s per 1k things
+    result = sidebyside._result([py, go], {"steps": [100], "window": 40.0, "repeat": 1},
+                                quick=False, custom=True)
+    assert result.figures["100.python.sys_per_1k.gate"] == pytest.approx(0.6)
+    assert result.figures["100.python.writes_per_s.gate"] == pytest.approx(13900.0)
+    (note,) = [n for n in result.notes if n.startswith("Kernel share")]
+    assert "ours 0.50/0.50/0.60, GoWorld's 0.50/1.00/0.50" in note
+    assert "ours 13,900 writes and 3,800 reads per second" in note
+    # 0.6 of GoWorld's 4.0 is 15 %; half of 4.0 minus 0.6 leaves 1.4, 35 %
+    assert "kernel time alone is 15 % of GoWorld's whole cluster CPU" in note
+    assert "leave 35 % of it" in note

@@ -6,8 +6,8 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["busy_fraction", "cpu_rss", "cpu_seconds", "machine_cpu_seconds", "peak_rss_bytes",
-           "rss_bytes"]
+__all__ = ["busy_fraction", "cpu_rss", "cpu_seconds", "cpu_split", "io_syscalls",
+           "machine_cpu_seconds", "peak_rss_bytes", "rss_bytes"]
 
 _CLK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -18,6 +18,25 @@ def cpu_rss(pid: int) -> tuple[float, int]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK, int(fields[21]) * _PAGE
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds so far of ``pid``, every thread; OSError if it is gone."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _CLK, int(fields[12]) / _CLK
+
+
+def io_syscalls(pid: int) -> tuple[int, int]:
+    """(read-type, write-type) system calls so far of ``pid``, every thread (/proc/PID/io
+    syscr and syscw: read()/readv()/recv... and write()/writev()/send... on any file or
+    socket); OSError if it is gone or not readable (another user's process)."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            found[key] = int(value)
+    return found["syscr"], found["syscw"]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -69,6 +69,9 @@ class Run:
     first_error: str = ""
     seconds: float = math.nan  # bot start to bot exit
     cpu_s: dict[str, float] = field(default_factory=dict)  # roles, storage, bot, supervisor
+    sys_s: dict[str, float] = field(default_factory=dict)  # roles: the system (kernel) part
+    #: roles: (read-type, write-type) system calls per second over the run (/proc/PID/io)
+    syscalls: dict[str, tuple[float, float]] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # roles
     busy_before: float = 0.0  # how busy the machine was when the run began (0..1)
     other_load: float = math.nan  # other work's share of all cores during the run (0..1)
@@ -82,6 +85,13 @@ class Run:
         if role == "total":
             return sum(self.per_1k(r) for r in ROLES)
         cpu = self.cpu_s.get(role, math.nan)
+        return 1000 * cpu / self.things if self.things else math.nan
+
+    def sys_per_1k(self, role: str) -> float:
+        """System (kernel) CPU seconds of ``role`` per 1000 things ("total": the three)."""
+        if role == "total":
+            return sum(self.sys_per_1k(r) for r in ROLES)
+        cpu = self.sys_s.get(role, math.nan)
         return 1000 * cpu / self.things if self.things else math.nan
 
     @property
@@ -194,6 +204,8 @@ def _load(result: Run, pids: dict[str, int], extras: dict[str, int], bot: Path, 
     ``pids`` (the roles) and ``extras`` (measured, not in the total)."""
     procs = {**pids, **extras}
     before = {k: procstat.cpu_seconds(pid) for k, pid in procs.items()}
+    sys0 = {role: procstat.cpu_split(pids[role])[1] for role in ROLES}
+    io0 = {role: procstat.io_syscalls(pids[role]) for role in ROLES}
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     machine0 = procstat.machine_cpu_seconds()
     t0 = time.monotonic()
@@ -206,6 +218,11 @@ def _load(result: Run, pids: dict[str, int], extras: dict[str, int], bot: Path, 
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     for k, pid in procs.items():
         result.cpu_s[k] = procstat.cpu_seconds(pid) - before[k]
+    for role in ROLES:
+        result.sys_s[role] = procstat.cpu_split(pids[role])[1] - sys0[role]
+        reads, writes = procstat.io_syscalls(pids[role])
+        result.syscalls[role] = ((reads - io0[role][0]) / result.seconds,
+                                 (writes - io0[role][1]) / result.seconds)
     for role in ROLES:
         result.peak_rss_mb[role] = procstat.peak_rss_bytes(pids[role]) / MB
     # The bot is the only child this process reaps during the run.
@@ -279,6 +296,11 @@ def _median_run(runs: list[Run]) -> Run:
         m.cpu_s[key] = per_1k * m.things / 1000
     for role in ROLES:
         m.peak_rss_mb[role] = statistics.median(r.peak_rss_mb.get(role, math.nan) for r in ok)
+        if all(role in r.sys_s for r in ok):
+            m.sys_s[role] = statistics.median(r.sys_per_1k(role) for r in ok) * m.things / 1000
+        if all(role in r.syscalls for r in ok):
+            m.syscalls[role] = (statistics.median(r.syscalls[role][0] for r in ok),
+                                statistics.median(r.syscalls[role][1] for r in ok))
     m.busy_before = max(r.busy_before for r in runs)
     m.other_load = max(r.other_load for r in runs)
     m.reason = "" if any(not r.reason for r in runs) else runs[0].reason
@@ -288,6 +310,35 @@ def _median_run(runs: list[Run]) -> Run:
     latencies = [r.avg_ms for r in ok]
     m.avg_range = (min(latencies), max(latencies))
     return m
+
+
+def _kernel_notes(by: dict[tuple[int, str], Run], steps: list[int]) -> list[str]:
+    """Where each engine's CPU goes between user space and the kernel, at each N, and how much
+    of the 0.5× budget the kernel work of our gate (its socket reads and writes) leaves."""
+    if not steps or not all(by[(n, e)].sys_s for n in steps for e in ENGINES):
+        return []
+
+    def split(r: Run) -> str:
+        return "/".join(f"{r.sys_per_1k(x):.2f}" for x in ROLES)
+
+    def calls(r: Run) -> str:
+        reads, writes = r.syscalls.get("gate", (math.nan, math.nan))
+        return f"{writes:,.0f} writes and {reads:,.0f} reads per second"
+
+    parts = [f"N={n}: ours {split(by[(n, 'python')])}, GoWorld's {split(by[(n, 'go')])}"
+             for n in steps]
+    top = steps[-1]
+    py, go = by[(top, "python")], by[(top, "go")]
+    gate_sys, go_total = py.sys_per_1k("gate"), go.per_1k("total")
+    note = ("Kernel share: system CPU s/1k things of dispatcher/game/gate, "
+            + "; ".join(parts) + f". The gates' socket calls at N={top}: ours {calls(py)}, "
+            f"GoWorld's {calls(go)} (/proc/PID/io syscr, syscw).")
+    if go_total and not math.isnan(gate_sys):
+        note += (f" At N={top} our gate's kernel time alone is {100 * gate_sys / go_total:.0f} % "
+                 f"of GoWorld's whole cluster CPU: a 0.5× total would leave "
+                 f"{100 * (0.5 * go_total - gate_sys) / go_total:.0f} % of it for everything "
+                 "else our three processes do.")
+    return [note]
 
 
 def _rss_per_client(by: dict[tuple[int, str], Run], steps: list[int]) -> dict[str, float]:
@@ -360,6 +411,10 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
             for role in ROLES:
                 figures[f"{key}.cpu_per_1k.{role}"] = r.per_1k(role)
                 figures[f"{key}.rss_mb.{role}"] = r.peak_rss_mb.get(role, math.nan)
+                figures[f"{key}.sys_per_1k.{role}"] = r.sys_per_1k(role)
+                reads, writes = r.syscalls.get(role, (math.nan, math.nan))
+                figures[f"{key}.reads_per_s.{role}"] = reads
+                figures[f"{key}.writes_per_s.{role}"] = writes
         py, go = by.get((n, "python")), by.get((n, "go"))
         if py is None or go is None:
             continue
@@ -426,6 +481,7 @@ def _result(runs: list[Run], plan: dict[str, Any], quick: bool, custom: bool) ->
         "share of all cores that other work (not these processes, nor the bot or "
         "mongo-java-server) used during the run. Both engines shared the machine with the bot.",
     ]
+    notes += _kernel_notes(by, both)
     loaded = [r for r in runs if r.other_load > 0.15 or r.busy_before > 0.15]
     if loaded:
         notes.append("The machine was loaded by other work during "

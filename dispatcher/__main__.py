@@ -12,7 +12,7 @@ import grpc
 from dispatcher.metrics import DispatcherFigures
 from dispatcher.server import DispatcherServicer
 from dispatcher.service import DispatcherService
-from goworld import ops_http, process
+from goworld import ops_http, process, runctl
 from goworld.cluster.streams import GRPC_OPTIONS
 from goworld.rpc import cluster_pb2_grpc
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         await server.stop(0)
         return 0
 
-    return process.run_loop(serve)
+    return process.run_loop(serve, alive=runctl.proc_name("dispatcher", args.id))
 
 
 async def _relieve(service: DispatcherService, interval: float = 0.05) -> None:

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.critical("game%d: %s", args.id, exc)
         return 2
     boot = _Boot(args, cfg, gcfg, app, registry)
-    return process.run_loop(lambda stop: _serve(boot, stop))
+    return process.run_loop(lambda stop: _serve(boot, stop), alive=runctl.proc_name("game", args.id))
 
 
 async def _serve(boot: _Boot, stop: asyncio.Event) -> int:

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             await link.close(flush_timeout=2.0)
         return 0
 
-    return process.run_loop(serve)
+    return process.run_loop(serve, alive=runctl.proc_name("gate", args.id))
 
 
 async def _drain(

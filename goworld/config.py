@@ -296,6 +296,7 @@ class SupervisorConfig:
     restart_backoff_max: float = 60.0  # the longest wait before a restart
     max_restarts: int = 5  # restarts of one process within restart_window, then it gives up
     restart_window: float = 300.0  # seconds
+    hang_timeout: float = 30.0  # seconds an up process may show no sign of life; 0 = never
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +599,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("supervisor", "restart_backoff_max", _seconds(0.0), "60"),
     ("supervisor", "max_restarts", _int(0), "5"),
     ("supervisor", "restart_window", _seconds(1.0), "300"),
+    ("supervisor", "hang_timeout", _seconds(0.0), "30"),  # 0 = no hang check
     ("lockstep", "listen_addr", _LISTEN, "127.0.0.1:10086"),  # ours, the whole section
     ("lockstep", "advertise_addr", _optional_addr, ""),
     ("lockstep", "http_addr", _LISTEN, "127.0.0.1:10002"),

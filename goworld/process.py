@@ -201,8 +201,16 @@ def announce_started(role: str) -> None:
         handler.flush()
 
 
-def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
-    """Run ``main(stop_event)`` on uvloop (when available); SIGTERM/SIGINT set the event."""
+def run_loop(
+    main: Callable[[asyncio.Event], Coroutine[Any, Any, int]], *, alive: str | None = None
+) -> int:
+    """Run ``main(stop_event)`` on uvloop (when available); SIGTERM/SIGINT set the event.
+
+    ``alive`` (the process's name, ``gate1``): while the loop runs it touches
+    ``.goworld/<name>.alive`` every :data:`ALIVE_INTERVAL` seconds, the supervisor's sign that
+    the process is not hung (only when the run directory exists: a process ``goworld start``
+    launched, not one a test runs on its own).
+    """
     run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
     try:
         import uvloop
@@ -216,14 +224,36 @@ def run_loop(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        flusher = loop.create_task(_flush_log_summaries())
+        jobs = [loop.create_task(_flush_log_summaries())]
+        run_dir = runctl.run_dir(Path.cwd())
+        if alive is not None and run_dir.is_dir():
+            jobs.append(loop.create_task(_touch_alive(runctl.status_path(run_dir, alive, runctl.ProcFile.ALIVE))))
         try:
             return await main(stop)
         finally:
-            flusher.cancel()
+            for job in jobs:
+                job.cancel()
             log.flush_repeats(final=True)
 
     return run(runner())
+
+
+#: Seconds between two touches of a process's alive file (the supervisor's hang check).
+ALIVE_INTERVAL = 1.0
+
+
+async def _touch_alive(path: Path) -> None:
+    """Set ``path``'s modification time now and every :data:`ALIVE_INTERVAL`: it stays fresh
+    exactly as long as the event loop runs its tasks."""
+    complained = False
+    while True:
+        try:
+            path.touch()
+        except OSError as exc:
+            if not complained:  # once: a full or read-only disk says so elsewhere too
+                logger.error("cannot touch %s (the supervisor's sign of life): %s", path, exc)
+                complained = True
+        await asyncio.sleep(ALIVE_INTERVAL)
 
 
 #: How often the loop writes the summaries of suppressed log records whose interval is over.

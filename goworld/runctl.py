@@ -188,6 +188,7 @@ class ProcFile(enum.StrEnum):
     RESTORE = "restore"
     DRAINED = "drained"  # a gate after DRAIN_SIGNAL: JSON {"clients", "told", "seconds"}
     STOPPING = "stopping"  # a stopping game's progress: JSON {"phase", ...}
+    ALIVE = "alive"  # touched every second while the process's loop runs (supervisor hang check)
 
 
 class GameState(enum.Enum):

@@ -10,6 +10,14 @@ back-off (``restart_backoff`` seconds, doubled for each restart of that process 
 ``max_restarts`` restarts within the window it gives up on that process (one CRITICAL line)
 until an operator brings it back (``goworld restart``, which the supervisor then adopts).
 
+A process that is alive but hung counts as down too: every process touches
+``.goworld/<name>.alive`` each second from its event loop (``process.run_loop``); when that
+file has not changed for ``hang_timeout`` seconds of the supervisor's own clock (default 30; 0
+= never) while the process is up, the supervisor logs it, kills it with SIGKILL and restarts it
+like a crashed one. A stopped (SIGSTOP), deadlocked or endlessly looping process is found that
+way; its clients see their connections closed and can log in again, instead of waiting on a
+process that never answers.
+
 Intended exits are never crashes: ``goworld stop`` and ``goworld kill`` stop the supervisor
 first; ``goworld restart`` and ``goworld reload`` (both modes) take a hold on each process
 they work on (``runctl.take_hold``), under which the supervisor watches nothing; when the hold
@@ -83,10 +91,12 @@ class Policy:
     backoff_max: float = 60.0
     max_restarts: int = 5
     window: float = 300.0
+    hang_timeout: float = 0.0  # seconds without a sign of life before an up process is killed
 
     @classmethod
     def from_config(cls, cfg: SupervisorConfig) -> Policy:
-        return cls(cfg.restart_backoff, cfg.restart_backoff_max, cfg.max_restarts, cfg.restart_window)
+        return cls(cfg.restart_backoff, cfg.restart_backoff_max, cfg.max_restarts,
+                   cfg.restart_window, cfg.hang_timeout)
 
     def delay(self, recent: int) -> float:
         """The wait before a restart when the process was restarted ``recent`` times within
@@ -123,6 +133,8 @@ class ProcStatus:
     last_exit: str = ""  # why it last went down
     due: float = 0.0  # BACKOFF: monotonic time of the restart
     recent: deque[float] = field(default_factory=deque)  # monotonic times of restarts in window
+    mark: int | None = None  # the alive file's last modification time seen (ns), if any
+    mark_seen: float = 0.0  # monotonic time when ``mark`` last changed (or watching began)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,6 +166,12 @@ class Processes(Protocol):
 
     def spawn(self, name: str, restore: bool) -> int | None:
         """Start ``name`` again; None (nothing started) when a CLI command took a hold."""
+
+    def alive_mark(self, name: str) -> int | None:
+        """The modification time (ns) of ``name``'s alive file, None when there is none."""
+
+    def kill(self, name: str, pid: int) -> None:
+        """SIGKILL ``pid`` (which is ``name``, hung) and wait a little for it to go."""
 
 
 class Supervisor:
@@ -214,12 +232,36 @@ class Supervisor:
         elif self.table.is_alive(st.name, st.pid):
             if st.state is State.STARTING and self.table.started(st.name):
                 st.state = State.UP
+                self._watch_from_now(st)
                 events.append(Event(logging.INFO, st.name, "started", f"{st.name} (pid {st.pid}) started"))
+            elif st.state is State.UP and self.policy.hang_timeout > 0:
+                self._check_hang(st, events)
         else:
             self._down(st, f"pid {st.pid} exited unexpectedly ({self.table.exit_reason(st.name, st.pid)})", events)
 
+    def _watch_from_now(self, st: ProcStatus) -> None:
+        """A process just came up: the hang check counts from now, whatever its file says."""
+        st.mark, st.mark_seen = self.table.alive_mark(st.name), self.clock()
+
+    def _check_hang(self, st: ProcStatus, events: list[Event]) -> None:
+        mark = self.table.alive_mark(st.name)
+        now = self.clock()
+        if mark != st.mark:  # a sign of life (or the first look at this process's file)
+            st.mark, st.mark_seen = mark, now
+            return
+        if mark is None:  # it has never shown one: a process that does not write the file
+            return
+        silent = now - st.mark_seen
+        if silent < self.policy.hang_timeout or st.pid is None:
+            return
+        pid = st.pid
+        self.table.kill(st.name, pid)
+        self._down(st, f"pid {pid} hung: its event loop showed no sign of life for {silent:.0f} s "
+                       f"(hang_timeout {self.policy.hang_timeout:g} s); killed with SIGKILL", events)
+
     def _adopt(self, st: ProcStatus, pid: int, events: list[Event], kind: str) -> None:
         st.state, st.pid = State.UP, pid
+        self._watch_from_now(st)
         events.append(Event(logging.INFO, st.name, kind, f"{st.name}: watching pid {pid}"))
 
     def _down(self, st: ProcStatus, why: str, events: list[Event]) -> None:
@@ -407,6 +449,29 @@ class RunDirProcesses:
         self.children[child.pid] = child
         self.identity[child.pid] = runctl.start_time(child.pid)
         return child.pid
+
+    def alive_mark(self, name: str) -> int | None:
+        try:
+            return runctl.status_path(self.run_dir, name, ProcFile.ALIVE).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def kill(self, name: str, pid: int, wait: float = 5.0) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        child = self.children.get(pid)
+        if child is not None:
+            try:
+                child.wait(wait)
+            except subprocess.TimeoutExpired:
+                logger.error("%s (pid %d) still runs %g s after SIGKILL", name, pid, wait)
+            return
+        deadline = time.monotonic() + wait
+        while runctl.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.identity.pop(pid, None)
 
     def _keep_logs(self, name: str, proc: _Proc) -> None:
         """The crashed process's log and stderr become ``.1`` (the restarted one writes new

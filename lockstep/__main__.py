@@ -14,7 +14,7 @@ import secrets
 import sys
 from typing import Any, cast
 
-from goworld import process
+from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.cluster.link import DispatcherLink
 from goworld.config import ClusterConfig, LockstepConfig
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         exporter.stop()
         return 0
 
-    return process.run_loop(serve)
+    return process.run_loop(serve, alive=runctl.proc_name("lockstep", args.id))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class FakeTable:
     tagged: set[str] = field(default_factory=set)
     spawned: list[tuple[str, bool]] = field(default_factory=list)
     next_pid: int = 100
+    marks: dict[str, int] = field(default_factory=dict)  # the alive files' mtimes
+    killed: list[tuple[str, int]] = field(default_factory=list)
 
     def held(self, name: str) -> str | None:
         return "goworld restart (pid 1)" if name in self.holds else None
@@ -59,6 +61,19 @@ class FakeTable:
         self.pids[name] = self.next_pid
         self.spawned.append((name, restore))
         return self.next_pid
+
+    def alive_mark(self, name: str) -> int | None:
+        return self.marks.get(name)
+
+    def kill(self, name: str, pid: int) -> None:
+        self.killed.append((name, pid))
+        self.pids[name] = None
+
+    def beat(self) -> None:
+        """Every live process's loop touches its alive file."""
+        for name, pid in self.pids.items():
+            if pid is not None:
+                self.marks[name] = self.marks.get(name, 0) + 1
 
     def die(self, name: str) -> None:
         self.pids[name] = None
@@ -348,3 +363,83 @@ def test_the_exit_reason_quotes_the_end_of_a_fresh_stderr(tmp_path: Path) -> Non
     assert table.exit_reason("game1", child.pid) == (
         "exit status 1; its stderr ends: RuntimeError: boom in on_created"
     )
+
+
+def test_a_hung_process_is_killed_and_restarted_after_hang_timeout() -> None:
+    sup, table, clock = make(Policy(1.0, 8.0, 3, 100.0, hang_timeout=10.0))
+    for _ in range(30):  # everyone beats: nobody is touched, however long it runs
+        table.beat()
+        clock.now += 1
+        assert sup.tick() == []
+    # gate1 stops (SIGSTOP, a deadlock): its file stays as it was; the others go on
+    stuck = table.marks["gate1"]
+    for _ in range(9):
+        table.beat()
+        table.marks["gate1"] = stuck
+        clock.now += 1
+        assert sup.tick() == []
+    table.beat()
+    table.marks["gate1"] = stuck
+    clock.now += 1.5
+    events = sup.tick()
+    assert kinds(events) == [("gate1", "crash")] and table.killed == [("gate1", 3)]
+    assert "pid 3 hung: its event loop showed no sign of life for 10 s (hang_timeout 10 s); " \
+        "killed with SIGKILL; restarting in 1 s" in events[0].message
+    clock.now += 1
+    assert kinds(sup.tick()) == [("gate1", "restart")] and table.spawned == [("gate1", False)]
+    table.tagged.add("gate1")
+    assert kinds(sup.tick()) == [("gate1", "started")]
+    # the new process gets a whole hang_timeout from its start, even though the file is old
+    for _ in range(9):
+        stuck = table.marks["gate1"]
+        table.beat()
+        table.marks["gate1"] = stuck
+        clock.now += 1
+        assert sup.tick() == []
+    assert table.killed == [("gate1", 3)]
+
+
+def test_the_hang_check_spares_processes_without_an_alive_file_and_can_be_off() -> None:
+    sup, table, clock = make(Policy(1.0, 8.0, 3, 100.0, hang_timeout=5.0))
+    clock.now += 100  # no process has ever written an alive file (an older build): left alone
+    assert sup.tick() == [] and table.killed == []
+    off, table_off, clock_off = make(Policy(1.0, 8.0, 3, 100.0, hang_timeout=0.0))
+    table_off.beat()
+    off.tick()
+    clock_off.now += 1000
+    assert off.tick() == [] and table_off.killed == []
+
+
+def test_a_held_or_adopted_process_is_not_judged_on_the_time_before() -> None:
+    sup, table, clock = make(Policy(1.0, 8.0, 3, 100.0, hang_timeout=5.0))
+    table.beat()
+    sup.tick()
+    table.holds.add("game1")  # goworld reload freezes it: its loop may stop as it pleases
+    assert kinds(sup.tick()) == [("game1", "held")]
+    frozen = table.marks["game1"]
+    for _ in range(60):
+        table.beat()
+        table.marks["game1"] = frozen
+        clock.now += 1
+        assert sup.tick() == []
+    table.holds.clear()
+    table.pids["game1"] = 50  # the restored game
+    clock.now += 1
+    assert kinds(sup.tick()) == [("game1", "released")]
+    for _ in range(4):  # 4 s after the release, with the file 61 s old: not yet
+        table.beat()
+        table.marks["game1"] = frozen
+        clock.now += 1
+        assert sup.tick() == [] and table.killed == []
+    table.beat()
+    table.marks["game1"] = frozen
+    clock.now += 1.5
+    assert kinds(sup.tick()) == [("game1", "crash")] and table.killed == [("game1", 50)]
+
+
+def test_the_hang_timeout_key(tmp_path: Path) -> None:
+    ini = tmp_path / "goworld.ini"
+    ini.write_text("[deployment]\ndesired_dispatchers = 1\ndesired_games = 1\ndesired_gates = 1\n"
+                   "[supervisor]\nhang_timeout = 12.5\n")
+    assert load(ini, check_files=False).supervisor.hang_timeout == 12.5
+    assert Policy.from_config(SupervisorConfig()).hang_timeout == 30.0

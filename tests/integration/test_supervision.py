@@ -349,3 +349,37 @@ async def test_two_of_each_lose_a_dispatcher_and_a_gate_at_once(tmp_path: Path) 
     finally:
         runner.stop()
         runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_a_hung_gate_is_killed_and_restarted(tmp_path: Path) -> None:
+    """SIGSTOP: the gate's pid lives on but its loop no longer runs. After hang_timeout the
+    supervisor kills it; its client's connection closes; a new client logs in on the new gate."""
+    runner = supervised_runner(tmp_path, hang_timeout="2")
+    try:
+        runner.start()
+        alive = tmp_path / ".goworld" / "gate1.alive"
+        wait_until("gate1's alive file", alive.exists, runner)
+        stale = alive.stat().st_mtime_ns
+        wait_until("gate1's alive file touched again", lambda: alive.stat().st_mtime_ns != stale, runner)
+        await a_client_logs_in(runner, "before-hang")
+        client = await GoWorldClient.connect("127.0.0.1", runner.gate(0, "tcp"))
+        try:
+            await client.wait_player("Account")
+            old = pid_of(runner, "gate1")
+            os.kill(old, signal.SIGSTOP)
+            wait_until("gate1 restarted", lambda: procs(status(runner)[1])["gate1"]["restarts"] == 1
+                       and procs(status(runner)[1])["gate1"]["state"] == "up", runner)
+            assert not runctl.alive(old)
+            # The old gate's client is told by its closed connection, not left waiting.
+            await asyncio.wait_for(asyncio.shield(client.closed), WAIT)
+        finally:
+            await client.aclose()
+        sup = (tmp_path / ".goworld" / runctl.SUPERVISOR_LOG).read_text()
+        assert f"gate1 pid {old} hung: its event loop showed no sign of life for" in sup, sup
+        assert "killed with SIGKILL; restarting in" in sup
+        assert procs(status(runner)[1])["game1"]["restarts"] == 0  # the others went on
+        await a_client_logs_in(runner, "after-hang")
+    finally:
+        runner.stop()
+        runner.kill()

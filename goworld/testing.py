@@ -75,6 +75,7 @@ def write_ini(
     gate_extra: str = "",
     gate_extras: Mapping[int, str] | None = None,
     game_extra: str = "",
+    dispatcher_extra: str = "",
     storage: str = "type = sqlite\npath = entities.db",
     kvdb: str = "type = sqlite\npath = kv.db",
     position_sync_interval_ms: int = 50,
@@ -84,7 +85,7 @@ def write_ini(
 
     ``storage`` and ``kvdb`` are the bodies of the ``[storage]`` and ``[kvdb]`` sections
     (default: SQLite files in ``directory``), e.g. ``"type = redis\\nurl = redis://…"``.
-    ``gate_extra`` goes into ``[gate_common]``; ``gate_extras`` maps a gate id (1-based) to
+    ``gate_extra`` goes into ``[gate_common]``, ``dispatcher_extra`` into ``[dispatcher_common]``; ``gate_extras`` maps a gate id (1-based) to
     lines for that gate's own section, e.g. ``{2: "encrypt_connection = 1\\n..."}``.
     ``lockstep`` (lines, possibly empty) adds a ``[lockstep]`` section on free ports
     (``ports["lockstep_kcp"]``, ``ports["lockstep_http"]``).
@@ -116,6 +117,7 @@ def write_ini(
         kvdb,
         "[dispatcher_common]",
         "log_level = info",
+        dispatcher_extra,
         "[game_common]",
         "boot_entity = Account",
         "save_interval = 600",

@@ -125,7 +125,7 @@ def _fake_run(engine: str, things: int, avg_ms: float, game_cpu: float, *, rc: i
     r.cpu_s = {"dispatcher": things / 1000, "game": game_cpu, "gate": things / 1000}
     r.peak_rss_mb = {"dispatcher": 50.0, "game": 60.0 + avg_ms, "gate": 55.0}
     r.sys_s = {role: cpu / 2 for role, cpu in r.cpu_s.items()}
-    r.syscalls = {role: (100.0, 300.0) for role in r.cpu_s}
+    r.syscalls = dict.fromkeys(r.cpu_s, (100.0, 300.0))
     return r
 
 

@@ -1,6 +1,6 @@
 """Side by side with GoWorld: the same Go bot load on our cluster and on GoWorld's own, in one run.
 
-For each N of a ramp (default 100, 300, 1000; ``--steps``), GoWorld's Go bot
+For each N of a ramp (default 100, 300, 1000, 2000; ``--steps``), GoWorld's Go bot
 (``test_client -strict -N N -duration D``, D = ``--window``, default 40 s) runs ``--repeat``
 times (default 3) against our cluster (examples/test_game) and as often against GoWorld's (its
 dispatcher, gate and test_game, built from ../shared/goworld-go by
@@ -41,7 +41,7 @@ from goworld.config import ClusterConfig
 
 TITLE = "Side by side with GoWorld (1 + 1 + 1 each, GoWorld's Go bot, MongoDB on mongo-java-server)"
 OPTIONS = ("steps", "window", "repeat")
-FULL: dict[str, Any] = {"steps": [100, 300, 1000], "window": 40.0, "repeat": 3}
+FULL: dict[str, Any] = {"steps": [100, 300, 1000, 2000], "window": 40.0, "repeat": 3}
 QUICK: dict[str, Any] = {"steps": [5], "window": 8.0, "repeat": 1}
 #: The order of the runs at each N.
 ENGINES = ("python", "go")

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             pause_backlog_bytes=dcfg.pause_backlog_bytes,
             game_hang_timeout=dcfg.game_hang_timeout,
             boot_wait_timeout=dcfg.boot_wait_timeout,
+            game_reconnect_grace=dcfg.game_reconnect_grace,
             clock=time.monotonic,
         )
         # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share

@@ -31,6 +31,12 @@ Faults (issue 15, none of them in GoWorld):
   remembered for :data:`LOST_ENTITY_SECONDS`: messages to them are dropped and counted (one
   summary line per :data:`LOST_LOG_INTERVAL` s), not held as for an entity not created yet.
   A persistent entity loads again (on a live game) at its next ``load_entity_anywhere``.
+* **A broken game stream** is not a dead game yet: unless the game had begun an orderly stop
+  (its STOP_BARRIER), its entities, routes and clients are kept for ``game_reconnect_grace``
+  seconds (:data:`GAME_RECONNECT_GRACE` in the ini; the constructor's default is 0), its
+  messages queued as for a frozen game and nothing new placed on it. The same process
+  reconnecting (its hello says ``reconnect``) gets the queue and carries on; a new process for
+  that game id (a restart), or the end of the grace, makes it a dead game as above.
 * **A hung game** (nothing received from it for ``game_hang_timeout`` seconds; games send
   GAME_LBC_INFO every second): it is unhealthy, and new boot entities and create/load
   anywhere go to healthy games; its queue stays bounded by the back-pressure above. The first
@@ -89,6 +95,9 @@ BOOT_WAIT_TIMEOUT = 30.0
 BOOT_WAIT_LIMIT = 10_000
 #: A gate whose stream broke keeps its clients this long (the same gate process may reconnect).
 GATE_RECONNECT_GRACE = 10.0
+#: Default of [dispatcher] game_reconnect_grace: a game whose stream broke keeps its entities'
+#: routes and clients this long, its messages queued, for the same process to reconnect.
+GAME_RECONNECT_GRACE = 5.0
 GATE_AWAY_MAX_BYTES = 16 * 1024 * 1024
 #: A restarted dispatcher takes no kvreg claim before the deployment is ready again (every
 #: game back, with its view of the registry), or this long after it started.
@@ -134,6 +143,10 @@ class GameInfo:
     heard_at: float = 0.0
     #: nothing heard for game_hang_timeout: no new entities are placed on it
     hung: bool = False
+    #: its stream broke: held (frozen and hung) until then for the same process to reconnect
+    away_until: float = 0.0
+    #: it sent STOP_BARRIER (an orderly stop): its stream's end is no break, no grace
+    stopping: bool = False
 
     @property
     def alive(self) -> bool:
@@ -161,6 +174,7 @@ class DispatcherService:
         pause_backlog_bytes: int = PAUSE_BACKLOG_BYTES,
         game_hang_timeout: float = GAME_HANG_TIMEOUT,
         boot_wait_timeout: float = BOOT_WAIT_TIMEOUT,
+        game_reconnect_grace: float = 0.0,
         clock: Callable[[], float],
         rng: random.Random | None = None,
     ) -> None:
@@ -173,6 +187,7 @@ class DispatcherService:
         self.resume_backlog_bytes = pause_backlog_bytes // 4
         self.game_hang_timeout = game_hang_timeout
         self.boot_wait_timeout = boot_wait_timeout
+        self.game_reconnect_grace = game_reconnect_grace
         self.clock = clock
         self.rng = rng or random.Random()
         self.entities: dict[str, EntityRoute] = {}
@@ -196,20 +211,23 @@ class DispatcherService:
         #: ready, or KVREG_SETTLE_SECONDS passed since this dispatcher started
         self._kvreg_claims: list[tuple[int, Envelope]] = []
         self._kvreg_settle_at = clock() + KVREG_SETTLE_SECONDS
-        #: gate id -> the instance name of its process (its SET_GATE_ID's name)
-        self._gate_instances: dict[int, str] = {}
-        #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
-        self._gates_away: dict[int, float] = {}
+        self._init_gate_state()
         self._started_at = clock()
         self._last_health_check = 0.0
-        #: gates never seen by this dispatcher whose hold expired: told "dropped" if they come
-        self._gates_given_up: set[int] = set()
-        #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
-        self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
         self.stats = {"routed": 0, "dropped": 0, "paused": 0, "dropped_syncs": 0}
         self.lockstep = LockstepRooms(self._send_to_entity, clock)  # docs/LOCKSTEP-DESIGN.md
         self._game_handlers = self._game_handler_table()
         self._gate_handlers = self._gate_handler_table()
+
+    def _init_gate_state(self) -> None:
+        #: gate id -> the instance name of its process (its SET_GATE_ID's name)
+        self._gate_instances: dict[int, str] = {}
+        #: gate id -> deadline: gates whose stream broke, whose clients are kept until then
+        self._gates_away: dict[int, float] = {}
+        #: gates never seen by this dispatcher whose hold expired: told "dropped" if they come
+        self._gates_given_up: set[int] = set()
+        #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
+        self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
 
     def _game_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
         return {
@@ -248,6 +266,19 @@ class DispatcherService:
         """A game opened its stream; ``hello`` is its SET_GAME_ID envelope."""
         info = unpack(hello.payload) if hello.payload else {}
         game = self.games.get(game_id)
+        if game is not None and game.away_until:
+            if info.get("reconnect"):
+                logger.info(
+                    "game%d reconnected within its grace: its entities and clients are kept",
+                    game_id,
+                )
+                game.away_until = 0.0  # still frozen: its queue is released below
+            else:
+                logger.warning(
+                    "game%d is back as a new process: the entities of the one whose stream "
+                    "broke are gone", game_id,
+                )
+                self._game_down(game)
         if game is not None and game.peer is not None:
             old = game.peer
             if game.frozen and info.get("restore"):
@@ -261,6 +292,7 @@ class DispatcherService:
         if game is None:
             game = self.games[game_id] = GameInfo(game_id)
         game.peer = peer
+        game.stopping = False
         game.ban_boot = bool(info.get("ban_boot", False))
         game.heard_at = self.clock()
         game.hung = False
@@ -353,6 +385,35 @@ class DispatcherService:
         if game.frozen and not force_down:
             logger.info("game%d disconnected while frozen: queueing its messages", game_id)
             return
+        if self.game_reconnect_grace > 0 and not force_down and not game.stopping:
+            # A broken stream, or a dead game: only its reconnecting (the same process, its
+            # hello says "reconnect") or a new process tells which; until then nothing is lost.
+            game.frozen = True  # its messages queue (frozen_queue_max_bytes)
+            game.hung = True  # nothing new is placed on it
+            game.away_until = self.clock() + self.game_reconnect_grace
+            self._resume_clients(game)  # their calls queue here now, not at their gates
+            logger.warning(
+                "game%d's stream ended: its entities and their clients are kept %g s for it to "
+                "reconnect (game_reconnect_grace); messages for it are queued meanwhile",
+                game_id, self.game_reconnect_grace,
+            )
+            return
+        self._game_down(game)
+
+    def _expire_games_away(self, now: float) -> None:
+        for game in list(self.games.values()):
+            if game.away_until and game.away_until <= now:
+                logger.warning(
+                    "game%d did not reconnect within %g s: it is down (%d messages queued for "
+                    "it dropped)", game.game_id, self.game_reconnect_grace, len(game.pending),
+                )
+                self._game_down(game)
+
+    def _game_down(self, game: GameInfo) -> None:
+        """Forget a game that is gone: its entities, its queue; gates close their clients."""
+        game_id = game.game_id
+        game.peer = None
+        game.away_until = 0.0
         game.frozen = False
         game.hung = False
         game.pending.clear()
@@ -553,6 +614,7 @@ class DispatcherService:
         for it: then it knows it has everything routed to it before (game.shutdown)."""
         game = self.games.get(game_id)
         if game is not None and game.peer is not None:
+            game.stopping = True
             game.peer.send(env)
 
     def handle_gate(self, gate_id: int, env: Envelope) -> None:
@@ -576,6 +638,8 @@ class DispatcherService:
             self._expire_waiting_boot(now)
         if self._gates_away:
             self._expire_gates_away(now)
+        if self.game_reconnect_grace:
+            self._expire_games_away(now)
         self.lockstep.expire(now)
         if self._kvreg_claims:
             self._settle_kvreg()

@@ -68,7 +68,10 @@ Our additions (documented in the shipped ``goworld.ini``)
     * Dispatcher ``game_hang_timeout`` (default 3 s; 0 = never): a game that sends nothing
       that long is unhealthy and gets no new entities until it sends again;
       ``boot_wait_timeout`` (default 30 s): how long a new client waits for a healthy boot
-      game before its gate closes it (:mod:`dispatcher.service`).
+      game before its gate closes it (:mod:`dispatcher.service`);
+      ``game_reconnect_grace`` (default 5 s; 0 = none): a game whose stream ended without an
+      orderly stop keeps its entities and clients that long, its messages queued, for the same
+      process to reconnect (a new process ends the wait at once).
     * ``[deployment]`` ``cluster_secret`` (at least 16 characters; never shown in an error) or
       ``cluster_secret_file`` (relative to the ini; its first line is the secret): what games
       and gates prove to the dispatchers they know (:mod:`goworld.cluster.auth`; the
@@ -183,6 +186,8 @@ class DispatcherConfig:
     game_hang_timeout: int = field(default=3, kw_only=True)  # seconds
     # ours: how long a new client waits for a healthy boot game before it is closed
     boot_wait_timeout: int = field(default=30, kw_only=True)  # seconds
+    # ours: a game whose stream broke is held this long for the same process to reconnect
+    game_reconnect_grace: float = field(default=5.0, kw_only=True)  # seconds; 0 = none
     # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
     link_flush_interval_ms: int = field(default=2, kw_only=True)
 
@@ -542,6 +547,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "peer_max_backlog_bytes", _int(1024 * 1024), str(64 * 1024 * 1024)),  # ours
     ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("dispatcher", "game_hang_timeout", _int(0), "3"),  # ours; 0 = never
+    ("dispatcher", "game_reconnect_grace", _seconds(0.0), "5"),  # ours; 0 = none
     ("dispatcher", "boot_wait_timeout", _int(1), "30"),  # ours
     ("dispatcher", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("game", "boot_entity", _text, "Boot"),

@@ -22,6 +22,7 @@ from tests.dispatcher.test_service import (
     cid,
     cluster,
     eid,
+    hello,
     notify_create,
 )
 
@@ -298,3 +299,76 @@ def test_a_gate_away_when_a_game_dies_is_told_when_it_comes_back() -> None:
     back = FakePeer("gate1")
     h.svc.gate_connected(1, back, "pid-a")
     assert _lost_ids(back) == [(1, [E1])]
+
+
+# ---- a game whose stream broke: held for game_reconnect_grace ------------------------------
+
+
+def test_a_broken_game_stream_is_held_and_the_same_process_resumes_with_nothing_lost() -> None:
+    h = cluster(2, game_reconnect_grace=5.0)
+    h.game(1, notify_create(E1))
+    h.game(2, notify_create(E3))
+    h.clear()
+    h.svc.game_disconnected(1, h.games[1])
+    assert h.gates[1].of_type(MsgType.ENTITIES_LOST) == []  # nobody is closed yet
+    assert h.games[2].of_type(MsgType.NOTIFY_GAME_DISCONNECTED) == []
+    assert E1 in h.svc.entities
+    # calls to its entities wait; nothing new is placed on it meanwhile
+    h.game(2, call(E1, "Hello"))
+    h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=E1, name="Hi", client_id=cid(1)))
+    h.game(2, Envelope(msgtype=MsgType.CREATE_ENTITY_SOMEWHERE, entity_id=eid(9), name="Monster"))
+    assert [e.msgtype for e in h.games[2].sent] == [MsgType.CREATE_ENTITY_SOMEWHERE]
+    h.clock.advance(4.9)
+    h.svc.tick()
+    assert h.gates[1].of_type(MsgType.ENTITIES_LOST) == []
+    # the same process's link reconnects: the held messages come, in order, after the ack
+    again = FakePeer("game1-again")
+    h.games[1] = again
+    h.svc.game_connected(1, again, hello(1, eids=[E1], reconnect=True))
+    assert [e.msgtype for e in again.sent] == [
+        MsgType.SET_GAME_ID_ACK, MsgType.CALL_ENTITY_METHOD, MsgType.CALL_ENTITY_METHOD_FROM_CLIENT,
+    ]
+    assert [e.name for e in again.sent[1:]] == ["Hello", "Hi"]
+    h.clock.advance(10)
+    h.svc.tick()
+    assert h.gates[1].of_type(MsgType.ENTITIES_LOST) == []
+    h.clear()
+    h.game(2, call(E1, "Later"))  # routed straight to it again
+    assert [e.name for e in again.of_type(MsgType.CALL_ENTITY_METHOD)] == ["Later"]
+    assert h.svc.games[1].healthy
+
+
+def test_a_game_that_does_not_reconnect_within_the_grace_is_down() -> None:
+    h = cluster(2, game_reconnect_grace=5.0)
+    h.game(1, notify_create(E1))
+    h.svc.game_disconnected(1, h.games[1])
+    h.game(2, call(E1, "Hello"))
+    h.clock.advance(5)
+    h.svc.tick()
+    assert _lost_ids(h.gates[1]) == [(1, [E1])]
+    assert h.games[2].of_type(MsgType.NOTIFY_GAME_DISCONNECTED)
+    assert E1 not in h.svc.entities and not h.svc.games[1].pending
+
+
+def test_a_new_process_ends_the_grace_at_once() -> None:
+    h = cluster(1, game_reconnect_grace=5.0)
+    h.game(1, notify_create(E1))
+    h.svc.game_disconnected(1, h.games[1])
+    fresh = FakePeer("game1-new")
+    h.games[1] = fresh
+    h.svc.game_connected(1, fresh, hello(1))  # the supervisor's restart: not a reconnect
+    assert _lost_ids(h.gates[1]) == [(1, [E1])]
+    assert E1 not in h.svc.entities
+    assert [e.msgtype for e in fresh.sent] == [MsgType.SET_GAME_ID_ACK]  # nothing stale
+
+
+def test_an_orderly_stop_or_a_zero_grace_is_down_at_once() -> None:
+    h = cluster(1, game_reconnect_grace=5.0)
+    h.game(1, notify_create(E1))
+    h.game(1, Envelope(msgtype=MsgType.STOP_BARRIER, game_id=1))
+    h.svc.game_disconnected(1, h.games[1])
+    assert _lost_ids(h.gates[1]) == [(1, [E1])]
+    z = cluster(1)  # the service's own default: no grace
+    z.game(1, notify_create(E1))
+    z.svc.game_disconnected(1, z.games[1])
+    assert _lost_ids(z.gates[1]) == [(1, [E1])]

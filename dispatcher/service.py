@@ -58,7 +58,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from dispatcher.rooms import LockstepRooms
 from goworld.cluster.envelopes import Envelope, pack, unpack
@@ -147,6 +147,9 @@ class GameInfo:
     away_until: float = 0.0
     #: it sent STOP_BARRIER (an orderly stop): its stream's end is no break, no grace
     stopping: bool = False
+    #: taken for dead (its entities forgotten, their clients closed): if the same process
+    #: comes back after all, its ack says so ("clients_lost")
+    clients_lost: bool = False
 
     @property
     def alive(self) -> bool:
@@ -266,29 +269,9 @@ class DispatcherService:
         """A game opened its stream; ``hello`` is its SET_GAME_ID envelope."""
         info = unpack(hello.payload) if hello.payload else {}
         game = self.games.get(game_id)
-        if game is not None and game.away_until:
-            if info.get("reconnect"):
-                logger.info(
-                    "game%d reconnected within its grace: its entities and clients are kept",
-                    game_id,
-                )
-                game.away_until = 0.0  # still frozen: its queue is released below
-            else:
-                logger.warning(
-                    "game%d is back as a new process: the entities of the one whose stream "
-                    "broke are gone", game_id,
-                )
-                self._game_down(game)
-        if game is not None and game.peer is not None:
-            old = game.peer
-            if game.frozen and info.get("restore"):
-                # The frozen process is gone; its stream's teardown may not have been seen yet.
-                game.peer = None
-            else:
-                logger.warning("game%d connected again: dropping its previous connection", game_id)
-                self.game_disconnected(game_id, old, force_down=True)
-                game = self.games.get(game_id)
-            old.close()
+        late = game is not None and game.clients_lost and bool(info.get("reconnect"))
+        if game is not None:
+            game = self._settle_previous(game, info)
         if game is None:
             game = self.games[game_id] = GameInfo(game_id)
         game.peer = peer
@@ -298,7 +281,13 @@ class DispatcherService:
         game.hung = False
         self._learn_kvreg(game_id, info.get("kvreg", {}))
         rejected = self._adopt_entities(game_id, info.get("eids", ()))
-        self._ack_game(game_id, peer, rejected)
+        game.clients_lost = False
+        if late:
+            logger.warning(
+                "game%d reconnected after it was taken for dead: its entities are routed again "
+                "and told that their clients are gone", game_id,
+            )
+        self._ack_game(game_id, peer, rejected, clients_lost=late)
         was_frozen = game.frozen
         game.frozen = False
         if was_frozen:
@@ -323,6 +312,34 @@ class DispatcherService:
         if not game.ban_boot:
             self._release_waiting_boot()
 
+    def _settle_previous(self, game: GameInfo, info: dict[str, Any]) -> GameInfo | None:
+        """What becomes of the state a game left, when it (or a new process) connects again:
+        kept (the same process within its grace; a frozen game restored), or taken for dead."""
+        game_id = game.game_id
+        if game.away_until:
+            if info.get("reconnect"):
+                logger.info(
+                    "game%d reconnected within its grace: its entities and clients are kept",
+                    game_id,
+                )
+                game.away_until = 0.0  # still frozen: its queue is released below
+            else:
+                logger.warning(
+                    "game%d is back as a new process: the entities of the one whose stream "
+                    "broke are gone", game_id,
+                )
+                self._game_down(game)
+        if game.peer is not None:
+            old = game.peer
+            if game.frozen and info.get("restore"):
+                # The frozen process is gone; its stream's teardown may not have been seen yet.
+                game.peer = None
+            else:
+                logger.warning("game%d connected again: dropping its previous connection", game_id)
+                self.game_disconnected(game_id, old, force_down=True)
+            old.close()
+        return self.games.get(game_id)
+
     def _release_waiting_boot(self) -> None:
         """A boot game is (again) available: place the clients that wait for one."""
         if self._waiting_boot:
@@ -342,13 +359,17 @@ class DispatcherService:
                 if game.game_id != game_id:
                     self._send_to_game_info(game, note)
 
-    def _ack_game(self, game_id: int, peer: Peer, rejected: list[str]) -> None:
+    def _ack_game(
+        self, game_id: int, peer: Peer, rejected: list[str], *, clients_lost: bool = False
+    ) -> None:
+        extra = {"clients_lost": True} if clients_lost else {}
         peer.send(
             Envelope(
                 msgtype=MsgType.SET_GAME_ID_ACK,
                 game_id=game_id,
                 payload=pack(
                     {
+                        **extra,
                         "disp": self.dispatcher_id,
                         "ready": self.deployment_ready,
                         "games": [g.game_id for g in self.games.values() if g.alive],
@@ -413,6 +434,7 @@ class DispatcherService:
         """Forget a game that is gone: its entities, its queue; gates close their clients."""
         game_id = game.game_id
         game.peer = None
+        game.clients_lost = True
         game.away_until = 0.0
         game.frozen = False
         game.hung = False

@@ -19,6 +19,7 @@ from goworld.proto.msgtypes import MsgType
 
 if TYPE_CHECKING:
     from game.runtime import GameRuntime
+    from goworld.entity.entity import Entity
 
 __all__ = ["GameHandlers"]
 
@@ -84,6 +85,8 @@ class GameHandlers:
             if entity is not None:
                 logger.warning("%r is owned by another game: dropping our copy", entity)
                 rt.discard_entity(entity)
+        if info.get("clients_lost"):
+            self._clients_lost(did)
         if info.get("ready"):
             if rt.deployment_ready and rt.services is not None:
                 rt.services.start()  # a restored game: ready before it froze
@@ -141,12 +144,30 @@ class GameHandlers:
 
     def _gate_disconnected(self, did: int, env: Envelope) -> None:
         self.rt.client_calls.forget_gate(env.gate_id)
+        self._drop_clients(lambda entity, client: client.gate_id == env.gate_id)
+
+    def _clients_lost(self, did: int) -> None:
+        """Dispatcher ``did`` took this game for dead while its stream was down (longer than
+        its game_reconnect_grace) and had the gates close the clients of the entities of its
+        shard: those entities lose their clients here too (their hooks run, as for a
+        disconnect), instead of keeping clients that no longer exist."""
+        shard = self.rt.outbox.shard
+        dropped = self._drop_clients(lambda entity, client: shard(entity.id) == did)
+        logger.warning(
+            "dispatcher%d had taken this game for dead (its stream was down too long): "
+            "%d entities lost their clients", did, dropped,
+        )
+
+    def _drop_clients(self, which: Callable[[Entity, GameClient], bool]) -> int:
+        dropped = 0
         for entity in list(self.rt.entities.values()):
             client = entity.client
-            if client is not None and client.gate_id == env.gate_id:
+            if client is not None and which(entity, client):
                 entity.client = None
                 self.rt.client_unbound(entity, client)
                 entity.run_hook("on_client_disconnected")
+                dropped += 1
+        return dropped
 
     def _sync_from_client(self, did: int, env: Envelope) -> None:
         if self.rt.halted:  # frozen: the snapshot is taken, the world must not move any more

@@ -372,3 +372,22 @@ def test_an_orderly_stop_or_a_zero_grace_is_down_at_once() -> None:
     z.game(1, notify_create(E1))
     z.svc.game_disconnected(1, z.games[1])
     assert _lost_ids(z.gates[1]) == [(1, [E1])]
+
+
+def test_a_game_back_after_its_grace_is_told_its_clients_are_gone() -> None:
+    from tests.dispatcher.test_service import ack_of
+
+    h = cluster(1, game_reconnect_grace=5.0)
+    h.game(1, notify_create(E1))
+    h.svc.game_disconnected(1, h.games[1])
+    h.clock.advance(6)
+    h.svc.tick()
+    assert _lost_ids(h.gates[1]) == [(1, [E1])]  # the gates closed its players
+    late = FakePeer("game1-late")
+    h.svc.game_connected(1, late, hello(1, eids=[E1], reconnect=True))
+    assert ack_of(late)["clients_lost"] is True
+    assert E1 in h.svc.entities  # routed again: the entity itself lives on
+    again = FakePeer("game1-again")  # told once: a later break within the grace is not that
+    h.svc.game_disconnected(1, late)
+    h.svc.game_connected(1, again, hello(1, eids=[E1], reconnect=True))
+    assert "clients_lost" not in ack_of(again)

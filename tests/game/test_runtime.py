@@ -2137,3 +2137,18 @@ async def test_a_freeze_record_is_the_entity_state_capture_takes() -> None:
         assert entity is not None
         assert EntityState(*freeze.record_of(entity)) == EntityState.capture(entity)
     assert freeze.record_of(walker)[8] and freeze.record_of(own)[9]
+
+
+async def test_an_ack_saying_clients_lost_drops_the_clients_of_that_dispatchers_shard() -> None:
+    # dispatcher 1 took this game for dead (its stream was down longer than the grace) and had
+    # the gates close the clients of its shard's entities; on the late reconnect it says so
+    h = Harness(num_dispatchers=2)
+    lost = h.avatar(client=new_client(), entity_id=eid_on_shard(1))
+    kept = h.avatar(client=new_client(), entity_id=eid_on_shard(2))
+    idle = h.avatar(entity_id=eid_on_shard(1))
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.SET_GAME_ID_ACK, payload=pack({"clients_lost": True})))
+    assert lost.client is None and "on_client_disconnected" in events_of(lost.id)
+    assert lost.destroyed  # this Avatar destroys itself when its client goes
+    assert kept.client is not None and "on_client_disconnected" not in events_of(kept.id)
+    assert "on_client_disconnected" not in events_of(idle.id)

@@ -32,6 +32,7 @@ class Relay:
         self.target_port = target_port
         self.pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
         self.accepted = 0
+        self.refusing = False  # while True, new connections are reset at once (a partition)
         self.server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -39,6 +40,9 @@ class Relay:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         self.accepted += 1
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -84,15 +88,15 @@ async def wait_for_log(path: Path, text: str) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest_asyncio.fixture
-async def relayed(tmp_path: Path) -> AsyncIterator[tuple[ClusterRunner, Relay]]:
-    runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1)
+@contextlib.asynccontextmanager
+async def relayed_cluster(directory: Path, **ini: str) -> AsyncIterator[tuple[ClusterRunner, Relay]]:
+    runner = ClusterRunner(directory, APP, dispatchers=1, games=1, gates=1, **ini)
     relay = Relay(runner.ports["dispatcher"][0])
     port = await relay.start()
-    ini = runner.ini.read_text()
-    ini, n = re.subn(r"(?m)^advertise_addr = 127\.0\.0\.1:\d+$", f"advertise_addr = 127.0.0.1:{port}", ini)
+    text = runner.ini.read_text()
+    text, n = re.subn(r"(?m)^advertise_addr = 127\.0\.0\.1:\d+$", f"advertise_addr = 127.0.0.1:{port}", text)
     assert n == 1
-    runner.ini.write_text(ini + "[supervisor]\nrestart_backoff = 0.2\n")
+    runner.ini.write_text(text + "[supervisor]\nrestart_backoff = 0.2\n")
     try:
         # goworld start blocks until the game serves: the relay must run meanwhile
         await asyncio.to_thread(runner.start)
@@ -101,6 +105,12 @@ async def relayed(tmp_path: Path) -> AsyncIterator[tuple[ClusterRunner, Relay]]:
         await asyncio.to_thread(runner.stop)
         await asyncio.to_thread(runner.kill)
         await relay.close()
+
+
+@pytest_asyncio.fixture
+async def relayed(tmp_path: Path) -> AsyncIterator[tuple[ClusterRunner, Relay]]:
+    async with relayed_cluster(tmp_path) as pair:
+        yield pair
 
 
 @pytest.mark.asyncio
@@ -140,3 +150,30 @@ async def test_players_ride_out_a_reset_of_every_cluster_connection(
     assert "game1's stream ended: its entities and their clients are kept" in dispatcher_log
     assert "game1 reconnected within its grace" in dispatcher_log
     assert "game1 is down" not in dispatcher_log
+
+
+@pytest.mark.asyncio
+async def test_a_game_back_after_its_grace_drops_the_clients_the_gates_closed(tmp_path: Path) -> None:
+    """The links stay down longer than game_reconnect_grace (1 s here): the dispatcher takes the
+    game for dead and the gate closes its players (told why); when the same game process does
+    come back, it is told, and its avatars lose their clients too (saved and destroyed by
+    cluster_app) instead of waiting for clients that no longer exist. The players log in again."""
+    async with relayed_cluster(tmp_path, dispatcher_extra="game_reconnect_grace = 1") as (runner, relay):
+        players = [await login(runner, f"late{i}") for i in range(2)]
+        relay.refusing = True
+        relay.reset_all()
+        try:
+            await wait_for_log(runner.dir / "dispatcher1.log", "game1 did not reconnect within 1 s")
+            await asyncio.sleep(1.0)  # still partitioned a while after the grace
+        finally:
+            relay.refusing = False
+        for client in players:
+            await asyncio.wait_for(asyncio.shield(client.closed), WAIT)
+            assert client.close_code == "game_lost", client.close_reason
+        await wait_for_log(runner.dir / "dispatcher1.log", "game1 reconnected after it was taken for dead")
+        await wait_for_log(runner.dir / "game1.log", "2 entities lost their clients")
+        for i in range(2):
+            again = await login(runner, f"late{i}")
+            again.call_player("Echo", i, "again")
+            assert (await again.wait_call("OnEcho", WAIT)).args == (i, "again")
+            await again.aclose()

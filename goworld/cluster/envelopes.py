@@ -10,7 +10,7 @@ message                        fields used
 =============================  ==========================================================
 SET_GAME_ID (game→disp)        game_id; payload {"reconnect","restore","ban_boot","eids"}
 SET_GATE_ID (gate→disp)        gate_id
-SET_GAME_ID_ACK (disp→game)    payload {"disp","ready","games","rejected","kvreg"}
+SET_GAME_ID_ACK (disp→game)    payload {"disp","ready","games","rejected","kvreg"[,"clients_lost"]}
 NOTIFY_CREATE_ENTITY           entity_id
 NOTIFY_DESTROY_ENTITY          entity_id
 KVREG_REGISTER                 name=key; payload [value, force]

@@ -99,10 +99,12 @@ class DispatcherFigures:
 
 
 def _game_states(s: DispatcherService) -> list[tuple[tuple[str], int]]:
-    counts = {"up": 0, "hung": 0, "frozen": 0, "down": 0}
+    counts = {"up": 0, "hung": 0, "frozen": 0, "away": 0, "down": 0}
     for game in s.games.values():
         state = (
-            "frozen"
+            "away"  # its stream broke: held for game_reconnect_grace
+            if game.away_until
+            else "frozen"
             if game.frozen
             else "down"
             if game.peer is None

@@ -36,7 +36,7 @@ def test_routing_queues_and_paused_clients() -> None:
     assert got["goworld_dispatcher_entities"][()] == 2
     assert got["goworld_dispatcher_games"] == {
         (("state", "up"),): 1, (("state", "frozen"),): 1, (("state", "hung"),): 0,
-        (("state", "down"),): 0,
+        (("state", "away"),): 0, (("state", "down"),): 0,
     }
     assert got["goworld_dispatcher_gates"][()] == 1
     assert got["goworld_dispatcher_routed_messages_total"][()] == h.svc.stats["routed"] >= 2
@@ -79,3 +79,14 @@ async def test_stream_peers_count_what_they_sent_and_received() -> None:
     assert got["goworld_dispatcher_peer_received_messages_total"][(("peer", "game1"),)] == 3
     writer.close()
     await task
+
+
+def test_a_game_whose_stream_broke_is_away_until_its_grace_ends() -> None:
+    h = cluster(2, game_reconnect_grace=5.0)
+    h.svc.game_disconnected(2, h.games[2])
+    states = scrape(DispatcherFigures(h.svc))["goworld_dispatcher_games"]
+    assert states[(("state", "away"),)] == 1 and states[(("state", "up"),)] == 1
+    h.clock.advance(5)
+    h.svc.tick()
+    states = scrape(DispatcherFigures(h.svc))["goworld_dispatcher_games"]
+    assert states[(("state", "away"),)] == 0 and states[(("state", "down"),)] == 1

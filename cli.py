@@ -893,13 +893,28 @@ def _status(cluster: Cluster) -> dict[str, Any]:
             "uptime": round(now - started, 1) if started is not None else None,
             "restarts": int(seen.get("restarts", 0)), "last_restart": seen.get("last_restart"),
             "last_exit": seen.get("last_exit", ""), "log": str(proc.log_file),
+            "silent_seconds": _silent_seconds(cluster, proc.name, now) if pid is not None else None,
         })
     _add_live_figures(cluster, procs)
     ok = all(p["up"] for p in procs) and (sup_pid is not None or not supervised)
     return {
         "app": cluster.app(), "ok": ok, "processes": procs,
+        "hang_timeout": cluster.cfg.supervisor.hang_timeout,
         "supervisor": {"expected": supervised, "up": sup_pid is not None, "pid": sup_pid},
     }
+
+
+#: A running process whose alive file is older than this is reported as stalled.
+_STALLED_AFTER = 5.0
+
+
+def _silent_seconds(cluster: Cluster, name: str, now: float) -> float | None:
+    """Seconds since the process's event loop last touched its alive file (None: no file)."""
+    try:
+        mtime = runctl.status_path(cluster.run_dir, name, runctl.ProcFile.ALIVE).stat().st_mtime
+    except OSError:
+        return None
+    return round(max(0.0, now - mtime), 1)
 
 
 #: What `goworld status` shows of each running process's /status (goworld.metrics).
@@ -1002,6 +1017,11 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
             click.echo(f"      {p['last_exit']}")
         if p["up"] and p.get("status_error"):
             click.echo(f"      no figures: {p['status_error']}")
+        silent = p.get("silent_seconds")
+        if p["up"] and silent is not None and silent > _STALLED_AFTER:
+            hang = report.get("hang_timeout") or 0
+            then = f"; the supervisor kills it after {hang:g} s" if hang and report["supervisor"]["up"] else ""
+            click.echo(f"      STALLED: its event loop showed no sign of life for {silent:.0f} s{then}")
 
 
 def _duration(seconds: float) -> str:

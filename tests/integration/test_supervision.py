@@ -355,7 +355,7 @@ async def test_two_of_each_lose_a_dispatcher_and_a_gate_at_once(tmp_path: Path) 
 async def test_a_hung_gate_is_killed_and_restarted(tmp_path: Path) -> None:
     """SIGSTOP: the gate's pid lives on but its loop no longer runs. After hang_timeout the
     supervisor kills it; its client's connection closes; a new client logs in on the new gate."""
-    runner = supervised_runner(tmp_path, hang_timeout="2")
+    runner = supervised_runner(tmp_path, hang_timeout="8")
     try:
         runner.start()
         alive = tmp_path / ".goworld" / "gate1.alive"
@@ -367,7 +367,18 @@ async def test_a_hung_gate_is_killed_and_restarted(tmp_path: Path) -> None:
         try:
             await client.wait_player("Account")
             old = pid_of(runner, "gate1")
+            assert procs(status(runner)[1])["gate1"]["silent_seconds"] < 5
             os.kill(old, signal.SIGSTOP)
+            # goworld status says so before the supervisor acts (after 5 s of silence)
+            seen: list[str] = []
+
+            def reported() -> bool:
+                seen.append(runner.cli("status").stdout)
+                return "STALLED" in seen[-1] or not runctl.alive(old)
+
+            wait_until("gate1 reported stalled", reported, runner)
+            assert "STALLED: its event loop showed no sign of life for" in seen[-1], seen[-1]
+            assert "the supervisor kills it after 8 s" in seen[-1]
             wait_until("gate1 restarted", lambda: procs(status(runner)[1])["gate1"]["restarts"] == 1
                        and procs(status(runner)[1])["gate1"]["state"] == "up", runner)
             assert not runctl.alive(old)

@@ -12,6 +12,12 @@ than the token does with PERMISSION_DENIED. Either is one WARNING naming the pee
 and the reason (repeats summarised by the log filter); the service never hears of that
 stream, so the real game or gate keeps its own. A stream taken is answered at once with
 ``ACCEPTED_METADATA`` (initial metadata), which the link waits for before it writes.
+
+Batches are numbered both ways (:mod:`goworld.cluster.sequence`): the conversation with each
+peer process (by name and epoch) outlives its streams, so when the same process connects again
+the batches last written to it are written again first, and what it resends is taken once. What
+the broken stream's writer had not written yet goes back to the service, which holds it for the
+peer (a game within its reconnect grace, a gate within its own).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -31,6 +38,7 @@ from goworld.cluster.auth import (
     TokenVerifier,
 )
 from goworld.cluster.envelopes import Batch, Envelope
+from goworld.cluster.sequence import Incoming, Outgoing
 from goworld.cluster.streams import BatchWriter
 from goworld.proto.msgtypes import MsgType
 from goworld.rpc import cluster_pb2_grpc
@@ -74,6 +82,26 @@ class StreamPeer:
         return f"<StreamPeer {self.name}>"
 
 
+@dataclass
+class Conversation:
+    """This dispatcher and one peer process (``peer_epoch``), across that process's streams."""
+
+    peer_epoch: int
+    outgoing: Outgoing
+    incoming: Incoming = field(default_factory=Incoming)
+
+
+def _peer_key(hello: Envelope) -> str | None:
+    """The name of the peer a hello comes from (``game1``, ``gate2``, ``lockstep1``)."""
+    if hello.msgtype == MsgType.SET_GAME_ID:
+        return f"game{hello.game_id}"
+    if hello.msgtype == MsgType.SET_GATE_ID:
+        return f"gate{hello.gate_id}"
+    if hello.msgtype == MsgType.SET_LOCKSTEP_ID:
+        return f"lockstep{hello.game_id}"
+    return None
+
+
 class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
     def __init__(
         self,
@@ -86,6 +114,8 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         self.verifier = verifier  # None: every stream is taken at its word (no secret)
         self.flush_interval = flush_interval  # BatchWriter.min_interval of every peer's stream
         self.refused = 0  # streams refused by the authentication
+        #: peer name -> the conversation with its current process (batch numbering)
+        self.conversations: dict[str, Conversation] = {}
 
     async def Connect(
         self, request_iterator: AsyncIterator[Batch], context: grpc.aio.ServicerContext
@@ -104,7 +134,13 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
             await self._check_hello(identity, hello, context)
         task = asyncio.current_task()
         assert task is not None
-        writer = BatchWriter(context.write, self.flush_interval)
+        conversation = self._conversation(hello, first.epoch)
+        writer = BatchWriter(
+            context.write, self.flush_interval,
+            conversation.outgoing if conversation is not None else None,
+        )
+        if conversation is not None:  # the same process again: what it may have lost, first
+            writer.write_first(conversation.outgoing.resend())
         joined = self._join(hello, writer, task)
         if joined is None:
             await context.abort(
@@ -117,11 +153,14 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         try:
             for env in first.messages[1:]:
                 handle(peer_id, env)
+            incoming = conversation.incoming if conversation is not None else None
             async for batch in it:
                 if heard is not None:
                     heard(peer_id)
-                peer.received += len(batch.messages)
                 peer.received_batches += 1
+                if incoming is not None and not incoming.accept(batch):
+                    continue  # had arrived before the stream broke
+                peer.received += len(batch.messages)
                 for env in batch.messages:
                     handle(peer_id, env)
         except asyncio.CancelledError:
@@ -129,6 +168,20 @@ class DispatcherServicer(cluster_pb2_grpc.DispatcherServicer):
         finally:
             writer_task.cancel()
             left(peer_id, peer)
+            self.service.requeue(peer.name, writer.take())
+
+    def _conversation(self, hello: Envelope, epoch: int) -> Conversation | None:
+        """The conversation with the process behind ``hello`` (None: a peer that does not
+        number its batches); the same process again: what was last written to it first."""
+        key = _peer_key(hello)
+        if key is None or not epoch:
+            return None
+        known = self.conversations.get(key)
+        if known is not None and known.peer_epoch == epoch:
+            return known
+        fresh = Conversation(epoch, Outgoing(peer_epoch=epoch))
+        self.conversations[key] = fresh
+        return fresh
 
     def _join(self, hello: Envelope, writer: BatchWriter, task: asyncio.Task[object]) -> _Joined | None:
         """Tell the service who connected (from its hello); None for a hello of no kind."""

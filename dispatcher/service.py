@@ -984,6 +984,25 @@ class DispatcherService:
             return
         self._send_to_gate(env.gate_id, gate, env)
 
+    def requeue(self, peer_name: str, envs: list[Envelope]) -> None:
+        """What a broken stream's writer had not written yet (``peer_name``: ``game1``,
+        ``gate2``...), called right after the peer left: held again, first, if the peer is
+        held for (a game within its grace or frozen, a gate within its grace); else dropped."""
+        if not envs:
+            return
+        if peer_name.startswith("game"):
+            game = self.games.get(int(peer_name[4:]))
+            if game is not None and game.frozen:
+                game.pending.extendleft(reversed(envs))
+                game.pending_bytes += sum(envelope_size(e) for e in envs)
+                return
+        elif peer_name.startswith("gate") and int(peer_name[4:]) in self._gates_away:
+            gate_id = int(peer_name[4:])
+            held, size = self._away_queues.get(gate_id) or ([], 0)
+            self._away_queues[gate_id] = (envs + held, size + sum(envelope_size(e) for e in envs))
+            return
+        self.stats["dropped"] += len(envs)
+
     def _hold_for_gate(self, gate_id: int, env: Envelope) -> None:
         held, size = self._away_queues.get(gate_id) or ([], 0)
         add = envelope_size(env)

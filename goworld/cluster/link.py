@@ -13,6 +13,9 @@ dispatcher's reason and retries like any other loss. With ``tls`` (a
 like an unreachable dispatcher.
 
 Envelopes sent while the link is down are kept and written, in order, after the next hello.
+Batches are numbered (:mod:`goworld.cluster.sequence`): after a reconnect to the same
+dispatcher process the last ones written are written again first, so what the broken stream
+lost in flight arrives after all, and what arrives twice (from either side) is taken once.
 On loss the link either reconnects every ``retry_interval`` seconds (games) or reports the
 loss through ``on_lost`` and stops (gates quit when a dispatcher goes away, as in GoWorld).
 
@@ -32,7 +35,8 @@ from collections.abc import Callable
 import grpc
 
 from goworld.cluster.auth import ACCEPTED_METADATA, TokenSigner
-from goworld.cluster.envelopes import Envelope
+from goworld.cluster.envelopes import Batch, Envelope
+from goworld.cluster.sequence import EPOCH, Incoming, Outgoing
 from goworld.cluster.streams import GRPC_OPTIONS, BatchWriter, envelope_size
 from goworld.cluster.tls import ClusterTLS
 from goworld.rpc import cluster_pb2_grpc
@@ -86,6 +90,9 @@ class DispatcherLink:
         #: batches received from the dispatcher (a stopping gate waits until it stays put)
         self.batches_received = 0
         self._writer: BatchWriter | None = None
+        #: the conversation with the dispatcher process (numbering kept across reconnects)
+        self.outgoing = Outgoing()
+        self.incoming = Incoming()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()
@@ -171,8 +178,9 @@ class DispatcherLink:
                 raise ConnectionError(
                     f"refused: {(await call.code()).name}: {await call.details()}"
                 )
-            writer = BatchWriter(call.write, self.flush_interval)
-            writer.send(self._hello())
+            writer = BatchWriter(call.write, self.flush_interval, self.outgoing)
+            # the hello alone and unnumbered, then what the last stream may have lost
+            writer.write_first([Batch(messages=[self._hello()], epoch=EPOCH), *self.outgoing.resend()])
             for env in self._pending:
                 writer.send(env)
             self._pending = []
@@ -190,12 +198,17 @@ class DispatcherLink:
                 self._on_connected(self.dispatcher_id)
             on_message = self._on_message
             did = self.dispatcher_id
+            incoming = self.incoming
             try:
                 while True:
                     batch = await call.read()
                     if batch is grpc.aio.EOF:
                         raise ConnectionError("dispatcher closed the stream")
                     self.batches_received += 1
+                    if batch.epoch:
+                        self.outgoing.peer_epoch = batch.epoch
+                    if not incoming.accept(batch):
+                        continue
                     for env in batch.messages:
                         on_message(did, env)
                     if writer_task.done():

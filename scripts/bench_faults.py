@@ -243,6 +243,10 @@ class Player:
         def on_call(call: Any) -> None:
             if call.method == "OnTestListField":
                 self.replies.append(time.monotonic())
+            elif call.method == "TestCallAllPlzEcho":
+                # as GoWorld's bot does: a bot's DoTestCallAll counts every avatar that sees it,
+                # these players' too, and waits for each answer (else a TIMEOUT, strict: exit 1)
+                client.call(call.entity_id, "TestCallAllEcho", *call.args)
 
         client.on_call = on_call
         client.closed.add_done_callback(lambda _f: self._closed())

@@ -137,22 +137,31 @@ async def test_refusals_are_shown_as_text(lockstep_http: tuple[ClusterRunner, in
         assert await page.locator("#x").count() == 0
 
 
+#: a JS predicate: player {p}'s inputs seen by this page number at least n
+SEEN = "(n) => (window.lockstepDemo.inputsSeen[{p}] || 0) >= n"
+
+
+async def _two_players(browser: Any, base: str) -> tuple[Any, Any]:
+    """Players 1 and 2 of the room at ``base``, each in its own context, both playing."""
+    one, two = [await (await browser.new_context()).new_page() for _ in range(2)]
+    await asyncio.gather(one.goto(f"{base}&player=1"), two.goto(f"{base}&player=2"))
+    for page in (one, two):
+        await page.wait_for_function("() => window.lockstepDemo.state === 'playing'")
+    return one, two
+
+
 @pytest.mark.asyncio
 async def test_keyboard_mouse_and_finish_button(lockstep_http: tuple[ClusterRunner, int]) -> None:
     runner, http = lockstep_http
     base = f"http://127.0.0.1:{http}/static/index.html?room=20&members=1,2"
     async with chromium_browser() as browser:
-        one, two = [await (await browser.new_context()).new_page() for _ in range(2)]
-        await asyncio.gather(one.goto(f"{base}&player=1"), two.goto(f"{base}&player=2"))
-        for page in (one, two):
-            await page.wait_for_function("() => window.lockstepDemo.state === 'playing'")
-        seen = "(n) => (window.lockstepDemo.inputsSeen[{p}] || 0) >= n"
+        one, two = await _two_players(browser, base)
         for n, key in enumerate(["ArrowDown", "ArrowRight", "ArrowRight"], start=1):
             await one.keyboard.press(key)
-            await one.wait_for_function(seen.format(p=1), arg=n)
+            await one.wait_for_function(SEEN.format(p=1), arg=n)
         await two.click("#board", position={"x": 10, "y": 10})  # walk to cell (0, 0)
-        await two.wait_for_function(seen.format(p=2), arg=1)
-        await one.wait_for_function(seen.format(p=2), arg=1)
+        await two.wait_for_function(SEEN.format(p=2), arg=1)
+        await one.wait_for_function(SEEN.format(p=2), arg=1)
         await two.wait_for_timeout(1500)  # a few steps of the walk
         await one.click("#finish")
         assert await one.is_disabled("#finish")
@@ -175,19 +184,15 @@ async def test_a_reloaded_page_replays_the_history(
     runner, http = lockstep_http
     base = f"http://127.0.0.1:{http}/static/index.html?room=21&members=1,2"
     async with chromium_browser() as browser:
-        one, two = [await (await browser.new_context()).new_page() for _ in range(2)]
-        await asyncio.gather(one.goto(f"{base}&player=1"), two.goto(f"{base}&player=2"))
-        for page in (one, two):
-            await page.wait_for_function("() => window.lockstepDemo.state === 'playing'")
-        seen = "(n) => (window.lockstepDemo.inputsSeen[{p}] || 0) >= n"
+        one, two = await _two_players(browser, base)
         for n, key in enumerate(["ArrowDown", "ArrowDown", "ArrowRight"], start=1):
             await two.keyboard.press(key)
-            await two.wait_for_function(seen.format(p=2), arg=n)
+            await two.wait_for_function(SEEN.format(p=2), arg=n)
         await two.reload()
         await two.wait_for_function("() => window.lockstepDemo.state === 'playing'")
-        await two.wait_for_function(seen.format(p=2), arg=3)  # the history came back
+        await two.wait_for_function(SEEN.format(p=2), arg=3)  # the history came back
         await two.keyboard.press("ArrowLeft")
-        await one.wait_for_function(seen.format(p=2), arg=4)
+        await one.wait_for_function(SEEN.format(p=2), arg=4)
         await one.click("#finish")
         await two.click("#finish")
         a, b = await asyncio.gather(_wait_closed(one, runner), _wait_closed(two, runner))

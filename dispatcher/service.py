@@ -830,7 +830,15 @@ class DispatcherService:
             del self.entities[env.entity_id]
 
     def _on_kvreg_register(self, game_id: int, env: Envelope) -> None:
-        value, force = unpack(env.payload)
+        """``[value, force]``: first writer wins unless forced; ``[value, force, expected]``:
+        set only while the key holds ``expected`` (a game taking over a dead game's service
+        shard: of several such claims the first wins), and only while that game is down here
+        too (connected to this dispatcher, it keeps its keys). A claim that loses is answered
+        with the value the key holds."""
+        value, force, *rest = unpack(env.payload)
+        expected = rest[0] if rest else None
+        if expected is not None and not self._owner_is_down(str(expected)):
+            expected = None  # an ordinary claim then: refused, since the key is held
         if not force and not self._kvreg_settled:
             # A restarted dispatcher learns the registry back from the games' hellos: a claim
             # before they are all back could take a key another game holds. Held until then.
@@ -838,7 +846,7 @@ class DispatcherService:
                 self._kvreg_claims.append((game_id, env))
             return
         existing = self.kvreg.get(env.name)
-        if not force and existing is not None:
+        if not force and existing is not None and existing != expected:
             # taken already: tell the claimer who holds it (itself, maybe: a restarted game
             # that has not heard of its own key yet)
             self._send_to_game(
@@ -849,6 +857,11 @@ class DispatcherService:
         self.kvreg[env.name] = value
         for game in self.games.values():
             self._send_to_game_info(game, env)
+
+    def _owner_is_down(self, owner: str) -> bool:
+        """``owner`` (a kvreg value, ``game<id>``) names a game that is down here."""
+        digits = owner[4:] if owner.startswith("game") else ""
+        return digits.isdigit() and self._is_down(int(digits))
 
     @property
     def _kvreg_settled(self) -> bool:

@@ -187,6 +187,7 @@ def _build(
         on_serving=lambda: control.announce_serving(),
         call_policy=CallPolicy.from_config(boot.gcfg),
     )
+    rt.services.failover_timeout = boot.gcfg.service_failover_timeout
     control = GameControl(rt, links, stop, boot.app)
     runtime_binding.bind(rt)
 

@@ -99,7 +99,7 @@ def record_of(entity: Entity) -> tuple[Any, ...]:
         (p.x, p.y, p.z),
         entity.yaw,
         space.id if space is not None else None,
-        (c.client_id, c.gate_id, c.owner_id) if c is not None else None,
+        c.state() if c is not None else None,
         entity.client_syncing,
         [(r.method, r.args, r.fire_at, r.interval, r.repeat) for r in timers.values()],
         b"",

@@ -107,6 +107,8 @@ class GameHandlers:
 
     def _game_connected(self, did: int, env: Envelope) -> None:
         self.rt.online_games.add(env.game_id)
+        if self.rt.services is not None:
+            self.rt.services.game_back(env.game_id)
 
     def _game_disconnected(self, did: int, env: Envelope) -> None:
         self.rt.online_games.discard(env.game_id)
@@ -114,7 +116,7 @@ class GameHandlers:
             self.rt.services.game_lost(env.game_id)
 
     def _kvreg(self, did: int, env: Envelope) -> None:
-        value, _force = unpack(env.payload)
+        value = unpack(env.payload)[0]
         self._apply_kvreg(env.name, value)
 
     def _apply_kvreg(self, key: str, value: str) -> None:
@@ -129,7 +131,8 @@ class GameHandlers:
 
     def _client_connected(self, did: int, env: Envelope) -> None:
         rt = self.rt
-        client = GameClient(env.client_id, env.gate_id, env.entity_id)
+        address = env.payload.decode("utf-8", "replace") if env.payload else ""
+        client = GameClient(env.client_id, env.gate_id, env.entity_id, address)
         rt.create_entity_locally(rt.boot_entity, entity_id=env.entity_id, client=client)
 
     def _client_disconnected(self, did: int, env: Envelope) -> None:

@@ -78,8 +78,7 @@ def apply_states(
         entity.position = Vector3._make(st.position)
         entity.client_syncing = st.client_syncing
         if st.client is not None:
-            client_id, gate_id, owner_id = st.client
-            entity.client = GameClient(client_id, gate_id, owner_id or st.entity_id)
+            entity.client = GameClient.from_state(st.client, st.entity_id)
         if st.aoi_distance and isinstance(entity, Space):
             entity.restore_aoi(st.aoi_distance)
         if st.timers:
@@ -178,7 +177,7 @@ class Migration:
         state = EntityState.from_plain(unpack(env.payload))
         state.entity_id = eid
         if state.client is not None:
-            state.client = (state.client[0], state.client[1], eid)
+            state.client = (state.client[0], state.client[1], eid, *state.client[3:])
         # GoWorld's order for a migrated entity: OnInit, OnAttrsReady, OnMigrateIn, then enter;
         # the entity's own fields from the source go in after OnAttrsReady and win.
         (entity,) = apply_states(rt, [state], trusted=False, before_fields=_init_hooks)

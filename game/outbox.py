@@ -133,10 +133,15 @@ class Outbox:
         """The dispatcher that keeps ``key`` of the kvreg."""
         return zlib.crc32(key.encode("utf-8")) % self.num_dispatchers + 1
 
-    def kvreg_register(self, key: str, value: str, *, force: bool) -> None:
+    def kvreg_register(
+        self, key: str, value: str, *, force: bool, expected: str | None = None
+    ) -> None:
+        """``key = value`` at the key's dispatcher: first writer wins unless ``force``; with
+        ``expected``, only while the key holds that value (a takeover from a dead owner)."""
+        payload = pack([value, force] if expected is None else [value, force, expected])
         self._send(
             self.kvreg_shard(key),
-            Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=pack([value, force])),
+            Envelope(msgtype=MsgType.KVREG_REGISTER, name=key, payload=payload),
         )
 
     # ---- clients -------------------------------------------------------------------------

@@ -14,10 +14,20 @@ ERROR naming the service and the bound. Queued calls are part of a reload's free
 
 Once the deployment is ready and every registered service has all its shards, the manager
 calls ``on_serving`` once: ``goworld start`` waits for that from every game.
+
+**Failover.** A game that is down (not frozen) keeps its shards while the supervisor restarts
+it: its new process creates them again. If it is still down ``failover_timeout`` seconds later
+(``[game_common] service_failover_timeout``, 30 s; 0 = never: its host is gone, say), every
+other game claims each of its shards *from it*: a KVREG_REGISTER carrying the owner it expects
+(``[value, force, expected]``), which the dispatcher applies only while the key still names that
+owner, so exactly one game wins each shard; it creates the entity (state that only lived in the
+old entity is lost, as in a restart) and publishes the new id, which releases the calls queued
+for it. The old game, when it comes back, finds its shards owned elsewhere and leaves them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import zlib
@@ -33,6 +43,9 @@ __all__ = ["ServiceManager", "shard_of_key"]
 logger = logging.getLogger("goworld.game")
 
 CHECK_INTERVAL = 60.0
+#: seconds a game may stay down before the others take its service shards over (the default
+#: of ``service_failover_timeout``)
+FAILOVER_TIMEOUT = 30.0
 #: Calls queued for not-yet-ready service shards, over all services of one game.
 PENDING_CALLS_MAX = 10_000
 
@@ -49,6 +62,7 @@ class ServiceManager:
         *,
         pending_max: int = PENDING_CALLS_MAX,
         on_serving: Callable[[], None] | None = None,
+        failover_timeout: float = FAILOVER_TIMEOUT,
     ) -> None:
         self.rt = rt
         self.rng = rng or random.Random()
@@ -63,6 +77,10 @@ class ServiceManager:
         self._refused = 0
         self.on_serving = on_serving
         self.serving = False
+        #: seconds a game stays down before its shards are claimed from it (0: never)
+        self.failover_timeout = failover_timeout
+        #: game id -> the failover timer armed when it went down
+        self._failovers: dict[int, asyncio.TimerHandle] = {}
 
     def start(self) -> None:
         """Begin the checks (idempotent: a restored game calls it when a dispatcher is back)."""
@@ -110,6 +128,7 @@ class ServiceManager:
                     self.local[(name, shard)] = entity.id
                     rt.outbox.kvreg_register(f"{key}/EntityID", entity.id, force=True)
                     logger.info("service %s#%d created here: %s", name, shard, entity.id)
+        self._arm_failovers()
         for (name, shard), eid in list(self.local.items()):
             if rt.kvreg.get(f"Service/{name}#{shard}") not in (None, me):
                 logger.warning("service %s#%d is owned elsewhere: destroying ours", name, shard)
@@ -125,14 +144,66 @@ class ServiceManager:
         dispatcher would drop."""
         owner = f"game{game_id}"
         kvreg = self.rt.kvreg
-        for name, desc in self.rt.registry.services.items():
+        for key in self._keys_of(owner):
+            if kvreg.pop(f"{key}/EntityID", None) is not None:
+                logger.warning(
+                    "%s was on %s, which is down: its calls wait for it to come back%s",
+                    key[len("Service/"):], owner,
+                    f" (or for another game to take it over in {self.failover_timeout:.0f} s)"
+                    if self.failover_timeout else "",
+                )
+        if self.failover_timeout > 0 and game_id not in self._failovers:
+            self._failovers[game_id] = self.rt.loop.call_later(
+                self.failover_timeout, self._failover, game_id
+            )
+
+    def _arm_failovers(self) -> None:
+        """A failover timer for every game that holds shards and is not connected, when none
+        runs yet: a game that started, or was restored, after that game went down heard no
+        NOTIFY_GAME_DISCONNECTED about it."""
+        if self.failover_timeout <= 0:
+            return
+        rt = self.rt
+        for name, desc in rt.registry.services.items():
             for shard in range(desc.service_shards):
-                key = f"Service/{name}#{shard}"
-                if kvreg.get(key) == owner and kvreg.pop(f"{key}/EntityID", None) is not None:
-                    logger.warning(
-                        "service %s#%d was on %s, which is down: its calls wait for it to "
-                        "come back", name, shard, owner,
+                owner = rt.kvreg.get(f"Service/{name}#{shard}", "")
+                game_id = int(owner[4:]) if owner.startswith("game") and owner[4:].isdigit() else 0
+                if game_id and game_id not in rt.online_games and game_id not in self._failovers:
+                    self._failovers[game_id] = rt.loop.call_later(
+                        self.failover_timeout, self._failover, game_id
                     )
+
+    def game_back(self, game_id: int) -> None:
+        """Game ``game_id`` is connected again: its shards stay with it."""
+        timer = self._failovers.pop(game_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _keys_of(self, owner: str) -> list[str]:
+        """``Service/Name#shard`` of every registered shard the kvreg says ``owner`` holds."""
+        kvreg = self.rt.kvreg
+        return [
+            key
+            for name, desc in self.rt.registry.services.items()
+            for key in (f"Service/{name}#{shard}" for shard in range(desc.service_shards))
+            if kvreg.get(key) == owner
+        ]
+
+    def _failover(self, game_id: int) -> None:
+        self._failovers.pop(game_id, None)
+        rt = self.rt
+        if game_id in rt.online_games or rt.halted:
+            return
+        owner, me = f"game{game_id}", f"game{rt.game_id}"
+        keys = self._keys_of(owner)
+        for key in keys:
+            # the dispatcher applies the first of these claims only (the key still names owner)
+            rt.outbox.kvreg_register(key, me, force=False, expected=owner)
+        if keys:
+            logger.warning(
+                "%s has been down for %.0f s: claiming its service shards %s",
+                owner, self.failover_timeout, ", ".join(k[len("Service/"):] for k in keys),
+            )
 
     def _claim(self, key: str, me: str) -> None:
         self._claiming.discard(key)

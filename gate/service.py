@@ -159,6 +159,7 @@ class GateService:
                 client_id=proxy.client_id,
                 entity_id=proxy.boot_eid,
                 gate_id=self.gate_id,
+                payload=proxy.peer.encode(),
             ),
         )
 

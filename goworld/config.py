@@ -58,6 +58,8 @@ Our additions (documented in the shipped ``goworld.ini``)
       client with more than ``client_rpc_max_strikes`` (20) refused calls within
       ``client_rpc_strike_window`` seconds (10) is closed; ``client_rpc_max_clients``
       (50000) clients tracked at once.
+    * Game ``service_failover_timeout`` (default 30 s; 0 = never): a game down that long
+      has its service shards claimed and re-created by another game (:mod:`game.services`).
     * Dispatcher ``peer_max_backlog_bytes`` (default 64 MiB): the most bytes queued for one
       game or gate that is behind (then messages for it are dropped and logged), and
       ``pause_backlog_bytes`` (default 1 MiB): a game that far behind has the clients whose
@@ -216,6 +218,8 @@ class GameConfig:
     client_rpc_max_strikes: int = field(default=20, kw_only=True)  # refused calls per window, then kick
     client_rpc_strike_window: int = field(default=10, kw_only=True)  # seconds
     client_rpc_max_clients: int = field(default=50_000, kw_only=True)  # clients tracked at once
+    # ours: a game down this long loses its service shards to the others (0 = never)
+    service_failover_timeout: float = field(default=30.0, kw_only=True)  # seconds
     # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
     link_flush_interval_ms: int = field(default=2, kw_only=True)
 
@@ -569,6 +573,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("game", "client_rpc_max_strikes", _int(0), "20"),
     ("game", "client_rpc_strike_window", _int(1), "10"),
     ("game", "client_rpc_max_clients", _int(1), "50000"),
+    ("game", "service_failover_timeout", _seconds(0.0), "30"),  # ours; 0 = never
     ("game", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("gate", "listen_addr", _LISTEN, "0.0.0.0:14000"),
     ("gate", "http_addr", _LISTEN, "127.0.0.1:24000"),

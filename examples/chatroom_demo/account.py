@@ -1,8 +1,9 @@
 """The boot entity of every client: registration and login.
 
-Login asks LoginGuard first (a name locked after too many failures is refused with how long
-to wait) and tells it about each failure and success. If the guard does not answer within
-``GUARD_TIMEOUT`` (its game stalled, or dead: a service shard is not re-created elsewhere), the
+Login asks LoginGuard first (a name, or a client address, locked after too many failures is
+refused with how long to wait) and tells it about each failure and success. If the guard does not answer within
+``GUARD_TIMEOUT`` (its game stalled, or dead: a service shard moves to a live game only after
+``service_failover_timeout``, 30 s), the
 login goes on without it, logged: the engine's per-connection limit on Login still holds.
 """
 
@@ -66,11 +67,15 @@ class Account(goworld.Entity):
         self.logging_in = True
         self.guard_seq += 1
         self.pending = (self.guard_seq, username, password)
-        goworld.call_service_any("LoginGuard", "Check", self.id, self.guard_seq, username)
+        goworld.call_service_any("LoginGuard", "Check", self.id, self.guard_seq, username, self._host())
         self.add_callback(settings.GUARD_TIMEOUT, "guard_timeout", self.guard_seq)
 
+    def _host(self) -> str:
+        """Where this connection comes from (the gate's view of the client's address)."""
+        return self.client.host if self.client is not None else ""
+
     @goworld.rpc(name="OnGuardAnswer")
-    def on_guard_answer(self, seq: int, wait: float) -> None:
+    def on_guard_answer(self, seq: int, wait: float, scope: str = "name") -> None:
         pending = self.pending
         if pending is None or pending[0] != seq:
             return  # answered after the timeout went on without it
@@ -78,10 +83,7 @@ class Account(goworld.Entity):
         _, username, password = pending
         if wait > 0:
             self.logging_in = False
-            self.call_client(
-                "ShowError",
-                f"too many failed logins for {username}: try again in {rules.format_wait_whole(wait)}",
-            )
+            self.call_client("ShowError", _locked_text(username, wait, scope))
             return
         self._check_password(username, password)
 
@@ -95,17 +97,14 @@ class Account(goworld.Entity):
         self._check_password(pending[1], pending[2])
 
     @goworld.rpc(name="OnLockedOut")
-    def on_locked_out(self, username: str, seconds: float) -> None:
-        self.call_client(
-            "ShowError",
-            f"too many failed logins for {username}: try again in {rules.format_wait_whole(seconds)}",
-        )
+    def on_locked_out(self, username: str, seconds: float, scope: str = "name") -> None:
+        self.call_client("ShowError", _locked_text(username, seconds, scope))
 
     def _check_password(self, username: str, password: str) -> None:
         def failed(text: str) -> None:
             self.logging_in = False
             self.call_client("ShowError", text)
-            goworld.call_service_any("LoginGuard", "Failed", self.id, username)
+            goworld.call_service_any("LoginGuard", "Failed", self.id, username, self._host())
 
         def got_password(stored: str | None, err: Exception | None) -> None:
             if err is not None:
@@ -150,3 +149,8 @@ class Account(goworld.Entity):
 
     def on_client_disconnected(self) -> None:
         self.destroy()
+
+
+def _locked_text(username: str, seconds: float, scope: str) -> str:
+    whom = "from your address" if scope == "address" else f"for {username}"
+    return f"too many failed logins {whom}: try again in {rules.format_wait_whole(seconds)}"

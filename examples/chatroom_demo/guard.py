@@ -1,9 +1,16 @@
 """LoginGuard: the brute-force guard on Login (a service, 1 shard).
 
-``LOGIN_MAX_FAILURES`` failed logins of one user name within ``LOGIN_WINDOW`` seconds lock that
-name for ``LOGIN_LOCKOUT`` seconds, whatever the connection. (Per client address would be
-better still, but game code does not learn a client's address.) Times are Unix seconds in
-fields: a reload keeps them.
+Two counts, over ``LOGIN_WINDOW`` seconds:
+
+- per user name, whatever the connection: ``LOGIN_MAX_FAILURES`` failed logins lock that name
+  for ``LOGIN_LOCKOUT`` seconds (one account guessed at from many addresses);
+- per client address (the host part of ``client.address``, as the gate saw the connection),
+  whatever the names: ``LOGIN_HOST_MAX_FAILURES`` failed logins lock logins from that address
+  for ``LOGIN_HOST_LOCKOUT`` seconds (one address trying many names, over many connections).
+
+A successful login clears its name's count, not its address's: one valid account must not let
+an address go on guessing others. Both counts share one table, address keys prefixed with "@"
+(user names cannot start with it). Times are Unix seconds in fields: a reload keeps them.
 """
 
 from __future__ import annotations
@@ -14,14 +21,19 @@ import goworld
 
 from . import settings
 
-#: names tracked at most (failures of unknown names count too, so that this is no oracle)
+#: names and addresses tracked at most (failures of unknown names count too, so that this is
+#: no oracle)
 MAX_NAMES = 50_000
+
+
+def host_key(host: str) -> str:
+    return "@" + host
 
 
 class LoginGuard(goworld.Entity):
     def on_init(self) -> None:
-        self.failures: dict[str, list[float]] = {}  # name -> failure times within the window
-        self.locked: dict[str, float] = {}  # name -> locked until
+        self.failures: dict[str, list[float]] = {}  # name or @host -> failure times in the window
+        self.locked: dict[str, float] = {}  # name or @host -> locked until
 
     def on_created(self) -> None:
         self.add_timer(60.0, "prune")
@@ -36,25 +48,39 @@ class LoginGuard(goworld.Entity):
         return until - now
 
     @goworld.rpc(name="Check")
-    def check(self, account_id: str, seq: int, name: str) -> None:
-        """Answers ``account.OnGuardAnswer(seq, seconds locked or 0)``."""
-        self.call(account_id, "OnGuardAnswer", seq, self._wait(name, time.time()))
+    def check(self, account_id: str, seq: int, name: str, host: str = "") -> None:
+        """Answers ``account.OnGuardAnswer(seq, seconds locked or 0, "name" or "address")``."""
+        now = time.time()
+        by_host = self._wait(host_key(host), now) if host else 0.0
+        if by_host:
+            self.call(account_id, "OnGuardAnswer", seq, by_host, "address")
+            return
+        self.call(account_id, "OnGuardAnswer", seq, self._wait(name, now), "name")
 
     @goworld.rpc(name="Failed")
-    def failed(self, account_id: str, name: str) -> None:
+    def failed(self, account_id: str, name: str, host: str = "") -> None:
         now = time.time()
-        if self._wait(name, now):
-            return
-        times = [t for t in self.failures.get(name, ()) if t > now - settings.LOGIN_WINDOW]
+        if self._count(name, now, settings.LOGIN_MAX_FAILURES, settings.LOGIN_LOCKOUT):
+            self.call(account_id, "OnLockedOut", name, settings.LOGIN_LOCKOUT, "name")
+        if host and self._count(
+            host_key(host), now, settings.LOGIN_HOST_MAX_FAILURES, settings.LOGIN_HOST_LOCKOUT
+        ):
+            self.call(account_id, "OnLockedOut", name, settings.LOGIN_HOST_LOCKOUT, "address")
+
+    def _count(self, key: str, now: float, limit: int, lockout: float) -> bool:
+        """One more failure for ``key``; True when it locks ``key`` now."""
+        if self._wait(key, now):
+            return False
+        times = [t for t in self.failures.get(key, ()) if t > now - settings.LOGIN_WINDOW]
         times.append(now)
-        if len(times) >= settings.LOGIN_MAX_FAILURES:
-            self.failures.pop(name, None)
-            self.locked[name] = now + settings.LOGIN_LOCKOUT
-            self.call(account_id, "OnLockedOut", name, settings.LOGIN_LOCKOUT)
-            return
-        if name not in self.failures and len(self.failures) >= MAX_NAMES:
-            self.failures.pop(next(iter(self.failures)))  # the oldest name
-        self.failures[name] = times
+        if len(times) >= limit:
+            self.failures.pop(key, None)
+            self.locked[key] = now + lockout
+            return True
+        if key not in self.failures and len(self.failures) >= MAX_NAMES:
+            self.failures.pop(next(iter(self.failures)))  # the oldest entry
+        self.failures[key] = times
+        return False
 
     @goworld.rpc(name="Succeeded")
     def succeeded(self, name: str) -> None:

@@ -41,8 +41,11 @@ COMMAND_RATE, COMMAND_BURST = 5.0, 10.0  # every other command
 LOGIN_MAX_FAILURES = 5  # failed logins of one name ...
 LOGIN_WINDOW = 60.0  # ... within this many seconds ...
 LOGIN_LOCKOUT = 300.0  # ... lock that name for this long
+LOGIN_HOST_MAX_FAILURES = 20  # failed logins from one client address (any names) ...
+LOGIN_HOST_LOCKOUT = 300.0  # ... within LOGIN_WINDOW lock logins from that address this long
 #: an Account waits this long for LoginGuard's answer, then goes on without it (logged): the
-#: guard's game may be stalled, or dead (a service shard is not re-created elsewhere)
+#: guard's game may be stalled, or dead (a live game re-creates the shard only after the
+#: game's service_failover_timeout, 30 s)
 GUARD_TIMEOUT = 3.0
 
 #: a Channel saves itself this long after a change (goworld stop saves everything anyway)

@@ -18,7 +18,7 @@ CALL_ENTITY_METHOD             entity_id, name=method, payload=Args
 CALL_ENTITY_METHOD_FROM_CLIENT entity_id, name=method, payload=Args, client_id, gate_id
 CREATE_ENTITY_SOMEWHERE        game_id (0 = anywhere), entity_id, name=type, payload=attrs
 LOAD_ENTITY_SOMEWHERE          game_id (0 = anywhere), entity_id, name=type
-NOTIFY_CLIENT_CONNECTED        client_id, entity_id=boot entity, gate_id
+NOTIFY_CLIENT_CONNECTED        client_id, entity_id=boot entity, gate_id, payload=address
 NOTIFY_CLIENT_DISCONNECTED     entity_id=owner, client_id, gate_id
 SYNC_POSITION_YAW_FROM_CLIENT  payload = (EntityID + 4×f32) records
 NOTIFY_GATE_DISCONNECTED       gate_id

@@ -32,17 +32,42 @@ _U16 = struct.Struct("<H")
 
 
 class GameClient:
-    """A client bound to an entity of this game."""
+    """A client bound to an entity of this game.
 
-    __slots__ = ("client_id", "gate_id", "owner_id", "id_bytes", "_route")
+    ``address``: where the client connected from, ``"host:port"`` as its gate saw the socket's
+    peer (``""`` when unknown, e.g. state frozen by an engine older than this field). It is the
+    direct peer: behind a proxy or a load balancer, that is the proxy's address. ``host`` is
+    its host part, IPv6 without brackets."""
 
-    def __init__(self, client_id: str, gate_id: int, owner_id: str = "") -> None:
+    __slots__ = ("client_id", "gate_id", "owner_id", "address", "id_bytes", "_route")
+
+    def __init__(
+        self, client_id: str, gate_id: int, owner_id: str = "", address: str = ""
+    ) -> None:
         self.client_id = client_id
         self.gate_id = gate_id
         self.owner_id = owner_id
+        self.address = address
         #: the id as wire bytes, and ``u16 gateid + ClientID``: built once, used per message
         self.id_bytes = client_id.encode("latin-1")
         self._route = encode_routing_header(gate_id, client_id)
+
+    @property
+    def host(self) -> str:
+        """The host part of :attr:`address` (``""`` when unknown)."""
+        host = self.address.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") else host
+
+    def state(self) -> tuple[str, int, str, str]:
+        """``(client id, gate id, owner id, address)``: what a freeze or a migration keeps."""
+        return (self.client_id, self.gate_id, self.owner_id, self.address)
+
+    @classmethod
+    def from_state(cls, state: tuple[Any, ...] | list[Any], owner_id: str) -> GameClient:
+        """The client of :meth:`state` (three items, without the address, from older
+        engines), owned by ``owner_id`` when the state names no owner."""
+        address = str(state[3]) if len(state) > 3 else ""
+        return cls(str(state[0]), int(state[1]), str(state[2]) or owner_id, address)
 
     def __repr__(self) -> str:
         return f"<GameClient {self.client_id} gate{self.gate_id} owner {self.owner_id}>"

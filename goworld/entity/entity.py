@@ -300,7 +300,7 @@ class Entity:
             return
         client.owner_id = other.id  # the burst below already travels on other's path
         self.set_client(None)
-        other.set_client(GameClient(client.client_id, client.gate_id, other.id))
+        other.set_client(GameClient(client.client_id, client.gate_id, other.id, client.address))
 
     def call_client(self, method: str, *args: Any) -> None:
         if self.client is not None:

@@ -90,8 +90,9 @@ class EntityState:
     yaw: float
     #: the space the entity is (freeze) or goes (migration) in; None: no space
     space_id: str | None
-    #: (client id, gate id, owner id) of the bound client, or None
-    client: tuple[str, int, str] | None
+    #: (client id, gate id, owner id, address) of the bound client
+    #: (:meth:`GameClient.state <goworld.entity.client.GameClient.state>`), or None
+    client: tuple[str, int, str, str] | None
     client_syncing: bool
     timers: list[TimerState] = field(default_factory=list)
     #: the entity's own fields, pickled (entities referenced by id); b"" for none
@@ -136,7 +137,7 @@ class EntityState:
             position=(p.x, p.y, p.z),
             yaw=entity.yaw,
             space_id=space_id,
-            client=(client.client_id, client.gate_id, client.owner_id) if client is not None else None,
+            client=client.state() if client is not None else None,
             client_syncing=entity.client_syncing,
             timers=[
                 (r.method, r.args, r.fire_at, r.interval, r.repeat) for r in entity.timer_records.values()
@@ -176,7 +177,7 @@ class EntityState:
             position=(float(x), float(y), float(z)),
             yaw=float(data["Y"]),
             space_id=data["S"] or None,
-            client=(str(c[0]), int(c[1]), str(c[2])) if c else None,
+            client=(str(c[0]), int(c[1]), str(c[2]), str(c[3]) if len(c) > 3 else "") if c else None,
             client_syncing=bool(data["SFC"]),
             timers=[
                 (str(m), tuple(args), float(fa), float(iv), bool(rp))

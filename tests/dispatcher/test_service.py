@@ -474,6 +474,32 @@ def test_kvreg_first_writer_wins_force_overrides_and_rebroadcasts() -> None:
     assert ack_of(g3)["kvreg"] == {"Service/S#0": "game2"}
 
 
+def test_kvreg_takeover_from_a_down_owner_goes_to_the_first_claim_only() -> None:
+    # A game claims a service shard *from* its owner ([value, force, expected]): applied while
+    # the key names that owner and the owner is down here; the second claim loses as usual.
+    h = cluster(3)
+    h.game(1, _kvreg("Service/S#0", "game1", False))
+    h.clear()
+
+    def take(game_id: int) -> None:
+        h.game(game_id, Envelope(msgtype=MsgType.KVREG_REGISTER, name="Service/S#0",
+                                 payload=pack([f"game{game_id}", False, "game1"])))
+
+    take(2)  # game1 is connected: no takeover, the claimer learns the holder
+    assert h.svc.kvreg["Service/S#0"] == "game1"
+    assert [unpack(e.payload) for e in h.games[2].sent] == [["game1", False]]
+    assert h.games[3].sent == []
+    h.svc.game_disconnected(1, h.games[1])  # down (no reconnect grace in this harness)
+    h.clear()
+    take(2)
+    take(3)
+    assert h.svc.kvreg["Service/S#0"] == "game2"
+    for g in (2, 3):  # game2's claim is broadcast; game3's loses and learns the new holder
+        got = [unpack(e.payload) for e in h.games[g].of_type(MsgType.KVREG_REGISTER)]
+        assert got[0] == ["game2", False, "game1"]
+    assert [unpack(e.payload) for e in h.games[3].of_type(MsgType.KVREG_REGISTER)][1:] == [["game2", False]]
+
+
 def _lbc(cpu: float) -> Envelope:
     return Envelope(msgtype=MsgType.GAME_LBC_INFO, payload=pack(cpu))
 

@@ -505,6 +505,40 @@ async def test_give_client_to_without_a_client_is_a_warning(h: Harness, caplog: 
     assert "no client to give" in caplog.text
 
 
+async def test_a_client_keeps_the_address_its_gate_saw_through_handover_freeze_and_migration(
+    h: Harness,
+) -> None:
+    # The gate puts the connection's peer address in NOTIFY_CLIENT_CONNECTED's payload.
+    acc_id = eid_on_shard(1)
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_CONNECTED, client_id=new_client_id(),
+                                  entity_id=acc_id, gate_id=2, payload=b"198.18.0.9:51234"))
+    acc = h.rt.entities[acc_id]
+    assert acc.client is not None
+    assert (acc.client.address, acc.client.host) == ("198.18.0.9:51234", "198.18.0.9")
+    av = h.avatar(h.space())
+    acc.give_client_to(av)
+    assert av.client is not None and av.client.address == "198.18.0.9:51234"
+    # a reload: the frozen world restores the address with the client
+    h2 = Harness(bare=True)
+    freeze.restore(h2.rt, pickle.loads(freeze.dumps(freeze.snapshot(h.rt))))
+    restored = h2.rt.entities[av.id].client
+    assert restored is not None and restored.host == "198.18.0.9"
+    # a migration's plain state carries it; one from an engine without the field has ""
+    plain = EntityState.capture(av).to_plain()
+    assert EntityState.from_plain(plain).client == (av.client.client_id, 2, av.id, "198.18.0.9:51234")
+    old = EntityState.from_plain({**plain, "C": plain["C"][:3]})
+    assert old.client is not None and GameClient.from_state(old.client, av.id).address == ""
+    # a client whose gate did not say (an older gate): no address, no error
+    bare_id = eid_on_shard(1)
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_CLIENT_CONNECTED, client_id=new_client_id(),
+                                  entity_id=bare_id, gate_id=2))
+    bare = h.rt.entities[bare_id].client
+    assert bare is not None and (bare.address, bare.host) == ("", "")
+    # IPv6 peers, as the gate writes them (host:port, no brackets) or bracketed
+    assert GameClient("c" * 16, 1, address="::1:5555").host == "::1"
+    assert GameClient("c" * 16, 1, address="[fe80::1]:5555").host == "fe80::1"
+
+
 async def test_set_client_none_from_a_space_sends_neighbour_space_and_self_destroys(h: Harness) -> None:
     space = h.space()
     c = new_client()
@@ -1444,7 +1478,7 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     src, dst = Harness(1), Harness(2)
     src_space = src.space()
     dst_space = dst.space(kind=5)
-    c = new_client(gate_id=3)
+    c = GameClient(new_client_id(), 3, address="198.18.0.3:40001")
     a = src.avatar(src_space, (0, 0, 0), client=c, entity_id=eid_on_shard(1), attrs={"name": "mig"})
     npc = src.avatar(src_space, (5, 0, 5))
     c2 = new_client(gate_id=4)
@@ -1473,7 +1507,7 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     data = EntityState.from_plain(unpack(real.payload))  # plain msgpack, one EntityState
     assert data.type_name == "Avatar"
     assert data.attrs["name"] == "mig" and data.attrs["level"] == 3 and data.attrs["server"] == "only-here"
-    assert data.client == (c.client_id, 3, a.id)
+    assert data.client == (c.client_id, 3, a.id, "198.18.0.3:40001")
     assert data.position == (10, 0, 10) and data.space_id == dst_space.id
     assert data.yaw == 30 and data.client_syncing is True
     assert sorted((m, fa, iv, rp, ar) for m, ar, fa, iv, rp in data.timers) == sorted(
@@ -1486,6 +1520,7 @@ async def test_migration_moves_entity_client_position_and_timers() -> None:
     b = dst.rt.get_entity(a.id)
     assert isinstance(b, Avatar) and b is not a
     assert b.client == c and b.client.owner_id == a.id
+    assert b.client.address == "198.18.0.3:40001"  # where it connected from, still
     assert b.space is dst_space and b.position == Vector3(10, 0, 10)
     assert b.yaw == 30 and b.client_syncing
     assert (b.attrs["name"], b.attrs["level"], b.attrs["hp"]) == ("mig", 3, 100)
@@ -1776,6 +1811,61 @@ async def test_calls_to_a_service_of_a_dead_game_wait_until_it_is_created_again(
         (new, (2,))
     ]
     assert h.rt.services.pending_count == 0
+
+
+async def test_service_shards_of_a_game_down_past_the_failover_timeout_are_claimed_from_it(
+    h: Harness,
+) -> None:
+    svc = h.rt.services
+    svc.failover_timeout = 0.05
+    for g in (3, 4):
+        h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_CONNECTED, game_id=g))
+    _kvreg(h, "Service/Counter#0", "game3")
+    _kvreg(h, "Service/Counter#0/EntityID", eid_on_shard(1), True)
+    _kvreg(h, "Service/Counter#1", "game4")
+    _kvreg(h, "Service/Counter#1/EntityID", eid_on_shard(2), True)
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.take()
+    for did in (1, 2):  # each dispatcher says it
+        h.handlers.handle(did, Envelope(msgtype=MT.NOTIFY_GAME_DISCONNECTED, game_id=3))
+        h.handlers.handle(did, Envelope(msgtype=MT.NOTIFY_GAME_DISCONNECTED, game_id=4))
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_CONNECTED, game_id=4))  # back in time
+    svc.call_shard("Counter", 0, "Inc", (1,))  # waits
+    await asyncio.sleep(0.15)
+    # one claim, from game3 only (game4 came back): the dispatcher applies it if game3 still
+    # holds the key and is down there
+    assert _kvreg_sent(h) == [("Service/Counter#0", "game1", False, "game3")]
+    assert h.rt.kvreg["Service/Counter#0"] == "game3"  # until the dispatcher answers
+    h.take()
+    h.handlers.handle(1, Envelope(msgtype=MT.KVREG_REGISTER, name="Service/Counter#0",
+                                  payload=pack(["game1", False, "game3"])))  # granted
+    await asyncio.sleep(0.6)  # the check after a kvreg change waits up to 0.5 s
+    (counter,) = [e for e in h.rt.entities.values() if isinstance(e, Counter)]
+    assert svc.local == {("Counter", 0): counter.id}
+    assert _kvreg_sent(h) == [("Service/Counter#0/EntityID", counter.id, True)]
+    _kvreg(h, "Service/Counter#0/EntityID", counter.id, True)  # the broadcast back
+    await tick()
+    assert [args for eid, w, args in EVENTS if w == "Inc"] == [(1,)]  # the queued call
+    assert svc.pending_count == 0
+
+
+async def test_a_game_that_starts_after_an_owner_died_claims_its_shards_in_time() -> None:
+    # no NOTIFY_GAME_DISCONNECTED ever reached this game: the owner is simply not online
+    h = Harness(2)
+    h.rt.services.failover_timeout = 0.05
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_GAME_CONNECTED, game_id=1))
+    _kvreg(h, "Service/Counter#0", "game3")
+    _kvreg(h, "Service/Counter#1", "game1")
+    h.handlers.handle(1, Envelope(msgtype=MT.NOTIFY_DEPLOYMENT_READY))
+    h.rt.services.start()  # what the game's on_ready does
+    h.take()
+    await asyncio.sleep(0.15)
+    assert _kvreg_sent(h) == [("Service/Counter#0", "game2", False, "game3")]
+    h.take()
+    h.rt.services.failover_timeout = 0  # off: nothing is claimed from anyone
+    h.rt.services.check()
+    await asyncio.sleep(0.15)
+    assert _kvreg_sent(h) == []
 
 
 async def test_the_service_call_queue_is_bounded(h: Harness, caplog: pytest.LogCaptureFixture) -> None:

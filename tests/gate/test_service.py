@@ -167,6 +167,7 @@ async def test_connection_notifies_the_boot_entity_shard() -> None:
     assert did == dispatcher_shard(proxy.boot_eid, NUM_DISPATCHERS)
     assert env.msgtype == MsgType.NOTIFY_CLIENT_CONNECTED
     assert (env.client_id, env.entity_id, env.gate_id) == (proxy.client_id, proxy.boot_eid, GATE_ID)
+    assert env.payload == b"127.0.0.1:5555"  # the client's address, for game code
     await asyncio.sleep(0)
     assert transport.writes == [] and not transport.closed
 

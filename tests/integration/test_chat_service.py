@@ -502,6 +502,47 @@ async def test_login_brute_force_locks_the_name(chat: ClusterRunner) -> None:
         await asyncio.gather(client.aclose(), attacker.aclose())
 
 
+@pytest.mark.asyncio
+async def test_login_failures_from_one_address_lock_that_address(chat: ClusterRunner) -> None:
+    # Game code sees where a client connected from (client.address, as the gate saw it):
+    # LoginGuard also counts failures per address, whatever the names and connections.
+    # Loopback has a whole /8: the "attacker" connects from 127.0.0.23, the others from 127.0.0.1.
+    port = chat.gate(0, "tcp")
+
+    async def from_attacker() -> tuple[GoWorldClient, str]:
+        c = await GoWorldClient.connect("127.0.0.1", port, local_addr=("127.0.0.23", 0))
+        return c, (await c.wait_player("Account", timeout=T)).id
+
+    async def fail(c: GoWorldClient, account_id: str, name: str) -> str:
+        m = len(c.calls)
+        c.call(account_id, "Login", name, "guess")
+        return str((await c.wait_call("ShowError", T, start=m)).args[0])
+
+    attackers = [await from_attacker() for _ in range(4)]  # Login allows a burst of 5 each
+    bystander = await Bot.connect(chat, "tcp")
+    try:
+        errors = [await fail(c, acc, f"spray{i}_{k}") for i, (c, acc) in enumerate(attackers) for k in range(5)]
+        assert errors == ["no such account"] * 20  # every name is new: no name lock
+        last, _ = attackers[-1]
+        # the 20th failure locks the address: its connection is told
+        await last.wait_until(lambda: any("from your address" in str(c.args) for c in last.calls), T)
+        assert [c.args[0] for c in last.calls if c.method == "ShowError"][-1] == (
+            "too many failed logins from your address: try again in 300 s")
+        # a new connection from that address is refused before any password check ...
+        fresh, acc = await from_attacker()
+        attackers.append((fresh, acc))
+        got = await fail(fresh, acc, "spray_new")
+        assert re.fullmatch(r"too many failed logins from your address: try again in (29\d|300) s", got), got
+        # ... while a client from another address logs in as usual
+        account = await bystander.wait_player("Account", timeout=T)
+        bystander.call(account.id, "Register", "addr_ok", PW)
+        await bystander.wait_call("ShowInfo", T)
+        bystander.call(account.id, "Login", "addr_ok", PW)
+        await bystander.wait_player("Avatar", timeout=T)
+    finally:
+        await asyncio.gather(bystander.aclose(), *(c.aclose() for c, _ in attackers))
+
+
 # ---- input rules -------------------------------------------------------------------------------
 
 

@@ -305,3 +305,53 @@ async def test_chatroom_players_of_a_dead_game_are_told_and_log_in_again(tmp_pat
     finally:
         runner.stop()
         runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_service_shards_of_a_game_that_stays_down_are_re_created_on_a_live_game(
+    tmp_path: Path,
+) -> None:
+    """No supervisor: a game killed stays down. Past service_failover_timeout (2 s here) the
+    live game claims its EchoService shards and creates them again; the calls that waited for
+    them are answered, by the live game."""
+    runner = ClusterRunner(tmp_path, APP, dispatchers=2, games=2, gates=1,
+                           game_extra="service_failover_timeout = 2\n")
+    result = runner.cli("start", str(APP), "--no-supervise")
+    assert result.returncode == 0, result.stdout + result.stderr
+    client: GoWorldClient | None = None
+    try:
+        runner.wait_for_log("created here", count=5)  # SpaceService x2 + EchoService x3
+        echo_on = {gid: sum("service EchoService#" in line for line in runner.grep("created here")
+                            if line.startswith(f"game{gid}.log"))
+                   for gid in (1, 2)}
+        victim = 2 if echo_on[2] else 1
+        live = 3 - victim
+        assert echo_on[victim] >= 1, echo_on
+        client, game = await _login(runner, "pinger", 0)
+        if game != live:  # keep the player itself away from the game about to die
+            client.call_player("MigrateToGame", live)
+            deadline = time.monotonic() + TIMEOUT
+            while await _which_game(client) != live:
+                assert time.monotonic() < deadline, runner.logs()
+                await asyncio.sleep(0.2)
+        pid = _pid(runner, victim)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # the live game learns it is down (after the dispatchers' reconnect grace) ...
+        await asyncio.to_thread(runner.wait_for_log, f"was on game{victim}, which is down", 1, 60)
+        start = len(client.calls)
+        for _ in range(12):  # random shards: some of them are the dead game's
+            client.call_player("Ping")
+        # ... and 2 s later claims its shards: every Ping is answered, by the live game
+        await client.wait_until(
+            lambda: len([c for c in client.calls[start:] if c.method == "OnPong"]) == 12, TIMEOUT)
+        assert {c.args[0] for c in client.calls[start:] if c.method == "OnPong"} == {live}
+        assert runner.grep(f"game{victim} has been down for 2 s: claiming its service shards")
+        created = [line for line in runner.grep("service EchoService#") if "created here" in line]
+        assert sum(line.startswith(f"game{live}.log") for line in created) == 3, created
+        assert not client.is_closed
+    finally:
+        if client is not None:
+            await client.aclose()
+        runner.stop()
+        runner.kill()

@@ -90,6 +90,11 @@ class Conversation:
     outgoing: Outgoing
     incoming: Incoming = field(default_factory=Incoming)
 
+    def __post_init__(self) -> None:
+        # each direction acknowledges the other (sequence module docstring)
+        self.outgoing.incoming = self.incoming
+        self.incoming.outgoing = self.outgoing
+
 
 def _peer_key(hello: Envelope) -> str | None:
     """The name of the peer a hello comes from (``game1``, ``gate2``, ``lockstep1``)."""

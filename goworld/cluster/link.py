@@ -91,8 +91,8 @@ class DispatcherLink:
         self.batches_received = 0
         self._writer: BatchWriter | None = None
         #: the conversation with the dispatcher process (numbering kept across reconnects)
-        self.outgoing = Outgoing()
         self.incoming = Incoming()
+        self.outgoing = Outgoing(incoming=self.incoming)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.connected = asyncio.Event()

@@ -17,6 +17,13 @@ acknowledgements on the hot path:
 
 So a batch lost in flight arrives after all, once, in order; a peer that restarted (a new
 epoch) gets nothing meant for its predecessor, and a restarted sender starts a new numbering.
+
+The two directions of a stream acknowledge each other for free: every batch a side writes
+carries what it has taken from the other so far (``ack``, ``ack_epoch``: its
+:class:`Incoming`'s last number and the epoch it belongs to), and the other side drops the
+retained batches up to that number (they arrived; a resend could only be refused as a
+duplicate). Under traffic both ways, the retention holds only what is in flight, not the last
+256 batches; a quiet direction still keeps at most the retention.
 Unnumbered batches (``seq`` 0: a hello, or a peer without this module) are always taken.
 What was written longer ago than the retention was long delivered (TCP keeps order; only the
 last moments can be lost); a gap the retention could not cover is counted and logged.
@@ -44,15 +51,22 @@ RETAINED_BYTES = 8 * 1024 * 1024
 class Outgoing:
     """The sending side of one conversation (this process to one peer process)."""
 
-    __slots__ = ("epoch", "next_seq", "peer_epoch", "_retained", "_retained_bytes")
+    __slots__ = ("epoch", "next_seq", "peer_epoch", "incoming", "_retained", "_retained_bytes")
 
-    def __init__(self, epoch: int = EPOCH, peer_epoch: int = 0) -> None:
+    def __init__(
+        self, epoch: int = EPOCH, peer_epoch: int = 0, incoming: Incoming | None = None
+    ) -> None:
         self.epoch = epoch
         self.next_seq = 1
         #: the epoch of the process the stream now reaches (0: not known yet)
         self.peer_epoch = peer_epoch
         self._retained: deque[tuple[int, int, list[Envelope], int]] = deque()
         self._retained_bytes = 0
+        #: the other direction of this conversation: what our batches acknowledge, and where
+        #: the peer's acknowledgements of ours arrive
+        self.incoming = incoming
+        if incoming is not None:
+            incoming.outgoing = self
 
     def stamp(self, messages: list[Envelope], size: int) -> Batch:
         """The batch to write for ``messages`` (``size``: their weight in bytes), numbered and
@@ -66,7 +80,19 @@ class Outgoing:
             self._retained_bytes > RETAINED_BYTES and len(retained) > 1
         ):
             self._retained_bytes -= retained.popleft()[3]
+        incoming = self.incoming
+        if incoming is not None and incoming.last_seq:
+            return Batch(messages=messages, seq=seq, epoch=self.epoch,
+                         ack=incoming.last_seq, ack_epoch=incoming.peer_epoch)
         return Batch(messages=messages, seq=seq, epoch=self.epoch)
+
+    def acked(self, epoch: int, seq: int) -> None:
+        """The peer has taken our batches up to ``seq`` of ``epoch``: no resend needed."""
+        if epoch != self.epoch:
+            return  # about a predecessor of this process
+        retained = self._retained
+        while retained and retained[0][0] <= seq:
+            self._retained_bytes -= retained.popleft()[3]
 
     def resend(self) -> list[Batch]:
         """The retained batches, to be written first on a new stream to the same peer."""
@@ -83,9 +109,11 @@ class Outgoing:
 class Incoming:
     """The receiving side of one conversation: which batches to take."""
 
-    __slots__ = ("epoch", "peer_epoch", "last_seq", "duplicates", "refused", "gaps")
+    __slots__ = ("epoch", "peer_epoch", "last_seq", "duplicates", "refused", "gaps", "outgoing")
 
     def __init__(self, epoch: int = EPOCH) -> None:
+        #: the other direction (set by :class:`Outgoing`): told what the peer acknowledges
+        self.outgoing: Outgoing | None = None
         self.epoch = epoch  # this process's
         self.peer_epoch = 0  # the sender's, from its numbered batches
         self.last_seq = 0
@@ -94,6 +122,8 @@ class Incoming:
         self.gaps = 0  # batches lost for good: the resend did not reach back far enough
 
     def accept(self, batch: Batch) -> bool:
+        if batch.ack and self.outgoing is not None:
+            self.outgoing.acked(batch.ack_epoch, batch.ack)
         seq = batch.seq
         if not seq:
             return True

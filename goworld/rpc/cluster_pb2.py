@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19goworld/rpc/cluster.proto\x12\x0fgoworld.cluster\"\x82\x01\n\x08\x45nvelope\x12\x0f\n\x07msgtype\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x0f\n\x07game_id\x18\x03 \x01(\r\x12\x0f\n\x07gate_id\x18\x04 \x01(\r\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"t\n\x05\x42\x61tch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.goworld.cluster.Envelope\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06resent\x18\x04 \x01(\x08\x12\x12\n\ndest_epoch\x18\x05 \x01(\x04\x32K\n\nDispatcher\x12=\n\x07\x43onnect\x12\x16.goworld.cluster.Batch\x1a\x16.goworld.cluster.Batch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19goworld/rpc/cluster.proto\x12\x0fgoworld.cluster\"\x82\x01\n\x08\x45nvelope\x12\x0f\n\x07msgtype\x18\x01 \x01(\r\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x0f\n\x07game_id\x18\x03 \x01(\r\x12\x0f\n\x07gate_id\x18\x04 \x01(\r\x12\x11\n\tclient_id\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\"\x94\x01\n\x05\x42\x61tch\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.goworld.cluster.Envelope\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06resent\x18\x04 \x01(\x08\x12\x12\n\ndest_epoch\x18\x05 \x01(\x04\x12\x0b\n\x03\x61\x63k\x18\x06 \x01(\x04\x12\x11\n\tack_epoch\x18\x07 \x01(\x04\x32K\n\nDispatcher\x12=\n\x07\x43onnect\x12\x16.goworld.cluster.Batch\x1a\x16.goworld.cluster.Batch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=47
   _globals['_ENVELOPE']._serialized_end=177
-  _globals['_BATCH']._serialized_start=179
-  _globals['_BATCH']._serialized_end=295
-  _globals['_DISPATCHER']._serialized_start=297
-  _globals['_DISPATCHER']._serialized_end=372
+  _globals['_BATCH']._serialized_start=180
+  _globals['_BATCH']._serialized_end=328
+  _globals['_DISPATCHER']._serialized_start=330
+  _globals['_DISPATCHER']._serialized_end=405
 # @@protoc_insertion_point(module_scope)

@@ -25,15 +25,19 @@ class Envelope(_message.Message):
     def __init__(self, msgtype: _Optional[int] = ..., entity_id: _Optional[str] = ..., game_id: _Optional[int] = ..., gate_id: _Optional[int] = ..., client_id: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
 
 class Batch(_message.Message):
-    __slots__ = ("messages", "seq", "epoch", "resent", "dest_epoch")
+    __slots__ = ("messages", "seq", "epoch", "resent", "dest_epoch", "ack", "ack_epoch")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     RESENT_FIELD_NUMBER: _ClassVar[int]
     DEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    ACK_EPOCH_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[Envelope]
     seq: int
     epoch: int
     resent: bool
     dest_epoch: int
-    def __init__(self, messages: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., seq: _Optional[int] = ..., epoch: _Optional[int] = ..., resent: _Optional[bool] = ..., dest_epoch: _Optional[int] = ...) -> None: ...
+    ack: int
+    ack_epoch: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ..., seq: _Optional[int] = ..., epoch: _Optional[int] = ..., resent: _Optional[bool] = ..., dest_epoch: _Optional[int] = ..., ack: _Optional[int] = ..., ack_epoch: _Optional[int] = ...) -> None: ...

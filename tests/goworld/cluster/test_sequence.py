@@ -76,3 +76,32 @@ def test_retention_is_bounded_and_a_gap_is_reported(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.ERROR, "goworld.cluster"):
         assert inc.accept(Batch(messages=[], seq=5, epoch=A, resent=True, dest_epoch=B))
     assert inc.gaps == 3 and "3 batches from epoch a1 were lost for good" in caplog.text
+
+
+def test_each_direction_acknowledges_the_other_and_the_retention_keeps_only_what_is_in_flight() -> None:
+    # process A (a game) and process B (a dispatcher), each with both directions paired
+    a_in = Incoming(epoch=A)
+    a_out = Outgoing(epoch=A, peer_epoch=B, incoming=a_in)
+    b_in = Incoming(epoch=B)
+    b_out = Outgoing(epoch=B, peer_epoch=A, incoming=b_in)
+    first = [a_out.stamp([env(i)], 10) for i in range(4)]
+    assert all(b.ack == 0 for b in first)  # A has taken nothing from B yet: no ack field
+    for b in first[:3]:  # the fourth is still in flight
+        assert b_in.accept(b)
+    reply = b_out.stamp([env(100)], 10)
+    assert (reply.ack, reply.ack_epoch) == (3, A)
+    assert a_out.retained == 4
+    assert a_in.accept(reply)
+    assert a_out.retained == 1  # batches 1-3 arrived: only the fourth is kept
+    assert [b.seq for b in a_out.resend()] == [4]
+    # and A's next batch acknowledges B's reply, so B keeps nothing
+    assert b_in.accept(first[3]) and b_out.retained == 1 and b_in.outgoing is b_out
+    assert b_in.accept(a_out.stamp([env(5)], 10))
+    assert b_out.retained == 0
+    # an acknowledgement about another epoch of ours (a predecessor) changes nothing
+    kept = b_out.stamp([env(101)], 10)
+    b_out.acked(0xDEAD, kept.seq)
+    assert b_out.retained == 1
+    # a duplicate still carries its ack: acknowledgements are read before the numbering rules
+    dup = Batch(messages=[env(7)], seq=1, epoch=A, ack=kept.seq, ack_epoch=B)
+    assert not b_in.accept(dup) and b_out.retained == 0

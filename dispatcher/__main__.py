@@ -14,9 +14,13 @@ from dispatcher.server import DispatcherServicer
 from dispatcher.service import DispatcherService
 from goworld import ops_http, process, runctl
 from goworld.cluster.streams import GRPC_OPTIONS
+from goworld.config import DispatcherConfig
 from goworld.rpc import cluster_pb2_grpc
 
 logger = logging.getLogger("goworld.dispatcher")
+
+#: a peer uses one stream per connection; a reconnect opens a new connection
+MAX_STREAMS_PER_CONNECTION = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             game_reconnect_grace=dcfg.game_reconnect_grace,
             clock=time.monotonic,
         )
-        # SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share
-        # it with the first (and half the games would join the wrong cluster). Refuse instead.
-        server = grpc.aio.server(options=[*GRPC_OPTIONS, ("grpc.so_reuseport", 0)])
+        server = grpc.aio.server(options=[*GRPC_OPTIONS, *_port_bounds(dcfg)])
         servicer = DispatcherServicer(
             service, verifier, flush_interval=dcfg.link_flush_interval_ms / 1000
         )
@@ -78,6 +80,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return process.run_loop(serve, alive=runctl.proc_name("dispatcher", args.id))
+
+
+def _port_bounds(dcfg: DispatcherConfig) -> list[tuple[str, int]]:
+    """gRPC server options bounding what strangers can hold on the cluster port.
+
+    Every peer keeps one stream open for its life; anything else is a stranger (or a peer
+    whose authentication failed): at most ``max_cluster_connections`` connections at once
+    (more are closed as they come, instead of running the process out of file descriptors),
+    ``cluster_handshake_timeout`` to send the HTTP/2 preface and settings (and finish TLS),
+    ``cluster_idle_timeout`` without any stream, and a few streams per connection.
+    SO_REUSEPORT is grpc's default: a second dispatcher on the same port would then share it
+    with the first (and half the games would join the wrong cluster). Refused instead."""
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", dcfg.max_cluster_connections),
+        ("grpc.server_handshake_timeout_ms", int(dcfg.cluster_handshake_timeout * 1000)),
+        ("grpc.max_connection_idle_ms", int(dcfg.cluster_idle_timeout * 1000)),
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+    ]
 
 
 async def _relieve(service: DispatcherService, interval: float = 0.05) -> None:

@@ -74,6 +74,10 @@ Our additions (documented in the shipped ``goworld.ini``)
       ``game_reconnect_grace`` (default 5 s; 0 = none): a game whose stream ended without an
       orderly stop keeps its entities and clients that long, its messages queued, for the same
       process to reconnect (a new process ends the wait at once).
+    * Dispatcher bounds on its gRPC port (:mod:`dispatcher.__main__`): ``max_cluster_connections``
+      (1024) TCP connections at once, more are closed as they come; ``cluster_handshake_timeout``
+      (10 s) to send the HTTP/2 preface (and finish TLS); ``cluster_idle_timeout`` (60 s) a
+      connection may stay open without a stream.
     * ``[deployment]`` ``cluster_secret`` (at least 16 characters; never shown in an error) or
       ``cluster_secret_file`` (relative to the ini; its first line is the secret): what games
       and gates prove to the dispatchers they know (:mod:`goworld.cluster.auth`; the
@@ -192,6 +196,11 @@ class DispatcherConfig:
     game_reconnect_grace: float = field(default=5.0, kw_only=True)  # seconds; 0 = none
     # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
     link_flush_interval_ms: int = field(default=2, kw_only=True)
+    # ours: bounds on the gRPC port (connections at once; seconds to complete the HTTP/2
+    # handshake; seconds a connection may stay without a stream)
+    max_cluster_connections: int = field(default=1024, kw_only=True)
+    cluster_handshake_timeout: float = field(default=10.0, kw_only=True)
+    cluster_idle_timeout: float = field(default=60.0, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +561,9 @@ _SCHEMA: tuple[_Row, ...] = (
     ("dispatcher", "pause_backlog_bytes", _int(4096), str(1024 * 1024)),  # ours
     ("dispatcher", "game_hang_timeout", _int(0), "3"),  # ours; 0 = never
     ("dispatcher", "game_reconnect_grace", _seconds(0.0), "5"),  # ours; 0 = none
+    ("dispatcher", "max_cluster_connections", _int(8), "1024"),  # ours
+    ("dispatcher", "cluster_handshake_timeout", _seconds(0.1), "10"),  # ours
+    ("dispatcher", "cluster_idle_timeout", _seconds(1.0), "60"),  # ours
     ("dispatcher", "boot_wait_timeout", _int(1), "30"),  # ours
     ("dispatcher", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("game", "boot_entity", _text, "Boot"),

@@ -235,3 +235,55 @@ async def test_mutual_tls_alone_keeps_out_whoever_has_no_certificate_of_the_clus
     finally:
         runner.stop()
         runner.kill()
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """The dispatcher closed this connection within ``seconds`` (EOF or a reset)."""
+    try:
+        while await asyncio.wait_for(reader.read(4096), seconds):
+            pass  # HTTP/2 frames it sent (its settings); EOF ends the loop
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_silent_connections_is_bounded_and_timed_out(tmp_path: Path) -> None:
+    """Connections to the gRPC port are capped (max_cluster_connections: more are closed as they
+    come), one that never speaks HTTP/2 is closed after cluster_handshake_timeout, and one that
+    speaks it but opens no stream after cluster_idle_timeout; the cluster's own streams and the
+    player never notice."""
+    bounds = "max_cluster_connections = 8\ncluster_handshake_timeout = 2\ncluster_idle_timeout = 6\n"
+    with running_cluster(tmp_path, APP, dispatchers=1, games=1, gates=1,
+                         dispatcher_extra=bounds) as runner:
+        port = runner.ports["dispatcher"][0]
+        player = await login(runner, "flooded")
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            await _echo(player, 1)
+            for _ in range(20):
+                conns.append(await asyncio.open_connection("127.0.0.1", port))
+            # the game and the gate hold 2 of the 8: at most 6 of these are kept for now
+            early = await asyncio.gather(*(_closed_within(r, 1.0) for r, _ in conns))
+            assert sum(early) >= 14, early
+            # the kept ones never send the HTTP/2 preface: closed after the handshake timeout
+            # (2 s), well before the idle timeout (6 s) could have done it
+            late = await asyncio.gather(*(_closed_within(r, 3.0) for r, _ in conns))
+            assert all(late), late
+            await _echo(player, 2)
+            # an HTTP/2 connection without a stream goes after the idle timeout
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await asyncio.wait_for(channel.channel_ready(), 5)
+                assert channel.get_state() == grpc.ChannelConnectivity.READY
+                deadline = time.monotonic() + 15
+                while channel.get_state() == grpc.ChannelConnectivity.READY:
+                    assert time.monotonic() < deadline, "the idle connection was kept"
+                    await asyncio.sleep(0.2)
+            await _echo(player, 3)
+            assert runner.grep(": reconnected") == [], runner.logs()  # nobody of the cluster lost its stream
+        finally:
+            for _, w in conns:
+                w.close()
+            await player.aclose()

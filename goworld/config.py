@@ -350,6 +350,9 @@ class LockstepConfig:
     log_backups: int = field(default=5, kw_only=True)
     log_max_bytes: int = field(default=0, kw_only=True)
     link_flush_interval_ms: int = field(default=2, kw_only=True)
+    #: each room keeps a write-ahead journal in .goworld/lockstep<id>.rooms/ and comes back
+    #: from it when the process is restarted after dying (goworld.lockstep.journal)
+    room_journal: bool = field(default=True, kw_only=True)
     id: int = field(default=1, kw_only=True)  # the process is lockstep<id>
 
     @property
@@ -640,6 +643,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("lockstep", "max_packets_per_sec", _int(0), "200"),
     ("lockstep", "require_token", _bool, "false"),
     ("lockstep", "replay_dir", _optional_path, ""),
+    ("lockstep", "room_journal", _bool, "true"),
     ("lockstep", "log_file", _text, "lockstep.log"),
     ("lockstep", "log_stderr", _bool, "true"),
     ("lockstep", "log_level", _log_level, "info"),

@@ -12,12 +12,14 @@ import logging
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Any, cast
 
 from goworld import process, runctl
 from goworld.cluster.envelopes import Envelope, pack, unpack
 from goworld.cluster.link import DispatcherLink
 from goworld.config import ClusterConfig, LockstepConfig
+from goworld.lockstep.journal import RoomJournal
 from goworld.lockstep.room import Room, RoomSettings
 from goworld.lockstep.rooms import RoomManager, RoomRefused
 from goworld.metrics import Exporter, ops_token
@@ -124,12 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     args, cfg, lcfg = process.start_role("lockstep", argv)
 
     async def serve(stop: asyncio.Event) -> int:
+        journal = (
+            RoomJournal(runctl.run_dir(Path.cwd()) / f"{runctl.proc_name('lockstep', args.id)}.rooms")
+            if lcfg.room_journal else None
+        )
         rooms = RoomManager(
             settings_of(lcfg),
             max_rooms=lcfg.max_rooms,
             max_players=lcfg.max_players,
             require_token=lcfg.require_token,
+            journal=journal,
         )
+        restored = rooms.restore(asyncio.get_running_loop().time())
+        if restored:
+            logger.warning("lockstep%d: %d rooms brought back from their journals", args.id, len(restored))
         side = ClusterSide(cfg, lcfg, rooms)
         server = LockstepServer(lcfg, rooms, on_ended=side.on_ended)
         exporter = Exporter(

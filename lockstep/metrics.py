@@ -55,6 +55,13 @@ class LockstepFigures:
             )
         for name, value in rooms.stats.items():
             yield counter(f"goworld_lockstep_{name}", name.replace("_", " "), values=[((), value)])
+        journal = rooms.journal
+        if journal is not None:
+            yield counter("goworld_lockstep_journal_records", "records written to room journals",
+                          values=[((), journal.records)])
+            yield counter("goworld_lockstep_journal_write_errors",
+                          "room journal writes that failed (that room would not survive a crash)",
+                          values=[((), journal.write_errors)])
         late = sorted(server.tick_lateness)
         yield gauge(
             "goworld_lockstep_tick_lateness_p99_seconds",

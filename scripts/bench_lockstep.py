@@ -264,7 +264,9 @@ async def status(port: int) -> dict[str, Any]:
     return result
 
 
-def add_lockstep_section(ini: Path, tick_hz: int, players: int) -> tuple[int, int]:
+def add_lockstep_section(
+    ini: Path, tick_hz: int, players: int, journal: bool = True
+) -> tuple[int, int]:
     """Append [lockstep] on ports no other key of the ini uses; return (kcp, http) ports."""
     text = ini.read_text()
     used = {int(p) for p in re.findall(r":(\d+)\b", text)}
@@ -287,6 +289,7 @@ def add_lockstep_section(ini: Path, tick_hz: int, players: int) -> tuple[int, in
         "max_frames = 10000000",
         "log_file = lockstep1.log",
         "log_level = info",
+        f"room_journal = {'true' if journal else 'false'}",
         "",
     ]))
     return kcp, http
@@ -483,6 +486,8 @@ async def main() -> None:
     parser.add_argument("--retries", type=int, default=2,
                         help="measurements again of a step over the limit while others were busy")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--no-journal", action="store_true",
+                        help="rooms without their write-ahead journal (room_journal = false)")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
     if not steps or steps != sorted(set(steps)) or steps[0] < 1:
@@ -496,7 +501,8 @@ async def main() -> None:
                                "heartbeat_ms": args.heartbeat_ms, "steps": []}
     with tempfile.TemporaryDirectory(prefix="goworld-bench-lockstep-") as tmp:
         runner = ClusterRunner(Path(tmp), APP, dispatchers=1, games=1, gates=1)
-        kcp, args.http = add_lockstep_section(runner.ini, args.tick_hz, args.players)
+        kcp, args.http = add_lockstep_section(runner.ini, args.tick_hz, args.players,
+                                              journal=not args.no_journal)
         load: Load | None = None
         try:
             runner.start()

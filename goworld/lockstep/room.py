@@ -20,11 +20,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from goworld.lockstep import lockstep_pb2 as pb
 from goworld.lockstep.codec import MsgId, encode
 from goworld.lockstep.frames import InputTuple, frame_entry, pack_frames
+
+if TYPE_CHECKING:
+    from goworld.lockstep.journal import RoomImage
 
 __all__ = ["Room", "RoomSettings", "RoomResult", "Session", "MAX_PLAYERS"]
 
@@ -159,6 +162,72 @@ class Room:
         self.result: RoomResult | None = None
         self.dropped_inputs = 0
         self.skipped_ticks = 0
+        #: where the room writes what clients will see, before they see it
+        #: (:mod:`goworld.lockstep.journal`); None: no journal
+        self.journal: Callable[[list[Any]], object] | None = None
+        #: a room brought back from its journal waits this long (monotonic) for a player
+        #: before "everyone_left"; its frames do not advance meanwhile
+        self._resume_until = 0.0
+
+    @classmethod
+    def restore(
+        cls,
+        image: RoomImage,
+        now: float,
+        *,
+        settings: RoomSettings | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> Room:
+        """The room ``image`` (its journal) describes, its next tick due at ``now``, every
+        player offline. A started room goes on from the last frame sent, with the frames and
+        results it had; it waits ``ready_timeout`` for a player to come back. A room not
+        started keeps its creation time (its ready timeout runs on)."""
+        room = cls(image.room_id, image.members, now, settings=settings, seed=image.seed,
+                   tokens=image.tokens, owner=image.owner, wall=wall)
+        room.created_wall = int(image.created_wall)
+        period = room._tick_period
+        if image.start_time:
+            ticks = image.ticks
+            room.state = GAMING
+            room.started = True
+            room.start_time = image.start_time
+            room.frame = room._last_send = image.sent
+            frames = room._frames
+            for frame_id in sorted(image.inputs):
+                frames.ids.append(frame_id)
+                frames.inputs[frame_id] = list(image.inputs[frame_id])
+            for player in room.players.values():
+                player.progress = 100
+            room._resume_until = now + room.settings.ready_timeout
+        else:
+            ticks = max(0, int((wall() - image.created_wall) / period))
+        for player_id, winner in image.results.items():
+            if player_id in room.players:
+                room.players[player_id].result = winner
+        room._ticks = ticks
+        room.created = now - ticks * period
+        room.next_tick_at = now
+        return room
+
+    def journal_records(self) -> list[list[Any]]:
+        """The records a fresh journal of this room starts with (its state so far)."""
+        owner = list(self.owner) if isinstance(self.owner, tuple) else self.owner
+        records: list[list[Any]] = [
+            ["new", self.id, list(self.members), self.seed, self.tokens, owner, self.created_wall]
+        ]
+        if self.started:
+            records.append(["start", self.start_time, self._ticks])
+            frames = self._frames
+            records.append(["send", self._last_send, self._ticks,
+                            [[f, [list(i) for i in frames.inputs[f]]] for f in frames.ids
+                             if f < self._last_send]])
+        records += [["result", p.id, p.result] for p in self.players.values() if p.result is not None]
+        return records
+
+    def _note(self, record: list[Any]) -> None:
+        journal = self.journal
+        if journal is not None:
+            journal(record)
 
     # ---- sessions ------------------------------------------------------------------------
 
@@ -283,6 +352,7 @@ class Room:
         except Exception:  # noqa: BLE001 - a bad body reports winner 0
             msg = pb.C2S_ResultMsg()
         player.result = msg.winnerID
+        self._note(["result", player.id, msg.winnerID])
         session.send(_RESULT)
 
     def _resync(self, player: Player, session: Session) -> None:
@@ -316,6 +386,12 @@ class Room:
         n = self.frame
         if not self._input_pending and n - self._last_send < self.settings.frames_per_send:
             return
+        if self.journal is not None:  # written before any client can see these frames
+            frames = self._frames
+            ids = frames.ids
+            closing = ids[bisect.bisect_left(ids, self._last_send) : bisect.bisect_left(ids, n)]
+            self.journal(["send", n, self._ticks + 1,
+                          [[f, [list(i) for i in frames.inputs[f]]] for f in closing]])
         stale = self.settings.stale_after
         for player in self.players.values():
             session = player.session
@@ -368,6 +444,8 @@ class Room:
         elif state == GAMING:
             online = self.online()
             if not online:
+                if now < self._resume_until:
+                    return  # back from the journal: the clock waits for the players
                 self._end("everyone_left", now)
             elif all(p.result is not None for p in online):
                 self._end("results", now)
@@ -382,6 +460,7 @@ class Room:
         self.started = True
         self.frame = 0
         self.start_time = int(self.wall())
+        self._note(["start", self.start_time, self._ticks + 1])
         for player in self.players.values():
             player.ready = True
             player.progress = 100
@@ -408,6 +487,7 @@ class Room:
             self.dropped_inputs,
             self.owner,
         )
+        self._note(["end", reason])
         self.state = CLOSING
         for player in self.online():
             assert player.session is not None

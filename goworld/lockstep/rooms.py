@@ -14,6 +14,7 @@ token matches when the room has tokens or ``require_token`` is set.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import heapq
 import hmac
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs
 from goworld.errors import GoWorldError
 from goworld.lockstep import lockstep_pb2 as pb
 from goworld.lockstep.codec import MsgId, encode
+from goworld.lockstep.journal import RoomJournal
 from goworld.lockstep.room import MAX_PLAYERS, Player, Room, RoomSettings, Session
 
 __all__ = ["RoomManager", "RoomRefused", "parse_u64"]
@@ -76,6 +78,7 @@ class RoomManager:
         require_token: bool = False,
         secret: bytes | None = None,
         wall: Callable[[], float] = time.time,
+        journal: RoomJournal | None = None,
     ) -> None:
         if not 1 <= max_players <= MAX_PLAYERS:
             raise ValueError(f"max_players must be 1..{MAX_PLAYERS}")
@@ -86,6 +89,8 @@ class RoomManager:
         self._secret = secret or secrets.token_bytes(32)
         self.wall = wall
         self.rooms: dict[int, Room] = {}
+        #: every room's write-ahead journal (None: rooms die with the process)
+        self.journal = journal
         self._bound: dict[Session, tuple[Room, Player]] = {}
         self._due: list[tuple[float, int, Room]] = []
         self._seq = 0
@@ -94,6 +99,7 @@ class RoomManager:
         self._slot_of: dict[int, int] = {}
         self.stats = {
             "rooms_created": 0,
+            "rooms_restored": 0,
             "rooms_ended": 0,
             "connects_refused": 0,
             "sessions_closed_bad_packet": 0,
@@ -134,13 +140,49 @@ class RoomManager:
             owner=owner,
             wall=self.wall,
         )
-        self.rooms[room_id] = room
-        self._slot_rooms[slot] += 1
-        self._slot_of[room_id] = slot
-        self._schedule(room)
+        self._add(room, slot)
         self.stats["rooms_created"] += 1
         logger.info("room %d created for players %s", room_id, list(room.members))
         return room
+
+    def _add(self, room: Room, slot: int) -> None:
+        self.rooms[room.id] = room
+        self._slot_rooms[slot] += 1
+        self._slot_of[room.id] = slot
+        self._schedule(room)
+        journal = self.journal
+        if journal is not None and journal.open(room.id, room.journal_records()):
+            room.journal = functools.partial(journal.write, room.id)
+
+    def restore(self, now: float) -> list[Room]:
+        """Bring back the rooms the journal holds (a previous process of this lockstep
+        server died with them): every player offline, each room's clock on a tick slot from
+        ``now``. Rooms that had ended, or are older than their lifetime, are dropped."""
+        journal = self.journal
+        if journal is None:
+            return []
+        restored = []
+        wall_now = self.wall()
+        for image in journal.load_all():
+            too_old = wall_now - image.created_wall > self.settings.lifetime
+            if image.ended is not None or too_old or image.room_id in self.rooms:
+                logger.info("room %d: its journal is not brought back (%s)", image.room_id,
+                            f"ended: {image.ended}" if image.ended else "older than its lifetime"
+                            if too_old else "the id is taken")
+                journal.remove(image.room_id)
+                continue
+            slot = min(range(TICK_SLOTS), key=self._slot_rooms.__getitem__)
+            room = Room.restore(image, self._slot_start(slot, now), settings=self.settings,
+                                wall=self.wall)
+            self._add(room, slot)
+            restored.append(room)
+            self.stats["rooms_restored"] += 1
+            logger.warning(
+                "room %d brought back from its journal: %s, frame %d, players %s (they "
+                "reconnect: Connect, then Ready)", room.id, room.state, room.frame,
+                list(room.members),
+            )
+        return restored
 
     def new_room_id(self) -> int:
         """A random free id for rooms made by game code (63 bits: safe in every language)."""
@@ -212,6 +254,8 @@ class RoomManager:
 
     def _forget(self, room: Room) -> None:
         del self.rooms[room.id]
+        if self.journal is not None:
+            self.journal.remove(room.id)
         self._slot_rooms[self._slot_of.pop(room.id)] -= 1
         for player in room.players.values():
             if player.session is not None:
@@ -225,6 +269,8 @@ class RoomManager:
             if room.result is None:
                 ended.append(room)
             room.stop(now)
+            if self.journal is not None:
+                self.journal.remove(room.id)
         self.rooms.clear()
         self._slot_rooms = [0] * TICK_SLOTS
         self._slot_of.clear()

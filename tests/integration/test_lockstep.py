@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from goworld import runctl
 from goworld.lockstep import replay
 from goworld.lockstep.client import LockstepClient, open_kcp, open_ws
 from goworld.lockstep.codec import ErrorCode, MsgId
@@ -303,21 +306,95 @@ async def test_hostile_sessions_are_closed_alone(cluster: ClusterRunner) -> None
     assert not cluster.grep("Traceback"), cluster.logs()
 
 
+def _own_cluster(
+    factory: pytest.TempPathFactory, name: str, lockstep: str = ""
+) -> tuple[ClusterRunner, dict[str, Any], dict[int, str]]:
+    """A cluster of its own (1 + 1 + 1 and the lockstep process), started; the room its game
+    code made at start and the players' tokens."""
+    runner = ClusterRunner(factory.mktemp(name), APP, dispatchers=1, games=1, gates=1,
+                           lockstep=f"log_level = info\n{lockstep}")
+    runner.start()
+    try:
+        info = _wait_event(runner, "created")["data"]
+    except BaseException:
+        runner.kill()
+        raise
+    return runner, info, {int(k): v for k, v in info["tokens"].items()}
+
+
+@pytest.mark.asyncio
+async def test_a_room_outlives_a_killed_lockstep_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """kill -9 of the lockstep process in the middle of a game-code room's match: the supervisor
+    restarts it, the room comes back from its journal, the players reconnect (Connect with
+    their tokens and the frame they had, then Ready) and get the original Start and the frames
+    after theirs; nothing any of them had seen changes, and the owner hears the result."""
+    runner, info, tokens = _own_cluster(tmp_path_factory, "lockstep_crash", "replay_dir = replays")
+    clients: list[LockstepClient] = []
+    try:
+        room, players = info["room"], (11, 12, 13)
+
+        async def join(resume: Sequence[int | None]) -> list[int]:
+            clients[:] = [await _open(runner, t) for t in ("kcp", "ws", "kcp")]
+            for client, player, frame in zip(clients, players, resume, strict=True):
+                code = await client.connect(player, room, token=tokens[player], resume_frame=frame)
+                assert code == ErrorCode.ERR_Ok, (player, code, runner.logs())
+                client.start_heartbeats(0.3)
+                client.ready()
+            return [(await c.wait_for(MsgId.MSG_Start, 10)).timeStamp for c in clients]
+
+        started = await join([None, None, None])
+        await _play(clients, 5)
+        await asyncio.sleep(0.3)  # the last inputs' frame goes out
+        had = [list(c.frames) for c in clients]
+        resume = [c.next_frame_id for c in clients]
+        pid = runctl.read_pid(runner.dir / ".goworld", "lockstep1")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        for client in clients:
+            await client.close()
+        await asyncio.to_thread(runner.wait_for_log, "rooms brought back from their journals", 1, 60)
+        assert await join(resume) == started  # the original StartMsg
+        await _play(clients, 4)
+        await _finish(clients)
+        combined = []
+        for before, client, frame in zip(had, clients, resume, strict=True):
+            assert all(f[0] >= frame for f in client.frames), "a frame it had was sent again"
+            seen = {f[0]: f for f in before + client.frames if f[1]}
+            combined.append([seen[k] for k in sorted(seen)])
+        assert combined[0] == combined[1] == combined[2]
+        for player in players:
+            sids = [item[1] for _, frame in combined[0] for item in frame if item[0] == player]
+            assert sids == [0, 1, 2, 3, 4, 0, 1, 2, 3], (player, sids)
+        saved = list((runner.dir / "replays").glob(f"room-{room}-*.json"))
+        assert len(saved) == 1 and replay.check(replay.load(saved[0])) == combined[0]
+        result = _wait_event(runner, "result")["data"]
+        assert result["room"] == room and result["reason"] == "results"
+        assert {int(k): v for k, v in result["results"].items()} == {11: 1, 12: 1, 13: 1}  # _finish
+        # the journal goes with the room, after its close wait
+        journals = runner.dir / ".goworld" / "lockstep1.rooms"
+        deadline = time.monotonic() + 15
+        while list(journals.glob("*.journal")):
+            assert time.monotonic() < deadline, list(journals.iterdir())
+            await asyncio.sleep(0.2)
+    finally:
+        for client in clients:
+            await client.close()
+        stopped = runner.stop()
+        runner.kill()
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
 @pytest.mark.asyncio
 async def test_goworld_stop_closes_rooms_and_reports_them_stopped(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The lockstep process stops after the gates and before the games: players get Close, and
     the owner (still running) hears the result, reason "stopped"."""
-    runner = ClusterRunner(
-        tmp_path_factory.mktemp("lockstep_stop"), APP, dispatchers=1, games=1, gates=1,
-        lockstep="log_level = info",
-    )
-    runner.start()
+    runner, info, tokens = _own_cluster(tmp_path_factory, "lockstep_stop")
     clients: list[LockstepClient] = []
     try:
-        info = _wait_event(runner, "created")["data"]
-        tokens = {int(k): v for k, v in info["tokens"].items()}
         for player in (11, 12, 13):
             client = await _open(runner, "kcp")
             clients.append(client)

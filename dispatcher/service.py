@@ -1000,21 +1000,40 @@ class DispatcherService:
     def requeue(self, peer_name: str, envs: list[Envelope]) -> None:
         """What a broken stream's writer had not written yet (``peer_name``: ``game1``,
         ``gate2``...), called right after the peer left: held again, first, if the peer is
-        held for (a game within its grace or frozen, a gate within its grace); else dropped."""
+        held for (a game within its grace or frozen, a gate within its grace); else dropped.
+        The queue it joins keeps its bound (``frozen_queue_max_bytes``, GATE_AWAY_MAX_BYTES):
+        what would pass it goes, newest first, with one log line."""
         if not envs:
             return
         if peer_name.startswith("game"):
             game = self.games.get(int(peer_name[4:]))
             if game is not None and game.frozen:
-                game.pending.extendleft(reversed(envs))
-                game.pending_bytes += sum(envelope_size(e) for e in envs)
+                kept, size = self._within(peer_name, [*envs, *game.pending], self.frozen_queue_max_bytes)
+                game.pending.clear()
+                game.pending.extend(kept)
+                game.pending_bytes = size
                 return
         elif peer_name.startswith("gate") and int(peer_name[4:]) in self._gates_away:
             gate_id = int(peer_name[4:])
-            held, size = self._away_queues.get(gate_id) or ([], 0)
-            self._away_queues[gate_id] = (envs + held, size + sum(envelope_size(e) for e in envs))
+            held, _ = self._away_queues.get(gate_id) or ([], 0)
+            self._away_queues[gate_id] = self._within(peer_name, envs + held, GATE_AWAY_MAX_BYTES)
             return
         self.stats["dropped"] += len(envs)
+
+    def _within(self, peer_name: str, envs: list[Envelope], limit: int) -> tuple[list[Envelope], int]:
+        """The oldest of ``envs`` (in order) that fit in ``limit`` bytes, and their size."""
+        size = 0
+        for index, env in enumerate(envs):
+            add = envelope_size(env)
+            if size + add > limit:
+                self.stats["dropped"] += len(envs) - index
+                logger.error(
+                    "%s is held for and its queue would pass %d bytes: dropped the %d newest "
+                    "messages of %d", peer_name, limit, len(envs) - index, len(envs),
+                )
+                return envs[:index], size
+            size += add
+        return envs, size
 
     def _hold_for_gate(self, gate_id: int, env: Envelope) -> None:
         held, size = self._away_queues.get(gate_id) or ([], 0)

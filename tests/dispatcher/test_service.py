@@ -1276,6 +1276,43 @@ def test_a_gate_away_longer_than_its_grace_is_gone_and_told_when_it_returns() ->
     assert [a.name for a in acks] == ["dropped"]
 
 
+def test_what_a_broken_stream_had_not_written_rejoins_the_held_queue_within_its_bound() -> None:
+    # The stream's writer hands back what it had not written (requeue): it goes first, then
+    # what was held since; past the bound the newest go, with one log line.
+    h = cluster(1, n_gates=0)
+    first = _gate_with_instance(h, 1, "pid-a")
+    h.svc.gate_disconnected(1, first)
+    mib = b"\x00" * (1024 * 1024)
+    h.game(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, name="held", payload=b"x"))
+    unsent = [Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, gate_id=1, name=f"u{i}", payload=mib)
+              for i in range(40)]  # 40 MiB the writer had (its own bound is 64 MiB)
+    h.svc.requeue("gate1", unsent[:2])
+    again = _gate_with_instance(h, 1, "pid-a")
+    assert [e.name for e in again.sent] == ["u0", "u1", "held"]  # in order, the unsent first
+    h.svc.gate_disconnected(1, again)
+    dropped = h.svc.stats["dropped"]
+    h.svc.requeue("gate1", unsent)
+    back = _gate_with_instance(h, 1, "pid-a")
+    kept = [e.name for e in back.sent]
+    assert kept == [f"u{i}" for i in range(len(kept))] and 10 <= len(kept) < 16  # 16 MiB at most
+    assert h.svc.stats["dropped"] - dropped == 40 - len(kept)
+
+
+def test_what_a_frozen_games_broken_stream_had_not_written_keeps_the_frozen_bound() -> None:
+    h = cluster(1, n_gates=0, frozen_queue_max_bytes=4 * 1024 * 1024)
+    h.svc.game_disconnected(1, h.games[1])  # no reconnect grace here: down, not frozen
+    h.svc.requeue("game1", [Envelope(msgtype=MsgType.CALL_ENTITY_METHOD, payload=b"x")])
+    assert h.svc.stats["dropped"] == 1  # nobody is held for it
+    h2 = cluster(1, n_gates=0, frozen_queue_max_bytes=4 * 1024 * 1024, game_reconnect_grace=5.0)
+    h2.svc.game_disconnected(1, h2.games[1])  # away: frozen for its grace
+    mib = b"\x00" * (1024 * 1024)
+    h2.svc.requeue("game1", [Envelope(msgtype=MsgType.CALL_ENTITY_METHOD, name=f"u{i}", payload=mib)
+                             for i in range(10)])
+    game = h2.svc.games[1]
+    assert [e.name for e in game.pending] == ["u0", "u1", "u2"]  # 4 MiB with the overhead
+    assert game.pending_bytes <= 4 * 1024 * 1024 and h2.svc.stats["dropped"] == 7
+
+
 def test_a_new_gate_process_means_the_old_ones_clients_are_gone_at_once() -> None:
     h = cluster(1, n_gates=0)
     first = _gate_with_instance(h, 1, "pid-a")

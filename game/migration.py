@@ -120,15 +120,16 @@ class Migration:
             self.pending.pop(env.name, None)
             return
         space_id, pos = target
-        if env.game_id == 0:
-            logger.error("%r: space %s not found, enter_space cancelled", entity, space_id)
-            del self.pending[entity.id]
-            return
         if env.game_id == rt.game_id:
             del self.pending[entity.id]
             space = rt.spaces.get(space_id)
             if space is not None:
                 rt.switch_space(entity, space, pos)
+                return
+        if env.game_id == 0 or env.game_id == rt.game_id:  # no such space (any more)
+            logger.error("%r: space %s not found, enter_space cancelled", entity, space_id)
+            self.pending.pop(entity.id, None)
+            entity.run_hook("on_enter_space_failed", space_id)
             return
         rt.outbox.to_entity(
             entity.id,

@@ -14,7 +14,10 @@ Deliberate differences from upstream, none of them visible to the bot:
   it, so it always picks the first space of a kind);
 * ``TestPublish`` publishes on every ``PublishSubscribeService`` shard, so that a wildcard
   subscription (``boss_*``) is found whichever shard holds it;
-* mails are stored in KVDB as JSON text rather than msgpack bytes in a string.
+* mails are stored in KVDB as JSON text rather than msgpack bytes in a string;
+* a space that died with its game is forgotten by ``SpaceService`` when an avatar fails to
+  enter it (our ``on_enter_space_failed`` hook), and the avatar is sent to another space
+  (GoWorld's service keeps sending avatars to the dead space).
 """
 
 import goworld

@@ -89,7 +89,17 @@ class Avatar(goworld.Entity):
     def do_enter_space(self, kind: int, space_id: str) -> None:
         """SpaceService's answer: enter at a random position of the 800 x 800 square."""
         pos = (float(random.randrange(-400, 400)), 0.0, float(random.randrange(-400, 400)))
+        self.entering_kind = kind
         self.enter_space(space_id, pos)
+
+    def on_enter_space_failed(self, space_id: str) -> None:
+        """The space SpaceService chose is gone (it died with its game): tell the service,
+        and ask again (the service creates a space when it has none left)."""
+        kind = getattr(self, "entering_kind", 0)
+        if not kind:
+            return
+        goworld.call_service_shard_key("SpaceService", str(kind), "SpaceGone", kind, space_id)
+        goworld.call_service_shard_key("SpaceService", str(kind), "EnterSpace", self.id, kind)
 
     @goworld.rpc(name="GetSpaceID")
     def get_space_id(self, caller_id: str) -> None:

@@ -82,6 +82,11 @@ class SpaceService(goworld.Entity):
         if info is not None:
             info.avatar_num = avatar_num
 
+    @goworld.rpc(name="SpaceGone")
+    def space_gone(self, kind: int, space_id: str) -> None:
+        """An avatar could not enter ``space_id``: it died with its game. Not chosen again."""
+        self.spaces.get(kind, {}).pop(space_id, None)
+
     @goworld.rpc(name="RequestDestroy")
     def request_destroy(self, kind: int, space_id: str) -> None:
         """An empty space asks to go; yes only if nobody was sent there for a while."""

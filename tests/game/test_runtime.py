@@ -107,6 +107,9 @@ class Recording(Entity):
     def on_enter_space(self) -> None:
         _note(self, "on_enter_space")
 
+    def on_enter_space_failed(self, space_id: str) -> None:
+        _note(self, "on_enter_space_failed", space_id)
+
     def on_leave_space(self, space: Space) -> None:
         _note(self, "on_leave_space", space.id)
 
@@ -1424,9 +1427,22 @@ async def test_enter_space_on_an_unknown_space_queries_the_spaces_shard(h: Harne
     a.enter_space(new_entity_id(), (0, 0, 0))
     assert h.sent == []
     # unknown space (game 0): cancelled, and the entity may try again
+    EVENTS.clear()
     h.handlers.handle(2, Envelope(msgtype=MT.QUERY_SPACE_GAMEID_FOR_MIGRATE, entity_id=sid, name=a.id, game_id=0))
     assert h.sent == [] and a.space is h.nil
     assert a.id not in h.rt.migration.pending
+    assert EVENTS == [(a.id, "on_enter_space_failed", (sid,))]  # game code may choose another
+
+
+async def test_a_space_gone_from_this_game_runs_the_failed_hook_too(h: Harness) -> None:
+    space = h.space()
+    a = h.avatar()
+    h.rt.migration.start(a, space.id, Vector3(4, 0, 4))
+    space.destroy()  # gone before the dispatcher's answer, which still names this game
+    EVENTS.clear()
+    h.handlers.handle(1, Envelope(msgtype=MT.QUERY_SPACE_GAMEID_FOR_MIGRATE, entity_id=space.id, name=a.id, game_id=1))
+    assert a.space is h.nil and a.id not in h.rt.migration.pending
+    assert (a.id, "on_enter_space_failed", (space.id,)) in EVENTS
 
 
 async def test_query_reply_naming_this_game_switches_locally(h: Harness) -> None:

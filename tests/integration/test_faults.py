@@ -5,8 +5,8 @@ logged in on every gate, each calling ``TestListField`` every 0.5 s.
 
 * 1+1+1: kill -9 of the game, the gate and the dispatcher, and SIGSTOP of the game (SIGCONT
   after 4 s);
-* 2+2+2: kill -9 of dispatcher1, then of game1 (after which a Go bot may trip over
-  test_game's own stale spaces: tolerated, see ``_fault``).
+* 2+2+2: kill -9 of dispatcher1, then of game1 (test_game's SpaceService may still send
+  avatars to spaces that died with it: they are sent elsewhere, the bot passes).
 
 Each fault runs on the cluster the previous one left (each process is killed at most once), and
 is driven by scripts/bench_faults.py's ``run_fault`` (the bench measures with the same code).
@@ -66,8 +66,6 @@ class Cluster:
         self.runner, self.layout = runner, layout
         self.saved: dict[str, tuple[str, int]] = {}
         self.faults = 0
-        #: a game died while another lived on (test_game's SpaceService may hold dead spaces)
-        self.spaces_lost = False
 
 
 def _cluster(tmp_path_factory: pytest.TempPathFactory, layout: str) -> Iterator[Cluster]:
@@ -102,16 +100,9 @@ async def _fault(cluster: Cluster, test_client: Path, role: str, kind: str) -> A
     # Full strength by itself.
     assert out.full_strength and out.newcomer_ok, context
     assert out.status_after.get("ok") and all(p["up"] for p in out.status_after["processes"]), context
-    if not out.bot_after_passed and cluster.spaces_lost:
-        # test_game's SpaceService keeps the ids of the spaces it made: a shard on a live game
-        # may send an avatar into a space that died with game1 (the game says so), and the
-        # strict bot's DoEnterRandomSpace times out. The example's limitation (GoWorld's
-        # test_game has it), not the engine's: tolerated, and only that.
-        errors = [line for line in out.bot_after.splitlines() if line.startswith(("fatal\t", "error\t"))]
-        assert errors and all("DoEnterRandomSpace" in e and "TIMEOUT" in e for e in errors), out.bot_after
-        assert cluster.runner.grep("not found, enter_space cancelled"), out.bot_after
-    else:
-        assert out.bot_after_passed, out.bot_after
+    # Spaces that died with game1 (2+2+2): test_game's SpaceService may still send an avatar
+    # to one; on_enter_space_failed sends it elsewhere, so the strict bot passes all the same.
+    assert out.bot_after_passed, out.bot_after
     # Data: every player saved before this fault or an earlier one comes back.
     assert out.saved_checked >= PLAN.saved and out.data_lost == [], context
     # Undisturbed players are served; disturbed ones log in again.
@@ -192,7 +183,6 @@ class Test222:
 
     @pytest.mark.asyncio
     async def test_kill_9_game1(self, cluster222: Cluster, test_client: Path) -> None:
-        cluster222.spaces_lost = True
         out = await _fault(cluster222, test_client, "game", "kill")
         # The players whose avatar lived on game1 are told why; the others are undisturbed.
         assert set(out.close_codes) <= {"game_lost"}, out.to_json()

@@ -134,12 +134,11 @@ def run(quick: bool) -> Result:
         "Account) before another got in; after a dispatcher's restart that is the dispatcher "
         "dropping what a game sends to a gate that has not reconnected to it yet (a bug: "
         "tests/integration/test_faults.py, xfail).",
-        "Go bots after a 2+2+2 game1 kill (and every later fault on that cluster) may fail: "
-        "test_game's SpaceService keeps the ids of the spaces it made, so a shard on game2 "
-        "still sends avatars into a space that died with game1 (the game logs 'space ... not "
-        "found, enter_space cancelled' and the bot's DoEnterRandomSpace times out in strict "
-        "mode). The example's limitation (GoWorld's test_game has it too), not the engine's; "
-        "whether it shows depends on where the shards and spaces were.",
+        "Spaces that died with a game: test_game's SpaceService may still send an avatar into "
+        "one (it learns of the death lazily); the game logs 'space ... not found, enter_space "
+        "cancelled', runs the avatar's on_enter_space_failed, and test_game's Avatar tells "
+        "the service (which forgets that space) and asks again, so the bot's "
+        "DoEnterRandomSpace still succeeds (before session 8 it timed out).",
         "A stopped gate is noticed by nobody (no health check of gates): its players are paused "
         "for the stop, then served. A stopped dispatcher's 'first log line' is its own, written "
         "when it resumes: it counts its own stop as the games' silence and marks them "

@@ -152,26 +152,27 @@ class ServiceManager:
                     f" (or for another game to take it over in {self.failover_timeout:.0f} s)"
                     if self.failover_timeout else "",
                 )
+        self._arm(game_id)
+
+    def _arm(self, game_id: int) -> None:
+        """The failover timer for ``game_id``, unless one runs or failover is off."""
         if self.failover_timeout > 0 and game_id not in self._failovers:
             self._failovers[game_id] = self.rt.loop.call_later(
                 self.failover_timeout, self._failover, game_id
             )
 
     def _arm_failovers(self) -> None:
-        """A failover timer for every game that holds shards and is not connected, when none
-        runs yet: a game that started, or was restored, after that game went down heard no
+        """A failover timer for every game that holds shards and is not connected: a game
+        that started, or was restored, after that game went down heard no
         NOTIFY_GAME_DISCONNECTED about it."""
-        if self.failover_timeout <= 0:
-            return
         rt = self.rt
         for name, desc in rt.registry.services.items():
             for shard in range(desc.service_shards):
                 owner = rt.kvreg.get(f"Service/{name}#{shard}", "")
-                game_id = int(owner[4:]) if owner.startswith("game") and owner[4:].isdigit() else 0
-                if game_id and game_id not in rt.online_games and game_id not in self._failovers:
-                    self._failovers[game_id] = rt.loop.call_later(
-                        self.failover_timeout, self._failover, game_id
-                    )
+                if owner.startswith("game") and owner[4:].isdigit():
+                    game_id = int(owner[4:])
+                    if game_id not in rt.online_games:
+                        self._arm(game_id)
 
     def game_back(self, game_id: int) -> None:
         """Game ``game_id`` is connected again: its shards stay with it."""

@@ -75,6 +75,8 @@ class LoginGuard(goworld.Entity):
         times.append(now)
         if len(times) >= limit:
             self.failures.pop(key, None)
+            if key not in self.locked and len(self.locked) >= MAX_NAMES:
+                self.locked.pop(next(iter(self.locked)))  # the oldest lock, the soonest over
             self.locked[key] = now + lockout
             return True
         if key not in self.failures and len(self.failures) >= MAX_NAMES:

@@ -164,11 +164,16 @@ class RoomManager:
         restored = []
         wall_now = self.wall()
         for image in journal.load_all():
-            too_old = wall_now - image.created_wall > self.settings.lifetime
-            if image.ended is not None or too_old or image.room_id in self.rooms:
-                logger.info("room %d: its journal is not brought back (%s)", image.room_id,
-                            f"ended: {image.ended}" if image.ended else "older than its lifetime"
-                            if too_old else "the id is taken")
+            if image.ended is not None:
+                why = f"it had ended ({image.ended})"
+            elif wall_now - image.created_wall > self.settings.lifetime:
+                why = "it is older than a room's lifetime"
+            elif image.room_id in self.rooms:
+                why = "its id is taken"
+            else:
+                why = ""
+            if why:
+                logger.info("room %d is not brought back from its journal: %s", image.room_id, why)
                 journal.remove(image.room_id)
                 continue
             slot = min(range(TICK_SLOTS), key=self._slot_rooms.__getitem__)

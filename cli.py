@@ -850,15 +850,21 @@ def kill_command(app: Path | None, ini_path: Path, only: str | None) -> None:
 @_INI_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @_ONLY_OPTION
-def status_command(app: Path | None, ini_path: Path, as_json: bool, only: str | None) -> None:
+@click.option("--cluster", "everywhere", is_flag=True,
+              help="Every process of the ini, on every host: those that do not run here are "
+              "asked for their /status over HTTP (at their http_addr; other hosts need the "
+              "ops_token).")
+def status_command(app: Path | None, ini_path: Path, as_json: bool, only: str | None,
+                   everywhere: bool) -> None:
     """Show each process of the cluster: up or down, pid, uptime, restarts by the supervisor.
 
     Exits 0 when everything (the supervisor too, unless started with --no-supervise) runs,
     3 when nothing runs, 1 when something is down. APP (optional, as in GoWorld's
-    `goworld status APP`) must be the running cluster's app."""
+    `goworld status APP`) must be the running cluster's app. With --cluster, "everything"
+    is every process of the ini, wherever it runs."""
     cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "status")
-    report = _status(cluster)
+    report = _status(cluster, everywhere=everywhere)
     procs = report["processes"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -870,7 +876,9 @@ def status_command(app: Path | None, ini_path: Path, as_json: bool, only: str | 
         sys.exit(1)
 
 
-def _status(cluster: Cluster) -> dict[str, Any]:
+def _status(cluster: Cluster, *, everywhere: bool = False) -> dict[str, Any]:
+    """The report of `goworld status` (its --json). ``everywhere`` (--cluster): every process
+    of the ini, those outside this host's share or not running here asked over HTTP."""
     from goworld.supervisor import read_state
 
     supervised = runctl.read_cluster_supervised(cluster.run_dir)
@@ -878,8 +886,10 @@ def _status(cluster: Cluster) -> dict[str, Any]:
     state = read_state(cluster.run_dir) if sup_pid is not None else {}
     now = time.time()
     procs = []
-    for proc in cluster.all_procs():
-        pid = cluster.pid(proc)
+    share = {p.name for p in cluster.all_procs()}
+    listed = Cluster(cluster.cfg).all_procs() if everywhere else cluster.all_procs()
+    for proc in listed:
+        pid = cluster.pid(proc) if proc.name in share else None
         seen = state.get(proc.name, {})
         started = runctl.start_time(pid) if pid is not None else None
         if pid is None:
@@ -894,11 +904,12 @@ def _status(cluster: Cluster) -> dict[str, Any]:
             "restarts": int(seen.get("restarts", 0)), "last_restart": seen.get("last_restart"),
             "last_exit": seen.get("last_exit", ""), "log": str(proc.log_file),
             "silent_seconds": _silent_seconds(cluster, proc.name, now) if pid is not None else None,
+            "here": proc.name in share, "address": None,
         })
-    _add_live_figures(cluster, procs)
+    _add_live_figures(cluster, procs, everywhere=everywhere)
     ok = all(p["up"] for p in procs) and (sup_pid is not None or not supervised)
     return {
-        "app": cluster.app(), "ok": ok, "processes": procs,
+        "app": cluster.app(), "ok": ok, "processes": procs, "cluster": everywhere,
         "hang_timeout": cluster.cfg.supervisor.hang_timeout,
         "supervisor": {"expected": supervised, "up": sup_pid is not None, "pid": sup_pid},
     }
@@ -923,57 +934,44 @@ _LIVE_KEYS = ("clients", "entities", "loop_lag_seconds", "loop_lag_max_seconds",
 _LIVE_TIMEOUT = 1.0
 
 
-def _add_live_figures(cluster: Cluster, procs: list[dict[str, Any]]) -> None:
+def _add_live_figures(cluster: Cluster, procs: list[dict[str, Any]], *, everywhere: bool = False) -> None:
     """Each running process's figures from GET /status on its http_addr (None where it did
-    not answer within _LIVE_TIMEOUT; ``status_error`` says why)."""
+    not answer within _LIVE_TIMEOUT; ``status_error`` says why). ``everywhere``: a process
+    not running here is asked too (goworld.ops_client says where); its answer makes it up
+    elsewhere ("here" false, "address" the URL asked), its silence leaves it down with why."""
     from concurrent.futures import ThreadPoolExecutor
 
     from goworld.metrics import ops_token
+    from goworld.ops_client import Unaddressable, fetch_status, status_url
 
     token = ops_token(cluster.cfg)
     sections = {
         "dispatcher": cluster.cfg.dispatchers, "game": cluster.cfg.games, "gate": cluster.cfg.gates,
         "lockstep": cluster.cfg.lockstep_procs,
     }
-    up = [p for p in procs if p["up"]]
     for p in procs:
         p.update(dict.fromkeys(_LIVE_KEYS), status_error=None)
-    if not up:
+    asked = [p for p in procs if p["up"] or everywhere]
+
+    def ask(p: dict[str, Any]) -> dict[str, Any] | str:
+        try:
+            url = status_url(p["name"], sections[p["role"]][p["id"]], here=p["up"])
+        except Unaddressable as exc:
+            return str(exc)
+        p["address"] = url
+        return fetch_status(url, token, _LIVE_TIMEOUT, expect={"role": p["role"], "id": p["id"]})
+
+    if not asked:
         return
-    with ThreadPoolExecutor(max_workers=min(16, len(up))) as pool:
-        answers = pool.map(lambda p: _fetch_status(sections[p["role"]][p["id"]], token), up)
-        for p, answer in zip(up, answers, strict=True):
+    with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:
+        for p, answer in zip(asked, pool.map(ask, asked), strict=True):
             if isinstance(answer, str):
                 p["status_error"] = answer
-            else:
-                p.update({key: answer.get(key) for key in _LIVE_KEYS})
-
-
-def _fetch_status(section: Any, token: str) -> dict[str, Any] | str:
-    """GET /status of one process (its config section's http_addr; https on a gate with
-    encrypt_connection, its self-signed certificate not checked): the JSON, or why not."""
-    import ssl
-    import urllib.error
-    import urllib.request
-
-    addr = section.http_addr
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr.host, addr.host)
-    tls = bool(getattr(section, "encrypt_connection", False))
-    url = f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{addr.port}/status"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    context = None
-    if tls:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(request, timeout=_LIVE_TIMEOUT, context=context) as reply:
-            answer = json.loads(reply.read(4 * 1024 * 1024))
-    except urllib.error.HTTPError as exc:
-        return f"{url}: {exc.code} {exc.read(200).decode(errors='replace').strip()}"
-    except (OSError, ValueError) as exc:
-        return f"{url}: {getattr(exc, 'reason', None) or exc}"
-    return answer if isinstance(answer, dict) else f"{url}: not a JSON object"
+                continue
+            p.update({key: answer.get(key) for key in _LIVE_KEYS})
+            if not p["up"]:  # it answers from another host (or from here, started elsewhere)
+                p.update(up=True, here=False, state="up (elsewhere)", pid=answer.get("pid"),
+                         uptime=answer.get("uptime_seconds"), silent_seconds=None)
 
 
 def _live_cells(p: dict[str, Any]) -> str:
@@ -992,7 +990,7 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
     procs = report["processes"]
     roles = ("dispatcher", "game", "gate", "lockstep")
     count = {r: sum(1 for p in procs if p["role"] == r and p["up"]) for r in roles}
-    total = {r: len(cluster.procs(r)) for r in roles}  # the ini's (desired_*), or --only's
+    total = {r: sum(1 for p in procs if p["role"] == r) for r in roles}  # the ini's, or --only's
     sup = report["supervisor"]
     if sup["up"]:
         supervisor = f"supervisor pid {sup['pid']}"
@@ -1002,6 +1000,9 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
     parts = [f"{count[r]}/{total[r]} {r}s" + (f" ({report['app'] or '-'})" if r == "game" else "")
              for r in roles if total[r] or (cluster.only is None and r != "lockstep")]
     share = f" (this host's share: {','.join(cluster.only)})" if cluster.only is not None else ""
+    if report.get("cluster"):
+        elsewhere = sum(1 for p in procs if p["up"] and not p["here"])
+        share = f" ({elsewhere} of them on other hosts)" if elsewhere else " (all of them here)"
     click.echo(f"{', '.join(parts)} running{share}; {supervisor}")
     click.echo(f"  {'NAME':<12} {'STATE':<18} {'PID':<8} {'UPTIME':<9} {'RESTARTS':<8}  "
                f"{'CLIENTS':<8} {'ENTITIES':<9} {'LAG':<8} {'CPU':<8} {'RSS':<7}  LAST RESTART")
@@ -1017,6 +1018,10 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
             click.echo(f"      {p['last_exit']}")
         if p["up"] and p.get("status_error"):
             click.echo(f"      no figures: {p['status_error']}")
+        if not p["up"] and p.get("status_error"):
+            click.echo(f"      not answering: {p['status_error']}")
+        if p["up"] and not p["here"]:
+            click.echo(f"      at {p['address']}")
         silent = p.get("silent_seconds")
         if p["up"] and silent is not None and silent > _STALLED_AFTER:
             hang = report.get("hang_timeout") or 0

@@ -28,6 +28,7 @@ Defined beside the code that raises them, in the same tree:
     ├── GoToolchainMissing   no Go to build GoWorld's bot (goworld.gobot)
     ├── BuildError           building GoWorld's programs failed (goworld.gobot)
     ├── BenchError           a benchmark scenario could not measure (goworld.bench)
+    ├── Unaddressable        the ini names no host to ask a process of another host (goworld.ops_client)
     └── ProtocolError
         └── RemoteProtocolError
             ├── LockstepDecodeError     a lockstep body that does not parse (goworld.lockstep.codec)

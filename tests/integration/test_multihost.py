@@ -31,12 +31,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from goworld import gobot, runctl
+from goworld.cluster import auth
 from goworld.config import load
 from goworld.testing import ClusterRunner
 
@@ -67,6 +69,7 @@ SUBNET_PREFIX = 24
 ADDRESSES = {"A": "198.18.0.1", "B": "198.18.0.2", "C": "198.18.0.3", "D": "198.18.0.4"}
 SHARES = {"A": ("dispatcher1",), "B": ("game1",), "C": ("gate1",), "D": ()}
 DISPATCHER_PORT, GATE_PORT, GATE_HTTP_PORT = 13000, 14000, 24000
+DISPATCHER_HTTP_PORT, GAME_HTTP_PORT = 23000, 25000
 
 INI = """; one cluster, three hosts (tests/integration/test_multihost.py)
 [deployment]
@@ -88,9 +91,12 @@ save_interval = 600
 ; host A
 listen_addr = 0.0.0.0:{dport}
 advertise_addr = {a}:{dport}
+; every interface: `goworld status --cluster` on another host asks advertise_addr's host
+http_addr = 0.0.0.0:{dhport}
 log_file = dispatcher1.log
 [game1]
 ; host B
+http_addr = {b}:{ghport}
 log_file = game1.log
 [gate1]
 ; host C
@@ -222,7 +228,8 @@ def test_dispatcher_game_and_gate_on_three_hosts(test_client: Path, network: Net
     t0 = time.monotonic()
     hosts = network.hosts
     ini = INI.format(secret=secrets.token_hex(16), token=secrets.token_hex(16), a=ADDRESSES["A"],
-                     c=ADDRESSES["C"], dport=DISPATCHER_PORT, gport=GATE_PORT, hport=GATE_HTTP_PORT)
+                     b=ADDRESSES["B"], c=ADDRESSES["C"], dport=DISPATCHER_PORT, gport=GATE_PORT,
+                     hport=GATE_HTTP_PORT, dhport=DISPATCHER_HTTP_PORT, ghport=GAME_HTTP_PORT)
     dirs: dict[str, Path] = {}
     for letter in "ABC":  # each host its own copy: separate machines, separate disks
         dirs[letter] = tmp_path / f"host{letter}"
@@ -255,6 +262,23 @@ def test_dispatcher_game_and_gate_on_three_hosts(test_client: Path, network: Net
             assert report["supervisor"]["up"], report
             sup = runctl.supervisor_name(hosts[letter].processes)
             assert (dirs[letter] / ".goworld" / runctl.supervisor_log(sup)).exists()
+        for letter in "AC":  # --cluster: the others' shares are asked over the network
+            code, out = finish(goworld(hosts[letter], dirs[letter], "status", "--cluster", "--json"))
+            assert code == 0, f"host {letter}: {out}"
+            report = json.loads(out)
+            seen = {p["name"]: p for p in report["processes"]}
+            assert list(seen) == ["dispatcher1", "game1", "gate1"], report
+            for name, p in seen.items():
+                here = name in hosts[letter].processes
+                assert p["up"] and p["here"] == here and p["status_error"] is None, (letter, p)
+                assert p["cpu_seconds"] is not None and isinstance(p["pid"], int), (letter, p)
+            assert seen["game1"]["address"] == f"http://{ADDRESSES['B']}:{GAME_HTTP_PORT}/status"
+            assert seen["game1"]["entities"] >= SERVICE_SHARDS, seen["game1"]
+            if letter == "C":  # 0.0.0.0 in http_addr: advertise_addr's host is asked
+                assert seen["dispatcher1"]["address"] == f"http://{ADDRESSES['A']}:{DISPATCHER_HTTP_PORT}/status"
+        code, out = finish(goworld(hosts["C"], dirs["C"], "status", "--cluster"))
+        assert code == 0 and "2 of them on other hosts" in out, out
+        assert f"at http://{ADDRESSES['B']}:{GAME_HTTP_PORT}/status" in out, out
 
         workdir = tmp_path / "hostD"
         bot_ini = gobot.write_bot_ini(load(dirs["C"] / "goworld.ini"), workdir / "bot.ini")
@@ -345,3 +369,49 @@ def pid_of(run_dir: Path, name: str) -> int:
     pid = runctl.read_pid(run_dir, name)
     assert pid is not None and runctl.alive(pid), f"{name} does not run"
     return pid
+
+
+def test_status_cluster_asks_the_other_hosts_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two "hosts" on loopback, each its own directory (its own run directory): `goworld
+    status --cluster` on one shows the other's process as up elsewhere, with its pid and
+    figures from its /status, and as down, saying why, once it stopped."""
+    monkeypatch.setenv(auth.SECRET_ENV, secrets.token_hex(16))  # both hosts' processes: one secret
+    for letter in "AB":
+        (tmp_path / letter).mkdir()
+    host_a = ClusterRunner(tmp_path / "A", ROOT / "tests" / "apps" / "cluster_app", dispatchers=1,
+                           games=1, gates=1)
+    host_b = ClusterRunner(tmp_path / "B", host_a.app, dispatchers=1, games=1, gates=1)
+    host_b.ini.write_text(host_a.ini.read_text())  # one cluster: the same ini on both hosts
+    gate_http = host_a.ports["gate_http"][0]
+    try:
+        with ThreadPoolExecutor(2) as pool:  # game1 serves once gate1 joined: both at once
+            a = pool.submit(host_a.cli, "start", str(host_a.app), "--only", "dispatcher1,game1")
+            b = pool.submit(host_b.cli, "start", str(host_b.app), "--only", "gate1")
+            for result in (a.result(), b.result()):
+                assert result.returncode == 0, result.stdout + result.stderr + host_a.logs() + host_b.logs()
+        gate_pid = pid_of(runctl.run_dir(host_b.dir), "gate1")
+
+        result = host_a.cli("status", "--json")  # this host's share only
+        assert [p["name"] for p in json.loads(result.stdout)["processes"]] == ["dispatcher1", "game1"]
+        result = host_a.cli("status", "--cluster", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        seen = {p["name"]: p for p in json.loads(result.stdout)["processes"]}
+        assert [seen[n]["here"] for n in ("dispatcher1", "game1", "gate1")] == [True, True, False], seen
+        gate = seen["gate1"]
+        assert gate["up"] and gate["state"] == "up (elsewhere)" and gate["pid"] == gate_pid, gate
+        assert gate["address"] == f"http://127.0.0.1:{gate_http}/status" and gate["clients"] == 0, gate
+        assert gate["uptime"] is not None and gate["uptime"] >= 0, gate
+        text = host_a.cli("status", "--cluster").stdout
+        assert "(1 of them on other hosts)" in text and f"at http://127.0.0.1:{gate_http}/status" in text, text
+
+        assert host_b.cli("stop").returncode == 0
+        result = host_a.cli("status", "--cluster", "--json")
+        assert result.returncode == 1, result.stdout + result.stderr
+        gate = {p["name"]: p for p in json.loads(result.stdout)["processes"]}["gate1"]
+        assert not gate["up"] and gate["state"] == "down", gate
+        assert "refused" in gate["status_error"].lower(), gate
+        text = host_a.cli("status", "--cluster").stdout
+        assert f"not answering: http://127.0.0.1:{gate_http}/status" in text, text
+    finally:
+        host_b.cli("kill", timeout=60)
+        host_a.cli("kill", timeout=60)

@@ -800,23 +800,33 @@ def _check_app(cluster: Cluster, app: Path | None, command: str) -> None:
     help="Seconds the whole stop may take; what still runs then is killed and named "
     "(0: no bound).",
 )
-def stop_command(app: Path | None, ini_path: Path, only: str | None, timeout: float) -> None:
+@click.option("--cluster", "everywhere", is_flag=True,
+              help="First drain every gate of the cluster, on every host (through a "
+              "dispatcher's POST /drain; needs the ops_token), then stop this host's share.")
+def stop_command(app: Path | None, ini_path: Path, only: str | None, timeout: float,
+                 everywhere: bool) -> None:
     """Stop the cluster without losing anything, showing each step: the gates refuse new
     clients and tell theirs the server is going down (all gates before any closes), then
     close them; the games handle what was already sent to them, then save every persistent
     entity; then the dispatchers stop. The supervisor is stopped first.
+
+    With --cluster (a cluster over several hosts), the gates of every host are drained
+    first; the other hosts' processes keep running, drained, until their own `goworld stop`.
 
     APP (optional, as in GoWorld's `goworld stop APP`) must be the running cluster's app."""
     from goworld.safestop import SafeStop
 
     cluster = _cluster(ini_path, only, check_files=False)
     _check_app(cluster, app, "stop")
+    if everywhere:
+        _drain_cluster(cluster)
     if cluster.supervisor_pid() is not None:
         _progress(f"stopping {runctl.SUPERVISOR:<12} ")
         cluster.stop_supervisor()
         click.echo("ok")
     if not cluster.running():
-        click.echo("goworld stop: nothing is running")
+        click.echo("goworld stop: nothing is running" + (" here" if everywhere else ""))
+        _say_what_runs_elsewhere(cluster, everywhere)
         return
     stop = SafeStop(cluster, timeout, click.echo)
     if not stop.run():
@@ -825,6 +835,70 @@ def stop_command(app: Path | None, ini_path: Path, only: str | None, timeout: fl
             problems.append(f"{', '.join(stop.failed)} did not stop cleanly (see the logs)")
         click.echo(f"goworld stop: {'; '.join(problems)}", err=True)
         sys.exit(1)
+    _say_what_runs_elsewhere(cluster, everywhere)
+
+
+def _drain_cluster(cluster: Cluster) -> None:
+    """`goworld stop --cluster`'s first step: one dispatcher (the first that answers, this
+    host's first) drains every gate connected to it, on whichever host; each gate's report is
+    shown. Exits (nothing stopped) when no dispatcher could do it."""
+    from goworld.metrics import ops_token
+    from goworld.ops_client import Unaddressable, fetch_status, status_url
+    from goworld.ops_http import DRAIN_PATH
+    from goworld.safestop import DRAIN_WAIT
+
+    token = ops_token(cluster.cfg)
+    if not token:
+        click.echo("goworld stop --cluster: the other hosts' processes take orders over HTTP "
+                   "only with a token: set [deployment] ops_token (or GOWORLD_OPS_TOKEN) on "
+                   "every host; nothing stopped", err=True)
+        sys.exit(2)
+    share = {p.name for p in cluster.all_procs()}
+    dispatchers = sorted(Cluster(cluster.cfg).procs("dispatcher"),
+                         key=lambda d: not (d.name in share and cluster.pid(d) is not None))
+    why_not = []
+    for d in dispatchers:
+        here = d.name in share and cluster.pid(d) is not None
+        try:
+            url = status_url(d.name, cluster.cfg.dispatchers[d.id], here=here, path=DRAIN_PATH)
+        except Unaddressable as exc:
+            why_not.append(str(exc))
+            continue
+        _progress(f"draining every gate through {d.name} ")
+        answer = fetch_status(url, token, DRAIN_WAIT + 5, method="POST", expect={"dispatcher": d.id})
+        if isinstance(answer, str):
+            click.echo("no answer")
+            why_not.append(answer)
+            continue
+        reports = answer.get("gates") or {}
+        click.echo(f"({len(reports)} connected)")
+        for gate in Cluster(cluster.cfg).procs("gate"):
+            if gate.name in share:
+                continue  # this host's: shown by the stop below (its report comes at once)
+            report = reports.get(gate.name, False)
+            if report is False:
+                click.echo(f"draining {gate.name:<12} not connected to {d.name} (down?)")
+            elif not isinstance(report, dict):
+                click.echo(f"draining {gate.name:<12} no answer within {DRAIN_WAIT:g} s")
+            else:
+                click.echo(
+                    f"draining {gate.name:<12} new clients refused; {report.get('told', 0)} of "
+                    f"{report.get('clients', 0)} clients told the server is going down; drained "
+                    f"in {report.get('seconds', 0):.2f} s (elsewhere)"
+                )
+        return
+    click.echo("goworld stop --cluster: no dispatcher could drain the gates; nothing stopped:\n  "
+               + "\n  ".join(why_not), err=True)
+    sys.exit(1)
+
+
+def _say_what_runs_elsewhere(cluster: Cluster, everywhere: bool) -> None:
+    """After `goworld stop --cluster`: the ini's processes outside this host's share."""
+    share = {p.name for p in cluster.all_procs()}
+    others = [p.name for p in Cluster(cluster.cfg).all_procs() if p.name not in share]
+    if everywhere and others:
+        click.echo(f"on other hosts: {', '.join(others)} (their gates drained): stop each "
+                   "host's share there with `goworld stop`")
 
 
 @main.command("kill")
@@ -929,7 +1003,8 @@ def _silent_seconds(cluster: Cluster, name: str, now: float) -> float | None:
 
 
 #: What `goworld status` shows of each running process's /status (goworld.metrics).
-_LIVE_KEYS = ("clients", "entities", "loop_lag_seconds", "loop_lag_max_seconds", "cpu_seconds", "rss_bytes")
+_LIVE_KEYS = ("clients", "entities", "loop_lag_seconds", "loop_lag_max_seconds", "cpu_seconds", "rss_bytes",
+              "draining")
 #: Seconds a process has to answer /status (asked in parallel).
 _LIVE_TIMEOUT = 1.0
 
@@ -1022,6 +1097,8 @@ def _print_status(cluster: Cluster, report: dict[str, Any]) -> None:
             click.echo(f"      not answering: {p['status_error']}")
         if p["up"] and not p["here"]:
             click.echo(f"      at {p['address']}")
+        if p["up"] and p.get("draining"):
+            click.echo("      drained: refuses new clients (the cluster is stopping)")
         silent = p.get("silent_seconds")
         if p["up"] and silent is not None and silent > _STALLED_AFTER:
             hang = report.get("hang_timeout") or 0

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 import time
+from typing import Any
 
 import grpc
 
@@ -16,6 +17,7 @@ from goworld import ops_http, process, runctl
 from goworld.cluster.streams import GRPC_OPTIONS
 from goworld.config import DispatcherConfig
 from goworld.rpc import cluster_pb2_grpc
+from goworld.safestop import DRAIN_WAIT
 
 logger = logging.getLogger("goworld.dispatcher")
 
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         ops = ops_http.start_ops_server(
             "dispatcher", args.id, cfg, dcfg.http_addr,
             DispatcherFigures(service, lambda: servicer.refused),
+            actions={ops_http.DRAIN_PATH: lambda: _drain_gates(service)},
         )
         process.announce_started("dispatcher")
         ticker = asyncio.create_task(_tick(service))
@@ -80,6 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return process.run_loop(serve, alive=runctl.proc_name("dispatcher", args.id))
+
+
+async def _drain_gates(service: DispatcherService, wait: float = DRAIN_WAIT) -> dict[str, Any]:
+    """``POST /drain`` (``goworld stop --cluster``): every connected gate drains; the answer
+    holds each one's report (null: no answer within ``wait`` seconds)."""
+    loop = asyncio.get_running_loop()
+    asked = service.drain_gates()
+    deadline = loop.time() + wait
+    while loop.time() < deadline and any(g not in service.drain_reports for g in asked):
+        await asyncio.sleep(0.05)
+    reports = {f"gate{g}": service.drain_reports.get(g) for g in asked}
+    return {"dispatcher": service.dispatcher_id, "gates": reports}
 
 
 def _port_bounds(dcfg: DispatcherConfig) -> list[tuple[str, int]]:

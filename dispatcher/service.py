@@ -231,6 +231,8 @@ class DispatcherService:
         self._gates_given_up: set[int] = set()
         #: gate id -> (messages, bytes) held for a gate that is away, bounded by GATE_AWAY_MAX_BYTES
         self._away_queues: dict[int, tuple[list[Envelope], int]] = {}
+        #: gate id -> its GATE_DRAINED report, for the gates :meth:`drain_gates` asked
+        self.drain_reports: dict[int, dict[str, Any]] = {}
 
     def _game_handler_table(self) -> dict[int, Callable[[int, Envelope], None]]:
         return {
@@ -261,6 +263,7 @@ class DispatcherService:
             MsgType.NOTIFY_CLIENT_DISCONNECTED: self._on_client_disconnected,
             MsgType.CALL_ENTITY_METHOD_FROM_CLIENT: self._on_call_from_client,
             MsgType.SYNC_POSITION_YAW_FROM_CLIENT: self._on_sync_from_client,
+            MsgType.GATE_DRAINED: self._on_gate_drained,
         }
 
     # ---- peer lifecycle ------------------------------------------------------------------
@@ -647,6 +650,23 @@ class DispatcherService:
             self.stats["dropped"] += 1
             return
         handler(gate_id, env)
+
+    def drain_gates(self) -> list[int]:
+        """``goworld stop --cluster``: ask every connected gate to drain (DRAIN_GATE); their
+        answers land in :attr:`drain_reports`. Returns the gates asked."""
+        self.drain_reports.clear()
+        asked = sorted(self.gates)
+        for gate_id in asked:
+            self.gates[gate_id].send(Envelope(msgtype=MsgType.DRAIN_GATE, gate_id=gate_id))
+        logger.info("asked %d gates to drain: %s", len(asked), ", ".join(f"gate{g}" for g in asked) or "none")
+        return asked
+
+    def _on_gate_drained(self, gate_id: int, env: Envelope) -> None:
+        try:
+            report = unpack(env.payload)
+        except ValueError:
+            report = None
+        self.drain_reports[gate_id] = report if isinstance(report, dict) else {}
 
     def tick(self) -> None:
         """Release entities whose block expired (a load or migration that never finished)."""

@@ -10,6 +10,7 @@ import os
 import resource
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from gate.limits import GateLimits
@@ -17,7 +18,7 @@ from gate.listeners import start_kcp, start_tcp, start_websocket, tls_context
 from gate.metrics import GateFigures
 from gate.service import GateService
 from goworld import process, runctl
-from goworld.cluster.envelopes import Envelope
+from goworld.cluster.envelopes import Envelope, pack
 from goworld.cluster.link import DispatcherLink
 from goworld.metrics import Exporter, ops_token
 from goworld.proto.dialect import Dialect
@@ -120,15 +121,27 @@ def main(argv: list[str] | None = None) -> int:
         ]
 
         drained: dict[str, object] = {}  # _drain's report, once done
+        askers: set[int] = set()  # dispatchers whose DRAIN_GATE waits for the report
 
-        def on_drain() -> None:
+        def answer() -> None:
+            """The report, to the status file (goworld stop here) and to each dispatcher
+            that asked (goworld stop --cluster elsewhere)."""
+            _write_drained(gate.gate_id, drained)
+            for did in sorted(askers):
+                send(did, Envelope(msgtype=MsgType.GATE_DRAINED, gate_id=args.id, payload=pack(drained)))
+            askers.clear()
+
+        def on_drain(asker: int | None = None) -> None:
+            if asker is not None:
+                askers.add(asker)
             if not gate.draining:
                 tcp.close()  # new TCP connections are refused; WS and KCP ones closed at once
-                jobs.append(asyncio.create_task(_drain(gate, links, drained)))
+                jobs.append(asyncio.create_task(_drain(gate, links, drained, done=answer)))
             elif drained:  # asked again (a second goworld stop): the same answer
-                _write_drained(gate.gate_id, drained)
+                answer()
 
         asyncio.get_running_loop().add_signal_handler(runctl.DRAIN_SIGNAL, on_drain)
+        gate.drain_requested = on_drain
         await stop.wait()
         logger.info("gate%d stopping: closing %d clients", args.id, len(gate.clients))
         for job in jobs:
@@ -151,13 +164,14 @@ async def _drain(
     links: dict[int, DispatcherLink],
     report: dict[str, object],
     *,
+    done: Callable[[], None],
     quiet: float = 0.2,
     max_wait: float = 3.0,
 ) -> None:
-    """DRAIN_SIGNAL: :meth:`GateService.drain`, then wait until everything the clients sent is
-    with the dispatchers and the replies have stopped coming (``quiet`` seconds without a batch
-    from any dispatcher; at most ``max_wait``), then write the ``drained`` status file for
-    ``goworld stop``."""
+    """DRAIN_SIGNAL or DRAIN_GATE: :meth:`GateService.drain`, then wait until everything the
+    clients sent is with the dispatchers and the replies have stopped coming (``quiet``
+    seconds without a batch from any dispatcher; at most ``max_wait``), then fill ``report``
+    and call ``done`` (which tells ``goworld stop``)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     clients = len(gate.clients)
@@ -176,7 +190,7 @@ async def _drain(
     seconds = round(loop.time() - started, 3)
     logger.info("gate%d drained in %.2f s", gate.gate_id, seconds)
     report.update(clients=clients, told=told, seconds=seconds)
-    _write_drained(gate.gate_id, report)
+    done()
 
 
 def _write_drained(gate_id: int, report: dict[str, object]) -> None:

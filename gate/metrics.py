@@ -90,6 +90,7 @@ class GateFigures:
             "clients": len(self.gate.clients),
             "entities": None,
             "links": links_summary(self.links),
+            "draining": self.gate.draining,  # refusing new clients: the cluster is stopping
         }
 
 

@@ -119,6 +119,9 @@ class GateService:
         self.link_held = False
         #: :meth:`drain` ran: the cluster is stopping
         self.draining = False
+        #: a dispatcher's DRAIN_GATE (``goworld stop --cluster``), given its id: the process
+        #: drains as on DRAIN_SIGNAL and answers GATE_DRAINED (gate.__main__ sets it)
+        self.drain_requested: Callable[[int], None] | None = None
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -356,6 +359,9 @@ class GateService:
             self._entities_lost(dispatcher_id, env)
         elif msgtype == MsgType.SET_GATE_ID:
             self._gate_id_ack(dispatcher_id, env)
+        elif msgtype == MsgType.DRAIN_GATE:
+            if self.drain_requested is not None:
+                self.drain_requested(dispatcher_id)
         else:
             logger.error(
                 "dispatcher%d sent unexpected message type %d: dropped", dispatcher_id, msgtype

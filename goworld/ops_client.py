@@ -42,9 +42,10 @@ def _host_of(addr: Address | None) -> str:
     return "" if addr is None or addr.host in _WILDCARDS else addr.host
 
 
-def status_url(name: str, section: Any, *, here: bool) -> str:
-    """The ``/status`` URL of process ``name`` (its ini section ``section``); ``here``: it runs
-    on this host. :class:`Unaddressable` when it runs elsewhere and the ini names no host."""
+def status_url(name: str, section: Any, *, here: bool, path: str = "/status") -> str:
+    """The ``/status`` URL (or another ``path`` of its ops endpoints) of process ``name`` (its
+    ini section ``section``); ``here``: it runs on this host. :class:`Unaddressable` when it
+    runs elsewhere and the ini names no host."""
     addr: Address = section.http_addr
     if here:
         host = _WILDCARDS.get(addr.host, addr.host)
@@ -58,15 +59,18 @@ def status_url(name: str, section: Any, *, here: bool) -> str:
                 f"from other hosts"
             )
     scheme = "https" if getattr(section, "encrypt_connection", False) else "http"
-    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{addr.port}/status"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{addr.port}{path}"
 
 
-def fetch_status(url: str, token: str, timeout: float, *, expect: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any] | str:
-    """GET ``url`` (a /status URL) with the bearer ``token`` if any: the JSON object, or why
-    not. ``expect`` (e.g. ``{"role": "game", "id": 2}``): an answer whose fields differ is
-    some other process's, and reported as such."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+def fetch_status(url: str, token: str, timeout: float, *, expect: Mapping[str, Any] | None = None,
+                 method: str = "GET") -> dict[str, Any] | str:
+    """GET ``url`` (a /status URL; ``method`` POST for an action such as /drain) with the
+    bearer ``token`` if any: the JSON object, or why not. ``expect`` (e.g. ``{"role": "game",
+    "id": 2}``): an answer whose fields differ is some other process's, and said so."""
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}"} if token else {}, method=method,
+        data=b"" if method == "POST" else None,
+    )
     context = None
     if url.startswith("https:"):
         context = ssl.create_default_context()
@@ -83,6 +87,6 @@ def fetch_status(url: str, token: str, timeout: float, *, expect: Mapping[str, A
         return f"{url}: not a JSON object"
     for key, value in (expect or {}).items():
         if answer.get(key) != value:
-            got = f"{answer.get('role')}{answer.get('id')}"
-            return f"{url}: answered as {got}, not as the process the ini puts there"
+            got = ", ".join(f"{k} {answer.get(k)!r}" for k in expect or {})
+            return f"{url}: answered with {got}: not the process the ini puts there"
     return answer

@@ -6,7 +6,12 @@ Paths (:func:`respond`)
     * ``GET /goworld/status``: a small HTML page (plain JS, tables refreshed every 3 s) that
       fetches ``/status`` from the process serving it. A token given as ``#token=...`` in its
       URL is sent as the bearer token (the fragment never reaches a server; the page keeps
-      it in the tab's ``sessionStorage`` and takes it off the address bar).
+      it in the tab's ``sessionStorage`` and takes it off the address bar);
+    * ``POST /drain`` (a dispatcher's only): every gate connected to it drains, as the first
+      step of ``goworld stop`` does; the reply, once they answered or :data:`ACTION_TIMEOUT`
+      passed, is a JSON object with each gate's report (``goworld stop --cluster`` uses it).
+      An *action*: it needs the token even from loopback, and is refused (403) when no token
+      is configured. One action runs at a time.
 
 Where
     On each process's ``http_addr``. A gate serves them on its WebSocket/web listener
@@ -38,6 +43,7 @@ import hmac
 import ipaddress
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
@@ -47,6 +53,9 @@ from goworld.config import Address, ClusterConfig
 from goworld.metrics import Exporter, Figures, ops_token
 
 __all__ = [
+    "ACTION_TIMEOUT",
+    "Action",
+    "DRAIN_PATH",
     "METRICS_PATH",
     "OpsServer",
     "PAGE_PATH",
@@ -54,6 +63,7 @@ __all__ = [
     "Reply",
     "STATUS_PATH",
     "authorize",
+    "authorize_action",
     "is_loopback",
     "peer_host",
     "respond",
@@ -74,6 +84,12 @@ MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT = 5.0
 WRITE_TIMEOUT = 10.0
 MAX_CONNECTIONS = 32
+#: Seconds an action (``POST``) may take before the request is answered 504.
+ACTION_TIMEOUT = 20.0
+DRAIN_PATH = "/drain"
+
+#: A ``POST`` path's work: the JSON object it answers with.
+Action = Callable[[], Awaitable[dict[str, Any]]]
 BIND_RETRY_INTERVAL = 0.25
 BIND_RETRY_SECONDS = 30.0
 
@@ -150,6 +166,17 @@ def authorize(
     )
 
 
+def authorize_action(token: str, peer: str, authorization: str | None, path: str) -> Refusal | None:
+    """The rule for actions (``POST``): the token, always; none configured refuses them."""
+    if not token:
+        return Refusal(
+            403,
+            f"POST {path} changes the process: it needs an ops_token ([deployment] ops_token "
+            "or GOWORLD_OPS_TOKEN), and none is configured",
+        )
+    return authorize(token, peer, authorization)
+
+
 def respond(exporter: Exporter, path: str, peer: str, authorization: str | None) -> Reply | None:
     """The reply to ``GET path`` if ``path`` is one of ours (query string ignored), else None."""
     path = path.split("?", 1)[0]
@@ -199,8 +226,13 @@ class OpsServer:
     """``/metrics``, ``/status`` and the page on ``host:port`` (a dispatcher's or a game's
     ``http_addr``); see the module docstring for its bounds."""
 
-    def __init__(self, exporter: Exporter, host: str, port: int, *, name: str) -> None:
+    def __init__(
+        self, exporter: Exporter, host: str, port: int, *, name: str,
+        actions: Mapping[str, Action] | None = None,
+    ) -> None:
         self.exporter = exporter
+        self.actions = dict(actions or {})
+        self._action_lock = asyncio.Lock()
         self.host = host
         self.port = port
         self.name = name  # e.g. "[game1] http_addr = 127.0.0.1:25001"
@@ -281,23 +313,42 @@ class OpsServer:
         if request is None:
             return _text(400, "malformed request"), False
         method, target, headers = request
+        peer = peer_host(writer.get_extra_info("peername"))
+        path = target.split("?", 1)[0]
+        if path in self.actions:
+            if method != "POST":
+                return _text(405, f"{path} is an action: POST only", (("Allow", "POST"),)), False
+            return await self._act(path, peer, headers.get("authorization")), False
         if method not in ("GET", "HEAD"):
             return _text(405, "only GET and HEAD", (("Allow", "GET, HEAD"),)), False
-        peer = peer_host(writer.get_extra_info("peername"))
         reply = respond(self.exporter, target, peer, headers.get("authorization"))
         return (reply or _text(404, "not found")), method == "HEAD"
 
+    async def _act(self, path: str, peer: str, authorization: str | None) -> Reply:
+        refused = authorize_action(self.exporter.token, peer, authorization, path)
+        if refused is not None:
+            headers = (("WWW-Authenticate", 'Bearer realm="goworld"'),) if refused.status == 401 else ()
+            return _text(refused.status, refused.reason, headers)
+        logger.info("POST %s from %s", path, peer or "a local socket")
+        try:
+            async with self._action_lock:
+                result = await asyncio.wait_for(self.actions[path](), ACTION_TIMEOUT)
+        except TimeoutError:
+            return _text(504, f"POST {path} did not finish within {ACTION_TIMEOUT:g} s")
+        return Reply(200, json.dumps(result, separators=(",", ":")).encode(), "application/json")
+
 
 def start_ops_server(
-    role: str, ident: int, cfg: ClusterConfig, http_addr: Address, figures: Figures
+    role: str, ident: int, cfg: ClusterConfig, http_addr: Address, figures: Figures,
+    actions: Mapping[str, Action] | None = None,
 ) -> OpsServer:
     """A dispatcher's or game's endpoints: its :class:`~goworld.metrics.Exporter` (started:
-    loop lag, GC pauses) served on ``http_addr`` in the background. Call in the running loop;
-    ``await server.close()`` at the end."""
+    loop lag, GC pauses) served on ``http_addr`` in the background, with ``actions`` as
+    ``POST`` paths. Call in the running loop; ``await server.close()`` at the end."""
     exporter = Exporter(role, ident, token=ops_token(cfg), figures=figures)
     exporter.start()
     name = f"[{role}{ident}] http_addr = {http_addr}"
-    server = OpsServer(exporter, http_addr.host, http_addr.port, name=name)
+    server = OpsServer(exporter, http_addr.host, http_addr.port, name=name, actions=actions)
     server.start()
     return server
 

@@ -31,6 +31,8 @@ NOTIFY_GAME_(DIS)CONNECTED     game_id
 NOTIFY_DEPLOYMENT_READY        –
 GAME_LBC_INFO                  payload msgpack float (CPU %)
 START_FREEZE_GAME(_ACK)        game_id (ack: payload = dispatcher id)
+DRAIN_GATE (disp→gate)         –
+GATE_DRAINED (gate→disp)       gate_id; payload {"clients","told","seconds"}
 1002–1012 (client-bound)       gate_id, client_id, payload = the client packet payload
 1501 CALL_FILTERED_CLIENTS     payload = the client packet payload
 1502 (game→disp→gate)          gate_id, payload = (ClientID + EntityID + 4×f32) records

@@ -72,6 +72,10 @@ class MsgType(IntEnum):
     SET_LOCKSTEP_ID = 32
     LOCKSTEP_CREATE_ROOM = 33
     LOCKSTEP_LOAD = 34
+    #: Ours, ``goworld stop --cluster``: a dispatcher asks every gate to drain (as DRAIN_SIGNAL
+    #: does); each gate answers once drained, payload msgpack {"clients", "told", "seconds"}.
+    DRAIN_GATE = 35
+    GATE_DRAINED = 36
 
     GATE_SERVICE_MSG_TYPE_START = 1000
     REDIRECT_TO_GATEPROXY_MSG_TYPE_START = 1001

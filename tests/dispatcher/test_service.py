@@ -1417,3 +1417,22 @@ def test_a_dispatcher_that_was_stopped_itself_does_not_call_the_games_hung() -> 
     h.clock.advance(1.5)  # now the games really are silent for more than 3 s
     h.svc.tick()
     assert all(g.hung for g in h.svc.games.values())
+
+
+# ---- goworld stop --cluster ----------------------------------------------------------------
+
+
+def test_drain_gates_asks_every_connected_gate_and_keeps_their_reports() -> None:
+    h = cluster(n_games=1, n_gates=3)
+    h.svc.gate_disconnected(3, h.gates[3])  # away: not asked
+    h.clear()
+    assert h.svc.drain_gates() == [1, 2]
+    for gate_id in (1, 2):
+        assert h.gates[gate_id].types() == [MsgType.DRAIN_GATE]
+    assert h.gates[3].sent == [] and h.games[1].sent == []
+    h.gate(1, Envelope(msgtype=MsgType.GATE_DRAINED, gate_id=1, payload=pack({"clients": 4, "told": 3, "seconds": 0.2})))
+    h.gate(2, Envelope(msgtype=MsgType.GATE_DRAINED, gate_id=2, payload=b"\xc1"))  # not msgpack
+    assert h.svc.drain_reports == {1: {"clients": 4, "told": 3, "seconds": 0.2}, 2: {}}
+    assert h.svc.stats["dropped"] == 0
+    h.svc.drain_gates()  # asked again: the old answers are gone
+    assert h.svc.drain_reports == {}

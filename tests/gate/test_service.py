@@ -836,3 +836,12 @@ async def test_a_client_that_stops_reading_is_dropped_before_the_gate_buffers_to
     assert transport.closed and not other_transport.closed
     assert [r.getMessage() for r in caplog.records if "not reading" in r.getMessage()] != []
     assert sum(len(w) for w in transport.writes) <= MAX_PENDING_OUTPUT + 2 * len(big)
+
+
+def test_a_dispatchers_drain_gate_reaches_the_process_with_the_dispatchers_id() -> None:
+    h = Harness()
+    h.from_dispatcher(Envelope(msgtype=MsgType.DRAIN_GATE, gate_id=GATE_ID), dispatcher_id=2)  # nobody listens yet
+    asked: list[int] = []
+    h.gate.drain_requested = asked.append
+    h.from_dispatcher(Envelope(msgtype=MsgType.DRAIN_GATE, gate_id=GATE_ID), dispatcher_id=2)
+    assert asked == [2] and h.sent == []

@@ -349,3 +349,39 @@ async def test_a_port_never_freed_is_given_up_with_an_error(
     assert server.server is None
     assert any("cannot serve metrics and status on [game1] http_addr" in r.getMessage() for r in caplog.records)
     await server.close()
+
+
+@pytest.mark.asyncio
+async def test_an_action_needs_the_token_even_from_loopback_and_post() -> None:
+    runs: list[int] = []
+
+    async def drain() -> dict[str, Any]:
+        runs.append(1)
+        return {"gates": {"gate1": {"told": 2}}}
+
+    def post(path: str, extra: str = "") -> bytes:
+        return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{extra}\r\n".encode()
+
+    for token, expect in (("", 403), (TOKEN, 401)):
+        server = OpsServer(Exporter("dispatcher", 1, token=token, figures=FakeFigures()), "127.0.0.1", 0,
+                           name="test", actions={"/drain": drain})
+        server.start()
+        await asyncio.wait_for(server.ready.wait(), 10)
+        port = port_of(server)
+        try:
+            code, _, body = await http(port, post("/drain"))
+            assert code == expect, body
+            if not token:  # no token configured: nothing can change the process, loopback or not
+                assert b"POST /drain changes the process: it needs an ops_token" in body
+                continue
+            assert (await http(port, post("/drain", "Authorization: Bearer nope\r\n")))[0] == 401
+            code, headers, _ = await http(port, get("/drain", f"Authorization: Bearer {TOKEN}"))
+            assert code == 405 and headers["Allow"] == "POST"
+            assert runs == []
+            code, headers, body = await http(port, post("/drain", f"Authorization: Bearer {TOKEN}\r\n"))
+            assert code == 200 and headers["Content-Type"] == "application/json"
+            assert json.loads(body) == {"gates": {"gate1": {"told": 2}}} and runs == [1]
+            # the other paths keep their rules
+            assert (await http(port, get("/status", f"Authorization: Bearer {TOKEN}")))[0] == 200
+        finally:
+            await server.close()

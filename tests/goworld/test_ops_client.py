@@ -91,7 +91,7 @@ def test_fetch_status_returns_the_object_and_sends_the_token(server: str) -> Non
 def test_fetch_status_names_another_processes_answer(server: str) -> None:
     _Handler.replies = {"/status": (200, json.dumps({"role": "game", "id": 3}).encode())}
     got = fetch_status(f"{server}/status", "", 2.0, expect={"role": "game", "id": 2})
-    assert got == f"{server}/status: answered as game3, not as the process the ini puts there"
+    assert got == f"{server}/status: answered with role 'game', id 3: not the process the ini puts there"
 
 
 @pytest.mark.parametrize(("reply", "why"), [

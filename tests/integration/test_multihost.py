@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -296,10 +297,17 @@ def test_dispatcher_game_and_gate_on_three_hosts(test_client: Path, network: Net
 
         pids = {letter: _pids(dirs[letter]) for letter in "ABC"}
         assert all(len(p) == 2 for p in pids.values()), pids  # a process and its supervisor each
-        for letter in "CBA":  # gates, games, dispatchers: each host its own share
+        # B first, with --cluster: C's gate is drained (through A's dispatcher) before game1
+        # stops; then C and A stop their shares, each on its own
+        for letter in "BCA":
             only = ",".join(hosts[letter].processes)
-            code, out = finish(goworld(hosts[letter], dirs[letter], "stop", "--only", only))
+            extra = ("--cluster",) if letter == "B" else ()
+            code, out = finish(goworld(hosts[letter], dirs[letter], "stop", "--only", only, *extra))
             assert code == 0, f"host {letter}: {out}\n{logs(dirs)}"
+            if letter == "B":
+                assert "draining every gate through dispatcher1 (1 connected)" in out, out
+                assert re.search(r"draining gate1 +new clients refused; 0 of 0 clients told .*\(elsewhere\)", out), out
+                assert "on other hosts: dispatcher1, gate1 (their gates drained)" in out, out
             for name, pid in pids[letter].items():
                 assert not runctl.alive(pid), f"host {letter}: {name} (pid {pid}) still runs after stop"
         for letter in "ABC":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import time
@@ -15,6 +17,8 @@ import pytest
 
 from goworld import runctl
 from goworld.client import GoWorldClient
+from goworld.cluster import auth
+from goworld.metrics import OPS_TOKEN_ENV
 from goworld.testing import ClusterRunner, login, running_cluster
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
@@ -145,3 +149,67 @@ def test_stop_timeout_kills_what_does_not_stop(tmp_path: Path) -> None:
         assert not runctl.alive(game)
         status = runner.cli("status")
         assert status.returncode == 3, status.stdout  # nothing runs
+
+
+@pytest.mark.asyncio
+async def test_stop_cluster_drains_the_other_hosts_gates_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two "hosts" on loopback, each its own directory: A runs dispatcher1, game1 and gate1,
+    B runs gate2. `goworld stop --cluster` on A drains gate2 too, through dispatcher1's POST
+    /drain, before anything of A stops: gate2's player is told, gate2 refuses new clients
+    and keeps running, drained, until B's own stop."""
+    monkeypatch.setenv(auth.SECRET_ENV, secrets.token_hex(16))  # one cluster: one secret
+    monkeypatch.setenv(OPS_TOKEN_ENV, secrets.token_hex(16))  # orders over HTTP need it
+    for letter in "AB":
+        (tmp_path / letter).mkdir()
+    host_a = ClusterRunner(tmp_path / "A", APP, dispatchers=1, games=1, gates=2)
+    host_b = ClusterRunner(tmp_path / "B", APP, dispatchers=1, games=1, gates=2)
+    host_b.ini.write_text(host_a.ini.read_text())  # the same ini on both hosts
+    try:
+        started = await asyncio.gather(
+            asyncio.to_thread(host_a.cli, "start", str(APP), "--only", "dispatcher1,game1,gate1"),
+            asyncio.to_thread(host_b.cli, "start", str(APP), "--only", "gate2"),
+        )
+        for result in started:
+            assert result.returncode == 0, result.stdout + result.stderr + host_a.logs() + host_b.logs()
+        gate2 = _pid(host_b, "gate2")
+        here = await login(host_a, "here", gate=0)
+        there = await login(host_a, "there", gate=1)
+        notices: list[tuple[str, str]] = []
+        there.on_notice = lambda code, text: notices.append((code, text))
+
+        stopped = await asyncio.to_thread(host_a.cli, "stop", "--cluster")
+        out = stopped.stdout
+        assert stopped.returncode == 0, out + stopped.stderr + host_a.logs() + host_b.logs()
+        assert "draining every gate through dispatcher1 (2 connected)" in out, out
+        assert re.search(r"draining gate2 +new clients refused; 1 of 1 clients told .*\(elsewhere\)", out), out
+        assert re.search(r"draining gate1 +new clients refused; 1 of 1 clients told", out), out
+        assert out.index("draining gate2") < out.index("stopping gate1"), out
+        assert "on other hosts: gate2 (their gates drained)" in out, out
+        await asyncio.wait_for(here.closed, 10)
+        await asyncio.wait_for(there.closed, 10)  # its game stopped: gate2 closed it, told first
+        assert notices and notices[0][0] == "shutdown", notices
+        assert runctl.alive(gate2) and runctl.read_pid(runctl.run_dir(host_a.dir), "dispatcher1") is None
+        with pytest.raises(OSError):  # gate2 refuses new clients
+            socket.create_connection(("127.0.0.1", host_a.gate(1, "tcp")), timeout=2).close()
+        assert host_b.grep("draining: refusing new clients"), host_b.logs()
+        status = await asyncio.to_thread(host_b.cli, "status")
+        assert "drained: refuses new clients" in status.stdout, status.stdout
+        (gate,) = json.loads((await asyncio.to_thread(host_b.cli, "status", "--json")).stdout)["processes"]
+        assert gate["name"] == "gate2" and gate["draining"] is True, gate
+
+        result = await asyncio.to_thread(host_b.cli, "stop")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not runctl.alive(gate2)
+    finally:
+        host_b.kill()
+        host_a.kill()
+
+
+def test_stop_cluster_without_a_token_stops_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPS_TOKEN_ENV, raising=False)
+    runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1)
+    result = runner.cli("stop", "--cluster")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "set [deployment] ops_token (or GOWORLD_OPS_TOKEN) on every host; nothing stopped" in result.stderr

@@ -11,7 +11,10 @@ The snapshot keeps more than GoWorld's: one :class:`~goworld.entity.state.Entity
 entity, the record a migration carries too (type, attributes, position, yaw, space, client
 binding, client syncing, timers with their wall-clock due times, and each entity's own Python
 fields: anything picklable, references to other entities stored by id and resolved on
-restore), the local service shards and the deployment-ready flag. The file is a pickled dict
+restore), the local service shards, the service calls waiting for a shard, the
+deployment-ready flag, and the migrations under way (``enter_space`` to a space of another game
+whose answer has not come: it is held by the dispatchers and taken up after the restore; GoWorld
+drops them). The file is a pickled dict
 with a ``version``; a file of another version (an older layout) is refused with an error. Each
 entity is one tuple of the EntityState's fields in order (:data:`LAYOUT`, stored in the file
 and checked): ``EntityState(*record)``. Tuples pickle and unpickle in half the time of dicts,
@@ -155,6 +158,8 @@ def snapshot(rt: GameRuntime, early: Callable[[bytes], None] | None = None) -> d
         "services": [[name, shard, eid] for (name, shard), eid in rt.services.local.items()],
         "service_calls": rt.services.pending_state(),
         "ready": rt.deployment_ready,
+        # enter_space calls to another game under way: their answers are held for the restore
+        "migrations": [[eid, space_id, list(pos)] for eid, (space_id, pos) in rt.migration.pending.items()],
     }
 
 
@@ -291,6 +296,10 @@ def _restore(rt: GameRuntime, state: dict[str, Any], prebuilt: Prebuilt) -> None
     rt.services.local = {(name, shard): eid for name, shard, eid in state["services"]}
     rt.services.restore_pending(state.get("service_calls", []))
     rt.deployment_ready = bool(state.get("ready"))
+    rt.migration.pending = {  # absent in files of the release before: none carried then
+        eid: (space_id, Vector3(*pos)) for eid, space_id, pos in state.get("migrations", [])
+        if eid in rt.entities
+    }
     for entity in entities:  # 3. hooks last, with everything in place
         entity.run_hook("on_restored")
     logger.info(

@@ -2259,3 +2259,45 @@ async def test_an_ack_saying_clients_lost_drops_the_clients_of_that_dispatchers_
     assert lost.destroyed  # this Avatar destroys itself when its client goes
     assert kept.client is not None and "on_client_disconnected" not in events_of(kept.id)
     assert "on_client_disconnected" not in events_of(idle.id)
+
+
+async def test_a_migration_under_way_goes_on_after_a_reload() -> None:
+    """enter_space to another game's space, then a freeze before the answers: the restored
+    game takes them up (GoWorld dropped the migration, leaving the entity where it was)."""
+    src, dst = Harness(1), Harness(2)
+    src_space, dst_space = src.space(), dst.space(kind=5)
+    a = src.avatar(src_space, (0, 0, 0), entity_id=eid_on_shard(1), attrs={"name": "mid-reload"})
+    src.take()
+    a.enter_space(dst_space.id, Vector3(7, 0, 7))
+    (d, query), = src.of_type(MT.QUERY_SPACE_GAMEID_FOR_MIGRATE)
+
+    frozen = freeze.dumps(freeze.snapshot(src.rt))
+    after = Harness(1, bare=True)
+    freeze.restore(after.rt, pickle.loads(frozen))
+    assert after.rt.migration.pending == {a.id: (dst_space.id, Vector3(7, 0, 7))}
+
+    reply = Envelope()  # what the dispatchers held for the frozen game arrives now
+    reply.CopyFrom(query)
+    reply.game_id = 2
+    after.take()
+    after.handlers.handle(d, reply)
+    (d2, request), = after.of_type(MT.MIGRATE_REQUEST)
+    after.take()
+    after.handlers.handle(d2, request)
+    assert after.of_type(MT.CANCEL_MIGRATE) == []
+    (_, real), = after.of_type(MT.REAL_MIGRATE)
+    dst.handlers.handle(d2, real)
+    moved = dst.rt.get_entity(a.id)
+    assert moved is not None and moved.space is dst_space and moved.position == Vector3(7, 0, 7)
+    assert moved.attrs["name"] == "mid-reload" and after.rt.get_entity(a.id) is None
+
+
+async def test_a_freeze_file_without_migrations_restores_none() -> None:
+    h = Harness(1)
+    a = h.avatar(h.space(), (0, 0, 0))
+    state = freeze.snapshot(h.rt)
+    assert state["migrations"] == []
+    del state["migrations"]  # as the release before wrote it
+    h2 = Harness(1, bare=True)
+    freeze.restore(h2.rt, pickle.loads(freeze.dumps(state)))
+    assert h2.rt.migration.pending == {} and h2.rt.get_entity(a.id) is not None

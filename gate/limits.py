@@ -42,6 +42,7 @@ class GateLimits:
     link_pause_backlog_bytes: int = 4 * 1024 * 1024  # waiting for a dispatcher: hold every client
     idle_timeout: float = 120.0  # s without any packet (heartbeat_check_interval)
     ws_max_message_size: int = 256 * 1024
+    max_call_bytes: int = 1024 * 1024  # one client call (method and arguments included)
 
     @classmethod
     def from_config(cls, gcfg: Any) -> GateLimits:
@@ -59,6 +60,7 @@ class GateLimits:
             partial_frame_budget=gcfg.partial_frame_budget,
             idle_timeout=float(gcfg.heartbeat_check_interval),
             ws_max_message_size=gcfg.ws_max_message_size,
+            max_call_bytes=gcfg.client_call_max_bytes,
             link_pause_backlog_bytes=gcfg.link_pause_backlog_bytes,
         )
 

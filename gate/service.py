@@ -262,10 +262,14 @@ class GateService:
             proxy.abort(f"unknown message type {msgtype}")
 
     def _on_call(self, proxy: ClientProxy, payload: bytes) -> None:
+        cap = self.limits.max_call_bytes
+        if cap and len(payload) > cap:
+            proxy.abort(f"call of {len(payload)} bytes, over client_call_max_bytes ({cap})")
+            return
         try:
             entity_id, pos = codec.read_entity_id(payload, 2)
             method, pos = codec.read_varstr(payload, pos)
-            _, end = codec.decode_args(payload, pos)
+            end = codec.check_args(payload, pos)
         except RemoteProtocolError as exc:
             proxy.abort(f"malformed call: {exc}")
             return

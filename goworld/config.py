@@ -266,6 +266,7 @@ class GateConfig:
     frame_timeout: int = field(default=60, kw_only=True)  # s a partial packet may take
     partial_frame_budget: int = field(default=64 * 1024 * 1024, kw_only=True)  # bytes, per gate
     ws_max_message_size: int = field(default=256 * 1024, kw_only=True)  # bytes
+    client_call_max_bytes: int = field(default=1024 * 1024, kw_only=True)  # one call; 0 = packet cap
     link_pause_backlog_bytes: int = field(default=4 * 1024 * 1024, kw_only=True)  # hold every client
     # ours: a cluster stream writes at most once per this many ms, gathering what comes meanwhile
     link_flush_interval_ms: int = field(default=2, kw_only=True)
@@ -618,6 +619,7 @@ _SCHEMA: tuple[_Row, ...] = (
     ("gate", "frame_timeout", _SECONDS, "60"),
     ("gate", "partial_frame_budget", _int(0), str(64 * 1024 * 1024)),
     ("gate", "ws_max_message_size", _int(0), str(256 * 1024)),
+    ("gate", "client_call_max_bytes", _int(0), str(1024 * 1024)),
     ("gate", "link_pause_backlog_bytes", _int(0), str(4 * 1024 * 1024)),  # ours; 0 = off
     ("gate", "link_flush_interval_ms", _int(0, 1000), "2"),  # ours; 0 = every loop turn
     ("supervisor", "enabled", _bool, "true"),  # ours, the whole section

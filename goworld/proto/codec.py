@@ -38,6 +38,7 @@ __all__ = [
     "decode_payload",
     "peek_msgtype",
     "encode_args",
+    "check_args",
     "decode_args",
     "write_varstr",
     "write_data",
@@ -236,6 +237,27 @@ def decode_args(buf: bytes, pos: int = 0) -> tuple[tuple[Any, ...], int]:
         value, pos = read_data(buf, pos)
         values.append(value)
     return tuple(values), pos
+
+
+#: Data values up to this size are checked by decoding them (cheapest when small); larger ones
+#: by the C unpacker's skip, which builds no objects: one byte on the wire can be a whole empty
+#: list once decoded (~60 bytes and ~0.3 us), so a big value must never be materialised just
+#: to be checked.
+CHECK_BY_DECODING = 512
+
+
+def check_args(buf: bytes, pos: int = 0) -> int:
+    """Check that Args start at ``pos`` (a u16 count, then each value's VarBytes holding one
+    well-formed msgpack value) without keeping the values; returns the end offset. The gate's
+    check of a client's call; :class:`RemoteProtocolError` as :func:`decode_args` raises it."""
+    count, pos = _read_u16(buf, pos)
+    for _ in range(count):
+        raw, pos = _read_varbytes(buf, pos, "msgpack data")
+        if len(raw) <= CHECK_BY_DECODING:
+            gwmsgpack.unpackb(raw)
+        else:
+            gwmsgpack.check(raw)
+    return pos
 
 
 def _read_records(buf: bytes, pos: int) -> tuple[tuple[PositionRecord, ...], int]:

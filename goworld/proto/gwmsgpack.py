@@ -25,7 +25,7 @@ import msgpack
 
 from goworld.errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["packb", "unpackb", "pack_into"]
+__all__ = ["check", "packb", "unpackb", "pack_into"]
 
 _pack_int64 = struct.Struct(">Bq").pack
 _pack_uint64 = struct.Struct(">BQ").pack
@@ -156,6 +156,21 @@ def packb(value: Any) -> bytes:
         packer = _packer_for_subclass(value)
     packer(out, value)
     return bytes(out)
+
+
+def check(data: bytes | bytearray | memoryview) -> None:
+    """Check that ``data`` starts with one well-formed msgpack value, without building it
+    (the C unpacker's skip); trailing bytes are ignored, as by :func:`unpackb`.
+
+    Raises:
+        RemoteProtocolError: the bytes are not a valid msgpack value.
+    """
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+    try:
+        unpacker.feed(data)
+        unpacker.skip()
+    except Exception as exc:  # OutOfData, FormatError, StackError, BufferFull...
+        raise RemoteProtocolError(f"malformed msgpack value: {type(exc).__name__} {exc}".rstrip()) from exc
 
 
 def unpackb(data: bytes | bytearray | memoryview) -> Any:

@@ -308,6 +308,14 @@ def _bad_inputs() -> dict[str, bytes]:
         "short_sync": frame(
             codec.encode_payload(SyncPositionYawFromClient(TARGET, 1, 2, 3, 4))[:-1]
         ),
+        # over CHECK_BY_DECODING: checked by the skip, which must refuse a truncated array too
+        "big_truncated_msgpack_arg": frame(
+            struct.pack("<H", 11) + TARGET.encode() + b"\x01\x00\x00\x00m"
+            + b"\x01\x00" + struct.pack("<I", 2005) + b"\xdd" + struct.pack(">I", 2001) + b"\x90" * 2000
+        ),
+        "call_over_client_call_max_bytes": frame(
+            codec.encode_payload(CallEntityMethodFromClient(TARGET, "Login", ("x" * (1 << 20),)))
+        ),
         "one_byte_payload": frame(b"\x0b"),
         "zero_length_payload": b"\x00\x00\x00\x00",
         "oversize_length": struct.pack("<I", MAX_PAYLOAD + 1) + b"\x0b\x00",
@@ -845,3 +853,18 @@ def test_a_dispatchers_drain_gate_reaches_the_process_with_the_dispatchers_id() 
     h.gate.drain_requested = asked.append
     h.from_dispatcher(Envelope(msgtype=MsgType.DRAIN_GATE, gate_id=GATE_ID), dispatcher_id=2)
     assert asked == [2] and h.sent == []
+
+
+@pytest.mark.asyncio
+async def test_a_big_valid_call_is_forwarded_as_it_came() -> None:
+    """Arguments over CHECK_BY_DECODING take the skip path: a valid one goes through."""
+    h = Harness()
+    proxy, transport = h.connect()
+    h.sent.clear()
+    args = (["x" * 100] * 50, {"k": list(range(100))})
+    proxy.data_received(call_frame(TARGET, "Save", args))
+    await asyncio.sleep(0)
+    assert not transport.closed
+    ((_, env),) = h.sent
+    assert env.name == "Save" and codec.decode_args(env.payload) == (args, len(env.payload))
+    assert len(env.payload) > codec.CHECK_BY_DECODING

@@ -522,3 +522,40 @@ def test_fuzz_framer_split_is_invisible(stream: bytes, cut: int) -> None:
     whole = run([stream])
     assert run([stream[:cut], stream[cut:]]) == whole
     assert run([stream[i : i + 1] for i in range(len(stream))]) == whole
+
+
+def test_check_args_takes_what_decode_args_takes_and_refuses_what_it_refuses() -> None:
+    import struct
+
+    from goworld.errors import RemoteProtocolError
+    from goworld.proto import codec
+
+    good = codec.encode_args((1, "two", [3.0] * 400, {"four": b"4" * 600}))
+    assert codec.check_args(good) == len(good) == codec.decode_args(good)[1]
+    big_bad = b"\x01\x00" + struct.pack("<I", 1001) + b"\xdc\x03\xe8" + b"\x90" * 998  # 1000 items, 998 sent
+    small_bad = b"\x01\x00\x01\x00\x00\x00\xc1"
+    for bad in (big_bad, small_bad, good[:-1], b"\x01"):
+        with pytest.raises(RemoteProtocolError):
+            codec.decode_args(bad)
+        with pytest.raises(RemoteProtocolError):
+            codec.check_args(bad)
+
+
+def test_a_big_argument_is_checked_without_being_built() -> None:
+    """4 MiB of empty lists inside one array: decoding builds 4M lists (~250 MB); the check
+    must stay near the bytes it was given."""
+    import struct
+    import tracemalloc
+
+    from goworld.proto import codec
+
+    n = 4 * 1024 * 1024
+    value = b"\xdd" + struct.pack(">I", n) + b"\x90" * n
+    args = b"\x01\x00" + struct.pack("<I", len(value)) + value
+    tracemalloc.start()
+    try:
+        assert codec.check_args(args) == len(args)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(args), peak

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,10 @@ logger = logging.getLogger("goworld.gate")
 #: Bytes a client may leave unread in its send buffer before the gate drops it (a client that
 #: stops reading must not make the gate buffer without bound).
 MAX_PENDING_OUTPUT = 32 * 1024 * 1024
+#: Seconds a closed client's unsent output may take to reach it; then the connection is cut
+#: (a peer that stopped reading would otherwise hold its socket, its output and its address
+#: slot for as long as it likes: a transport's close waits for its buffer to drain).
+CLOSE_LINGER = 5.0
 
 _monotonic = time.monotonic
 _NOTICE = int(MsgType.NOTICE_ON_CLIENT).to_bytes(2, "little")
@@ -57,6 +63,19 @@ _NOTICE = int(MsgType.NOTICE_ON_CLIENT).to_bytes(2, "little")
 HOLD_GAME = 1
 HOLD_LINK = 2
 HOLD_STOP = 4  # the cluster is stopping: nothing new is read, what was read is handled
+
+
+def cut(transport: Any) -> None:
+    """Drop a connection and what it had not sent: a reset (SO_LINGER 0), so that neither this
+    process nor the kernel keeps trying to push its output to a peer that does not read."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+    transport.abort()
+
+
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
 class Traffic:
@@ -96,6 +115,7 @@ class ClientProxy(asyncio.Protocol):
         "_encoder",
         "_out",
         "_closed",
+        "_gone",
         "_tp",
         "_tb",
         "_fill",
@@ -118,6 +138,7 @@ class ClientProxy(asyncio.Protocol):
     ) -> None:
         self.gate = gate
         self.transport: Any = None
+        self._gone = False  # connection_lost came
         #: What ``pause_reading``/``resume_reading`` go to (the transport unless a listener set
         #: another, e.g. the KCP session under TLS).
         self.reader: Any = None
@@ -330,6 +351,7 @@ class ClientProxy(asyncio.Protocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._gone = True
         if not self._closed:
             self._closed = True
         self._release()
@@ -376,8 +398,9 @@ class ClientProxy(asyncio.Protocol):
         traffic.bytes_out += len(data)
         pending = getattr(transport, "get_write_buffer_size", None)
         if pending is not None and pending() > MAX_PENDING_OUTPUT:
-            # not told: it does not read (and telling it would write more)
-            self.abort(f"not reading: {pending()} bytes waiting to be sent", kind="not reading", tell=False)
+            # not told: it does not read (and telling it would write more); cut at once
+            self.tell_and_close("not_reading", f"not reading: {pending()} bytes waiting to be sent",
+                                kind="not reading", tell=False, linger=False)
 
     @property
     def closed(self) -> bool:
@@ -390,11 +413,13 @@ class ClientProxy(asyncio.Protocol):
         self.tell_and_close(kind.replace(" ", "_"), reason, kind=kind, tell=tell)
 
     def tell_and_close(
-        self, code: str, reason: str, *, kind: str, log: str = "", tell: bool = True
+        self, code: str, reason: str, *, kind: str, log: str = "", tell: bool = True,
+        linger: bool = True,
     ) -> None:
         """Close this client for ``reason``; a client that announced notices gets
         NOTICE_ON_CLIENT (``code``, ``reason``) first, after what was already queued for it.
-        One log line (``log``, else ``reason``), summarised per ``kind``."""
+        One log line (``log``, else ``reason``), summarised per ``kind``. ``linger``: see
+        :meth:`close`."""
         if self._closed:
             return
         if tell:
@@ -403,7 +428,7 @@ class ClientProxy(asyncio.Protocol):
         self.gate.summary.event(
             kind, f"client {self.client_id} ({self.kind} {self.peer}) closed: {log or reason}", self.peer
         )
-        self.close()
+        self.close(linger=linger)
 
     def tell(self, code: str, reason: str) -> bool:
         """Queue NOTICE_ON_CLIENT (``code``, ``reason``) if this client announced notices
@@ -416,14 +441,32 @@ class ClientProxy(asyncio.Protocol):
         self.send_payload(bytes(out))
         return True
 
-    def close(self) -> None:
+    def close(self, *, linger: bool = True) -> None:
+        """Close the connection. What was written still goes out, for :data:`CLOSE_LINGER`
+        seconds at most (``linger`` false: not at all), then the connection is cut."""
         if self._closed:
             return
         self._closed = True
         self._out.clear()
         self._drop_partial()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        if self._gone or not hasattr(transport, "abort"):
+            return
+        pending = getattr(transport, "get_write_buffer_size", None)
+        if pending is None or not pending():
+            return
+        if linger:
+            asyncio.get_running_loop().call_later(CLOSE_LINGER, self._cut)
+        else:
+            cut(transport)
+
+    def _cut(self) -> None:
+        """A closed client's output did not drain within :data:`CLOSE_LINGER`: drop it."""
+        if not self._gone:
+            cut(self.transport)
 
     def _drop_partial(self) -> None:
         """Free the partial packet now: the proxy itself may live on until the cyclic GC

@@ -105,6 +105,8 @@ class _WebSocketTransport:
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
             return self._conn.remote_address
+        if name == "socket":
+            return self._conn.transport.get_extra_info("socket")
         return default
 
     def write(self, data: bytes) -> None:
@@ -114,7 +116,9 @@ class _WebSocketTransport:
             self._wakeup.set()
 
     def get_write_buffer_size(self) -> int:
-        return self._queued
+        """Queued here, plus what the socket has not taken yet (a send waits on it)."""
+        transport = self._conn.transport
+        return self._queued + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def is_closing(self) -> bool:
         return self._closing
@@ -133,6 +137,14 @@ class _WebSocketTransport:
             self._closing = True
             self._wakeup.set()
             self.resumed.set()
+
+    def abort(self) -> None:
+        """Cut the connection now, dropping what was not sent (a peer that does not read)."""
+        self.close()
+        self._queue.clear()
+        self._queued = 0
+        self._sender.cancel()
+        self._conn.transport.abort()
 
     async def _send_loop(self) -> None:
         conn = self._conn

@@ -193,16 +193,25 @@ class FECDecoder:
     ``feed(seqid, flag, payload)`` takes a shard's bytes after the 6-byte header and returns
     the KCP bytes of data shards it could recover (usually none). Data shards are fed to KCP
     directly by the caller; this only fills gaps. At most ``max_groups`` incomplete groups are
-    kept; once a group completes, it and every older group are forgotten (as kcp-go does).
+    kept, holding at most ``max_shards`` shards (kcp-go's limit: three groups' worth; the
+    oldest groups go first); once a group completes, it and every older group are forgotten
+    (as kcp-go does). A shard longer than ``max_shard_bytes`` (the MTU: no peer sends one) is
+    dropped, so a session holds at most ``max_shards * max_shard_bytes`` here.
     """
 
-    def __init__(self, data_shards: int = 10, parity_shards: int = 3, *, max_groups: int = 32):
+    def __init__(
+        self, data_shards: int = 10, parity_shards: int = 3, *, max_groups: int = 32,
+        max_shards: int = 0, max_shard_bytes: int = 1400,
+    ):
         self.data_shards = data_shards
         self.parity_shards = parity_shards
         self._total = data_shards + parity_shards
         self._ngroups = (0xFFFFFFFF // self._total * self._total) // self._total
         self._matrix = coding_matrix(data_shards, parity_shards)
         self._max_groups = max_groups
+        self._max_shards = max_shards or 3 * self._total
+        self._max_shard_bytes = max_shard_bytes
+        self._held = 0  # shards in _groups
         self._groups: OrderedDict[int, dict[int, bytes]] = OrderedDict()
         self._done: int | None = None  # newest completed group id
         self.recovered = 0
@@ -217,19 +226,27 @@ class FECDecoder:
         gid, index = divmod(seqid, self._total)
         if (index < self.data_shards) != (flag == TYPE_DATA) or self._is_old(gid):
             return []
-        group = self._groups.get(gid)
+        if len(payload) > self._max_shard_bytes:
+            return []
+        groups = self._groups
+        group = groups.get(gid)
         if group is None:
-            group = self._groups[gid] = {}
-            while len(self._groups) > self._max_groups:
-                self._groups.popitem(last=False)
+            group = groups[gid] = {}
         if index in group:
             return []
         group[index] = payload
+        self._held += 1
+        while len(groups) > self._max_groups or self._held > self._max_shards:
+            oldest, dropped = next(iter(groups.items()))
+            if oldest == gid:
+                break
+            del groups[oldest]
+            self._held -= len(dropped)
         if len(group) < self.data_shards:
             return []
         self._done = gid
-        for old in [g for g in self._groups if self._is_old(g)]:
-            del self._groups[old]
+        for old in [g for g in groups if self._is_old(g)]:
+            self._held -= len(groups.pop(old))
         missing = [k for k in range(self.data_shards) if k not in group]
         return self._recover(group, missing) if missing else []
 

@@ -249,7 +249,7 @@ class KCPTransport(asyncio.Transport):
         if endpoint.fec:
             self._encoder = FECEncoder(cfg.data_shards, cfg.parity_shards, parity=cfg.send_parity)
             if cfg.recover:
-                self._decoder = FECDecoder(cfg.data_shards, cfg.parity_shards)
+                self._decoder = FECDecoder(cfg.data_shards, cfg.parity_shards, max_shard_bytes=cfg.mtu)
         self._kcp.set_output_handler(self._output)
         self._protocol: asyncio.BaseProtocol | None = None
         self._state = _OPEN

@@ -231,6 +231,30 @@ def test_fec_decoder_ignores_garbage() -> None:
         )
 
 
+def test_fec_decoder_holds_a_bounded_number_of_bytes() -> None:
+    """Hostile shards: oversized ones are dropped, and incomplete groups are capped at three
+    groups' worth of shards (kcp-go's limit), the oldest going first; recovery still works."""
+    decoder = FECDecoder(10, 3, max_shard_bytes=1400)
+    assert decoder.feed(0, TYPE_DATA, b"\x00" * 1401) == [] and decoder._held == 0
+    for group in range(32):  # 9 of 10 data shards of 32 groups, each shard at the MTU
+        for index in range(9):
+            decoder.feed(group * 13 + index, TYPE_DATA, b"\x00" * 1400)
+    assert decoder._held <= 39
+    assert sum(map(len, decoder._groups.values())) == decoder._held
+    assert sum(len(p) for g in decoder._groups.values() for p in g.values()) <= 39 * 1400
+    # a real group after the flood is still rebuilt
+    encoder = FECEncoder(10, 3)
+    encoder._next = 40 * 13
+    segments = [bytes([i]) * 100 for i in range(10)]
+    datagrams = [d for s in segments for d in encoder.encode(s)]
+    got: list[bytes] = []
+    for index, datagram in enumerate(datagrams):
+        if index != 4:
+            seqid, flag = PARITY_HEADER.unpack_from(datagram)
+            got += decoder.feed(seqid, flag, datagram[6:])
+    assert got == [segments[4]]
+
+
 # -- Python <-> Python ---------------------------------------------------------------------------
 
 

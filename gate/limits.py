@@ -12,12 +12,13 @@ operations per ``data_received``, not a call per packet); :func:`refill` is thei
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from goworld.net.address import address_key
 
 __all__ = ["AddressBook", "GateLimits", "Summary", "address_key", "refill"]
 
@@ -69,20 +70,6 @@ def refill(tokens: float, rate: float, burst: float, elapsed: float) -> float:
     """A token bucket's level after ``elapsed`` seconds (it may be negative: a debt)."""
     tokens += elapsed * rate
     return burst if tokens > burst else tokens
-
-
-def address_key(ip: str) -> str:
-    """What ``max_connections_per_ip`` counts: an IPv4 address (IPv4-mapped IPv6 included), or
-    an IPv6 /64 (one host usually owns a whole /64)."""
-    if ":" not in ip:
-        return ip
-    try:
-        address = ipaddress.IPv6Address(ip.split("%", 1)[0])
-    except ValueError:
-        return ip
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
 
 
 class AddressBook:

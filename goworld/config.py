@@ -354,6 +354,11 @@ class LockstepConfig:
     #: each room keeps a write-ahead journal in .goworld/lockstep<id>.rooms/ and comes back
     #: from it when the process is restarted after dying (goworld.lockstep.journal)
     room_journal: bool = field(default=True, kw_only=True)
+    # per-host bounds (goworld.net.address.address_key: an IPv6 /64 counts as one host)
+    max_sessions_per_ip: int = field(default=64, kw_only=True)  # 0 = no limit
+    connect_timeout: float = field(default=10.0, kw_only=True)  # s from a session's start to its Connect
+    http_max_rooms: int = field(default=100, kw_only=True)  # live rooms made by GET /create; 0 = off
+    http_rooms_per_ip: int = field(default=4, kw_only=True)  # of those, per host; 0 = no limit
     id: int = field(default=1, kw_only=True)  # the process is lockstep<id>
 
     @property
@@ -646,6 +651,10 @@ _SCHEMA: tuple[_Row, ...] = (
     ("lockstep", "require_token", _bool, "false"),
     ("lockstep", "replay_dir", _optional_path, ""),
     ("lockstep", "room_journal", _bool, "true"),
+    ("lockstep", "max_sessions_per_ip", _int(0), "64"),
+    ("lockstep", "connect_timeout", _seconds(0.5), "10"),
+    ("lockstep", "http_max_rooms", _int(0), "100"),
+    ("lockstep", "http_rooms_per_ip", _int(0), "4"),
     ("lockstep", "log_file", _text, "lockstep.log"),
     ("lockstep", "log_stderr", _bool, "true"),
     ("lockstep", "log_level", _log_level, "info"),

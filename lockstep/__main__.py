@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             max_players=lcfg.max_players,
             require_token=lcfg.require_token,
             journal=journal,
+            http_max_rooms=lcfg.http_max_rooms,
+            http_rooms_per_ip=lcfg.http_rooms_per_ip,
         )
         restored = rooms.restore(asyncio.get_running_loop().time())
         if restored:

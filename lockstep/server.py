@@ -13,7 +13,11 @@ bytes to and from it and calls its ``tick`` on time:
 * **Bounds**: a session is closed (one log line) when it sends a body over 1024 bytes, an
   unreadable Connect, anything but Connect/Heartbeat/MSG_END before Connect, more than
   ``max_packets_per_sec`` packets in a second, nothing for ``session_timeout`` seconds, or
-  when more than :data:`SEND_BUFFER_LIMIT` bytes wait to be sent to it. At most ``max_sessions`` sessions exist; more are closed at once.
+  when more than :data:`SEND_BUFFER_LIMIT` bytes wait to be sent to it, or when it has not
+  joined a room ``connect_timeout`` seconds after it opened. At most ``max_sessions`` sessions
+  exist, ``max_sessions_per_ip`` from one host; more are closed at once. ``GET /create`` makes
+  at most ``http_max_rooms`` live rooms, ``http_rooms_per_ip`` per host
+  (:meth:`goworld.lockstep.rooms.RoomManager.http_create`), so game code's rooms keep theirs.
 * **The clock**: one task sleeps until the earliest room is due (:meth:`RoomManager.next_due`)
   and ticks every due room; a room's frame N is due at its start + N / tick_hz whatever the
   loop's delays (:class:`goworld.lockstep.room.Room`).
@@ -44,6 +48,7 @@ from goworld.lockstep.codec import PacketReader
 from goworld.lockstep.room import Room
 from goworld.lockstep.rooms import RoomManager
 from goworld.metrics import Exporter
+from goworld.net.address import address_key
 from goworld.net.kcp import KCPConfig, KCPServer, start_kcp_server
 
 __all__ = ["LockstepServer", "SEND_BUFFER_LIMIT", "KCP_SETTINGS"]
@@ -101,16 +106,17 @@ class _Session:
     """One client connection, whatever carries it; the room layer's ``Session``."""
 
     __slots__ = (
-        "server", "kind", "peer", "reader", "last_heard", "closed", "window", "packets",
-        "__weakref__",
+        "server", "kind", "peer", "host", "reader", "opened_at", "last_heard", "closed", "window",
+        "packets", "__weakref__",
     )
 
     def __init__(self, server: LockstepServer, kind: str, peer: str) -> None:
         self.server = server
         self.kind = kind
         self.peer = peer
+        self.host = ""  # address_key of the peer, once counted (LockstepServer.opened)
         self.reader = PacketReader()
-        self.last_heard = server.now()
+        self.opened_at = self.last_heard = server.now()
         self.closed = False
         self.window = 0  # the whole second packets are counted in
         self.packets = 0
@@ -173,8 +179,9 @@ class _KCPSession(_Session, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.peer = str(transport.get_extra_info("peername"))
-        self.server.opened(self)
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername)
+        self.server.opened(self, peername)
 
     def data_received(self, data: bytes) -> None:
         self.received(data)
@@ -262,6 +269,7 @@ class LockstepServer:
         self.on_ended = on_ended
         self.traffic = Traffic()
         self.sessions: set[_Session] = set()
+        self._per_host: dict[str, int] = {}  # sessions per address_key
         self.kcp: KCPServer | None = None
         self.http: Server | None = None
         self._loop = asyncio.get_running_loop()
@@ -329,21 +337,34 @@ class LockstepServer:
 
     # ---- sessions ------------------------------------------------------------------------
 
-    def opened(self, session: _Session) -> bool:
-        if len(self.sessions) >= self.cfg.max_sessions:
-            session.abort("session_cap", f"max_sessions = {self.cfg.max_sessions} reached")
+    def opened(self, session: _Session, peername: Any) -> bool:
+        cfg = self.cfg
+        if len(self.sessions) >= cfg.max_sessions:
+            session.abort("session_cap", f"max_sessions = {cfg.max_sessions} reached")
             return False
+        host = address_key(ops_http.peer_host(peername))
+        if cfg.max_sessions_per_ip and self._per_host.get(host, 0) >= cfg.max_sessions_per_ip:
+            session.abort("session_cap", f"max_sessions_per_ip = {cfg.max_sessions_per_ip} reached for {host}")
+            return False
+        session.host = host
+        self._per_host[host] = self._per_host.get(host, 0) + 1
         self.sessions.add(session)
         self.traffic.sessions_opened[session.kind] += 1
         return True
 
     def forget(self, session: _Session) -> None:
-        self.sessions.discard(session)
+        if session in self.sessions:
+            self.sessions.discard(session)
+            left = self._per_host.get(session.host, 0) - 1
+            if left > 0:
+                self._per_host[session.host] = left
+            else:
+                self._per_host.pop(session.host, None)
         self.rooms.session_closed(session)
 
     async def _ws_handler(self, conn: ServerConnection) -> None:
         session = _WSSession(self, conn)
-        if not self.opened(session):
+        if not self.opened(session, conn.remote_address):
             return
         try:
             async for message in conn:
@@ -358,13 +379,18 @@ class LockstepServer:
             session.task.cancel()
 
     async def _sweep(self) -> None:
-        """Close sessions silent for session_timeout (lockstepserver: 5 s read deadline)."""
-        timeout = self.cfg.session_timeout
+        """Close sessions silent for session_timeout (lockstepserver: 5 s read deadline), and
+        those that did not join a room within connect_timeout (heartbeats alone must not hold
+        a session: max_sessions would be anyone's to fill)."""
+        timeout, deadline = self.cfg.session_timeout, self.cfg.connect_timeout
         while True:
-            await asyncio.sleep(min(1.0, timeout / 2))
+            await asyncio.sleep(min(1.0, timeout / 2, deadline / 2))
             now = self.now()
             for session in [s for s in self.sessions if now - s.last_heard > timeout]:
                 session.abort("timeout", f"nothing received for {timeout:g} s")
+            for session in [s for s in self.sessions
+                            if now - s.opened_at > deadline and not self.rooms.is_bound(s)]:
+                session.abort("connect_timeout", f"no room joined within connect_timeout = {deadline:g} s")
 
     # ---- the clock -----------------------------------------------------------------------
 
@@ -420,7 +446,8 @@ class LockstepServer:
         if path == self.cfg.ws_path:
             return None
         if path == "/create":
-            status, text = self.rooms.http_create(query, self.now())
+            origin = ops_http.peer_host(conn.remote_address)
+            status, text = self.rooms.http_create(query, self.now(), origin)
             if status == 200:
                 self.room_created()
             return _response(status, text.encode(), "text/plain; charset=utf-8")

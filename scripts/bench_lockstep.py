@@ -285,6 +285,9 @@ def add_lockstep_section(
         "max_rooms = 5000",
         f"max_players = {max(players, 2)}",
         "max_sessions = 10000",
+        "max_sessions_per_ip = 0",  # every bot is on 127.0.0.1
+        "http_max_rooms = 5000",  # the rooms come from GET /create
+        "http_rooms_per_ip = 0",
         "room_seconds = 7200",  # the rooms outlive the whole ramp
         "max_frames = 10000000",
         "log_file = lockstep1.log",

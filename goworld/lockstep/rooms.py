@@ -30,6 +30,7 @@ from goworld.lockstep import lockstep_pb2 as pb
 from goworld.lockstep.codec import MsgId, encode
 from goworld.lockstep.journal import RoomJournal
 from goworld.lockstep.room import MAX_PLAYERS, Player, Room, RoomSettings, Session
+from goworld.net.address import address_key
 
 __all__ = ["RoomManager", "RoomRefused", "parse_u64"]
 
@@ -79,11 +80,19 @@ class RoomManager:
         secret: bytes | None = None,
         wall: Callable[[], float] = time.time,
         journal: RoomJournal | None = None,
+        http_max_rooms: int | None = None,
+        http_rooms_per_ip: int = 0,
     ) -> None:
         if not 1 <= max_players <= MAX_PLAYERS:
             raise ValueError(f"max_players must be 1..{MAX_PLAYERS}")
         self.settings = settings or RoomSettings()
         self.max_rooms = max_rooms
+        #: live rooms GET /create may make (0: it makes none), and per host (0: no limit):
+        #: strangers must not fill max_rooms and crowd out the rooms game code asks for
+        self.http_max_rooms = max_rooms if http_max_rooms is None else http_max_rooms
+        self.http_rooms_per_ip = http_rooms_per_ip
+        #: room id -> the host (address_key) whose GET /create made it
+        self._http_made: dict[int, str] = {}
         self.max_players = max_players
         self.require_token = require_token
         self._secret = secret or secrets.token_bytes(32)
@@ -180,6 +189,8 @@ class RoomManager:
             room = Room.restore(image, self._slot_start(slot, now), settings=self.settings,
                                 wall=self.wall)
             self._add(room, slot)
+            if room.owner is None:  # made over HTTP: it counts against http_max_rooms again
+                self._http_made[room.id] = ""
             restored.append(room)
             self.stats["rooms_restored"] += 1
             logger.warning(
@@ -196,18 +207,27 @@ class RoomManager:
             if room_id not in self.rooms:
                 return room_id
 
-    def http_create(self, query: str, now: float) -> tuple[int, str]:
-        """``GET /create?<query>``: (HTTP status, body) as lockstepserver answers it."""
+    def http_create(self, query: str, now: float, origin: str = "") -> tuple[int, str]:
+        """``GET /create?<query>`` from host ``origin``: (HTTP status, body) as lockstepserver
+        answers it, within ``http_max_rooms`` and ``http_rooms_per_ip`` (503 beyond)."""
         params = parse_qs(query, keep_blank_values=True)
         room_id = parse_u64(params.get("room", [""])[0])
         member_text = params.get("member", [None])[0]
         members = [parse_u64(m) for m in member_text.split(",")] if member_text is not None else []
+        host = address_key(origin)
+        if room_id in self.rooms:
+            return 200, f"room id[{room_id}] exists"
+        if len(self._http_made) >= self.http_max_rooms:
+            return 503, (f"too many rooms made over HTTP (http_max_rooms = {self.http_max_rooms})"
+                         if self.http_max_rooms else "the HTTP room API is off (http_max_rooms = 0)")
+        per_ip = self.http_rooms_per_ip
+        if per_ip and sum(1 for h in self._http_made.values() if h == host) >= per_ip:
+            return 503, f"too many rooms from {host} (http_rooms_per_ip = {per_ip})"
         try:
             room = self.create(room_id, members, now)
         except RoomRefused as exc:
-            if exc.exists:
-                return 200, f"room id[{room_id}] exists"
             return 503, str(exc)
+        self._http_made[room_id] = host
         return 200, (
             f"room.ID=[{room_id}] room.Secret=[test_room] room.Time=[{room.created_wall}], "
             f"room.Member=[{member_text or ''}]"
@@ -259,6 +279,7 @@ class RoomManager:
 
     def _forget(self, room: Room) -> None:
         del self.rooms[room.id]
+        self._http_made.pop(room.id, None)
         if self.journal is not None:
             self.journal.remove(room.id)
         self._slot_rooms[self._slot_of.pop(room.id)] -= 1
@@ -344,6 +365,10 @@ class RoomManager:
         resume = msg.resumeFrame if msg.HasField("resumeFrame") else None
         room.bind(session, player.id, now, resume)
         self._bound[session] = (room, player)
+
+    def is_bound(self, session: Session) -> bool:
+        """``session`` joined a room (a Connect that was taken) and the room is still here."""
+        return session in self._bound
 
     def session_closed(self, session: Session) -> None:
         bound = self._bound.pop(session, None)

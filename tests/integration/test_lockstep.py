@@ -9,6 +9,7 @@ played by :mod:`goworld.lockstep.client` over KCP and WebSocket at once (real UD
 from __future__ import annotations
 
 import asyncio
+import http.client
 import itertools
 import json
 import os
@@ -39,7 +40,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]
     runner = ClusterRunner(
         tmp_path_factory.mktemp("lockstep"), APP, dispatchers=1, games=1, gates=1,
         lockstep="max_players = 8\nsession_timeout = 2\nstale_seconds = 1\nlog_level = info\n"
-        "replay_dir = replays",
+        "replay_dir = replays\nhttp_rooms_per_ip = 0",  # every room here comes from 127.0.0.1
     )
     runner.start()
     try:
@@ -453,3 +454,51 @@ def test_rooms_are_placed_on_the_least_loaded_of_two_lockstep_processes(
         runner.kill()
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert "stopping lockstep2" in stopped.stdout
+
+
+@pytest.mark.asyncio
+async def test_one_host_cannot_fill_the_rooms_or_the_sessions(tmp_path: Path) -> None:
+    """Per-host bounds of the lockstep process: rooms made over HTTP (http_rooms_per_ip), live
+    sessions (max_sessions_per_ip), and sessions that only heartbeat (connect_timeout)."""
+    runner = ClusterRunner(
+        tmp_path, APP, dispatchers=1, games=1, gates=1,
+        lockstep="max_sessions_per_ip = 3\nconnect_timeout = 1\nhttp_rooms_per_ip = 1\nlog_level = info",
+    )
+    runner.start()
+    clients: list[LockstepClient] = []
+    try:
+        room = _create(runner, [1, 2])
+        port = runner.ports["lockstep_http"][0]
+
+        def create_from(source: str, room_id: int) -> tuple[int, str]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+            try:
+                conn.request("GET", f"/create?room={room_id}&member=1")
+                reply = conn.getresponse()
+                return reply.status, reply.read().decode()
+            finally:
+                conn.close()
+
+        assert create_from("127.0.0.1", room + 1000) == (
+            503, "too many rooms from 127.0.0.1 (http_rooms_per_ip = 1)")
+        assert create_from("127.0.0.2", room + 1000)[0] == 200  # another host
+
+        clients = [await _open(runner, "ws") for _ in range(4)]
+        await asyncio.wait_for(clients[3].closed.wait(), 5)  # the 4th of one host: closed at once
+        assert not any(c.closed.is_set() for c in clients[:3])
+        assert await clients[0].connect(1, room) == ErrorCode.ERR_Ok
+        for client in clients[:3]:
+            client.start_heartbeats(0.2)
+        # heartbeats alone do not hold a session past connect_timeout; the joined one stays
+        await asyncio.wait_for(asyncio.gather(clients[1].closed.wait(), clients[2].closed.wait()), 5)
+        assert not clients[0].closed.is_set()
+        later = await _open(runner, "ws")  # their places are free again
+        clients.append(later)
+        assert await later.connect(2, room) == ErrorCode.ERR_Ok
+        assert runner.grep("max_sessions_per_ip = 3 reached for 127.0.0.1"), runner.logs()
+        assert len(runner.grep("no room joined within connect_timeout = 1 s")) == 2, runner.logs()
+    finally:
+        for client in clients:
+            await client.close()
+        runner.stop()
+        runner.kill()

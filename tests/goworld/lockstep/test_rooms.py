@@ -202,6 +202,36 @@ def test_max_rooms() -> None:
     assert sorted(m.mgr.rooms) == [1, 2]
 
 
+def test_http_rooms_are_bounded_in_total_and_per_host_and_game_rooms_are_not() -> None:
+    m = M(max_rooms=10, http_max_rooms=3, http_rooms_per_ip=2)
+    create = m.mgr.http_create
+    assert create("room=1&member=1", T0, "198.18.0.5")[0] == 200
+    assert create("room=2&member=1", T0, "198.18.0.5")[0] == 200
+    assert create("room=3&member=1", T0, "198.18.0.5") == (
+        503, "too many rooms from 198.18.0.5 (http_rooms_per_ip = 2)")
+    # an IPv6 host is its /64; an IPv4-mapped address is the IPv4 host
+    assert create("room=3&member=1", T0, "2001:db8::1")[0] == 200
+    assert create("room=4&member=1", T0, "::ffff:198.18.0.5") == (
+        503, "too many rooms made over HTTP (http_max_rooms = 3)")
+    assert create("room=1&member=9", T0, "198.18.0.9") == (200, "room id[1] exists")
+    for room_id in range(10, 17):  # game code's rooms: only max_rooms bounds them
+        m.mgr.create(room_id, [1], T0)
+    assert len(m.mgr.rooms) == 10
+    # a forgotten HTTP room frees its place (its game over, then its close wait)
+    m.mgr._forget(m.mgr.rooms[1])
+    assert create("room=4&member=1", T0, "198.18.0.5")[0] == 200
+    m.mgr._forget(m.mgr.rooms[2])
+    m.mgr.create(17, [1], T0)  # max_rooms is reached by game code's rooms: that bound holds too
+    assert create("room=5&member=1", T0, "198.18.0.5") == (503, "too many rooms (10)")
+
+
+def test_http_max_rooms_zero_turns_the_http_api_off() -> None:
+    m = M(http_max_rooms=0)
+    assert m.mgr.http_create("room=1&member=1", T0, "127.0.0.1") == (
+        503, "the HTTP room API is off (http_max_rooms = 0)")
+    m.mgr.create(1, [1], T0)  # game code's rooms still come
+
+
 def test_max_players() -> None:
     m = M(max_players=3)
     m.mgr.create(1, [1, 2, 3, 3, 1], T0)  # three players

@@ -85,6 +85,10 @@ EARLY_HOLD_SECONDS = 5.0
 EARLY_QUEUE_LIMIT = 100
 EARLY_IDS_LIMIT = 10_000
 EARLY_MAX_BYTES = 16 * 1024 * 1024
+#: Of those, calls from one client (the hold is for entities a game is creating; a client
+#: calling made-up ids must not crowd out the games' calls)
+EARLY_PER_CLIENT = 8
+_CALL_FROM_CLIENT = int(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)
 #: How long the ids of a dead game's entities are remembered (messages to them are dropped).
 LOST_ENTITY_SECONDS = 60.0
 LOST_LOG_INTERVAL = 5.0
@@ -202,6 +206,8 @@ class DispatcherService:
         self._waiting_boot: list[Envelope] = []
         self._early: dict[str, tuple[float, list[Envelope]]] = {}
         self._early_bytes = 0
+        #: client id -> its calls in _early (EARLY_PER_CLIENT)
+        self._early_clients: dict[str, int] = {}
         #: client id -> when it stops waiting for a boot game (the clients of _waiting_boot)
         self._waiting_until: dict[str, float] = {}
         #: entity id -> (its dead game, until when it is remembered)
@@ -765,6 +771,14 @@ class DispatcherService:
         self._send_to_game(route.game_id, env)
 
     def _hold_early(self, eid: str, env: Envelope) -> None:
+        client = env.client_id if env.msgtype == _CALL_FROM_CLIENT else ""
+        if client and self._early_clients.get(client, 0) >= EARLY_PER_CLIENT:
+            logger.warning(
+                "unknown entity %r: client %s already has %d calls held for unknown entities: "
+                "dropped", eid, client, EARLY_PER_CLIENT,
+            )
+            self.stats["dropped"] += 1
+            return
         held = self._early.get(eid)
         if held is None:
             if len(self._early) >= EARLY_IDS_LIMIT:
@@ -784,19 +798,33 @@ class DispatcherService:
             return
         held[1].append(env)
         self._early_bytes += size
+        if client:
+            self._early_clients[client] = self._early_clients.get(client, 0) + 1
+
+    def _unhold_early(self, envs: list[Envelope]) -> None:
+        """``envs`` leave the hold (delivered or dropped): their bytes and clients' counts."""
+        self._early_bytes -= sum(envelope_size(e) for e in envs)
+        counts = self._early_clients
+        for env in envs:
+            if env.msgtype == _CALL_FROM_CLIENT and env.client_id in counts:
+                left = counts[env.client_id] - 1
+                if left > 0:
+                    counts[env.client_id] = left
+                else:
+                    del counts[env.client_id]
 
     def _release_early(self, eid: str) -> None:
         """The entity is known now: deliver what arrived for it before its creation notice."""
         held = self._early.pop(eid, None)
         if held is not None:
-            self._early_bytes -= sum(envelope_size(e) for e in held[1])
+            self._unhold_early(held[1])
             for env in held[1]:
                 self._send_to_entity(eid, env)
 
     def _expire_early(self, now: float) -> None:
         for eid in [e for e, (deadline, _) in self._early.items() if deadline <= now]:
             _, envs = self._early.pop(eid)
-            self._early_bytes -= sum(envelope_size(e) for e in envs)
+            self._unhold_early(envs)
             self.stats["dropped"] += len(envs)
             logger.warning(
                 "unknown entity %r: dropped %d message(s) (types %s) after %.0f s",

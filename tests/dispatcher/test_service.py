@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from dispatcher.service import (
     EARLY_HOLD_SECONDS,
+    EARLY_PER_CLIENT,
     ENTITY_BLOCK_SECONDS,
     KVREG_SETTLE_SECONDS,
     DispatcherService,
@@ -1436,3 +1437,23 @@ def test_drain_gates_asks_every_connected_gate_and_keeps_their_reports() -> None
     assert h.svc.stats["dropped"] == 0
     h.svc.drain_gates()  # asked again: the old answers are gone
     assert h.svc.drain_reports == {}
+
+
+def test_one_clients_calls_to_unknown_entities_do_not_crowd_out_the_games() -> None:
+    h = cluster(2)
+    for n in range(200):  # one client calling made-up ids
+        h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=eid(700 + n),
+                           name="m", client_id=cid(1)))
+    held = [e for _, envs in h.svc._early.values() for e in envs]
+    assert len(held) == EARLY_PER_CLIENT and h.svc.stats["dropped"] == 200 - EARLY_PER_CLIENT
+    # a game's call to an entity being created is still held, and delivered once it exists
+    h.game(1, call(E1, "Welcome"))
+    h.game(2, notify_create(E1))
+    assert h.games[2].calls() == [(E1, "Welcome")]
+    # the client's places come back when its held calls go
+    h.clock.advance(EARLY_HOLD_SECONDS + 1)
+    h.svc.tick()
+    assert h.svc._early == {} and h.svc._early_clients == {}
+    h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=eid(999), name="m",
+                       client_id=cid(1)))
+    assert len(h.svc._early) == 1

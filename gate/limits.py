@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from goworld.net.address import address_key
+from goworld.address import address_key
 
 __all__ = ["AddressBook", "GateLimits", "Summary", "address_key", "refill"]
 

@@ -354,7 +354,7 @@ class LockstepConfig:
     #: each room keeps a write-ahead journal in .goworld/lockstep<id>.rooms/ and comes back
     #: from it when the process is restarted after dying (goworld.lockstep.journal)
     room_journal: bool = field(default=True, kw_only=True)
-    # per-host bounds (goworld.net.address.address_key: an IPv6 /64 counts as one host)
+    # per-host bounds (goworld.address.address_key: an IPv6 /64 counts as one host)
     max_sessions_per_ip: int = field(default=64, kw_only=True)  # 0 = no limit
     connect_timeout: float = field(default=10.0, kw_only=True)  # s from a session's start to its Connect
     http_max_rooms: int = field(default=100, kw_only=True)  # live rooms made by GET /create; 0 = off

@@ -42,13 +42,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from goworld import ops_http
+from goworld.address import address_key
 from goworld.config import LockstepConfig
 from goworld.errors import RemoteProtocolError
 from goworld.lockstep.codec import PacketReader
 from goworld.lockstep.room import Room
 from goworld.lockstep.rooms import RoomManager
 from goworld.metrics import Exporter
-from goworld.net.address import address_key
 from goworld.net.kcp import KCPConfig, KCPServer, start_kcp_server
 
 __all__ = ["LockstepServer", "SEND_BUFFER_LIMIT", "KCP_SETTINGS"]

@@ -72,7 +72,7 @@ class Account(goworld.Entity):
 
     def _host(self) -> str:
         """Where this connection comes from (the gate's view of the client's address)."""
-        return self.client.host if self.client is not None else ""
+        return self.client.host_key if self.client is not None else ""
 
     @goworld.rpc(name="OnGuardAnswer")
     def on_guard_answer(self, seq: int, wait: float, scope: str = "name") -> None:

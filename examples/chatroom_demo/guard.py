@@ -4,8 +4,9 @@ Two counts, over ``LOGIN_WINDOW`` seconds:
 
 - per user name, whatever the connection: ``LOGIN_MAX_FAILURES`` failed logins lock that name
   for ``LOGIN_LOCKOUT`` seconds (one account guessed at from many addresses);
-- per client address (the host part of ``client.address``, as the gate saw the connection),
-  whatever the names: ``LOGIN_HOST_MAX_FAILURES`` failed logins lock logins from that address
+- per client host (``client.host_key``: the host part of ``client.address`` as the gate saw
+  the connection, an IPv6 address as its /64, since one machine has a whole /64), whatever
+  the names: ``LOGIN_HOST_MAX_FAILURES`` failed logins lock logins from that address
   for ``LOGIN_HOST_LOCKOUT`` seconds (one address trying many names, over many connections).
 
 A successful login clears its name's count, not its address's: one valid account must not let

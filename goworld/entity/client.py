@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from goworld.address import address_key
 from goworld.proto.codec import encode_body, encode_routing_header
 from goworld.proto.msgtypes import MsgType
 
@@ -57,6 +58,13 @@ class GameClient:
         """The host part of :attr:`address` (``""`` when unknown)."""
         host = self.address.rpartition(":")[0]
         return host[1:-1] if host.startswith("[") else host
+
+    @property
+    def host_key(self) -> str:
+        """:attr:`host` as the engine's per-host bounds count it: an IPv6 host as its /64 (one
+        machine usually has a whole /64, so counting single IPv6 addresses counts nothing),
+        an IPv4-mapped address as the IPv4 one. What to key a per-host throttle on."""
+        return address_key(self.host)
 
     def state(self) -> tuple[str, int, str, str]:
         """``(client id, gate id, owner id, address)``: what a freeze or a migration keeps."""

@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs
 
+from goworld.address import address_key
 from goworld.errors import GoWorldError
 from goworld.lockstep import lockstep_pb2 as pb
 from goworld.lockstep.codec import MsgId, encode
 from goworld.lockstep.journal import RoomJournal
 from goworld.lockstep.room import MAX_PLAYERS, Player, Room, RoomSettings, Session
-from goworld.net.address import address_key
 
 __all__ = ["RoomManager", "RoomRefused", "parse_u64"]
 

@@ -2301,3 +2301,15 @@ async def test_a_freeze_file_without_migrations_restores_none() -> None:
     h2 = Harness(1, bare=True)
     freeze.restore(h2.rt, pickle.loads(freeze.dumps(state)))
     assert h2.rt.migration.pending == {} and h2.rt.get_entity(a.id) is not None
+
+
+@pytest.mark.parametrize(("address", "host", "key"), [
+    ("198.18.0.9:51234", "198.18.0.9", "198.18.0.9"),
+    ("[2001:db8:1:2:aaaa::1]:5000", "2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+    ("[2001:db8:1:2:bbbb::7]:5001", "2001:db8:1:2:bbbb::7", "2001:db8:1:2::/64"),  # same machine
+    ("[::ffff:198.18.0.9]:7", "::ffff:198.18.0.9", "198.18.0.9"),
+    ("", "", ""),
+])
+async def test_a_clients_host_key_groups_an_ipv6_host_by_its_64(address: str, host: str, key: str) -> None:
+    client = GameClient(new_client_id(), 1, "", address)
+    assert (client.host, client.host_key) == (host, key)

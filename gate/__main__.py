@@ -7,7 +7,6 @@ import dataclasses
 import json
 import logging
 import os
-import resource
 import secrets
 import sys
 from collections.abc import Callable
@@ -250,18 +249,11 @@ _SPARE_DESCRIPTORS = 256
 def _fit_descriptors(limits: GateLimits) -> GateLimits:
     """Raise the soft RLIMIT_NOFILE toward ``max_clients``; lower ``max_clients`` (with a
     warning) if even the hard limit cannot hold that many clients."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if not limits.max_clients:
         return limits
     want = limits.max_clients + _SPARE_DESCRIPTORS
-    if soft != resource.RLIM_INFINITY and soft < want:
-        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
-            soft = new
-        except (ValueError, OSError) as exc:
-            logger.warning("cannot raise the open-file limit to %d: %s", new, exc)
-    if soft != resource.RLIM_INFINITY and soft < want:
+    soft = process.raise_open_file_limit(want)
+    if soft < want:
         fitted = max(soft - _SPARE_DESCRIPTORS, 1)
         logger.warning(
             "max_clients = %d does not fit the open-file limit (%d): using %d",

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
@@ -266,6 +267,23 @@ async def _flush_log_summaries() -> None:
     while True:
         await asyncio.sleep(LOG_FLUSH_INTERVAL)
         log.flush_repeats()
+
+
+def raise_open_file_limit(want: int) -> int:
+    """Raise the soft RLIMIT_NOFILE toward ``want`` (never above the hard limit, never
+    lowered); returns the soft limit now (a very large number for no limit). A refusal is
+    logged as a warning."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return sys.maxsize
+    if soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError) as exc:
+            logging.getLogger("goworld").warning("cannot raise the open-file limit to %d: %s", new, exc)
+    return soft
 
 
 def pid_info() -> str:

@@ -122,8 +122,28 @@ class ClusterSide:
             await asyncio.sleep(LOAD_INTERVAL)
 
 
+#: open files beyond the sessions and the journals: listeners, links, logs, HTTP requests
+SPARE_DESCRIPTORS = 256
+
+
+def fit_descriptors(lcfg: LockstepConfig) -> int:
+    """Raise the open-file limit for ``max_sessions`` WebSocket sessions (KCP shares one
+    socket, but count them alike) and one journal file per room; warn, naming the keys, when
+    the hard limit cannot hold them (sessions past it are refused, journals fail)."""
+    want = lcfg.max_sessions + (lcfg.max_rooms if lcfg.room_journal else 0) + SPARE_DESCRIPTORS
+    soft = process.raise_open_file_limit(want)
+    if soft < want:
+        logger.warning(
+            "[lockstep%d] max_sessions = %d and max_rooms = %d (a journal file each) need about %d "
+            "open files; the limit is %d: lower them, or raise the hard limit (ulimit -Hn)",
+            lcfg.id, lcfg.max_sessions, lcfg.max_rooms, want, soft,
+        )
+    return soft
+
+
 def main(argv: list[str] | None = None) -> int:
     args, cfg, lcfg = process.start_role("lockstep", argv)
+    fit_descriptors(lcfg)
 
     async def serve(stop: asyncio.Event) -> int:
         journal = (

@@ -24,6 +24,8 @@ class Account(goworld.Entity):
         self.guard_seq = 0
         #: the login waiting for LoginGuard: (seq, name, password)
         self.pending: tuple[int, str, str] | None = None
+        #: the registration waiting for LoginGuard: (seq, name, password)
+        self.pending_register: tuple[int, str, str] | None = None
 
     # Limits on calls from a client (the game's defaults: 50 calls/s, 64 KiB): a person registers
     # once and logs in a few times; a client refused too often is closed (client_rpc_max_strikes).
@@ -36,7 +38,36 @@ class Account(goworld.Entity):
         if err:
             self.call_client("ShowError", err)
             return
+        if self.pending_register is not None:
+            self.call_client("ShowError", "a registration is already in progress")
+            return
+        self.guard_seq += 1
+        self.pending_register = (self.guard_seq, username, password)
+        goworld.call_service_any("LoginGuard", "CheckRegister", self.id, self.guard_seq, self._host())
+        self.add_callback(settings.GUARD_TIMEOUT, "register_timeout", self.guard_seq)
 
+    @goworld.rpc(name="OnRegisterAnswer")
+    def on_register_answer(self, seq: int, wait: float) -> None:
+        pending = self.pending_register
+        if pending is None or pending[0] != seq:
+            return  # answered after the timeout went on without it
+        self.pending_register = None
+        if wait > 0:
+            self.call_client("ShowError", "too many accounts registered from your address: try "
+                                          f"again in {rules.format_wait_whole(wait)}")
+            return
+        self._register(pending[1], pending[2])
+
+    def register_timeout(self, seq: int) -> None:
+        pending = self.pending_register
+        if pending is None or pending[0] != seq:
+            return
+        self.pending_register = None
+        logger.warning("LoginGuard did not answer within %.1f s: registration of %r goes on without it",
+                       settings.GUARD_TIMEOUT, pending[1])
+        self._register(pending[1], pending[2])
+
+    def _register(self, username: str, password: str) -> None:
         def got_password(old: str | None, err: Exception | None) -> None:
             if err is not None:
                 self.call_client("ShowError", "server error, please try again later")

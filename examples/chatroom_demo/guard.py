@@ -9,6 +9,10 @@ Two counts, over ``LOGIN_WINDOW`` seconds:
   the names: ``LOGIN_HOST_MAX_FAILURES`` failed logins lock logins from that address
   for ``LOGIN_HOST_LOCKOUT`` seconds (one address trying many names, over many connections).
 
+And registrations: ``REGISTER_HOST_MAX`` attempts per client host within ``REGISTER_WINDOW``
+seconds (an attempt counts when it is let through, whatever comes of it: parallel connections
+cannot slip past the count), except from ``REGISTER_HOST_EXEMPT`` (this machine).
+
 A successful login clears its name's count, not its address's: one valid account must not let
 an address go on guessing others. Both counts share one table, address keys prefixed with "@"
 (user names cannot start with it). Times are Unix seconds in fields: a reload keeps them.
@@ -31,13 +35,26 @@ def host_key(host: str) -> str:
     return "@" + host
 
 
+def register_key(host: str) -> str:
+    return "#" + host
+
+
 class LoginGuard(goworld.Entity):
     def on_init(self) -> None:
         self.failures: dict[str, list[float]] = {}  # name or @host -> failure times in the window
         self.locked: dict[str, float] = {}  # name or @host -> locked until
+        self.registered: dict[str, list[float]] = {}  # #host -> registrations in the window
 
     def on_created(self) -> None:
         self.add_timer(60.0, "prune")
+
+    def _registrations(self) -> dict[str, list[float]]:
+        """:attr:`registered`; a reload (full or in place) keeps the fields of the code it
+        replaced, so a field this code added starts empty here."""
+        registered: dict[str, list[float]] | None = getattr(self, "registered", None)
+        if registered is None:
+            registered = self.registered = {}
+        return registered
 
     def _wait(self, name: str, now: float) -> float:
         until = self.locked.get(name)
@@ -57,6 +74,27 @@ class LoginGuard(goworld.Entity):
             self.call(account_id, "OnGuardAnswer", seq, by_host, "address")
             return
         self.call(account_id, "OnGuardAnswer", seq, self._wait(name, now), "name")
+
+    @goworld.rpc(name="CheckRegister")
+    def check_register(self, account_id: str, seq: int, host: str = "") -> None:
+        """Answers ``account.OnRegisterAnswer(seq, seconds to wait or 0)``; a registration let
+        through counts against its host."""
+        if not host or host in settings.REGISTER_HOST_EXEMPT:
+            self.call(account_id, "OnRegisterAnswer", seq, 0.0)
+            return
+        now = time.time()
+        key = register_key(host)
+        registered = self._registrations()
+        times = [t for t in registered.get(key, ()) if t > now - settings.REGISTER_WINDOW]
+        if len(times) >= settings.REGISTER_HOST_MAX:
+            registered[key] = times
+            self.call(account_id, "OnRegisterAnswer", seq, times[0] + settings.REGISTER_WINDOW - now)
+            return
+        times.append(now)
+        if key not in registered and len(registered) >= MAX_NAMES:
+            registered.pop(next(iter(registered)))  # the oldest entry
+        registered[key] = times
+        self.call(account_id, "OnRegisterAnswer", seq, 0.0)
 
     @goworld.rpc(name="Failed")
     def failed(self, account_id: str, name: str, host: str = "") -> None:
@@ -94,4 +132,7 @@ class LoginGuard(goworld.Entity):
         self.locked = {n: u for n, u in self.locked.items() if u > now}
         self.failures = {
             n: ts for n, ts in self.failures.items() if ts and ts[-1] > now - settings.LOGIN_WINDOW
+        }
+        self.registered = {
+            h: ts for h, ts in self._registrations().items() if ts and ts[-1] > now - settings.REGISTER_WINDOW
         }

@@ -43,6 +43,15 @@ LOGIN_WINDOW = 60.0  # ... within this many seconds ...
 LOGIN_LOCKOUT = 300.0  # ... lock that name for this long
 LOGIN_HOST_MAX_FAILURES = 20  # failed logins from one client address (any names) ...
 LOGIN_HOST_LOCKOUT = 300.0  # ... within LOGIN_WINDOW lock logins from that address this long
+#: accounts registered from one client host (client.host_key) within REGISTER_WINDOW seconds:
+#: Register is throttled per connection by the engine, but one host may open many connections,
+#: and each account may create channels
+REGISTER_HOST_MAX = int(os.environ.get("CHATROOM_REGISTER_HOST_MAX", "10"))
+REGISTER_WINDOW = 3600.0
+#: hosts not counted: this machine's own tools (bots, benchmarks), and a reverse proxy on the
+#: same machine, behind which every client has the proxy's address and no per-host count means
+#: anything
+REGISTER_HOST_EXEMPT = ("127.0.0.1", "::1")
 #: an Account waits this long for LoginGuard's answer, then goes on without it (logged): the
 #: guard's game may be stalled, or dead (a live game re-creates the shard only after the
 #: game's service_failover_timeout, 30 s)

@@ -794,3 +794,29 @@ async def test_channel_lists_and_the_channel_count_are_bounded(
                 await bot.close()
         runner.stop()
         runner.kill()
+
+
+@pytest.mark.asyncio
+async def test_registrations_from_one_host_are_counted(chat: ClusterRunner) -> None:
+    # Register is throttled per connection by the engine; LoginGuard counts per host as well,
+    # so one host with many connections cannot make accounts (and their channels) at will.
+    port = chat.gate(0, "tcp")
+    clients: list[GoWorldClient] = []
+
+    async def register_from(host: str, name: str) -> str:
+        c = await GoWorldClient.connect("127.0.0.1", port, local_addr=(host, 0))
+        clients.append(c)
+        account = await c.wait_player("Account", timeout=T)
+        c.call(account.id, "Register", name, PW)
+        got = await c.wait_until(lambda: [x for x in c.calls if x.method in ("ShowInfo", "ShowError")], T)
+        return str(got[-1].args[0])
+
+    try:
+        got = [await register_from("127.0.0.26", f"many_{k}") for k in range(10)]
+        assert got == ["registered: you can log in now"] * 10, got
+        refused = await register_from("127.0.0.26", "many_10")
+        assert refused.startswith("too many accounts registered from your address: try again in "), refused
+        assert await register_from("127.0.0.27", "elsewhere_1") == "registered: you can log in now"
+        assert await register_from("127.0.0.1", "this_machine_1") == "registered: you can log in now"
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))

@@ -96,7 +96,17 @@ _REDIS_TRANSIENT_REPLIES = (
     "TRYAGAIN",
     "OOM",
     "NOSCRIPT",
+    "MISCONF",  # writes refused while the server cannot save its snapshot to disk
+    "NOREPLICAS",  # min-replicas-to-write not met
 )
+
+
+def _redis_reply(exc: BaseException) -> str:
+    """The server's error reply inside a redis-py ResponseError, which may prefix it
+    ("Command # 2 (HSET ...) of pipeline caused error: MISCONF ...")."""
+    text = str(exc.args[-1]) if exc.args else str(exc)
+    _, marker, reply = text.partition("caused error: ")
+    return reply if marker else text
 
 
 def _transient_one(exc: BaseException) -> bool:
@@ -116,10 +126,7 @@ def _transient_one(exc: BaseException) -> bool:
         if isinstance(exc, transient_replies):
             return True
         if isinstance(exc, redis_errors.ResponseError):
-            message = str(exc.args[-1]) if exc.args else ""  # redis-py may prefix args[0]
-            return str(exc).startswith(_REDIS_TRANSIENT_REPLIES) or message.startswith(
-                _REDIS_TRANSIENT_REPLIES
-            )
+            return _redis_reply(exc).startswith(_REDIS_TRANSIENT_REPLIES)
     mongo_errors = sys.modules.get("pymongo.errors")  # ready for the MongoDB backend
     if mongo_errors is not None:
         if isinstance(exc, mongo_errors.ConnectionFailure):  # AutoReconnect, timeouts, selection

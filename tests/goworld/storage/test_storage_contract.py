@@ -650,3 +650,56 @@ async def test_redis_unreachable_server_raises_storage_error() -> None:
         assert is_transient(info.value)
     finally:
         await handle.close()
+
+
+@pytest.mark.asyncio
+async def test_redis_refusing_writes_misconf_is_an_outage_and_the_save_lands_after(tmp_path: Path) -> None:
+    """MISCONF (Redis stops taking writes when its snapshot to disk fails): a save is held and
+    retried, not failed, and lands once the server takes writes again. redis-py reports it as
+    "Command # 1 (HSET ...) of pipeline caused error: MISCONF ..." inside a MULTI."""
+    import shutil
+
+    from goworld.testing import free_port
+
+    good, doomed = tmp_path / "good", tmp_path / "doomed"
+    good.mkdir()
+    doomed.mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        [redis_fixtures.redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "3600 1", "--stop-writes-on-bgsave-error", "yes", "--dir", str(good),
+         "--enable-protected-configs", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    raw = redis.Redis(port=port)
+    handle = open_storage(StorageConfig(type="redis", url=f"redis://127.0.0.1:{port}", db="0"))
+    try:
+        for _ in range(200):
+            try:
+                raw.ping()
+                break
+            except redis.ConnectionError:
+                await asyncio.sleep(0.02)
+        raw.config_set("dir", str(doomed))
+        raw.set("seed", "1")
+        shutil.rmtree(doomed)  # the next snapshot cannot be written
+        raw.bgsave()
+        for _ in range(200):
+            if raw.info("persistence")["rdb_last_bgsave_status"] == "err":
+                break
+            await asyncio.sleep(0.02)
+        saved = handle.save("Avatar", "A1", {"hp": 7})
+        await asyncio.sleep(1.0)
+        assert not saved.done(), saved  # held, not failed
+        assert handle.statistics().outages == 1
+        raw.config_set("dir", str(good))
+        raw.bgsave()  # a snapshot that works: writes are taken again
+        await asyncio.wait_for(saved, 20)
+        assert await asyncio.wait_for(handle.load("Avatar", "A1"), 10) == {"hp": 7}
+    finally:
+        raw.close()
+        server.kill()
+        server.wait(10)
+        await asyncio.wait_for(handle.close(), 10)

@@ -35,8 +35,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from gate import client_proxy
 from gate.acceptor import Acceptor, Slot, bind_tcp
-from gate.client_proxy import ClientProxy
+from gate.client_proxy import ClientProxy, cut
 from gate.service import GateService
 from goworld import ops_http
 from goworld.metrics import Exporter
@@ -138,6 +139,16 @@ class _WebSocketTransport:
             self._wakeup.set()
             self.resumed.set()
 
+    async def finished(self, within: float) -> None:
+        """Wait (after :meth:`close`) until what was queued is sent and the WebSocket closed;
+        cut the connection if that takes over ``within`` seconds (a peer that does not read
+        would hold it, and its output, for ever: the library's drain has no timeout)."""
+        sender = self._sender
+        if not sender.done():
+            done, _ = await asyncio.wait({sender}, timeout=within)  # never raises its error
+            if not done:
+                cut(self)
+
     def abort(self) -> None:
         """Cut the connection now, dropping what was not sent (a peer that does not read)."""
         self.close()
@@ -235,7 +246,10 @@ async def start_websocket(
             if exc.rcvd is None and exc.sent is not None and exc.sent.code == 1009:
                 proxy.abort(f"WebSocket: {exc.sent.reason or 'message too big'}")
         finally:
+            # the proxy may have closed it while the peer still holds the socket: the client
+            # is gone (and its address slot free) only once the socket is
             transport.close()
+            await transport.finished(client_proxy.CLOSE_LINGER)
             proxy.connection_lost(None)
 
     def process_request(conn: ServerConnection, request: Request) -> Response | None:

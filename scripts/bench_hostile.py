@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ async def one(name: str, quick: bool) -> dict[str, Any]:
     seconds = float(plan.pop("seconds"))
     with tempfile.TemporaryDirectory(prefix="goworld-hostile-") as tmp:
         runner = ClusterRunner(Path(tmp), APP, dispatchers=1, games=1, gates=1)
+        os.environ.update(attacks.CLUSTER_ENV)  # the processes goworld start makes inherit it
         runner.start()
         try:
             outcome = await attacks.run_attack(

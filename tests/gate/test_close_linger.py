@@ -121,3 +121,41 @@ async def test_a_client_that_does_not_read_is_cut_at_once_past_the_output_bound(
     finally:
         sock.close()
         server.close()
+
+
+def _bad_packet(kind: str) -> bytes:
+    packet = struct.pack("<I", 2) + struct.pack("<H", 999)  # an unknown message type
+    if kind == "tcp":
+        return packet
+    mask = os.urandom(4)
+    return bytes([0x82, 0x80 | len(packet)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(packet))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["tcp", "ws"])
+async def test_a_client_closed_for_a_bad_packet_while_not_reading_is_cut_and_counted_till_then(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close comes from inside the read (a bad packet): the WebSocket handler's loop ends
+    at once, yet the connection (and its address slot) lasts until the socket is really gone."""
+    monkeypatch.setattr(client_proxy, "CLOSE_LINGER", 1.0)
+    gate = GateService(1, num_dispatchers=1, send=lambda d, e: None, limits=GateLimits())
+    server = await (start_tcp(gate, "127.0.0.1", 0) if kind == "tcp" else start_websocket(gate, "127.0.0.1", 0))
+    port = next(iter(server.sockets)).getsockname()[1]
+    sock = await asyncio.to_thread(_silent_client, kind, port)
+    try:
+        assert await _until(lambda: len(gate.clients) == 1, 5)
+        (proxy,) = gate.clients.values()
+        for _ in range(16):
+            gate.handle_dispatcher_message(1, Envelope(
+                msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, client_id=proxy.client_id, payload=CHUNK))
+        await asyncio.sleep(0.2)
+        sock.sendall(_bad_packet(kind))
+        assert await _until(lambda: proxy.closed, 5)
+        await asyncio.sleep(0.3)
+        assert gate.addresses.total == 1  # its socket still holds a place while it lingers
+        assert await _until(lambda: not gate.clients and gate.addresses.total == 0, 5), gate.clients
+        assert _reset(sock)
+    finally:
+        sock.close()
+        server.close()

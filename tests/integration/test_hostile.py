@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from goworld.bench.attacks import Outcome, run_attack
+from goworld.bench.attacks import CLUSTER_ENV, Outcome, run_attack
 from goworld.testing import ClusterRunner, running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +43,12 @@ max_connections_per_ip = {PER_IP}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterRunner]:
-    with running_cluster(tmp_path_factory.mktemp("hostile"), APP, dispatchers=1, games=1,
-                         gates=1, gate_extra=GATE) as runner:
-        yield runner
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in CLUSTER_ENV.items():
+            env.setenv(key, value)
+        with running_cluster(tmp_path_factory.mktemp("hostile"), APP, dispatchers=1, games=1,
+                             gates=1, gate_extra=GATE) as runner:
+            yield runner
 
 
 def attack(cluster: ClusterRunner, name: str, seconds: float, *, stall: str | None = None,

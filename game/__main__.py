@@ -49,6 +49,7 @@ from goworld.process import RoleArgs
 from goworld.proto.msgtypes import MsgType
 from goworld.runctl import GameState, ProcFile, ReloadResult
 from goworld.storage import open_storage
+from goworld.storage.resilient import DEFAULT_CLOSE_TIMEOUT
 
 logger = logging.getLogger("goworld.game")
 
@@ -419,10 +420,19 @@ class GameControl:
 async def _write_freeze(
     rt: GameRuntime, links: dict[int, DispatcherLink], storage: object, kvdb: object, data: bytes
 ) -> None:
-    """Wait for queued saves, write the freeze file, then close everything without destroying."""
+    """Close the storage and KVDB (every write queued before the snapshot lands, or is given
+    up after the backend's close timeout), then write the freeze file, then close the links;
+    exit without destroying anything.
+
+    In that order because each process retries its own writes: were the file written first,
+    the process restoring it could save an entity anew while this one still retried an older
+    save of it (a storage outage), which would land last and win. A write given up here is
+    not lost: the snapshot holds the entity as it is, and the restored game saves it again."""
     rt.collect_syncs()
-    if rt.pending_saves:
-        await asyncio.wait(list(rt.pending_saves), timeout=60)
+    for backend in (storage, kvdb):
+        close = getattr(backend, "close", None)
+        if close is not None:
+            await close()
     path = runctl.freeze_file(Path.cwd(), rt.game_id)
     t0 = time.perf_counter()
     runctl.write_atomically(path, data)
@@ -430,10 +440,6 @@ async def _write_freeze(
         "game%d frozen: %d entities, %d bytes in %s (written in %.0f ms)",
         rt.game_id, len(rt.entities), len(data), path, (time.perf_counter() - t0) * 1000,
     )
-    for backend in (storage, kvdb):
-        close = getattr(backend, "close", None)
-        if close is not None:
-            await close()
     for link in links.values():
         await link.close(flush_timeout=5.0)
     # Skip the interpreter's teardown of a large heap: the standby process is taking over.
@@ -442,7 +448,8 @@ async def _write_freeze(
 
 
 async def _wait_for_freeze(
-    pid: int, path: Path, layout: Path, rt: GameRuntime, timeout: float = 300.0
+    pid: int, path: Path, layout: Path, rt: GameRuntime,
+    timeout: float = DEFAULT_CLOSE_TIMEOUT + 120.0,  # the freezing game may wait out a storage outage
 ) -> freeze.Prebuilt | None:
     """A standby restore process, everything imported: wait for the freezing process's file
     (written atomically, so its presence means complete) or for that process to end. The

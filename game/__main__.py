@@ -49,7 +49,7 @@ from goworld.process import RoleArgs
 from goworld.proto.msgtypes import MsgType
 from goworld.runctl import GameState, ProcFile, ReloadResult
 from goworld.storage import open_storage
-from goworld.storage.resilient import DEFAULT_CLOSE_TIMEOUT
+from goworld.storage.resilient import DEFAULT_CLOSE_TIMEOUT, is_transient
 
 logger = logging.getLogger("goworld.game")
 
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(boot: _Boot, stop: asyncio.Event) -> int:
     try:
         storage, kvdb = _open_backends(boot)
+        await _probe_backends(boot, storage, kvdb)
         game = _build(boot, boot.args.restore, storage, kvdb, stop)
         state, prebuilt = await _load_state(boot, game.rt)
         _restore_or_create(game, state, prebuilt)
@@ -169,6 +170,59 @@ def _open_backends(boot: _Boot) -> tuple[object, object]:
         logger.critical("game%d: %s", boot.game_id, exc)
         raise _StartupFailed from exc
     return storage, kvdb
+
+
+#: Seconds the start-up read of each backend may take (then the game starts all the same).
+PROBE_TIMEOUT = 10.0
+_PROBE_KEY = "__goworld_probe__"
+
+
+async def _probe_backends(boot: _Boot, storage: object, kvdb: object) -> None:
+    """One read from each backend's own client, past the retry queue: an error that retrying
+    cannot mend (a Redis ``db`` the server does not have, a file that is not a SQLite
+    database, a refused password) stops the game at start, naming the section, instead of
+    failing every save while the cluster says it serves. An outage (the server down or slow)
+    only warns: the game starts, its operations held until the server answers."""
+    checks: list[tuple[str, object, str, tuple[str, ...]]] = [
+        ("storage", getattr(storage, "inner", storage), "load", (_PROBE_KEY, "0"))
+    ]
+    if kvdb is not None:
+        checks.append(("kvdb", getattr(kvdb, "inner", kvdb), "get", (_PROBE_KEY,)))
+    for section, backend, method, args in checks:
+        what = f"{boot.cfg.path} [{section}] {describe_backend(boot.cfg, section)}"
+        try:
+            await asyncio.wait_for(getattr(backend, method)(*args), PROBE_TIMEOUT)
+        except TimeoutError:
+            logger.warning("game%d: %s did not answer a first read within %.0f s: starting all the "
+                           "same (its operations wait for it)", boot.game_id, what, PROBE_TIMEOUT)
+        except Exception as exc:
+            if is_transient(exc):
+                logger.warning("game%d: %s is not reachable yet (%s): starting all the same (its "
+                               "operations wait for it)", boot.game_id, what, exc)
+                continue
+            logger.critical("game%d: %s cannot be used: %s", boot.game_id, what, exc)
+            raise _StartupFailed from exc
+
+
+def describe_backend(cfg: ClusterConfig, section: str) -> str:
+    """``type = ...`` and where, of ``[storage]`` or ``[kvdb]``, as the ini says."""
+    backend = cfg.storage if section == "storage" else cfg.kvdb
+    if backend is None:
+        return "(none)"
+    parts = [f"type = {backend.type}"]
+    for key in ("url", "db", "path", "collection"):
+        value = getattr(backend, key, "")
+        if value:
+            parts.append(f"{key} = {_without_password(str(value)) if key == 'url' else value}")
+    return ", ".join(parts)
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any ``user:password@`` left out (the log must not keep a password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def _build(

@@ -160,3 +160,21 @@ def test_commands_on_a_running_cluster_do_not_check_the_files_start_checked(tmp_
         assert stopped.returncode == 0 and "stopping gate1" in stopped.stdout, stopped.stderr
     finally:
         runner.kill()
+
+
+def test_a_storage_that_cannot_be_used_stops_the_start_naming_the_section(tmp_path: Path) -> None:
+    """A file that is not a SQLite database as [storage] path: every save would fail (an error
+    that retrying cannot mend), so the game refuses to start and says why, naming the file
+    and section, instead of serving with saves dropped."""
+    (tmp_path / "not-a-db").write_bytes(b"this is not a database, " * 100)
+    runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1,
+                           storage="type = sqlite\npath = not-a-db")
+    try:
+        result = runner.cli("start", str(APP), "--timeout", "20")
+        assert result.returncode != 0, result.stdout + result.stderr
+        text = result.stdout + result.stderr
+        assert f"{runner.ini} [storage] type = sqlite, path = {tmp_path / 'not-a-db'} cannot be used" in text, text
+        assert "file is not a database" in text, text
+        assert not list((tmp_path / ".goworld").glob("*.pid"))  # what started was stopped
+    finally:
+        runner.kill()

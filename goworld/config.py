@@ -416,13 +416,21 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected a boolean (1/0, true/false, on/off, yes/no, t/f, y/n)")
 
 
+#: The largest integer any key takes when it names no bound of its own: every integer up to it
+#: is exact as a float, and nothing larger is a sensible count, size or interval (a 400-digit
+#: save_interval crashed the game, OverflowError, where this error names the key instead).
+INT_MAX = 2**53
+
+
 def _int(lo: int, hi: int | None = None) -> _Parser:
+    top = INT_MAX if hi is None else hi
+
     def parse(raw: str) -> int:
-        if not _INT_RE.fullmatch(raw):
+        if not _INT_RE.fullmatch(raw) or len(raw) > 40:
             raise ValueError("expected an integer")
         value = int(raw)
-        if value < lo or (hi is not None and value > hi):
-            raise ValueError(f"must be at least {lo}" if hi is None else f"must be in {lo}..{hi}")
+        if value < lo or value > top:
+            raise ValueError(f"must be in {lo}..{top}")
         return value
 
     return parse

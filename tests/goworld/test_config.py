@@ -511,6 +511,15 @@ ERRORS = [
         "save_interval",
         None,
     ),
+    (
+        "huge-int",  # it once crashed the game: OverflowError, int too large to convert to float
+        DEPLOYMENT + "[game1]\nsave_interval = " + "9" * 400 + "\n",
+        "game1",
+        "save_interval",
+        "9" * 400,
+    ),
+    ("int-over-2**53", DEPLOYMENT + "[game1]\nsave_interval = 9007199254740993\n", "game1",
+     "save_interval", "9007199254740993"),
     ("duplicate-section", DEPLOYMENT + "[gate1]\n[gate1]\n", "gate1", None, None),
     ("duplicate-section-case", DEPLOYMENT + "[gate1]\n[Gate1]\n", "gate1", None, None),
 ]

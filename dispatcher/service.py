@@ -86,8 +86,11 @@ EARLY_QUEUE_LIMIT = 100
 EARLY_IDS_LIMIT = 10_000
 EARLY_MAX_BYTES = 16 * 1024 * 1024
 #: Of those, calls from one client (the hold is for entities a game is creating; a client
-#: calling made-up ids must not crowd out the games' calls)
+#: calling made-up ids must not crowd out the games' calls), and calls from all clients
+#: together, in bytes and in ids: the games keep the rest of each budget for themselves
 EARLY_PER_CLIENT = 8
+EARLY_CLIENTS_MAX_BYTES = EARLY_MAX_BYTES // 4
+EARLY_CLIENTS_IDS_LIMIT = EARLY_IDS_LIMIT // 4
 _CALL_FROM_CLIENT = int(MsgType.CALL_ENTITY_METHOD_FROM_CLIENT)
 #: How long the ids of a dead game's entities are remembered (messages to them are dropped).
 LOST_ENTITY_SECONDS = 60.0
@@ -206,8 +209,11 @@ class DispatcherService:
         self._waiting_boot: list[Envelope] = []
         self._early: dict[str, tuple[float, list[Envelope]]] = {}
         self._early_bytes = 0
-        #: client id -> its calls in _early (EARLY_PER_CLIENT)
+        #: client id -> its calls in _early (EARLY_PER_CLIENT); their bytes, and the ids held
+        #: for clients' calls only (EARLY_CLIENTS_MAX_BYTES, EARLY_CLIENTS_IDS_LIMIT)
         self._early_clients: dict[str, int] = {}
+        self._early_client_bytes = 0
+        self._early_client_ids: set[str] = set()
         #: client id -> when it stops waiting for a boot game (the clients of _waiting_boot)
         self._waiting_until: dict[str, float] = {}
         #: entity id -> (its dead game, until when it is remembered)
@@ -772,10 +778,10 @@ class DispatcherService:
 
     def _hold_early(self, eid: str, env: Envelope) -> None:
         client = env.client_id if env.msgtype == _CALL_FROM_CLIENT else ""
-        if client and self._early_clients.get(client, 0) >= EARLY_PER_CLIENT:
+        if client and not self._client_may_hold(client, eid, envelope_size(env)):
             logger.warning(
-                "unknown entity %r: client %s already has %d calls held for unknown entities: "
-                "dropped", eid, client, EARLY_PER_CLIENT,
+                "unknown entity %r: clients' calls already hold their share of the places for "
+                "unknown entities (client %s): dropped", eid, client,
             )
             self.stats["dropped"] += 1
             return
@@ -800,6 +806,15 @@ class DispatcherService:
         self._early_bytes += size
         if client:
             self._early_clients[client] = self._early_clients.get(client, 0) + 1
+            self._early_client_bytes += size
+            self._early_client_ids.add(eid)
+
+    def _client_may_hold(self, client: str, eid: str, size: int) -> bool:
+        return (
+            self._early_clients.get(client, 0) < EARLY_PER_CLIENT
+            and self._early_client_bytes + size <= EARLY_CLIENTS_MAX_BYTES
+            and (eid in self._early_client_ids or len(self._early_client_ids) < EARLY_CLIENTS_IDS_LIMIT)
+        )
 
     def _unhold_early(self, envs: list[Envelope]) -> None:
         """``envs`` leave the hold (delivered or dropped): their bytes and clients' counts."""
@@ -807,6 +822,8 @@ class DispatcherService:
         counts = self._early_clients
         for env in envs:
             if env.msgtype == _CALL_FROM_CLIENT and env.client_id in counts:
+                self._early_client_bytes -= envelope_size(env)
+                self._early_client_ids.discard(env.entity_id)
                 left = counts[env.client_id] - 1
                 if left > 0:
                     counts[env.client_id] = left

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.service import (
+    EARLY_CLIENTS_MAX_BYTES,
     EARLY_HOLD_SECONDS,
     EARLY_PER_CLIENT,
     ENTITY_BLOCK_SECONDS,
@@ -1457,3 +1458,21 @@ def test_one_clients_calls_to_unknown_entities_do_not_crowd_out_the_games() -> N
     h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=eid(999), name="m",
                        client_id=cid(1)))
     assert len(h.svc._early) == 1
+
+
+def test_clients_together_hold_at_most_their_share_of_the_unknown_entity_budget() -> None:
+    h = cluster(2)
+    big = b"\x00" * (1024 * 1024)
+    for n in range(40):  # 40 clients, one 1 MiB call each to a made-up id
+        h.gate(1, Envelope(msgtype=MsgType.CALL_ENTITY_METHOD_FROM_CLIENT, entity_id=eid(800 + n),
+                           name="m", client_id=cid(100 + n), payload=big))
+    assert h.svc._early_client_bytes <= EARLY_CLIENTS_MAX_BYTES
+    # the games' share is untouched: 8 calls of 1 MiB to entities being created are all kept
+    for n in range(8):
+        h.game(1, call(eid(900 + n), "Welcome", big))
+    for n in range(8):
+        h.game(2, notify_create(eid(900 + n)))
+    assert len(h.games[2].calls()) == 8
+    h.clock.advance(EARLY_HOLD_SECONDS + 1)
+    h.svc.tick()
+    assert h.svc._early_client_bytes == 0 and h.svc._early_client_ids == set()

@@ -247,9 +247,13 @@ CHECK_BY_DECODING = 512
 
 
 def check_args(buf: bytes, pos: int = 0) -> int:
-    """Check that Args start at ``pos`` (a u16 count, then each value's VarBytes holding one
-    well-formed msgpack value) without keeping the values; returns the end offset. The gate's
-    check of a client's call; :class:`RemoteProtocolError` as :func:`decode_args` raises it."""
+    """Check the structure of Args at ``pos`` (a u16 count, then each value's VarBytes holding
+    one msgpack value) without keeping the values; returns the end offset. The gate's check of
+    a client's call: framing errors, truncated or malformed msgpack raise
+    :class:`RemoteProtocolError` as :func:`decode_args` does. A big value is skipped, not
+    decoded, so what only decoding finds (a string that is not UTF-8, a map key that cannot be
+    hashed) passes here and is refused by the game, which decodes the arguments anyway and
+    counts the call as ``bad_arguments``."""
     count, pos = _read_u16(buf, pos)
     for _ in range(count):
         raw, pos = _read_varbytes(buf, pos, "msgpack data")

@@ -524,7 +524,7 @@ def test_fuzz_framer_split_is_invisible(stream: bytes, cut: int) -> None:
     assert run([stream[i : i + 1] for i in range(len(stream))]) == whole
 
 
-def test_check_args_takes_what_decode_args_takes_and_refuses_what_it_refuses() -> None:
+def test_check_args_takes_what_decode_args_takes_and_refuses_broken_structure() -> None:
     import struct
 
     from goworld.errors import RemoteProtocolError

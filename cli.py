@@ -842,16 +842,21 @@ def _drain_cluster(cluster: Cluster) -> None:
     """`goworld stop --cluster`'s first step: one dispatcher (the first that answers, this
     host's first) drains every gate connected to it, on whichever host; each gate's report is
     shown. Exits (nothing stopped) when no dispatcher could do it."""
-    from goworld.metrics import ops_token
+    from goworld.cluster import auth
     from goworld.ops_client import Unaddressable, fetch_status, status_url
-    from goworld.ops_http import DRAIN_PATH
+    from goworld.ops_http import CREDENTIALS_HEADER, DRAIN_PATH
     from goworld.safestop import DRAIN_WAIT
 
-    token = ops_token(cluster.cfg)
-    if not token:
-        click.echo("goworld stop --cluster: the other hosts' processes take orders over HTTP "
-                   "only with a token: set [deployment] ops_token (or GOWORLD_OPS_TOKEN) on "
-                   "every host; nothing stopped", err=True)
+    try:
+        secret = auth.resolve_secret(cluster.cfg)
+    except ConfigError as exc:
+        click.echo(f"goworld stop --cluster: {exc}; nothing stopped", err=True)
+        sys.exit(2)
+    if secret is None:
+        click.echo("goworld stop --cluster: the dispatchers take orders only with credentials "
+                   "made from the cluster secret, and none is set: set [deployment] "
+                   f"cluster_secret or cluster_secret_file (or {auth.SECRET_ENV}) as on every "
+                   "host; nothing stopped", err=True)
         sys.exit(2)
     share = {p.name for p in cluster.all_procs()}
     dispatchers = sorted(Cluster(cluster.cfg).procs("dispatcher"),
@@ -865,7 +870,9 @@ def _drain_cluster(cluster: Cluster) -> None:
             why_not.append(str(exc))
             continue
         _progress(f"draining every gate through {d.name} ")
-        answer = fetch_status(url, token, DRAIN_WAIT + 5, method="POST", expect={"dispatcher": d.id})
+        order = auth.make_token(secret.value, auth.Identity("ops", 1), d.id, time.time())
+        answer = fetch_status(url, "", DRAIN_WAIT + 5, method="POST", expect={"dispatcher": d.id},
+                              headers={CREDENTIALS_HEADER: order})
         if isinstance(answer, str):
             click.echo("no answer")
             why_not.append(answer)

@@ -14,6 +14,7 @@ from dispatcher.metrics import DispatcherFigures
 from dispatcher.server import DispatcherServicer
 from dispatcher.service import DispatcherService
 from goworld import ops_http, process, runctl
+from goworld.cluster.auth import AuthRefused, TokenVerifier
 from goworld.cluster.streams import GRPC_OPTIONS
 from goworld.config import DispatcherConfig
 from goworld.rpc import cluster_pb2_grpc
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "dispatcher", args.id, cfg, dcfg.http_addr,
             DispatcherFigures(service, lambda: servicer.refused),
             actions={ops_http.DRAIN_PATH: lambda: _drain_gates(service)},
+            check_action=None if verifier is None else lambda token: _check_order(verifier, token),
         )
         process.announce_started("dispatcher")
         ticker = asyncio.create_task(_tick(service))
@@ -83,6 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return process.run_loop(serve, alive=runctl.proc_name("dispatcher", args.id))
+
+
+def _check_order(verifier: TokenVerifier, token: str | None) -> ops_http.Refusal | None:
+    """An action's credentials: a fresh token of the cluster secret for ``ops``."""
+    try:
+        identity = verifier.verify(token)
+    except AuthRefused as exc:
+        return ops_http.Refusal(403, str(exc))
+    if identity.role != "ops":
+        return ops_http.Refusal(403, f"credentials of {identity}, not of an operator's command")
+    return None
 
 
 async def _drain_gates(service: DispatcherService, wait: float = DRAIN_WAIT) -> dict[str, Any]:

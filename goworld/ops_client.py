@@ -63,13 +63,13 @@ def status_url(name: str, section: Any, *, here: bool, path: str = "/status") ->
 
 
 def fetch_status(url: str, token: str, timeout: float, *, expect: Mapping[str, Any] | None = None,
-                 method: str = "GET") -> dict[str, Any] | str:
+                 method: str = "GET", headers: Mapping[str, str] | None = None) -> dict[str, Any] | str:
     """GET ``url`` (a /status URL; ``method`` POST for an action such as /drain) with the
     bearer ``token`` if any: the JSON object, or why not. ``expect`` (e.g. ``{"role": "game",
     "id": 2}``): an answer whose fields differ is some other process's, and said so."""
+    sent = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(
-        url, headers={"Authorization": f"Bearer {token}"} if token else {}, method=method,
-        data=b"" if method == "POST" else None,
+        url, headers={**sent, **(headers or {})}, method=method, data=b"" if method == "POST" else None,
     )
     context = None
     if url.startswith("https:"):

@@ -8,10 +8,14 @@ Paths (:func:`respond`)
       URL is sent as the bearer token (the fragment never reaches a server; the page keeps
       it in the tab's ``sessionStorage`` and takes it off the address bar);
     * ``POST /drain`` (a dispatcher's only): every gate connected to it drains, as the first
-      step of ``goworld stop`` does; the reply, once they answered or :data:`ACTION_TIMEOUT`
-      passed, is a JSON object with each gate's report (``goworld stop --cluster`` uses it).
-      An *action*: it needs the token even from loopback, and is refused (403) when no token
-      is configured. One action runs at a time.
+      step of ``goworld stop`` does; the reply, once they answered, is a JSON object with each
+      gate's report (``goworld stop --cluster`` uses it). An *action*: it changes the cluster,
+      so the ops token (which only shows figures, and travels in plain HTTP) is not enough.
+      The request must carry fresh cluster credentials in :data:`CREDENTIALS_HEADER`: a
+      token made with the cluster secret for identity ``ops1`` and this dispatcher
+      (:func:`goworld.cluster.auth.make_token`; single use, within the clock window), checked
+      by the process's own verifier; without a cluster secret, actions are refused (403). One
+      action runs at a time; another meanwhile is answered 409.
 
 Where
     On each process's ``http_addr``. A gate serves them on its WebSocket/web listener
@@ -63,7 +67,8 @@ __all__ = [
     "Reply",
     "STATUS_PATH",
     "authorize",
-    "authorize_action",
+    "ActionCheck",
+    "CREDENTIALS_HEADER",
     "is_loopback",
     "peer_host",
     "respond",
@@ -90,6 +95,10 @@ DRAIN_PATH = "/drain"
 
 #: A ``POST`` path's work: the JSON object it answers with.
 Action = Callable[[], Awaitable[dict[str, Any]]]
+#: How an action's credentials are checked: the header's value (None: absent) -> None to go
+#: on, or the refusal.
+ActionCheck = Callable[[str | None], "Refusal | None"]
+CREDENTIALS_HEADER = "X-GoWorld-Credentials"
 BIND_RETRY_INTERVAL = 0.25
 BIND_RETRY_SECONDS = 30.0
 
@@ -166,17 +175,6 @@ def authorize(
     )
 
 
-def authorize_action(token: str, peer: str, authorization: str | None, path: str) -> Refusal | None:
-    """The rule for actions (``POST``): the token, always; none configured refuses them."""
-    if not token:
-        return Refusal(
-            403,
-            f"POST {path} changes the process: it needs an ops_token ([deployment] ops_token "
-            "or GOWORLD_OPS_TOKEN), and none is configured",
-        )
-    return authorize(token, peer, authorization)
-
-
 def respond(exporter: Exporter, path: str, peer: str, authorization: str | None) -> Reply | None:
     """The reply to ``GET path`` if ``path`` is one of ours (query string ignored), else None."""
     path = path.split("?", 1)[0]
@@ -229,10 +227,12 @@ class OpsServer:
     def __init__(
         self, exporter: Exporter, host: str, port: int, *, name: str,
         actions: Mapping[str, Action] | None = None,
+        check_action: ActionCheck | None = None,
     ) -> None:
         self.exporter = exporter
         self.actions = dict(actions or {})
-        self._action_lock = asyncio.Lock()
+        self.check_action = check_action
+        self._acting = False
         self.host = host
         self.port = port
         self.name = name  # e.g. "[game1] http_addr = 127.0.0.1:25001"
@@ -318,29 +318,38 @@ class OpsServer:
         if path in self.actions:
             if method != "POST":
                 return _text(405, f"{path} is an action: POST only", (("Allow", "POST"),)), False
-            return await self._act(path, peer, headers.get("authorization")), False
+            return await self._act(path, peer, headers.get(CREDENTIALS_HEADER.lower())), False
         if method not in ("GET", "HEAD"):
             return _text(405, "only GET and HEAD", (("Allow", "GET, HEAD"),)), False
         reply = respond(self.exporter, target, peer, headers.get("authorization"))
         return (reply or _text(404, "not found")), method == "HEAD"
 
-    async def _act(self, path: str, peer: str, authorization: str | None) -> Reply:
-        refused = authorize_action(self.exporter.token, peer, authorization, path)
+    async def _act(self, path: str, peer: str, credentials: str | None) -> Reply:
+        if self.check_action is None:
+            refused: Refusal | None = Refusal(
+                403, f"POST {path} needs cluster credentials, and this process has no cluster "
+                     "secret to check them with")
+        else:
+            refused = self.check_action(credentials)
         if refused is not None:
-            headers = (("WWW-Authenticate", 'Bearer realm="goworld"'),) if refused.status == 401 else ()
-            return _text(refused.status, refused.reason, headers)
+            logger.warning("POST %s from %s refused: %s", path, peer or "a local socket", refused.reason)
+            return _text(refused.status, refused.reason)
+        if self._acting:
+            return _text(409, f"another action is under way: POST {path} again once it is done")
         logger.info("POST %s from %s", path, peer or "a local socket")
+        self._acting = True
         try:
-            async with self._action_lock:
-                result = await asyncio.wait_for(self.actions[path](), ACTION_TIMEOUT)
+            result = await asyncio.wait_for(self.actions[path](), ACTION_TIMEOUT)
         except TimeoutError:
             return _text(504, f"POST {path} did not finish within {ACTION_TIMEOUT:g} s")
+        finally:
+            self._acting = False
         return Reply(200, json.dumps(result, separators=(",", ":")).encode(), "application/json")
 
 
 def start_ops_server(
     role: str, ident: int, cfg: ClusterConfig, http_addr: Address, figures: Figures,
-    actions: Mapping[str, Action] | None = None,
+    actions: Mapping[str, Action] | None = None, check_action: ActionCheck | None = None,
 ) -> OpsServer:
     """A dispatcher's or game's endpoints: its :class:`~goworld.metrics.Exporter` (started:
     loop lag, GC pauses) served on ``http_addr`` in the background, with ``actions`` as
@@ -348,7 +357,8 @@ def start_ops_server(
     exporter = Exporter(role, ident, token=ops_token(cfg), figures=figures)
     exporter.start()
     name = f"[{role}{ident}] http_addr = {http_addr}"
-    server = OpsServer(exporter, http_addr.host, http_addr.port, name=name, actions=actions)
+    server = OpsServer(exporter, http_addr.host, http_addr.port, name=name, actions=actions,
+                       check_action=check_action)
     server.start()
     return server
 

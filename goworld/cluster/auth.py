@@ -89,7 +89,7 @@ MAX_NONCES = 65536
 
 _VERSION = "v1"
 _TOKEN_RE = re.compile(
-    r"v1:(?P<role>game|gate|lockstep)(?P<id>[1-9][0-9]{0,4}):(?P<ts>[0-9]{1,12}):(?P<nonce>[0-9a-f]{32}):"
+    r"v1:(?P<role>game|gate|lockstep|ops)(?P<id>[1-9][0-9]{0,4}):(?P<ts>[0-9]{1,12}):(?P<nonce>[0-9a-f]{32}):"
     r"(?P<mac>[0-9a-f]{64})"
 )
 _MAX_TOKEN_LENGTH = 200
@@ -107,7 +107,7 @@ class ClusterSecret:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    role: str  # "game" | "gate" | "lockstep"
+    role: str  # "game" | "gate" | "lockstep", or "ops": the CLI's orders (never a stream)
     id: int
 
     def __str__(self) -> str:

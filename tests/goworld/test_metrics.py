@@ -27,7 +27,7 @@ from goworld.metrics import (
     histogram,
     ops_token,
 )
-from goworld.ops_http import OpsServer, authorize, is_loopback, respond
+from goworld.ops_http import CREDENTIALS_HEADER, OpsServer, Refusal, authorize, is_loopback, respond
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -352,33 +352,48 @@ async def test_a_port_never_freed_is_given_up_with_an_error(
 
 
 @pytest.mark.asyncio
-async def test_an_action_needs_the_token_even_from_loopback_and_post() -> None:
+async def test_an_action_needs_cluster_credentials_not_the_ops_token() -> None:
     runs: list[int] = []
+    release = asyncio.Event()
 
     async def drain() -> dict[str, Any]:
         runs.append(1)
+        await release.wait()
         return {"gates": {"gate1": {"told": 2}}}
 
-    def post(path: str, extra: str = "") -> bytes:
+    def check(credentials: str | None) -> Refusal | None:
+        return None if credentials == "good" else Refusal(403, f"refused {credentials!r}")
+
+    def post(path: str, *headers: str) -> bytes:
+        extra = "".join(f"{h}\r\n" for h in headers)
         return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n{extra}\r\n".encode()
 
-    for token, expect in (("", 403), (TOKEN, 401)):
-        server = OpsServer(Exporter("dispatcher", 1, token=token, figures=FakeFigures()), "127.0.0.1", 0,
-                           name="test", actions={"/drain": drain})
+    for check_action in (None, check):
+        server = OpsServer(Exporter("dispatcher", 1, token=TOKEN, figures=FakeFigures()), "127.0.0.1", 0,
+                           name="test", actions={"/drain": drain}, check_action=check_action)
         server.start()
         await asyncio.wait_for(server.ready.wait(), 10)
         port = port_of(server)
         try:
-            code, _, body = await http(port, post("/drain"))
-            assert code == expect, body
-            if not token:  # no token configured: nothing can change the process, loopback or not
-                assert b"POST /drain changes the process: it needs an ops_token" in body
+            # the ops token (read-only figures, sent in plain HTTP) is not enough
+            code, _, body = await http(port, post("/drain", f"Authorization: Bearer {TOKEN}"))
+            assert code == 403, body
+            if check_action is None:  # no cluster secret here: no action at all
+                assert b"needs cluster credentials" in body
                 continue
-            assert (await http(port, post("/drain", "Authorization: Bearer nope\r\n")))[0] == 401
-            code, headers, _ = await http(port, get("/drain", f"Authorization: Bearer {TOKEN}"))
+            assert b"refused None" in body
+            code, _, body = await http(port, post("/drain", f"{CREDENTIALS_HEADER}: bad"))
+            assert code == 403 and b"refused 'bad'" in body
+            code, headers, _ = await http(port, get("/drain", f"{CREDENTIALS_HEADER}: good"))
             assert code == 405 and headers["Allow"] == "POST"
             assert runs == []
-            code, headers, body = await http(port, post("/drain", f"Authorization: Bearer {TOKEN}\r\n"))
+            first = asyncio.ensure_future(http(port, post("/drain", f"{CREDENTIALS_HEADER}: good")))
+            while not runs:
+                await asyncio.sleep(0.01)
+            code, _, body = await http(port, post("/drain", f"{CREDENTIALS_HEADER}: good"))
+            assert code == 409, body  # one at a time: the second is told, not queued
+            release.set()
+            code, headers, body = await first
             assert code == 200 and headers["Content-Type"] == "application/json"
             assert json.loads(body) == {"gates": {"gate1": {"told": 2}}} and runs == [1]
             # the other paths keep their rules

@@ -142,6 +142,9 @@ async def test_impostors_are_refused_logged_and_the_real_gate_and_game_are_untou
             flood = await asyncio.gather(*(_impostor(address, "game", None) for _ in range(30)))
             got_flood = sorted({f"{code.name}: {details}" for code, details in flood})
             assert got_flood == ["UNAUTHENTICATED: no cluster credentials"], got_flood
+            # an operator's credentials (goworld stop --cluster's) are no stream's
+            ops = await _impostor(address, "gate", _token(secret, auth.Identity("ops", 1)))
+            assert ops == (grpc.StatusCode.PERMISSION_DENIED, "authenticated as ops1, but its hello says gate1"), ops
             await _echo(player, 100)
             assert not player.is_closed
             newcomer = await asyncio.wait_for(login(runner, "bob"), 30)  # game1 takes new players

@@ -18,7 +18,6 @@ import pytest
 from goworld import runctl
 from goworld.client import GoWorldClient
 from goworld.cluster import auth
-from goworld.metrics import OPS_TOKEN_ENV
 from goworld.testing import ClusterRunner, login, running_cluster
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "cluster_app"
@@ -157,10 +156,9 @@ async def test_stop_cluster_drains_the_other_hosts_gates_first(
 ) -> None:
     """Two "hosts" on loopback, each its own directory: A runs dispatcher1, game1 and gate1,
     B runs gate2. `goworld stop --cluster` on A drains gate2 too, through dispatcher1's POST
-    /drain, before anything of A stops: gate2's player is told, gate2 refuses new clients
+    /drain (with credentials made from the cluster secret), before anything of A stops: gate2's player is told, gate2 refuses new clients
     and keeps running, drained, until B's own stop."""
     monkeypatch.setenv(auth.SECRET_ENV, secrets.token_hex(16))  # one cluster: one secret
-    monkeypatch.setenv(OPS_TOKEN_ENV, secrets.token_hex(16))  # orders over HTTP need it
     for letter in "AB":
         (tmp_path / letter).mkdir()
     host_a = ClusterRunner(tmp_path / "A", APP, dispatchers=1, games=1, gates=2)
@@ -207,9 +205,12 @@ async def test_stop_cluster_drains_the_other_hosts_gates_first(
         host_a.kill()
 
 
-def test_stop_cluster_without_a_token_stops_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(OPS_TOKEN_ENV, raising=False)
+def test_stop_cluster_without_a_cluster_secret_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(auth.SECRET_ENV, raising=False)
     runner = ClusterRunner(tmp_path, APP, dispatchers=1, games=1, gates=1)
     result = runner.cli("stop", "--cluster")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "set [deployment] ops_token (or GOWORLD_OPS_TOKEN) on every host; nothing stopped" in result.stderr
+    assert "credentials made from the cluster secret, and none is set" in result.stderr
+    assert result.stderr.rstrip().endswith("nothing stopped")

@@ -839,9 +839,10 @@ def stop_command(app: Path | None, ini_path: Path, only: str | None, timeout: fl
 
 
 def _drain_cluster(cluster: Cluster) -> None:
-    """`goworld stop --cluster`'s first step: one dispatcher (the first that answers, this
-    host's first) drains every gate connected to it, on whichever host; each gate's report is
-    shown. Exits (nothing stopped) when no dispatcher could do it."""
+    """`goworld stop --cluster`'s first step: the dispatchers (this host's first) drain every
+    gate connected to them, on whichever host, until every gate of the ini has answered or
+    every dispatcher was asked; the other hosts' gates' reports are shown, and a gate that
+    could not be drained is named. Exits (nothing stopped) when no dispatcher could do it."""
     from goworld.cluster import auth
     from goworld.ops_client import Unaddressable, fetch_status, status_url
     from goworld.ops_http import CREDENTIALS_HEADER, DRAIN_PATH
@@ -858,11 +859,18 @@ def _drain_cluster(cluster: Cluster) -> None:
                    f"cluster_secret or cluster_secret_file (or {auth.SECRET_ENV}) as on every "
                    "host; nothing stopped", err=True)
         sys.exit(2)
+    whole = Cluster(cluster.cfg)
     share = {p.name for p in cluster.all_procs()}
-    dispatchers = sorted(Cluster(cluster.cfg).procs("dispatcher"),
+    gates = [g.name for g in whole.procs("gate")]
+    dispatchers = sorted(whole.procs("dispatcher"),
                          key=lambda d: not (d.name in share and cluster.pid(d) is not None))
-    why_not = []
+    drained: dict[str, dict[str, Any]] = {}
+    silent: set[str] = set()  # asked, no report in time
+    why_not: list[str] = []
+    answered = 0
     for d in dispatchers:
+        if all(g in drained for g in gates):
+            break
         here = d.name in share and cluster.pid(d) is not None
         try:
             url = status_url(d.name, cluster.cfg.dispatchers[d.id], here=here, path=DRAIN_PATH)
@@ -877,26 +885,31 @@ def _drain_cluster(cluster: Cluster) -> None:
             click.echo("no answer")
             why_not.append(answer)
             continue
+        answered += 1
         reports = answer.get("gates") or {}
         click.echo(f"({len(reports)} connected)")
-        for gate in Cluster(cluster.cfg).procs("gate"):
-            if gate.name in share:
-                continue  # this host's: shown by the stop below (its report comes at once)
-            report = reports.get(gate.name, False)
-            if report is False:
-                click.echo(f"draining {gate.name:<12} not connected to {d.name} (down?)")
-            elif not isinstance(report, dict):
-                click.echo(f"draining {gate.name:<12} no answer within {DRAIN_WAIT:g} s")
+        for name, report in reports.items():
+            if isinstance(report, dict):
+                drained.setdefault(name, report)
             else:
-                click.echo(
-                    f"draining {gate.name:<12} new clients refused; {report.get('told', 0)} of "
-                    f"{report.get('clients', 0)} clients told the server is going down; drained "
-                    f"in {report.get('seconds', 0):.2f} s (elsewhere)"
-                )
-        return
-    click.echo("goworld stop --cluster: no dispatcher could drain the gates; nothing stopped:\n  "
-               + "\n  ".join(why_not), err=True)
-    sys.exit(1)
+                silent.add(name)
+    if not answered:
+        click.echo("goworld stop --cluster: no dispatcher could drain the gates; nothing stopped:\n  "
+                   + "\n  ".join(why_not), err=True)
+        sys.exit(1)
+    for name in gates:
+        if name in share:
+            continue  # this host's: shown by the stop below (its report comes at once)
+        report = drained.get(name)
+        if report is None:
+            why = f"no answer within {DRAIN_WAIT:g} s" if name in silent else "connected to no dispatcher asked (down?)"
+            click.echo(f"draining {name:<12} NOT drained: {why}")
+            continue
+        click.echo(
+            f"draining {name:<12} new clients refused; {report.get('told', 0)} of "
+            f"{report.get('clients', 0)} clients told the server is going down; drained "
+            f"in {report.get('seconds', 0):.2f} s (elsewhere)"
+        )
 
 
 def _say_what_runs_elsewhere(cluster: Cluster, everywhere: bool) -> None:

@@ -119,6 +119,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from goworld.errors import ConfigError
 
@@ -517,9 +518,28 @@ def _url(*schemes: str) -> _Parser:
     def parse(raw: str) -> str:
         if not raw.startswith(tuple(s + "://" for s in schemes)):
             raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)} URL")
+        if raw.startswith(("redis://", "rediss://")):  # one host (a MongoDB URL may list several)
+            try:
+                _ = urlsplit(raw).port  # raises on a port that is not a number
+            except ValueError as exc:
+                raise ValueError(f"not a usable URL ({exc})") from None
         return raw
 
     return parse
+
+
+def _mongo_db(raw: str) -> str:
+    """A MongoDB database name (the server's rules: no ``/\\. "$``, at most 63 bytes)."""
+    if not raw or any(c in '/\\. "$\0' for c in raw) or len(raw.encode()) > 63:
+        raise ValueError('expected a MongoDB database name: 1 to 63 bytes, none of / \\ . " $ or a space')
+    return raw
+
+
+def _mongo_collection(raw: str) -> str:
+    """A MongoDB collection name (no ``$``, not ``system.``-prefixed, not empty)."""
+    if not raw or "$" in raw or "\0" in raw or raw.startswith("system."):
+        raise ValueError("expected a MongoDB collection name: not empty, no $, not system.*")
+    return raw
 
 
 def _optional_addr(raw: str) -> Address | None:
@@ -673,13 +693,13 @@ _SCHEMA: tuple[_Row, ...] = (
     ("lockstep", "link_flush_interval_ms", _int(0, 1000), "2"),
     ("storage.sqlite", "path", _path, "goworld.db"),  # ours
     ("storage.mongodb", "url", _MONGODB_URL, None),
-    ("storage.mongodb", "db", _text, "goworld"),
+    ("storage.mongodb", "db", _mongo_db, "goworld"),
     ("storage.redis", "url", _REDIS_URL, None),
     ("storage.redis", "db", _redis_db, "0"),
     ("kvdb.sqlite", "path", _path, "goworld_kv.db"),  # ours
     ("kvdb.mongodb", "url", _MONGODB_URL, None),
-    ("kvdb.mongodb", "db", _text, "goworld"),
-    ("kvdb.mongodb", "collection", _text, None),
+    ("kvdb.mongodb", "db", _mongo_db, "goworld"),
+    ("kvdb.mongodb", "collection", _mongo_collection, None),
     ("kvdb.redis", "url", _REDIS_URL, None),
     ("kvdb.redis", "db", _redis_db, "0"),
 )

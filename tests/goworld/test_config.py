@@ -511,6 +511,13 @@ ERRORS = [
         "save_interval",
         None,
     ),
+    ("redis-url-port", DEPLOYMENT + "[storage]\ntype = redis\nurl = redis://127.0.0.1:notaport\n",
+     "storage", "url", "redis://127.0.0.1:notaport"),
+    ("mongodb-db-name", DEPLOYMENT + "[storage]\ntype = mongodb\nurl = mongodb://h/\ndb = a.b/c\n",
+     "storage", "db", "a.b/c"),
+    ("mongodb-collection-name",
+     DEPLOYMENT + "[kvdb]\ntype = mongodb\nurl = mongodb://h/\ncollection = $x\n", "kvdb",
+     "collection", "$x"),
     (
         "huge-int",  # it once crashed the game: OverflowError, int too large to convert to float
         DEPLOYMENT + "[game1]\nsave_interval = " + "9" * 400 + "\n",

@@ -839,20 +839,33 @@ def _read_sections(path: Path) -> dict[str, _Raw]:
     )
     where = str(path)
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            parser.read_file(f, source=where)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"cannot read config file: {reason}", path=where) from exc
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", path=where) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        lineno = data[:offset].count(b"\n") + 1
+        raise ConfigError(
+            f"line {lineno}: not UTF-8 (byte 0x{data[offset]:02x}): save the file as UTF-8", path=where
+        ) from exc
+    try:
+        parser.read_string(text, source=where)
     except configparser.Error as exc:
         section, key = getattr(exc, "section", None), getattr(exc, "option", None)
         lineno = getattr(exc, "lineno", None) or getattr(exc, "errors", [(0, "")])[0][0]
         what = _SYNTAX_ERRORS.get(type(exc), "cannot parse this line")
+        value = None
+        if isinstance(exc, configparser.DuplicateOptionError) and lineno:
+            line = text.splitlines()[lineno - 1] if lineno <= len(text.splitlines()) else ""
+            value = _unquote(re.split(r"[=:]", line, maxsplit=1)[-1].split(";", 1)[0].strip())
         raise ConfigError(
             f"line {lineno}: {what}",
             path=where,
             section=section and section.strip().lower(),
             key=key,
+            value=value,
         ) from exc
 
     sections: dict[str, _Raw] = {}

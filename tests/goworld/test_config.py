@@ -506,10 +506,10 @@ ERRORS = [
     ),
     (
         "duplicate-key",
-        DEPLOYMENT + "[game1]\nsave_interval = 1\nSAVE_INTERVAL = 2\n",
+        DEPLOYMENT + "[game1]\nsave_interval = 1\nSAVE_INTERVAL = 2 ; the second\n",
         "game1",
         "save_interval",
-        None,
+        "2",
     ),
     ("redis-url-port", DEPLOYMENT + "[storage]\ntype = redis\nurl = redis://127.0.0.1:notaport\n",
      "storage", "url", "redis://127.0.0.1:notaport"),
@@ -782,3 +782,12 @@ def test_lockstep_values_are_checked_where_they_are_written(tmp_path: Path) -> N
         load_text(tmp_path, DEPLOYMENT + "[lockstep0]\n")
     with pytest.raises(ConfigError, match=r"\[lockstep\] nope"):
         load_text(tmp_path, DEPLOYMENT + "[lockstep]\nnope = 1\n")
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path, bom: bytes) -> None:
+    path = tmp_path / "latin1.ini"
+    path.write_bytes(bom + DEPLOYMENT.encode() + b"[game1]\n; caf\xe9\n")
+    lines = DEPLOYMENT.count("\n") + 2
+    with pytest.raises(ConfigError, match=rf"latin1\.ini.*line {lines}: not UTF-8 \(byte 0xe9\)"):
+        load(path)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import struct
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
 import gate.client_proxy as client_proxy
+from gate.client_proxy import ClientProxy
 from gate.limits import GateLimits
 from gate.listeners import start_tcp, start_websocket
 from gate.service import GateService
@@ -69,12 +72,10 @@ async def _until(check: object, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("kind", ["tcp", "ws"])
-async def test_a_client_closed_with_output_it_does_not_read_is_cut_after_the_linger(
-    kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(client_proxy, "CLOSE_LINGER", 0.3)
+@contextlib.asynccontextmanager
+async def _silent(kind: str) -> AsyncIterator[tuple[GateService, ClientProxy, socket.socket]]:
+    """A gate with the real ``kind`` listener and one client that never reads: (gate, its
+    proxy, the client's socket); everything closed afterwards."""
     gate = GateService(1, num_dispatchers=1, send=lambda d, e: None, limits=GateLimits())
     server = await (start_tcp(gate, "127.0.0.1", 0) if kind == "tcp" else start_websocket(gate, "127.0.0.1", 0))
     port = next(iter(server.sockets)).getsockname()[1]
@@ -82,17 +83,32 @@ async def test_a_client_closed_with_output_it_does_not_read_is_cut_after_the_lin
     try:
         assert await _until(lambda: len(gate.clients) == 1, 5)
         (proxy,) = gate.clients.values()
-        for _ in range(16):  # 4 MiB: far more than the socket buffers take
-            gate.handle_dispatcher_message(1, Envelope(
-                msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, client_id=proxy.client_id, payload=CHUNK))
+        yield gate, proxy, sock
+    finally:
+        sock.close()
+        server.close()
+
+
+def _send(gate: GateService, proxy: ClientProxy, chunks: int) -> None:
+    """``chunks`` client-bound packets of 256 KiB, as a game's traffic would come."""
+    for _ in range(chunks):
+        gate.handle_dispatcher_message(1, Envelope(
+            msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, client_id=proxy.client_id, payload=CHUNK))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", ["tcp", "ws"])
+async def test_a_client_closed_with_output_it_does_not_read_is_cut_after_the_linger(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_proxy, "CLOSE_LINGER", 0.3)
+    async with _silent(kind) as (gate, proxy, sock):
+        _send(gate, proxy, 16)  # 4 MiB: far more than the socket buffers take
         await asyncio.sleep(0.2)
         assert proxy.transport.get_write_buffer_size() > 0
         proxy.tell_and_close("idle", "no packet for 120 s", kind="idle timeout")  # as the sweep does
         assert await _until(lambda: not gate.clients and gate.addresses.total == 0, 5), gate.clients
         assert _reset(sock)
-    finally:
-        sock.close()
-        server.close()
 
 
 @pytest.mark.asyncio
@@ -102,25 +118,15 @@ async def test_a_client_that_does_not_read_is_cut_at_once_past_the_output_bound(
 ) -> None:
     monkeypatch.setattr(client_proxy, "MAX_PENDING_OUTPUT", 2 * 1024 * 1024)
     monkeypatch.setattr(client_proxy, "CLOSE_LINGER", 60.0)  # not this one's way out
-    gate = GateService(1, num_dispatchers=1, send=lambda d, e: None, limits=GateLimits())
-    server = await (start_tcp(gate, "127.0.0.1", 0) if kind == "tcp" else start_websocket(gate, "127.0.0.1", 0))
-    port = next(iter(server.sockets)).getsockname()[1]
-    sock = await asyncio.to_thread(_silent_client, kind, port)
-    try:
-        assert await _until(lambda: len(gate.clients) == 1, 5)
-        (proxy,) = gate.clients.values()
+    async with _silent(kind) as (gate, proxy, sock):
         for _ in range(40):  # 10 MiB
             if proxy.closed:
                 break
-            gate.handle_dispatcher_message(1, Envelope(
-                msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, client_id=proxy.client_id, payload=CHUNK))
+            _send(gate, proxy, 1)
             await asyncio.sleep(0.02)
         assert proxy.closed and gate.summary.totals.get("not reading") == 1, gate.summary.totals
         assert await _until(lambda: not gate.clients and gate.addresses.total == 0, 5), gate.clients
         assert _reset(sock)
-    finally:
-        sock.close()
-        server.close()
 
 
 def _bad_packet(kind: str) -> bytes:
@@ -139,16 +145,8 @@ async def test_a_client_closed_for_a_bad_packet_while_not_reading_is_cut_and_cou
     """The close comes from inside the read (a bad packet): the WebSocket handler's loop ends
     at once, yet the connection (and its address slot) lasts until the socket is really gone."""
     monkeypatch.setattr(client_proxy, "CLOSE_LINGER", 1.0)
-    gate = GateService(1, num_dispatchers=1, send=lambda d, e: None, limits=GateLimits())
-    server = await (start_tcp(gate, "127.0.0.1", 0) if kind == "tcp" else start_websocket(gate, "127.0.0.1", 0))
-    port = next(iter(server.sockets)).getsockname()[1]
-    sock = await asyncio.to_thread(_silent_client, kind, port)
-    try:
-        assert await _until(lambda: len(gate.clients) == 1, 5)
-        (proxy,) = gate.clients.values()
-        for _ in range(16):
-            gate.handle_dispatcher_message(1, Envelope(
-                msgtype=MsgType.CALL_ENTITY_METHOD_ON_CLIENT, client_id=proxy.client_id, payload=CHUNK))
+    async with _silent(kind) as (gate, proxy, sock):
+        _send(gate, proxy, 16)
         await asyncio.sleep(0.2)
         sock.sendall(_bad_packet(kind))
         assert await _until(lambda: proxy.closed, 5)
@@ -156,6 +154,3 @@ async def test_a_client_closed_for_a_bad_packet_while_not_reading_is_cut_and_cou
         assert gate.addresses.total == 1  # its socket still holds a place while it lingers
         assert await _until(lambda: not gate.clients and gate.addresses.total == 0, 5), gate.clients
         assert _reset(sock)
-    finally:
-        sock.close()
-        server.close()

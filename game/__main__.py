@@ -49,6 +49,7 @@ from goworld.process import RoleArgs
 from goworld.proto.msgtypes import MsgType
 from goworld.runctl import GameState, ProcFile, ReloadResult
 from goworld.storage import open_storage
+from goworld.storage.base import redact_url
 from goworld.storage.resilient import DEFAULT_CLOSE_TIMEOUT, is_transient
 
 logger = logging.getLogger("goworld.game")
@@ -213,16 +214,8 @@ def describe_backend(cfg: ClusterConfig, section: str) -> str:
     for key in ("url", "db", "path", "collection"):
         value = getattr(backend, key, "")
         if value:
-            parts.append(f"{key} = {_without_password(str(value)) if key == 'url' else value}")
+            parts.append(f"{key} = {redact_url(str(value)) if key == 'url' else value}")
     return ", ".join(parts)
-
-
-def _without_password(url: str) -> str:
-    """``url`` with any ``user:password@`` left out (the log must not keep a password)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 def _build(

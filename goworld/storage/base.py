@@ -28,11 +28,12 @@ bytes stay bytes, str stays str, ints round-trip exactly, and tuples come back a
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Protocol, runtime_checkable
 
 import msgpack
 
-__all__ = ["EntityData", "EntityStorage", "check_name", "pack_data", "unpack_data"]
+__all__ = ["EntityData", "EntityStorage", "check_name", "pack_data", "redact_url", "unpack_data"]
 
 #: A record as saved and loaded: attribute name -> nested plain value.
 EntityData = dict[str, Any]
@@ -98,3 +99,8 @@ def unpack_data(blob: bytes) -> EntityData:
     if not isinstance(data, dict):
         raise ValueError(f"corrupt entity record: a {type(data).__name__}, not a map")
     return data
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its ``user:password@`` (log lines and errors must not carry a password)."""
+    return re.sub(r"//[^/@]*@", "//", url)

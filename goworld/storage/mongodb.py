@@ -40,7 +40,6 @@ Execution (:class:`MongoBackend`, shared with :mod:`goworld.kvdb.mongodb`)
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ from pymongo.errors import ConnectionFailure, InvalidName, PyMongoError
 
 from goworld.errors import StorageError
 from goworld.log import get_logger
-from goworld.storage.base import EntityData, check_name
+from goworld.storage.base import EntityData, check_name, redact_url
 
 __all__ = ["MAP_TAG", "MongoBackend", "MongoDBEntityStorage", "decode_data", "encode_data"]
 
@@ -185,10 +184,6 @@ class MongoJob:
     future: asyncio.Future[Any]
 
 
-def _redact(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", url)  # drop user:password@
-
-
 class MongoBackend:
     """The client, the job queue and the task that runs it, for one backend instance.
 
@@ -198,7 +193,7 @@ class MongoBackend:
     def __init__(
         self, label: str, url: str, db: str, *, max_batch: int, client_options: dict[str, Any]
     ) -> None:
-        where = _redact(url) if isinstance(url, str) else repr(url)
+        where = redact_url(url) if isinstance(url, str) else repr(url)
         if not isinstance(url, str) or not url:
             raise StorageError(f"{label}: a mongodb url is required")
         try:

@@ -60,7 +60,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from goworld.errors import StorageError
-from goworld.storage.base import EntityData, check_name, pack_data, unpack_data
+from goworld.storage.base import EntityData, check_name, pack_data, redact_url, unpack_data
 
 __all__ = ["RedisEntityStorage", "RedisWorker", "entity_key"]
 
@@ -125,7 +125,7 @@ class RedisWorker:
     @property
     def describe(self) -> str:
         """``<label> <url> db <n>``, for log lines and errors."""
-        return f"{self._label} {self.url} db {self.db}"
+        return f"{self._label} {redact_url(self.url)} db {self.db}"
 
     @property
     def closed(self) -> bool:

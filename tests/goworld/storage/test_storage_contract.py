@@ -703,3 +703,12 @@ async def test_redis_refusing_writes_misconf_is_an_outage_and_the_save_lands_aft
         server.kill()
         server.wait(10)
         await asyncio.wait_for(handle.close(), 10)
+
+
+@pytest.mark.asyncio
+async def test_redis_errors_and_log_lines_leave_the_password_out() -> None:
+    handle = RedisEntityStorage("redis://:s3cret-pw@127.0.0.1:1/0", 0)
+    try:
+        assert "s3cret-pw" not in handle.describe and "127.0.0.1:1" in handle.describe
+    finally:
+        await handle.close()
